@@ -1,0 +1,90 @@
+# tern - build, run and test.
+#   make          build build/tern (installs missing Debian packages first)
+#   make run      run tern in the foreground on etc/dev/tern.conf (port 2525, ./var)
+#   make test     unit tests, integration tests, and the integration tests again
+#                 under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make install  binary, config example, docs and systemd unit (PREFIX, DESTDIR)
+
+CC      ?= gcc
+PREFIX  ?= /usr/local
+SYSCONFDIR ?= /etc
+PYTHON  ?= /usr/bin/python3
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+           -Wmissing-prototypes -Wformat=2 -Wvla -Wno-unused-parameter
+CPPFLAGS = -Isrc -D_GNU_SOURCE
+CFLAGS   = -std=gnu11 -O2 -g -fno-strict-aliasing $(WARN)
+# evaluated when a recipe runs, i.e. after deps.sh has installed pkg-config files
+PKG_LIBS = $(shell pkg-config --libs libuv libunbound openssl) -lcrypt -lpthread
+ASAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRCS      := $(shell find src -name '*.c' ! -name main.c | sort)
+OBJS      := $(SRCS:%.c=build/obj/%.o)
+ASAN_OBJS := $(SRCS:%.c=build/asan/obj/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
+
+.PHONY: all deps run test unit integration integration-asan asan install clean check-config fuzz
+
+all: build/tern
+
+build/.deps-ok: scripts/deps.sh
+	@mkdir -p build
+	@sh scripts/deps.sh
+	@touch $@
+
+deps: build/.deps-ok
+
+build/obj/%.o: %.c | build/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+build/asan/obj/%.o: %.c | build/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(ASAN) -O1 -MMD -MP -c -o $@ $<
+
+build/tern: $(OBJS) build/obj/src/main.o
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+build/asan/tern: $(ASAN_OBJS) build/asan/obj/src/main.o
+	$(CC) $(CFLAGS) $(ASAN) -o $@ $^ $(PKG_LIBS)
+
+asan: build/asan/tern
+
+build/tests/%: tests/unit/%.c $(OBJS)
+	@mkdir -p build/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(OBJS) $(PKG_LIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: build/tern
+	TERN_BIN=$(CURDIR)/build/tern $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+integration-asan: build/asan/tern
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	TERN_BIN=$(CURDIR)/build/asan/tern TERN_ASAN=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+test: unit integration integration-asan
+
+run: build/tern
+	@mkdir -p var
+	./build/tern -c etc/dev/tern.conf run
+
+check-config: build/tern
+	./build/tern -c etc/dev/tern.conf check-config
+
+install: build/tern
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SYSCONFDIR)/tern \
+		$(DESTDIR)$(PREFIX)/share/doc/tern $(DESTDIR)/lib/systemd/system
+	install -m 0755 build/tern $(DESTDIR)$(PREFIX)/sbin/tern
+	for f in tern.conf mailboxes aliases virtual; do \
+		[ -e $(DESTDIR)$(SYSCONFDIR)/tern/$$f ] || install -m 0644 etc/$$f $(DESTDIR)$(SYSCONFDIR)/tern/$$f; done
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/tern/
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/tern.service \
+		> $(DESTDIR)/lib/systemd/system/tern.service
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)

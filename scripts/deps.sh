@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs what tern needs to build and test, from Debian 12 packages.
+# make calls this when a dependency is missing; it is safe to run again.
+# Without root it prints the apt-get line to run instead of running it.
+set -eu
+
+PKGS="gcc make pkg-config libuv1-dev libssl-dev libunbound-dev libcmocka-dev \
+libcrypt-dev python3 python3-pytest python3-aiosmtpd python3-dnslib swaks openssl \
+clang libclang-rt-14-dev iproute2 procps"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	exit 0
+fi
+
+echo "deps: missing Debian packages:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+		SUDO=sudo
+	else
+		echo "deps: run as root: apt-get update && apt-get install -y$missing" >&2
+		exit 1
+	fi
+else
+	SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "deps: installed:$missing" >&2

@@ -1,0 +1,101 @@
+/*
+ * config.h - tern's one configuration file.
+ *
+ * Syntax: one "key = value" per line, '#' starts a comment (outside a value's
+ * quotes), blank lines ignored, a line starting with white space continues the
+ * previous value. Lists are separated by commas and/or white space.
+ * Durations take a unit: 30s, 5m, 2h, 5d (a bare number is seconds).
+ * Sizes take k, M or G (powers of 1024); a bare number is bytes.
+ * Relative paths are relative to the directory of the configuration file.
+ * Every key is documented, with its default, in docs/configuration.md.
+ * Unknown keys, bad values and duplicate keys (except repeatable ones:
+ * "listen") are errors reported as "FILE:LINE: message".
+ */
+#ifndef TERN_CONFIG_H
+#define TERN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "lib/buf.h"
+
+enum listen_mode {
+	LISTEN_SMTP = 0,   /* port 25 style: MX, STARTTLS offered when a certificate is set */
+	LISTEN_SUBMISSION, /* port 587: AUTH required before MAIL (RFC 6409) */
+	LISTEN_SMTPS,      /* port 465: implicit TLS, AUTH required (RFC 8314) */
+};
+
+typedef struct listen_spec {
+	char *addr; /* literal IP, "127.0.0.1" or "::1" */
+	int port;   /* 0 = let the kernel choose (tests); the chosen port is logged */
+	enum listen_mode mode;
+} listen_spec_t;
+
+/* an IPv4 or IPv6 network in mynetworks */
+typedef struct netmask {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	int prefix;
+} netmask_t;
+
+typedef struct config {
+	char *path;      /* the file it came from (absolute) */
+	char *hostname;  /* our name in the greeting, Received, Message-IDs; default: gethostname() */
+	listen_spec_t *listen;
+	size_t nlisten;  /* default: one, 127.0.0.1:2525 smtp */
+	char *user;      /* drop privileges to this user after binding when started as root; NULL = do not */
+	char *spool_dir; /* default /var/spool/tern */
+	char *maildir_base; /* mailboxes live at <maildir_base>/<domain>/<localpart>/ ; default /var/mail/tern */
+
+	char **local_domains;  /* domains whose mailboxes tern holds; default: "localhost" */
+	size_t nlocal_domains;
+	char **virtual_domains; /* domains served only through virtual_aliases; default none */
+	size_t nvirtual_domains;
+	char *mailboxes_file;  /* table of mailboxes; NULL = none */
+	char *aliases_file;    /* local-part aliases for every local domain; NULL = none */
+	char *virtual_file;    /* address -> addresses, "@domain" catch-all; NULL = none */
+	char recipient_delimiter; /* '+' by default; '\0' disables sub-addressing */
+
+	netmask_t *mynetworks; /* clients that may relay; default 127.0.0.0/8 ::1/128 */
+	size_t nmynetworks;
+
+	uint64_t message_size_limit; /* default 25M (26214400) */
+	size_t max_recipients;       /* per message, default 1000, at least 100 (RFC 5321 §4.5.3.1.8) */
+	size_t max_line_length;      /* DATA text line incl. CRLF, default 1000 (§4.5.3.1.6) */
+	size_t max_command_length;   /* command line incl. CRLF, default 512 (§4.5.3.1.4) */
+	unsigned max_errors;         /* bad commands before 421 and disconnect, default 20 */
+	unsigned max_sessions;       /* concurrent SMTP sessions, default 1000 */
+	unsigned max_sessions_per_ip; /* default 50 */
+
+	/* RFC 5321 §4.5.3.2.7: server waits at least 5 minutes for a command */
+	unsigned timeout_command;    /* seconds, default 300 */
+	unsigned timeout_data;       /* seconds without a byte during DATA/BDAT, default 300 */
+
+	/* delivery and retries (the schedule) */
+	unsigned retry_min;          /* first retry after, default 300 s */
+	unsigned retry_max;          /* longest interval between tries, default 3600 s */
+	unsigned queue_lifetime;     /* then bounce, default 5 d */
+	unsigned delay_warning;      /* send a DSN action=delayed after this; 0 = never (default) */
+	unsigned local_concurrency;  /* parallel Maildir deliveries, default 8 */
+} config_t;
+
+/*
+ * Load and validate the file. On error returns NULL and writes every
+ * problem found, each as "path:line: message\n", into *errors.
+ */
+config_t *config_load(const char *path, buf_t *errors);
+void config_free(config_t *c);
+
+/* true when the address (AF_INET/AF_INET6 sockaddr) is inside mynetworks */
+bool config_in_mynetworks(const config_t *c, const struct sockaddr *sa);
+bool config_is_local_domain(const config_t *c, const char *domain);
+bool config_is_virtual_domain(const config_t *c, const char *domain);
+
+/* parse helpers, exported for tests: return 0 or -1 */
+int config_parse_duration(const char *s, unsigned *out);
+int config_parse_size(const char *s, uint64_t *out);
+int config_parse_netmask(const char *s, netmask_t *out);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * router.h - where each recipient goes.
+ *
+ * Two questions, asked at two times:
+ *  - at RCPT (router_expand): is this recipient acceptable from this client,
+ *    and what final addresses does it expand to (virtual aliases, aliases,
+ *    +detail sub-addressing)? Unknown users in our domains are refused here
+ *    (550 5.1.1), never accepted and bounced later; relaying to other domains
+ *    is allowed only when relay_ok (client in mynetworks or authenticated),
+ *    otherwise 554 5.7.1.
+ *  - at delivery (router_final): for one final address, local Maildir (and
+ *    which directory) or remote (which domain); later issues add LMTP,
+ *    relay hosts and per-domain transports here.
+ *
+ * Lookup order for an address local@domain (keys are case-insensitive):
+ *  1. virtual table: "local@domain", then "base@domain" when local is
+ *     base+detail, then the catch-all "@domain". A hit expands to its values.
+ *  2. domain in local_domains: aliases table "local" then "base"; a hit
+ *     expands. Otherwise the mailboxes table "local@domain" then
+ *     "base@domain": a hit is a final local recipient.
+ *     Otherwise 550 5.1.1. "postmaster" must be deliverable in every local
+ *     domain (RFC 5321 §4.5.1): "tern check-config" warns when it is not.
+ *  3. domain in virtual_domains without a virtual hit: 550 5.1.1.
+ *  4. any other domain: remote; allowed only if relay_ok, else 554 5.7.1.
+ *     Addresses produced by our own alias expansion may always go remote.
+ * Expansion is recursive (depth at most 16: beyond that 554 5.4.6 loop),
+ * the result has no duplicates, and an alias that names itself delivers to
+ * its own mailbox (the classic "keep a copy and forward").
+ * The tables object is immutable; a SIGHUP builds a new one.
+ */
+#ifndef TERN_ROUTER_H
+#define TERN_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/addr.h"
+#include "common/config.h"
+#include "common/table.h"
+
+typedef struct tables {
+	table_t *mailboxes; /* TABLE_MAP: "user@domain [maildir-path]" */
+	table_t *aliases;   /* TABLE_ALIASES */
+	table_t *virtual_;  /* TABLE_MAP */
+} tables_t;
+
+/* Loads the three tables named in c (absent ones are empty). NULL on error,
+ * with "file:line: message" lines in *errors. */
+tables_t *tables_load(const config_t *c, buf_t *errors);
+void tables_free(tables_t *t);
+
+typedef struct dest_list {
+	char **addrs; /* final addresses in SMTP form ("local@domain"), allocated */
+	size_t n;
+} dest_list_t;
+
+enum router_status {
+	ROUTER_OK = 0,
+	ROUTER_UNKNOWN_USER, /* 550 5.1.1 */
+	ROUTER_RELAY_DENIED, /* 554 5.7.1 */
+	ROUTER_LOOP,         /* 554 5.4.6 */
+};
+
+/* On ROUTER_OK fills *out (free with dest_list_free). Otherwise *err is a
+ * complete static reply line without CRLF, e.g.
+ * "550 5.1.1 Recipient address rejected: user unknown". */
+enum router_status router_expand(const config_t *c, const tables_t *t, const addr_t *rcpt,
+    bool relay_ok, dest_list_t *out, const char **err);
+void dest_list_free(dest_list_t *d);
+
+enum route_kind { ROUTE_LOCAL, ROUTE_REMOTE, ROUTE_NONE };
+
+typedef struct route {
+	enum route_kind kind;
+	char *maildir;  /* ROUTE_LOCAL: the Maildir directory (contains cur/ new/ tmp/) */
+	char *mailbox;  /* ROUTE_LOCAL: canonical mailbox key, e.g. "alice@localhost" */
+	char *domain;   /* ROUTE_REMOTE: lowercased domain */
+} route_t;
+
+/* Where a final address goes. ROUTE_NONE when a local address no longer has
+ * a mailbox (the tables changed since it was accepted): the caller bounces. */
+int router_final(const config_t *c, const tables_t *t, const char *addr, route_t *out);
+void route_free(route_t *r);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * conn.h - one buffered, non-blocking stream connection on the event loop.
+ *
+ * Below: a libuv TCP handle (TLS through OpenSSL memory BIOs is layered
+ * here too, so the SMTP code above never sees records, only bytes).
+ * Above: a handful of events delivered to one callback:
+ *   CONN_EV_CONNECTED  an outbound connect finished
+ *   CONN_EV_DATA       new input is in conn_input(); consume what you use
+ *   CONN_EV_DRAINED    everything written so far has left our buffers
+ *                      (the low-water mark: used for back-pressure)
+ *   CONN_EV_TIMEOUT    no input for the configured time (the connection
+ *                      stays open: the owner decides)
+ *   CONN_EV_CLOSED     the connection is gone (peer closed, error, or after
+ *                      conn_close()); err is 0 or a libuv error code.
+ *                      Delivered exactly once; the conn is freed when the
+ *                      callback returns.
+ *
+ * Output written with conn_write() is queued and flushed when the event
+ * callback returns (so a burst of pipelined replies leaves in one write),
+ * or at once with conn_flush(). Input is read into a bounded buffer: once
+ * it holds max_input bytes, reading pauses until the owner consumes.
+ * Reading can also be paused explicitly (while a commit is in flight).
+ * Never blocks.
+ */
+#ifndef TERN_CONN_H
+#define TERN_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "lib/buf.h"
+
+typedef struct conn conn_t;
+
+enum conn_event {
+	CONN_EV_CONNECTED,
+	CONN_EV_DATA,
+	CONN_EV_DRAINED,
+	CONN_EV_TIMEOUT,
+	CONN_EV_CLOSED,
+	CONN_EV_TLS_READY,
+};
+
+typedef void (*conn_cb)(conn_t *c, enum conn_event ev, int err, void *arg);
+
+/* Accept a pending connection on server; NULL (and nothing to free) on failure. */
+conn_t *conn_accept(uv_loop_t *loop, uv_stream_t *server, size_t max_input, conn_cb cb, void *arg);
+/* Start an outbound connection; CONN_EV_CONNECTED or CONN_EV_CLOSED follows.
+ * timeout_ms bounds the connect. src may be NULL. */
+conn_t *conn_connect(uv_loop_t *loop, const struct sockaddr *dst, const struct sockaddr *src,
+    unsigned timeout_ms, size_t max_input, conn_cb cb, void *arg);
+
+void conn_set_cb(conn_t *c, conn_cb cb, void *arg);
+
+/* Input not yet consumed by the owner. */
+buf_t *conn_input(conn_t *c);
+void conn_consume(conn_t *c, size_t n);
+/* Pause or resume reading from the socket (input already buffered stays). */
+void conn_read_pause(conn_t *c, bool paused);
+/* Re-deliver CONN_EV_DATA for buffered input on the next loop turn
+ * (after a pause ends and there is unprocessed input). */
+void conn_kick(conn_t *c);
+
+void conn_write(conn_t *c, const void *p, size_t n);
+void conn_printf(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void conn_flush(conn_t *c);
+/* bytes queued or in flight, not yet handed to the kernel */
+size_t conn_pending_output(const conn_t *c);
+
+/* No-input timeout in ms (0 = none); restarted by every read. */
+void conn_set_timeout(conn_t *c, unsigned ms);
+
+/* Flush what is queued, then close. CONN_EV_CLOSED follows (later, never
+ * from inside this call). Safe to call more than once. */
+void conn_close(conn_t *c);
+bool conn_closing(const conn_t *c);
+
+/* Peer address: numeric host text ("127.0.0.1", "::1"; IPv4-mapped shown
+ * as IPv4) and port. */
+const char *conn_peer_ip(const conn_t *c);
+int conn_peer_port(const conn_t *c);
+const struct sockaddr *conn_peer_addr(const conn_t *c);
+const struct sockaddr *conn_local_addr(const conn_t *c);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * fsutil.h - small blocking file-system helpers.
+ *
+ * These block: call them from worker threads (uv_queue_work) or at start-up,
+ * never from the event loop for anything that may sync to disk.
+ * All return 0 on success, -1 with errno set on failure.
+ */
+#ifndef TERN_FSUTIL_H
+#define TERN_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+int write_all(int fd, const void *p, size_t n);
+int pwrite_all(int fd, const void *p, size_t n, off_t off);
+/* read up to n bytes at off; returns bytes read or -1 */
+ssize_t pread_all(int fd, void *p, size_t n, off_t off);
+/* open the directory and fsync it, so entries created or renamed in it are durable */
+int fsync_dir(const char *path);
+/* mkdir -p with mode for created components */
+int mkdir_p(const char *path, mode_t mode);
+/* read a whole (small) file into a fresh NUL-terminated allocation */
+int read_file(const char *path, char **out, size_t *len, size_t max);
+
+#endif
