@@ -106,4 +106,14 @@ int queue_open_content(const char *spool_dir, const envelope_t *env);
  * logged, never delivered and never deleted. Returns the number loaded. */
 size_t queue_scan(const char *spool_dir, void (*cb)(void *arg, envelope_t *env), void *arg);
 
+/*
+ * Queue a complete message in one go (blocking, for worker threads: DSNs
+ * and other mail tern makes itself): the same file format and the same
+ * durability as queue_commit (write, fsync, rename into queue/, fsync
+ * queue/). Returns the envelope as loaded back from disk (body_off and
+ * body_len set), or NULL with errno set.
+ */
+envelope_t *queue_store(const char *spool_dir, const envelope_t *env, const char *content,
+    size_t n);
+
 #endif

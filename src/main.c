@@ -1,0 +1,301 @@
+/*
+ * main.c - the tern command: start-up, signals, shutdown.
+ *
+ *   tern [-c CONFIG] [-d] run [--syslog]   the daemon, in the foreground
+ *   tern [-c CONFIG] check-config          validate config and tables
+ *
+ * Start-up order matters: load and check everything first (a bad config
+ * never half-starts), bind the listeners while still root, then drop
+ * privileges, then open the queue (removing half-received files) and
+ * recover what is queued, and only then accept connections.
+ * Shutdown (SIGTERM/SIGINT): stop listening, let sessions with a commit in
+ * flight get their 250, let delivery jobs in flight finish, exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/config.h"
+#include "daemon.h"
+#include "deliver/outbound.h"
+#include "deliver/router.h"
+#include "lib/buf.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "queue/queue.h"
+#include "sched/sched.h"
+#include "smtpd/server.h"
+
+#ifndef TERN_VERSION
+#define TERN_VERSION "0.1"
+#endif
+
+#define DEFAULT_CONFIG "/etc/tern/tern.conf"
+
+static tern_t T;
+static uv_signal_t sig_term, sig_int, sig_hup;
+static outbound_t *outbound;
+static int exit_code;
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: tern [-c config] [-d] command\n"
+	    "commands:\n"
+	    "  run [--syslog]   run the daemon in the foreground (log to stderr, or syslog)\n"
+	    "  check-config     check the configuration and tables, then exit\n"
+	    "  version          print the version\n"
+	    "default config: " DEFAULT_CONFIG "\n");
+	exit(2);
+}
+
+/* Load config and tables; on error print every problem and return -1. */
+static int
+load_all(const char *path, config_t **cfg, tables_t **tables)
+{
+	buf_t err = BUF_INIT;
+	config_t *c = config_load(path, &err);
+	if (!c) {
+		fprintf(stderr, "%s", buf_cstr(&err));
+		if (err.len && err.data[err.len - 1] != '\n')
+			fputc('\n', stderr);
+		buf_free(&err);
+		return -1;
+	}
+	tables_t *t = tables_load(c, &err);
+	if (!t) {
+		fprintf(stderr, "%s", buf_cstr(&err));
+		if (err.len && err.data[err.len - 1] != '\n')
+			fputc('\n', stderr);
+		buf_free(&err);
+		config_free(c);
+		return -1;
+	}
+	buf_free(&err);
+	*cfg = c;
+	*tables = t;
+	return 0;
+}
+
+static void
+on_stopped_sched(void *arg)
+{
+	(void)arg;
+	if (outbound)
+		outbound_shutdown(outbound, NULL, NULL);
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_close((uv_handle_t *)&sig_hup, NULL);
+	uv_stop(T.loop);
+}
+
+static void
+on_stopped_outbound(void *arg)
+{
+	(void)arg;
+	sched_stop(T.sched, on_stopped_sched, NULL);
+}
+
+static void
+on_stopped_server(void *arg)
+{
+	(void)arg;
+	if (outbound)
+		outbound_shutdown(outbound, on_stopped_outbound, NULL);
+	else
+		on_stopped_outbound(NULL);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	if (signum == SIGHUP) {
+		config_t *c;
+		tables_t *t;
+		log_info("reload requested (SIGHUP)");
+		if (load_all(T.cfg->path, &c, &t) < 0) {
+			log_err("reload failed: configuration has errors (see above); keeping the running configuration");
+			return;
+		}
+		/* listeners, spool and user need a restart; everything else is read
+		 * afresh through T at the next event */
+		config_free(T.cfg);
+		tables_free(T.tables);
+		T.cfg = c;
+		T.tables = t;
+		log_info("reloaded configuration and tables from %s", c->path);
+		return;
+	}
+	if (T.stopping)
+		return;
+	T.stopping = true;
+	log_info("stopping (signal %d)", signum);
+	server_stop(T.server, on_stopped_server, NULL);
+}
+
+static void
+recover_cb(void *arg, envelope_t *env)
+{
+	(void)arg;
+	sched_submit(T.sched, env, true);
+}
+
+static int
+drop_privileges(const config_t *c)
+{
+	if (geteuid() != 0)
+		return 0;
+	if (!c->user) {
+		log_warn("running as root: set \"user\" in %s to run as an unprivileged user", c->path);
+		return 0;
+	}
+	struct passwd *pw = getpwnam(c->user);
+	if (!pw) {
+		log_err("user \"%s\" (config %s) does not exist", c->user, c->path);
+		return -1;
+	}
+	/* the spool and the Maildirs belong to the mail user */
+	mkdir_p(c->spool_dir, 0700);
+	mkdir_p(c->maildir_base, 0700);
+	if (chown(c->spool_dir, pw->pw_uid, pw->pw_gid) < 0 ||
+	    chown(c->maildir_base, pw->pw_uid, pw->pw_gid) < 0) {
+		log_err("chown spool or maildir_base to %s: %s", c->user, strerror(errno));
+		return -1;
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		log_err("cannot drop privileges to %s: %s", c->user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		log_err("privileges could be regained after dropping them; refusing to run");
+		return -1;
+	}
+	log_info("running as user %s (uid %d)", c->user, (int)pw->pw_uid);
+	return 0;
+}
+
+static outbound_t *
+make_outbound(tern_t *t)
+{
+	outbound_options_t o;
+	outbound_options_default(&o);
+	o.hostname = t->cfg->hostname;
+	o.spool_dir = queue_spool_dir(t->queue);
+	return outbound_new(t->loop, &o);
+}
+
+static int
+cmd_run(const char *path, bool use_syslog, bool debug)
+{
+	log_init("tern", use_syslog, debug);
+	if (load_all(path, &T.cfg, &T.tables) < 0)
+		return 1;
+	/* fsyncs and Maildir jobs run on libuv's pool; give it room so that
+	 * many commits can be in flight and share journal flushes */
+	setenv("UV_THREADPOOL_SIZE", "64", 0);
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+
+	T.loop = uv_default_loop();
+	buf_t err = BUF_INIT;
+	T.server = server_new(&T, &err);
+	if (!T.server) {
+		log_err("%s", buf_cstr(&err));
+		return 1;
+	}
+	if (drop_privileges(T.cfg) < 0)
+		return 1;
+	T.queue = queue_open(T.loop, T.cfg->spool_dir, &err);
+	if (!T.queue) {
+		log_err("queue %s: %s", T.cfg->spool_dir, buf_cstr(&err));
+		return 1;
+	}
+	if (mkdir_p(T.cfg->maildir_base, 0700) < 0)
+		log_warn("cannot create maildir_base %s: %s", T.cfg->maildir_base, strerror(errno));
+	T.sched = sched_new(&T);
+	outbound = make_outbound(&T);
+	sched_set_outbound(T.sched, outbound);
+	size_t n = queue_scan(T.cfg->spool_dir, recover_cb, NULL);
+	log_info("recovered %zu messages from the queue", n);
+
+	uv_signal_init(T.loop, &sig_term);
+	uv_signal_init(T.loop, &sig_int);
+	uv_signal_init(T.loop, &sig_hup);
+	uv_signal_start(&sig_term, on_signal, SIGTERM);
+	uv_signal_start(&sig_int, on_signal, SIGINT);
+	uv_signal_start(&sig_hup, on_signal, SIGHUP);
+	server_start(T.server);
+	log_info("tern %s started, hostname=%s spool=%s", TERN_VERSION, T.cfg->hostname, T.cfg->spool_dir);
+
+	uv_run(T.loop, UV_RUN_DEFAULT);
+
+	/* everything in flight is done: free and let libuv close the rest */
+	server_free(T.server);
+	outbound_free(outbound);
+	sched_free(T.sched);
+	queue_close(T.queue);
+	uv_run(T.loop, UV_RUN_NOWAIT);
+	uv_loop_close(T.loop);
+	tables_free(T.tables);
+	config_free(T.cfg);
+	buf_free(&err);
+	log_info("stopped");
+	return exit_code;
+}
+
+static int
+cmd_check(const char *path)
+{
+	config_t *c;
+	tables_t *t;
+	log_init("tern", 0, 0);
+	if (load_all(path, &c, &t) < 0)
+		return 1;
+	printf("config ok: %s (%zu listeners, %zu local domains, %zu mailboxes)\n", c->path, c->nlisten,
+	    c->nlocal_domains, table_count(t->mailboxes));
+	tables_free(t);
+	config_free(c);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config = DEFAULT_CONFIG;
+	bool debug = false;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "+c:dh")) != -1) {
+		switch (ch) {
+		case 'c': config = optarg; break;
+		case 'd': debug = true; break;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+	if (strcmp(argv[0], "run") == 0) {
+		bool use_syslog = argc > 1 && strcmp(argv[1], "--syslog") == 0;
+		return cmd_run(config, use_syslog, debug);
+	}
+	if (strcmp(argv[0], "check-config") == 0)
+		return cmd_check(config);
+	if (strcmp(argv[0], "version") == 0) {
+		printf("tern %s\n", TERN_VERSION);
+		return 0;
+	}
+	usage();
+	return 2;
+}

@@ -1,0 +1,27 @@
+/*
+ * server.h - ACCEPT: the SMTP listeners.
+ *
+ * Binds every "listen" of the configuration, accepts connections, enforces
+ * the total and per-client-IP session limits (over a limit: 421 4.7.0 and
+ * close), and runs one session (session.c) per connection, all on the one
+ * event loop. server_stop() closes the listeners, says 421 to idle
+ * sessions, lets commits in flight finish, and calls back when the last
+ * session is gone.
+ */
+#ifndef TERN_SERVER_H
+#define TERN_SERVER_H
+
+#include "daemon.h"
+#include "lib/buf.h"
+
+typedef struct server server_t;
+
+/* Bind all listeners (before privileges are dropped). NULL on error, with
+ * the reason in *err. Logs "listening on ADDR:PORT mode=MODE" for each. */
+server_t *server_new(tern_t *t, buf_t *err);
+/* Start accepting. */
+int server_start(server_t *s);
+void server_stop(server_t *s, void (*done)(void *arg), void *arg);
+void server_free(server_t *s);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * session.h - one SMTP server session (RFC 5321 §4), internal to smtpd/.
+ */
+#ifndef TERN_SESSION_H
+#define TERN_SESSION_H
+
+#include <stdbool.h>
+
+#include "common/config.h"
+#include "lib/conn.h"
+
+struct server;
+typedef struct session session_t;
+
+/* Called by server.c for an accepted connection; the session owns conn and
+ * tells the server when it is gone (server_session_gone). */
+session_t *session_new(struct server *srv, conn_t *conn, enum listen_mode mode);
+/* Shutting down: 421 now if idle, else as soon as the transaction ends. */
+void session_shutdown(session_t *s);
+
+/* server.c side */
+void server_session_gone(struct server *srv, session_t *s, const char *ip);
+struct tern *server_tern(struct server *srv);
+
+#endif
