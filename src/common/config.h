@@ -86,6 +86,12 @@ typedef struct config {
  * problem found, each as "path:line: message\n", into *errors.
  */
 config_t *config_load(const char *path, buf_t *errors);
+/*
+ * The same for text already in memory (tests, fuzzing): name stands for the
+ * file in messages and, made absolute against the working directory, as
+ * the base for relative paths.
+ */
+config_t *config_parse_buf(const char *name, const char *data, size_t len, buf_t *errors);
 void config_free(config_t *c);
 
 /* true when the address (AF_INET/AF_INET6 sockaddr) is inside mynetworks */

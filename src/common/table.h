@@ -32,10 +32,15 @@ typedef struct table_entry {
 } table_entry_t;
 
 table_t *table_load(const char *path, enum table_kind kind, buf_t *errors);
+/* The same for text in memory (tests, fuzzing); name stands for the file. */
+table_t *table_parse_buf(const char *name, const char *data, size_t len, enum table_kind kind,
+    buf_t *errors);
 table_t *table_new_empty(void);
 void table_free(table_t *t);
 /* NULL when absent */
 const table_entry_t *table_get(const table_t *t, const char *key);
 size_t table_count(const table_t *t);
+/* entries in file order, i < table_count(); NULL beyond */
+const table_entry_t *table_entry_at(const table_t *t, size_t i);
 
 #endif

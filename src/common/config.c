@@ -1,0 +1,1346 @@
+/*
+ * config.c - read, validate and query tern's configuration file (see config.h).
+ *
+ * Every key is described once, in cfg_keys[] below: its name, its type, where
+ * it lives in config_t, its default (written as it would be in the file and
+ * parsed by the same code) and its bounds or extra check. Adding a key means
+ * adding a field to config_t and one line to that table (and documenting it
+ * in docs/configuration.md).
+ *
+ * Guarantees: the file is read once, whole and bounded (CONFIG_MAX_FILE,
+ * CONFIG_MAX_LINE); every problem is reported as "NAME:LINE: message" and
+ * any problem makes the load fail (no half-valid configuration is ever
+ * returned); a returned config_t has every field set to a valid value.
+ * It must not: touch the network, create or check directories (that is
+ * start-up's job), or log; callers decide what to do with the errors.
+ */
+#include "common/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "lib/fsutil.h"
+#include "lib/xalloc.h"
+
+#define CONFIG_MAX_FILE (1024 * 1024)
+#define CONFIG_MAX_LINE 65536
+#define CONFIG_MAX_ERRORS 100
+#define CONFIG_MAX_LIST 4096 /* entries in one list key (domains, networks, listen) */
+
+enum cfg_type {
+	CT_STRING,   /* one word; empty = NULL */
+	CT_DOMAIN,   /* one domain name, kept as written */
+	CT_PATH,     /* one path, made absolute; empty = NULL when CF_OPTIONAL */
+	CT_DOMAINS,  /* list of domain names, lowercased, duplicates dropped */
+	CT_LISTEN,   /* list of ADDR:PORT [mode] */
+	CT_CHAR,     /* one character or empty (= '\0') */
+	CT_NETS,     /* list of networks */
+	CT_NUMBER,   /* plain decimal number */
+	CT_SIZE,     /* number with k, M, G */
+	CT_DURATION, /* number with s, m, h, d, w */
+};
+
+#define CF_REPEAT 0x01   /* may appear on several lines, values accumulate */
+#define CF_OPTIONAL 0x02 /* an empty value means "none" (NULL) */
+
+struct cfg_key {
+	const char *name;
+	enum cfg_type type;
+	size_t off;  /* offsetof(config_t, field) */
+	size_t size; /* sizeof field (numbers are stored by width) */
+	size_t noff; /* lists: offsetof the count field */
+	unsigned flags;
+	const char *def; /* default, in file syntax; NULL = none (hostname: gethostname()) */
+	uint64_t min, max;
+	/* extra check of one value: NULL when good, else why not */
+	const char *(*check)(const char *v);
+};
+
+static const char *check_user(const char *v);
+static const char *check_delimiter(const char *v);
+
+#define FLD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
+#define LST(f, n) offsetof(config_t, f), sizeof(((config_t *)0)->f), offsetof(config_t, n)
+
+#define KIB 1024ull
+#define MIB (1024ull * 1024)
+#define GIB (1024ull * 1024 * 1024)
+#define DAY 86400ull
+
+static const struct cfg_key cfg_keys[] = {
+	{"hostname", CT_DOMAIN, FLD(hostname), 0, 0, NULL, 0, 0, NULL},
+	{"listen", CT_LISTEN, LST(listen, nlisten), CF_REPEAT, "127.0.0.1:2525 smtp", 0, 0, NULL},
+	{"user", CT_STRING, FLD(user), 0, CF_OPTIONAL, NULL, 0, 0, check_user},
+	{"spool_dir", CT_PATH, FLD(spool_dir), 0, 0, "/var/spool/tern", 0, 0, NULL},
+	{"maildir_base", CT_PATH, FLD(maildir_base), 0, 0, "/var/mail/tern", 0, 0, NULL},
+	{"local_domains", CT_DOMAINS, LST(local_domains, nlocal_domains), 0, "localhost", 0, 0,
+	    NULL},
+	{"virtual_domains", CT_DOMAINS, LST(virtual_domains, nvirtual_domains), 0, "", 0, 0, NULL},
+	{"mailboxes", CT_PATH, FLD(mailboxes_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"aliases", CT_PATH, FLD(aliases_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"virtual", CT_PATH, FLD(virtual_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"recipient_delimiter", CT_CHAR, FLD(recipient_delimiter), 0, 0, "+", 0, 0,
+	    check_delimiter},
+	{"mynetworks", CT_NETS, LST(mynetworks, nmynetworks), 0, "127.0.0.0/8 ::1/128", 0, 0,
+	    NULL},
+	{"message_size_limit", CT_SIZE, FLD(message_size_limit), 0, 0, "25M", 1, 1024 * GIB, NULL},
+	/* RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted */
+	{"max_recipients", CT_NUMBER, FLD(max_recipients), 0, 0, "1000", 100, 1000000, NULL},
+	/* §4.5.3.1.6 and §4.5.3.1.4: 1000 and 512 octets are the minimum maxima */
+	{"max_line_length", CT_SIZE, FLD(max_line_length), 0, 0, "1000", 1000, MIB, NULL},
+	{"max_command_length", CT_SIZE, FLD(max_command_length), 0, 0, "512", 512, 64 * KIB, NULL},
+	{"max_errors", CT_NUMBER, FLD(max_errors), 0, 0, "20", 1, 10000, NULL},
+	{"max_sessions", CT_NUMBER, FLD(max_sessions), 0, 0, "1000", 1, 1000000, NULL},
+	{"max_sessions_per_ip", CT_NUMBER, FLD(max_sessions_per_ip), 0, 0, "50", 1, 1000000, NULL},
+	{"timeout_command", CT_DURATION, FLD(timeout_command), 0, 0, "300s", 1, DAY, NULL},
+	{"timeout_data", CT_DURATION, FLD(timeout_data), 0, 0, "300s", 1, DAY, NULL},
+	{"retry_min", CT_DURATION, FLD(retry_min), 0, 0, "300s", 1, 30 * DAY, NULL},
+	{"retry_max", CT_DURATION, FLD(retry_max), 0, 0, "3600s", 1, 30 * DAY, NULL},
+	{"queue_lifetime", CT_DURATION, FLD(queue_lifetime), 0, 0, "5d", 1, 365 * DAY, NULL},
+	{"delay_warning", CT_DURATION, FLD(delay_warning), 0, 0, "0", 0, 365 * DAY, NULL},
+	{"local_concurrency", CT_NUMBER, FLD(local_concurrency), 0, 0, "8", 1, 1024, NULL},
+};
+
+#define NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])
+
+/* Postfix main.cf names an administrator may type out of habit */
+static const struct {
+	const char *postfix, *tern;
+} cfg_postfix_names[] = {
+	{"myhostname", "hostname"},
+	{"inet_interfaces", "listen"},
+	{"mail_owner", "user"},
+	{"queue_directory", "spool_dir"},
+	{"mydestination", "local_domains"},
+	{"virtual_alias_domains", "virtual_domains"},
+	{"virtual_alias_maps", "virtual"},
+	{"alias_maps", "aliases"},
+	{"alias_database", "aliases"},
+	{"local_recipient_maps", "mailboxes"},
+	{"virtual_mailbox_maps", "mailboxes"},
+	{"virtual_mailbox_base", "maildir_base"},
+	{"home_mailbox", "maildir_base"},
+	{"smtpd_recipient_limit", "max_recipients"},
+	{"line_length_limit", "max_line_length"},
+	{"smtpd_hard_error_limit", "max_errors"},
+	{"default_process_limit", "max_sessions"},
+	{"smtpd_client_connection_count_limit", "max_sessions_per_ip"},
+	{"smtpd_timeout", "timeout_command"},
+	{"minimal_backoff_time", "retry_min"},
+	{"maximal_backoff_time", "retry_max"},
+	{"maximal_queue_lifetime", "queue_lifetime"},
+	{"delay_warning_time", "delay_warning"},
+	{"local_destination_concurrency_limit", "local_concurrency"},
+};
+
+typedef struct cfg_parser {
+	const char *name;    /* file name for messages */
+	const char *basedir; /* absolute directory for relative paths */
+	buf_t *errors;
+	unsigned nerrors;
+	config_t *c;
+	unsigned set_line[NKEYS]; /* line each key was (first) set on; 0 = not set */
+	bool failed[NKEYS];       /* its value was refused */
+	unsigned *listen_line;    /* parallel to c->listen */
+} cfg_parser_t;
+
+static void cfg_error(cfg_parser_t *p, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+cfg_error(cfg_parser_t *p, unsigned line, const char *fmt, ...)
+{
+	p->nerrors++;
+	if (p->errors == NULL || p->nerrors > CONFIG_MAX_ERRORS + 1)
+		return;
+	buf_printf(p->errors, "%s:%u: ", p->name, line);
+	if (p->nerrors == CONFIG_MAX_ERRORS + 1) {
+		buf_puts(p->errors, "too many errors, giving up\n");
+		return;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(p->errors, fmt, ap);
+	va_end(ap);
+	buf_putc(p->errors, '\n');
+}
+
+/* values quoted in messages are cut to this many octets */
+#define SHOW 80
+#define SHOWV(s) (strlen(s) > SHOW ? SHOW : (int)strlen(s)), (s), (strlen(s) > SHOW ? "..." : "")
+
+/* ------------------------------------------------------------------ */
+/* value parsers (exported ones are in config.h)                      */
+
+static bool
+is_digit(int ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+/* leading decimal digits of s into *out, at most 19 of them; returns count */
+static size_t
+parse_digits(const char *s, uint64_t *out)
+{
+	size_t i = 0;
+	uint64_t v = 0;
+	while (is_digit((unsigned char)s[i])) {
+		if (i == 19)
+			return 0;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+		i++;
+	}
+	*out = v;
+	return i;
+}
+
+static int
+parse_number(const char *s, uint64_t *out)
+{
+	uint64_t v;
+	size_t n = parse_digits(s, &v);
+	if (n == 0 || s[n] != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+parse_duration64(const char *s, uint64_t *out)
+{
+	uint64_t v;
+	size_t n = parse_digits(s, &v);
+	if (n == 0)
+		return -1;
+	uint64_t mult = 1;
+	switch (s[n]) {
+	case '\0': break;
+	case 's': mult = 1; break;
+	case 'm': mult = 60; break;
+	case 'h': mult = 3600; break;
+	case 'd': mult = 86400; break;
+	case 'w': mult = 7 * 86400; break;
+	default: return -1;
+	}
+	if (s[n] != '\0' && s[n + 1] != '\0')
+		return -1;
+	if (v > UINT_MAX / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+int
+config_parse_duration(const char *s, unsigned *out)
+{
+	uint64_t v;
+	if (s == NULL || parse_duration64(s, &v) < 0)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+	if (s == NULL)
+		return -1;
+	uint64_t v;
+	size_t n = parse_digits(s, &v);
+	if (n == 0)
+		return -1;
+	uint64_t mult = 1;
+	switch (s[n]) {
+	case '\0': break;
+	case 'k':
+	case 'K': mult = KIB; break;
+	case 'M': mult = MIB; break;
+	case 'G': mult = GIB; break;
+	default: return -1;
+	}
+	if (s[n] != '\0' && s[n + 1] != '\0')
+		return -1;
+	if (v > UINT64_MAX / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+/* Parse "ADDR[/PREFIX]", ADDR an IPv4 or IPv6 address, IPv6 optionally in
+ * brackets (Postfix writes "[::1]/128"). An IPv4-mapped IPv6 network with a
+ * prefix of at least 96 becomes the IPv4 network it maps. Host bits beyond
+ * the prefix must be zero. */
+static int
+netmask_parse(const char *s, netmask_t *out, const char **why)
+{
+	char host[64];
+	const char *slash = strchr(s, '/');
+	size_t hlen = slash ? (size_t)(slash - s) : strlen(s);
+	*why = "not an IP address or network";
+	if (hlen == 0 || hlen >= sizeof host)
+		return -1;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	char *h = host;
+	bool bracketed = false;
+	if (h[0] == '[') {
+		if (hlen < 3 || h[hlen - 1] != ']')
+			return -1;
+		h[hlen - 1] = '\0';
+		h++;
+		bracketed = true;
+	}
+	netmask_t m;
+	memset(&m, 0, sizeof m);
+	int maxbits;
+	if (!bracketed && inet_pton(AF_INET, h, m.addr) == 1) {
+		m.family = AF_INET;
+		maxbits = 32;
+	} else if (inet_pton(AF_INET6, h, m.addr) == 1) {
+		m.family = AF_INET6;
+		maxbits = 128;
+	} else {
+		return -1;
+	}
+	m.prefix = maxbits;
+	if (slash) {
+		uint64_t v;
+		const char *ps = slash + 1;
+		size_t n = parse_digits(ps, &v);
+		if (n == 0 || n > 3 || ps[n] != '\0' || v > (uint64_t)maxbits) {
+			*why = "bad prefix length";
+			return -1;
+		}
+		m.prefix = (int)v;
+	}
+	for (int bit = m.prefix; bit < maxbits; bit++) {
+		if (m.addr[bit / 8] & (0x80 >> (bit % 8))) {
+			*why = "address has bits set beyond the prefix length";
+			return -1;
+		}
+	}
+	if (m.family == AF_INET6 && m.prefix >= 96 &&
+	    IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(const void *)m.addr)) {
+		m.family = AF_INET;
+		memmove(m.addr, m.addr + 12, 4);
+		memset(m.addr + 4, 0, 12);
+		m.prefix -= 96;
+	}
+	*out = m;
+	return 0;
+}
+
+int
+config_parse_netmask(const char *s, netmask_t *out)
+{
+	const char *why;
+	if (s == NULL)
+		return -1;
+	return netmask_parse(s, out, &why);
+}
+
+/* RFC 1035 §2.3.1 preferred name syntax (LDH labels, RFC 1123 §2.1 allows a
+ * leading digit), no trailing dot, at most 253 octets. */
+static bool
+valid_domain(const char *s)
+{
+	size_t n = strlen(s), lab = 0;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '.') {
+			if (lab == 0 || s[i - 1] == '-')
+				return false;
+			lab = 0;
+			continue;
+		}
+		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch);
+		if (!alnum && ch != '-')
+			return false;
+		if (ch == '-' && lab == 0)
+			return false;
+		if (++lab > 63)
+			return false;
+	}
+	return lab > 0 && s[n - 1] != '-';
+}
+
+static const char *
+check_user(const char *v)
+{
+	size_t n = strlen(v);
+	if (n > 32)
+		return "user name longer than 32 characters";
+	if (v[0] == '-')
+		return "user name starts with '-'";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) ||
+		    ch == '_' || ch == '-' || ch == '.'))
+			return "not a valid user name";
+	}
+	return NULL;
+}
+
+/* The delimiter must be an RFC 5322 §3.2.3 atext special, so that it can
+ * appear unquoted in a Dot-string local part, and not a letter or digit. */
+static const char *
+check_delimiter(const char *v)
+{
+	if (v[0] == '\0')
+		return NULL;
+	if (v[1] != '\0')
+		return "must be a single character (or empty to disable)";
+	if (strchr("!#$%&'*+-/=?^_`{|}~", v[0]) == NULL)
+		return "must be one of ! # $ % & ' * + - / = ? ^ _ ` { | } ~";
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* tokens                                                             */
+
+typedef struct tokens {
+	char **v;
+	size_t n;
+} tokens_t;
+
+static void
+tokens_free(tokens_t *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		xfree(t->v[i]);
+	xfree(t->v);
+	t->v = NULL;
+	t->n = 0;
+}
+
+/* Split s into words separated by white space and/or commas. A double
+ * quote starts a quoted part (in which \" and \\ are escapes) that may hold
+ * separators and '#'; "" is an empty word. -1 on an unterminated quote. */
+static int
+tokenize(const char *s, tokens_t *out)
+{
+	buf_t w = BUF_INIT;
+	bool in_word = false;
+	out->v = NULL;
+	out->n = 0;
+	for (size_t i = 0;; i++) {
+		char ch = s[i];
+		if (ch == '\0' || ch == ' ' || ch == '\t' || ch == ',') {
+			if (in_word) {
+				out->v = xrealloc(out->v, (out->n + 1) * sizeof *out->v);
+				out->v[out->n++] = xstrdup(buf_cstr(&w));
+				buf_reset(&w);
+				in_word = false;
+			}
+			if (ch == '\0')
+				break;
+			continue;
+		}
+		in_word = true;
+		if (ch != '"') {
+			buf_putc(&w, ch);
+			continue;
+		}
+		for (i++;; i++) {
+			if (s[i] == '\0') {
+				buf_free(&w);
+				tokens_free(out);
+				return -1;
+			}
+			if (s[i] == '"')
+				break;
+			if (s[i] == '\\' && (s[i + 1] == '"' || s[i + 1] == '\\'))
+				i++;
+			buf_putc(&w, s[i]);
+		}
+	}
+	buf_free(&w);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* setters, one per type                                              */
+
+static void *
+field(cfg_parser_t *p, const struct cfg_key *k)
+{
+	return (char *)p->c + k->off;
+}
+
+static void
+fmt_duration(char *out, size_t n, uint64_t v)
+{
+	if (v && v % (7 * DAY) == 0)
+		snprintf(out, n, "%lluw", (unsigned long long)(v / (7 * DAY)));
+	else if (v && v % DAY == 0)
+		snprintf(out, n, "%llud", (unsigned long long)(v / DAY));
+	else if (v && v % 3600 == 0)
+		snprintf(out, n, "%lluh", (unsigned long long)(v / 3600));
+	else if (v && v % 60 == 0)
+		snprintf(out, n, "%llum", (unsigned long long)(v / 60));
+	else
+		snprintf(out, n, "%llus", (unsigned long long)v);
+}
+
+static void
+fmt_size(char *out, size_t n, uint64_t v)
+{
+	if (v && v % GIB == 0)
+		snprintf(out, n, "%lluG", (unsigned long long)(v / GIB));
+	else if (v && v % MIB == 0)
+		snprintf(out, n, "%lluM", (unsigned long long)(v / MIB));
+	else if (v && v % KIB == 0)
+		snprintf(out, n, "%lluk", (unsigned long long)(v / KIB));
+	else
+		snprintf(out, n, "%llu", (unsigned long long)v);
+}
+
+static int
+set_number(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	if (t->n != 1) {
+		cfg_error(p, line, "%s: expected one value, got %zu", k->name, t->n);
+		return -1;
+	}
+	const char *s = t->v[0];
+	uint64_t v;
+	int r;
+	const char *what;
+	void (*fmt)(char *, size_t, uint64_t) = NULL;
+	switch (k->type) {
+	case CT_SIZE:
+		r = config_parse_size(s, &v);
+		what = "a size (a number with an optional unit k, M or G)";
+		fmt = fmt_size;
+		break;
+	case CT_DURATION:
+		r = parse_duration64(s, &v);
+		what = "a duration (a number with an optional unit s, m, h, d or w)";
+		fmt = fmt_duration;
+		break;
+	default:
+		r = parse_number(s, &v);
+		what = "a whole number";
+		break;
+	}
+	if (r < 0) {
+		cfg_error(p, line, "%s: \"%.*s%s\" is not %s", k->name, SHOWV(s), what);
+		return -1;
+	}
+	if (v < k->min || v > k->max) {
+		char lo[32], hi[32];
+		if (fmt) {
+			fmt(lo, sizeof lo, k->min);
+			fmt(hi, sizeof hi, k->max);
+		} else {
+			snprintf(lo, sizeof lo, "%llu", (unsigned long long)k->min);
+			snprintf(hi, sizeof hi, "%llu", (unsigned long long)k->max);
+		}
+		cfg_error(p, line, "%s: %s is out of range (%s to %s)", k->name, s, lo, hi);
+		return -1;
+	}
+	void *f = field(p, k);
+	if (k->size == sizeof(unsigned)) {
+		unsigned u = (unsigned)v;
+		memcpy(f, &u, sizeof u);
+	} else if (k->size == sizeof(uint64_t)) {
+		memcpy(f, &v, sizeof v);
+	} else {
+		abort(); /* a cfg_keys[] entry with an unsupported width */
+	}
+	return 0;
+}
+
+/* Join a relative path to the configuration file's directory. Leading "./"
+ * and "../" components are resolved against that (absolute, canonical)
+ * directory; the rest is kept as written. */
+static char *
+make_absolute(const char *base, const char *v)
+{
+	if (v[0] == '/')
+		return xstrdup(v);
+	buf_t b = BUF_INIT;
+	buf_puts(&b, base);
+	for (;;) {
+		if (v[0] == '.' && (v[1] == '/' || v[1] == '\0')) {
+			v += v[1] ? 2 : 1;
+		} else if (v[0] == '.' && v[1] == '.' && (v[2] == '/' || v[2] == '\0')) {
+			v += v[2] ? 3 : 2;
+			char *slash = strrchr(b.data, '/');
+			if (slash && slash != b.data) {
+				b.len = (size_t)(slash - b.data);
+				b.data[b.len] = '\0';
+			} else {
+				buf_reset(&b);
+				buf_putc(&b, '/');
+			}
+		} else {
+			break;
+		}
+		while (v[0] == '/')
+			v++;
+	}
+	if (v[0] != '\0') {
+		if (b.data[b.len - 1] != '/')
+			buf_putc(&b, '/');
+		buf_puts(&b, v);
+	}
+	return buf_steal(&b);
+}
+
+static int
+set_scalar(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	char **f = field(p, k);
+	if (t->n > 1) {
+		cfg_error(p, line, "%s: expected one value, got %zu (quote a value that contains "
+		    "spaces or commas)", k->name, t->n);
+		return -1;
+	}
+	const char *v = t->n ? t->v[0] : "";
+	if (v[0] == '\0') {
+		if (k->flags & CF_OPTIONAL) {
+			xfree(*f);
+			*f = NULL;
+			return 0;
+		}
+		cfg_error(p, line, "%s: empty value", k->name);
+		return -1;
+	}
+	if (k->type == CT_DOMAIN && !valid_domain(v)) {
+		cfg_error(p, line, "%s: \"%.*s%s\" is not a valid domain name", k->name, SHOWV(v));
+		return -1;
+	}
+	if (k->type == CT_PATH && strlen(v) >= PATH_MAX - 256) {
+		cfg_error(p, line, "%s: path too long", k->name);
+		return -1;
+	}
+	if (k->check) {
+		const char *why = k->check(v);
+		if (why) {
+			cfg_error(p, line, "%s: \"%.*s%s\": %s", k->name, SHOWV(v), why);
+			return -1;
+		}
+	}
+	xfree(*f);
+	*f = k->type == CT_PATH ? make_absolute(p->basedir, v) : xstrdup(v);
+	return 0;
+}
+
+static int
+set_char(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	if (t->n > 1) {
+		cfg_error(p, line, "%s: expected one value, got %zu", k->name, t->n);
+		return -1;
+	}
+	const char *v = t->n ? t->v[0] : "";
+	const char *why = k->check ? k->check(v) : NULL;
+	if (why == NULL && v[0] != '\0' && v[1] != '\0')
+		why = "must be a single character";
+	if (why) {
+		cfg_error(p, line, "%s: \"%.*s%s\": %s", k->name, SHOWV(v), why);
+		return -1;
+	}
+	*(char *)field(p, k) = v[0];
+	return 0;
+}
+
+static void
+free_strv(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		xfree(v[i]);
+	xfree(v);
+}
+
+static int
+set_domains(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	char ***fv = field(p, k);
+	size_t *fn = (size_t *)(void *)((char *)p->c + k->noff);
+	char **v = NULL;
+	size_t n = 0;
+	int r = 0;
+	if (t->n > CONFIG_MAX_LIST) {
+		cfg_error(p, line, "%s: too many values (at most %d)", k->name, CONFIG_MAX_LIST);
+		return -1;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		const char *d = t->v[i];
+		if (!valid_domain(d)) {
+			cfg_error(p, line, "%s: \"%.*s%s\" is not a valid domain name", k->name,
+			    SHOWV(d));
+			r = -1;
+			continue;
+		}
+		bool dup = false;
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = strcasecmp(v[j], d) == 0;
+		if (dup)
+			continue;
+		char *lc = xstrdup(d);
+		for (char *q = lc; *q; q++)
+			if (*q >= 'A' && *q <= 'Z')
+				*q = (char)(*q - 'A' + 'a');
+		v = xrealloc(v, (n + 1) * sizeof *v);
+		v[n++] = lc;
+	}
+	if (r < 0) {
+		free_strv(v, n);
+		return -1;
+	}
+	free_strv(*fv, *fn);
+	*fv = v;
+	*fn = n;
+	return 0;
+}
+
+static int
+set_nets(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	netmask_t **fv = field(p, k);
+	size_t *fn = (size_t *)(void *)((char *)p->c + k->noff);
+	if (t->n > CONFIG_MAX_LIST) {
+		cfg_error(p, line, "%s: too many values (at most %d)", k->name, CONFIG_MAX_LIST);
+		return -1;
+	}
+	netmask_t *v = xcalloc(t->n ? t->n : 1, sizeof *v);
+	size_t n = 0;
+	int r = 0;
+	for (size_t i = 0; i < t->n; i++) {
+		const char *why;
+		if (netmask_parse(t->v[i], &v[n], &why) < 0) {
+			cfg_error(p, line, "%s: \"%.*s%s\": %s", k->name, SHOWV(t->v[i]), why);
+			r = -1;
+			continue;
+		}
+		n++;
+	}
+	if (r < 0) {
+		xfree(v);
+		return -1;
+	}
+	xfree(*fv);
+	*fv = v;
+	*fn = n;
+	return 0;
+}
+
+static int
+listen_mode_word(const char *s, enum listen_mode *m)
+{
+	if (strcasecmp(s, "smtp") == 0)
+		*m = LISTEN_SMTP;
+	else if (strcasecmp(s, "submission") == 0)
+		*m = LISTEN_SUBMISSION;
+	else if (strcasecmp(s, "smtps") == 0)
+		*m = LISTEN_SMTPS;
+	else
+		return -1;
+	return 0;
+}
+
+/* "1.2.3.4:25", "[::1]:25" or "[1.2.3.4]:25" -> canonical address and port */
+static const char *
+listen_addr_parse(const char *s, char **addr, int *port)
+{
+	char host[64];
+	const char *colon, *h = s;
+	size_t hlen;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL)
+			return "missing ']'";
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+		if (*colon != ':')
+			return "missing \":PORT\" after the address";
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return "missing \":PORT\" after the address";
+		hlen = (size_t)(colon - s);
+		if (memchr(s, ':', hlen))
+			return "an IPv6 address must be written in brackets, e.g. [::1]:25";
+	}
+	if (hlen == 0 || hlen >= sizeof host)
+		return "not an IP address";
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	unsigned char bin[16];
+	char canon[INET6_ADDRSTRLEN];
+	if (inet_pton(AF_INET, host, bin) == 1)
+		inet_ntop(AF_INET, bin, canon, sizeof canon);
+	else if (inet_pton(AF_INET6, host, bin) == 1)
+		inet_ntop(AF_INET6, bin, canon, sizeof canon);
+	else
+		return "not an IP address (host names are not accepted here)";
+	uint64_t v;
+	const char *ps = colon + 1;
+	size_t n = parse_digits(ps, &v);
+	if (n == 0 || ps[n] != '\0' || v > 65535)
+		return "port must be a number from 0 to 65535";
+	*addr = xstrdup(canon);
+	*port = (int)v;
+	return NULL;
+}
+
+static bool
+listen_is_wildcard(const char *a)
+{
+	return strcmp(a, "0.0.0.0") == 0 || strcmp(a, "::") == 0;
+}
+
+static int
+set_listen(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	config_t *c = p->c;
+	int r = 0;
+	bool mode_ok = false; /* a mode word may follow the last address */
+	if (t->n == 0) {
+		cfg_error(p, line, "%s: empty value", k->name);
+		return -1;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		const char *s = t->v[i];
+		enum listen_mode m;
+		if (listen_mode_word(s, &m) == 0) {
+			if (!mode_ok) {
+				cfg_error(p, line, "%s: \"%s\" must follow an address", k->name, s);
+				r = -1;
+				continue;
+			}
+			c->listen[c->nlisten - 1].mode = m;
+			mode_ok = false;
+			continue;
+		}
+		mode_ok = false;
+		char *addr;
+		int port;
+		const char *why = listen_addr_parse(s, &addr, &port);
+		if (why) {
+			if (strchr(s, ':') == NULL && strchr(s, '.') == NULL)
+				why = "expected ADDRESS:PORT or a mode (smtp, submission, smtps)";
+			cfg_error(p, line, "%s: \"%.*s%s\": %s", k->name, SHOWV(s), why);
+			r = -1;
+			continue;
+		}
+		if (c->nlisten >= CONFIG_MAX_LIST) {
+			xfree(addr);
+			cfg_error(p, line, "%s: too many addresses", k->name);
+			return -1;
+		}
+		for (size_t j = 0; j < c->nlisten && port != 0; j++) {
+			listen_spec_t *o = &c->listen[j];
+			if (o->port != port)
+				continue;
+			bool same_family = (strchr(o->addr, ':') != NULL) == (strchr(addr, ':') != NULL);
+			if (strcmp(o->addr, addr) == 0 || (same_family && (listen_is_wildcard(addr) ||
+			    listen_is_wildcard(o->addr)))) {
+				cfg_error(p, line, "%s: %s port %d overlaps %s port %d (line %u)",
+				    k->name, addr, port, o->addr, o->port, p->listen_line[j]);
+				r = -1;
+			}
+		}
+		c->listen = xrealloc(c->listen, (c->nlisten + 1) * sizeof *c->listen);
+		p->listen_line = xrealloc(p->listen_line, (c->nlisten + 1) * sizeof *p->listen_line);
+		c->listen[c->nlisten] = (listen_spec_t){addr, port, LISTEN_SMTP};
+		p->listen_line[c->nlisten] = line;
+		c->nlisten++;
+		mode_ok = true;
+	}
+	return r;
+}
+
+static int
+cfg_set(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	switch (k->type) {
+	case CT_STRING:
+	case CT_DOMAIN:
+	case CT_PATH: return set_scalar(p, k, line, t);
+	case CT_DOMAINS: return set_domains(p, k, line, t);
+	case CT_LISTEN: return set_listen(p, k, line, t);
+	case CT_CHAR: return set_char(p, k, line, t);
+	case CT_NETS: return set_nets(p, k, line, t);
+	case CT_NUMBER:
+	case CT_SIZE:
+	case CT_DURATION: return set_number(p, k, line, t);
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* unknown keys                                                        */
+
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return (size_t)-1;
+	size_t row[65];
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t cost = (a[i - 1] | 0x20) == (b[j - 1] | 0x20) ? 0 : 1;
+			size_t best = diag + cost;
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+static const char *
+key_hint(const char *name)
+{
+	for (size_t i = 0; i < sizeof cfg_postfix_names / sizeof cfg_postfix_names[0]; i++)
+		if (strcasecmp(name, cfg_postfix_names[i].postfix) == 0)
+			return cfg_postfix_names[i].tern;
+	const char *best = NULL;
+	size_t bestd = (size_t)-1;
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t len = strlen(cfg_keys[i].name);
+		size_t limit = len <= 5 ? 1 : len <= 10 ? 2 : 3;
+		size_t d = edit_distance(name, cfg_keys[i].name);
+		if (d <= limit && d < bestd) {
+			best = cfg_keys[i].name;
+			bestd = d;
+		}
+	}
+	return best;
+}
+
+/* ------------------------------------------------------------------ */
+/* the file                                                            */
+
+static void
+finish_entry(cfg_parser_t *p, const char *key, const char *value, unsigned line)
+{
+	const struct cfg_key *k = NULL;
+	size_t ki;
+	for (ki = 0; ki < NKEYS; ki++) {
+		if (strcmp(cfg_keys[ki].name, key) == 0) {
+			k = &cfg_keys[ki];
+			break;
+		}
+	}
+	if (k == NULL) {
+		const char *hint = key_hint(key);
+		if (hint)
+			cfg_error(p, line, "unknown key \"%.*s%s\" (did you mean \"%s\"?)", SHOWV(key),
+			    hint);
+		else
+			cfg_error(p, line, "unknown key \"%.*s%s\"", SHOWV(key));
+		return;
+	}
+	if (p->set_line[ki] && !(k->flags & CF_REPEAT)) {
+		cfg_error(p, line, "duplicate key \"%s\" (first set on line %u)", key, p->set_line[ki]);
+		return;
+	}
+	if (p->set_line[ki] == 0)
+		p->set_line[ki] = line;
+	tokens_t t;
+	if (tokenize(value, &t) < 0) {
+		p->failed[ki] = true;
+		cfg_error(p, line, "%s: unterminated quote", key);
+		return;
+	}
+	if (cfg_set(p, k, line, &t) < 0)
+		p->failed[ki] = true;
+	tokens_free(&t);
+}
+
+/* Copy line[0..n) without its comment into out; -1 on an unterminated quote. */
+static int
+strip_comment(const char *line, size_t n, buf_t *out)
+{
+	bool q = false;
+	size_t i;
+	for (i = 0; i < n; i++) {
+		char ch = line[i];
+		if (q && ch == '\\' && i + 1 < n) {
+			i++;
+			continue;
+		}
+		if (ch == '"')
+			q = !q;
+		else if (ch == '#' && !q)
+			break;
+	}
+	if (q)
+		return -1;
+	while (i > 0 && (line[i - 1] == ' ' || line[i - 1] == '\t'))
+		i--;
+	buf_append(out, line, i);
+	return 0;
+}
+
+static bool
+key_char(int ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) || ch == '_' ||
+	    ch == '-' || ch == '.';
+}
+
+static void
+parse_text(cfg_parser_t *p, const char *data, size_t len)
+{
+	buf_t key = BUF_INIT, val = BUF_INIT, tmp = BUF_INIT;
+	bool have = false;  /* an entry is being collected */
+	bool broken = false; /* ... but it had an error: swallow its continuation lines */
+	unsigned entry_line = 0, lineno = 0;
+	size_t pos = 0;
+
+	while (pos < len) {
+		const char *line = data + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - line) : len - pos;
+		pos += n + (nl ? 1 : 0);
+		lineno++;
+		if (lineno == 0) /* 4 billion lines: cannot happen within CONFIG_MAX_FILE */
+			break;
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		bool cont = n > 0 && (line[0] == ' ' || line[0] == '\t');
+		size_t bad = n;
+		if (n > CONFIG_MAX_LINE) {
+			cfg_error(p, lineno, "line longer than %d octets", CONFIG_MAX_LINE);
+			bad = 0;
+		}
+		for (size_t i = 0; i < n && bad == n; i++) {
+			unsigned char ch = (unsigned char)line[i];
+			if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+				cfg_error(p, lineno, "control character 0x%02x in line", ch);
+				bad = i;
+			}
+		}
+		if (bad < n) {
+			/* the entry this line starts or continues is not applied */
+			if (!cont && have && !broken)
+				finish_entry(p, key.data, buf_cstr(&val), entry_line);
+			have = false;
+			broken = true;
+			continue;
+		}
+		size_t s = 0;
+		while (s < n && (line[s] == ' ' || line[s] == '\t'))
+			s++;
+		if (s == n || line[s] == '#')
+			continue;
+		if (!cont) {
+			if (have && !broken)
+				finish_entry(p, key.data, buf_cstr(&val), entry_line);
+			have = false;
+			broken = false;
+		}
+		buf_reset(&tmp);
+		if (strip_comment(line + s, n - s, &tmp) < 0) {
+			cfg_error(p, lineno, "unterminated quote");
+			have = false;
+			broken = true;
+			continue;
+		}
+		if (cont) {
+			if (!have && !broken)
+				cfg_error(p, lineno, "continuation line (it starts with white space) "
+				    "without a key before it");
+			if (have && !broken) {
+				buf_putc(&val, ' ');
+				buf_append(&val, tmp.data, tmp.len);
+			}
+			broken = broken || !have;
+			continue;
+		}
+		const char *t = tmp.data;
+		size_t k = 0;
+		while (k < tmp.len && key_char((unsigned char)t[k]))
+			k++;
+		size_t e = k;
+		while (e < tmp.len && (t[e] == ' ' || t[e] == '\t'))
+			e++;
+		buf_reset(&key);
+		buf_append(&key, t, k);
+		if (k == 0 || e == tmp.len || t[e] != '=') {
+			if (k > 0 && e > k)
+				cfg_error(p, lineno, "expected \"key = value\" (missing '=' after "
+				    "\"%.*s%s\"?)", SHOWV(key.data));
+			else
+				cfg_error(p, lineno, "expected \"key = value\"");
+			broken = true;
+			continue;
+		}
+		e++;
+		while (e < tmp.len && (t[e] == ' ' || t[e] == '\t'))
+			e++;
+		buf_reset(&val);
+		buf_append(&val, t + e, tmp.len - e);
+		have = true;
+		entry_line = lineno;
+	}
+	if (have && !broken)
+		finish_entry(p, key.data, buf_cstr(&val), entry_line);
+	buf_free(&key);
+	buf_free(&val);
+	buf_free(&tmp);
+}
+
+/* ------------------------------------------------------------------ */
+/* defaults, checks across keys, load                                  */
+
+static size_t
+key_index(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(cfg_keys[i].name, name) == 0)
+			return i;
+	abort(); /* a name below that is not in cfg_keys[] */
+}
+
+static void
+apply_defaults(cfg_parser_t *p)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+		if (p->set_line[i] || k->def == NULL)
+			continue;
+		tokens_t t;
+		if (tokenize(k->def, &t) < 0 || cfg_set(p, k, 0, &t) < 0)
+			abort(); /* a default that does not parse is a bug in cfg_keys[] */
+		tokens_free(&t);
+	}
+	if (p->c->hostname == NULL) {
+		char h[256];
+		if (gethostname(h, sizeof h) < 0)
+			h[0] = '\0';
+		h[sizeof h - 1] = '\0';
+		p->c->hostname = xstrdup(valid_domain(h) ? h : "localhost");
+	}
+}
+
+/* both keys good: the line to report a conflict on (the later one), else 0 */
+static unsigned
+pair_line(cfg_parser_t *p, const char *a, const char *b)
+{
+	size_t ia = key_index(a), ib = key_index(b);
+	if (p->failed[ia] || p->failed[ib])
+		return 0;
+	return p->set_line[ia] > p->set_line[ib] ? p->set_line[ia] : p->set_line[ib];
+}
+
+static void
+cross_checks(cfg_parser_t *p)
+{
+	config_t *c = p->c;
+	unsigned line;
+	char a[32], b[32];
+	if ((line = pair_line(p, "retry_min", "retry_max")) && c->retry_min > c->retry_max) {
+		fmt_duration(a, sizeof a, c->retry_min);
+		fmt_duration(b, sizeof b, c->retry_max);
+		cfg_error(p, line, "retry_min (%s) is longer than retry_max (%s)", a, b);
+	}
+	if ((line = pair_line(p, "delay_warning", "queue_lifetime")) && c->delay_warning &&
+	    c->delay_warning >= c->queue_lifetime) {
+		fmt_duration(a, sizeof a, c->delay_warning);
+		fmt_duration(b, sizeof b, c->queue_lifetime);
+		cfg_error(p, line, "delay_warning (%s) is not shorter than queue_lifetime (%s)", a, b);
+	}
+	if ((line = pair_line(p, "local_domains", "virtual_domains"))) {
+		for (size_t i = 0; i < c->nvirtual_domains; i++)
+			if (config_is_local_domain(c, c->virtual_domains[i]))
+				cfg_error(p, line, "%s is in both local_domains and virtual_domains",
+				    c->virtual_domains[i]);
+	}
+}
+
+static config_t *
+config_parse(const char *name, const char *abspath, const char *data, size_t len,
+    buf_t *errors)
+{
+	cfg_parser_t p;
+	memset(&p, 0, sizeof p);
+	p.name = name;
+	p.errors = errors;
+	p.c = xcalloc(1, sizeof *p.c);
+	p.c->path = xstrdup(abspath);
+	char *dir = xstrdup(abspath);
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir) {
+		xfree(dir);
+		dir = xstrdup("/");
+	} else {
+		*slash = '\0';
+	}
+	p.basedir = dir;
+
+	parse_text(&p, data, len);
+	apply_defaults(&p);
+	cross_checks(&p);
+
+	xfree(dir);
+	xfree(p.listen_line);
+	if (p.nerrors) {
+		config_free(p.c);
+		return NULL;
+	}
+	return p.c;
+}
+
+config_t *
+config_parse_buf(const char *name, const char *data, size_t len, buf_t *errors)
+{
+	char *abs;
+	if (name[0] == '/') {
+		abs = xstrdup(name);
+	} else {
+		char cwd[PATH_MAX];
+		if (getcwd(cwd, sizeof cwd) == NULL)
+			strcpy(cwd, "/");
+		abs = make_absolute(cwd, name[0] ? name : "config");
+	}
+	config_t *c = config_parse(name, abs, data, len, errors);
+	xfree(abs);
+	return c;
+}
+
+config_t *
+config_load(const char *path, buf_t *errors)
+{
+	char *data;
+	size_t len;
+	if (read_file(path, &data, &len, CONFIG_MAX_FILE) < 0) {
+		if (errors)
+			buf_printf(errors, "%s:0: cannot read the configuration: %s\n", path,
+			    errno == EFBIG ? "file larger than 1 MiB" : strerror(errno));
+		return NULL;
+	}
+	/* relative paths in the file are relative to its real directory */
+	char *abs = realpath(path, NULL);
+	config_t *c;
+	if (abs) {
+		c = config_parse(path, abs, data, len, errors);
+		free(abs);
+	} else {
+		c = config_parse_buf(path, data, len, errors);
+	}
+	xfree(data);
+	return c;
+}
+
+void
+config_free(config_t *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+		void *f = (char *)c + k->off;
+		size_t *n = (size_t *)(void *)((char *)c + k->noff);
+		switch (k->type) {
+		case CT_STRING:
+		case CT_DOMAIN:
+		case CT_PATH: xfree(*(char **)f); break;
+		case CT_DOMAINS: free_strv(*(char ***)f, *n); break;
+		case CT_LISTEN:
+			for (size_t j = 0; j < *n; j++)
+				xfree((*(listen_spec_t **)f)[j].addr);
+			xfree(*(listen_spec_t **)f);
+			break;
+		case CT_NETS: xfree(*(netmask_t **)f); break;
+		default: break;
+		}
+	}
+	xfree(c->path);
+	xfree(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* queries                                                             */
+
+static bool
+net_match(const netmask_t *m, int family, const unsigned char *a)
+{
+	if (m->family != family)
+		return false;
+	int full = m->prefix / 8, rest = m->prefix % 8;
+	if (memcmp(m->addr, a, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	unsigned char mask = (unsigned char)(0xff << (8 - rest));
+	return (m->addr[full] & mask) == (a[full] & mask);
+}
+
+bool
+config_in_mynetworks(const config_t *c, const struct sockaddr *sa)
+{
+	unsigned char a[16];
+	int family;
+	if (c == NULL || sa == NULL)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+		memcpy(a, &s4->sin_addr, 4);
+		family = AF_INET;
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			/* a dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d */
+			memcpy(a, (const unsigned char *)&s6->sin6_addr + 12, 4);
+			family = AF_INET;
+		} else {
+			memcpy(a, &s6->sin6_addr, 16);
+			family = AF_INET6;
+		}
+	} else {
+		return false;
+	}
+	for (size_t i = 0; i < c->nmynetworks; i++)
+		if (net_match(&c->mynetworks[i], family, a))
+			return true;
+	return false;
+}
+
+static bool
+domain_in(char *const *v, size_t n, const char *domain)
+{
+	if (domain == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(v[i], domain) == 0)
+			return true;
+	return false;
+}
+
+bool
+config_is_local_domain(const config_t *c, const char *domain)
+{
+	return domain_in(c->local_domains, c->nlocal_domains, domain);
+}
+
+bool
+config_is_virtual_domain(const config_t *c, const char *domain)
+{
+	return domain_in(c->virtual_domains, c->nvirtual_domains, domain);
+}
