@@ -24,6 +24,10 @@ ASAN_OBJS := $(SRCS:%.c=build/asan/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
+FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build/fuzz/%)
+FUZZ_TIME ?= 30
+
 .PHONY: all deps run test unit integration integration-asan asan install clean check-config fuzz
 
 all: build/tern
@@ -66,6 +70,21 @@ integration-asan: build/asan/tern
 	TERN_BIN=$(CURDIR)/build/asan/tern TERN_ASAN=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 test: unit integration integration-asan
+
+# libFuzzer targets (clang), each run for FUZZ_TIME seconds; new inputs go to
+# build/fuzz-corpus/NAME, the checked-in seeds in fuzz/corpus/NAME are read
+build/fuzz/%: fuzz/%.c $(SRCS) | build/.deps-ok
+	@mkdir -p build/fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		$(CPPFLAGS) $< $(SRCS) -o $@ $(PKG_LIBS)
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; \
+		mkdir -p build/fuzz-corpus/$$n fuzz/corpus/$$n; \
+		echo "== fuzz $$n ($(FUZZ_TIME) s)"; \
+		if ! $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 build/fuzz-corpus/$$n \
+			fuzz/corpus/$$n > build/fuzz/$$n.log 2>&1; then tail -40 build/fuzz/$$n.log; exit 1; fi; \
+		grep -E 'stat::number_of_executed_units' build/fuzz/$$n.log; done
 
 run: build/tern
 	@mkdir -p var
