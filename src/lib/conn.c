@@ -33,6 +33,7 @@ struct conn {
 	uv_timer_t kick;  /* deferred CONN_EV_DATA */
 	uv_connect_t creq;
 	uv_write_t wreq;
+	uv_shutdown_t sreq;
 	uv_loop_t *loop;
 
 	conn_cb cb;
@@ -56,6 +57,8 @@ struct conn {
 	bool handles_closing;
 	bool drained_pending;
 	bool writing;
+	bool shut_started; /* FIN sent; reading only to drain until EOF */
+	bool peer_eof;
 
 	struct sockaddr_storage peer;
 	struct sockaddr_storage local;
@@ -133,14 +136,28 @@ handle_closed(uv_handle_t *h)
 	xfree(c);
 }
 
-/* Close the handles once nothing is left to write (or close_now). */
+static void conn_close_handles(conn_t *c);
+
 static void
-conn_finish_close(conn_t *c)
+on_linger(uv_timer_t *t)
 {
-	if (c->handles_closing || c->in_cb > 0)
+	conn_t *c = t->data;
+	conn_close_handles(c);
+}
+
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+	conn_t *c = req->data;
+	if (status < 0 || c->peer_eof)
+		conn_close_handles(c);
+}
+
+static void
+conn_close_handles(conn_t *c)
+{
+	if (c->handles_closing)
 		return;
-	if (!c->close_now && !c->connecting && (c->writing || c->out.len > 0))
-		return; /* the write callback comes back here */
 	c->handles_closing = true;
 	if (c->reading)
 		uv_read_stop((uv_stream_t *)&c->tcp);
@@ -148,6 +165,42 @@ conn_finish_close(conn_t *c)
 	uv_close((uv_handle_t *)&c->timer, handle_closed);
 	uv_close((uv_handle_t *)&c->kick, handle_closed);
 	uv_close((uv_handle_t *)&c->tcp, handle_closed);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+
+/*
+ * Close once nothing is left to write (or at once with close_now). A
+ * graceful close sends FIN first and reads (and drops) whatever the peer
+ * still sends until its EOF, for at most 2 s: closing a socket with unread
+ * input makes the kernel send RST, which can destroy our last reply (a 221
+ * or 421) before the client reads it.
+ */
+static void
+conn_finish_close(conn_t *c)
+{
+	if (c->handles_closing || c->in_cb > 0)
+		return;
+	if (c->shut_started) {
+		if (c->close_now)
+			conn_close_handles(c);
+		return;
+	}
+	if (!c->close_now && !c->connecting && (c->writing || c->out.len > 0))
+		return; /* the write callback comes back here */
+	if (!c->close_now && !c->connecting) {
+		c->shut_started = true;
+		c->sreq.data = c;
+		if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
+			if (!c->reading && !c->peer_eof &&
+			    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+				c->reading = true;
+			uv_timer_start(&c->timer, on_linger, 2000, 0);
+			return;
+		}
+	}
+	conn_close_handles(c);
 }
 
 static void
@@ -194,12 +247,21 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	conn_t *c = s->data;
 	if (nread == 0)
 		return;
+	if (c->shut_started) {
+		/* lingering close: drop input, stop at EOF */
+		if (nread < 0) {
+			c->peer_eof = true;
+			conn_close_handles(c);
+		}
+		return;
+	}
 	if (nread < 0) {
 		/* EOF or error: the peer is gone; what it sent before is processed */
 		if (c->in.len > 0 && !c->closing)
 			emit(c, CONN_EV_DATA, 0);
 		if (nread == UV_EOF) {
 			/* half-closed by the peer: still flush our replies */
+			c->peer_eof = true;
 			c->closing = true;
 			conn_finish_close(c);
 		} else {

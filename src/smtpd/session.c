@@ -82,6 +82,7 @@ struct session {
 	bool have_mail;
 	envelope_t *env;    /* recipients collected so far */
 	size_t nrcpt_cmds;  /* RCPT commands accepted (the limit counts these) */
+	size_t rcpt_tries;  /* RCPT commands given, accepted or not */
 	char *first_rcpt;   /* as given, for "for <...>" in Received */
 	qmsg_t *qm;         /* content being received */
 	char qid[QID_SIZE];
@@ -131,7 +132,7 @@ static void
 reply_error(session_t *s, const char *cmd, const char *line, bool count)
 {
 	reply(s, line);
-	log_info("%s: reject cmd=%s client=%s reply=\"%s\"", s->id, cmd, s->ip, line);
+	log_info("%s: reject cmd=%s reply=\"%s\" client=%s", s->id, cmd, line, s->ip);
 	if (count)
 		s->errors++;
 }
@@ -156,6 +157,7 @@ txn_reset(session_t *s)
 		envelope_free(s->env);
 	s->env = NULL;
 	s->nrcpt_cmds = 0;
+	s->rcpt_tries = 0;
 	xfree(s->first_rcpt);
 	s->first_rcpt = NULL;
 	if (s->qm)
@@ -435,6 +437,7 @@ cmd_rcpt(session_t *s, const char *a, size_t n)
 		reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients", false);
 		return;
 	}
+	s->rcpt_tries++;
 	rcpt_args_t r;
 	if (rcpt_args_parse(a + 3, n - 3, offered_args(s), s->mail.smtputf8, &r, &err) < 0) {
 		reply_error(s, "RCPT", err, true);
@@ -445,7 +448,7 @@ cmd_rcpt(session_t *s, const char *a, size_t n)
 	if (st != ROUTER_OK) {
 		char line[600];
 		/* name the address in the log line, not in the static reply */
-		log_info("%s: reject cmd=RCPT client=%s to=<%s> reply=\"%s\"", s->id, s->ip, r.to.str, err);
+		log_info("%s: reject cmd=RCPT reply=\"%s\" client=%s to=<%s>", s->id, err, s->ip, r.to.str);
 		snprintf(line, sizeof line, "%s", err);
 		reply(s, line);
 		s->errors++;
@@ -485,7 +488,7 @@ cmd_data(session_t *s, const char *a, size_t n)
 	content_begin(s, false);
 	s->state = ST_DATA;
 	conn_set_timeout(s->conn, CFG(s)->timeout_data * 1000u);
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	reply(s, "354 2.0.0 End data with <CR><LF>.<CR><LF>");
 }
 
 /* RFC 3030 §2: BDAT <chunk-size> [LAST]. The chunk is always read, even
@@ -637,7 +640,8 @@ bad_sequence_text(session_t *s, const struct command *c)
 	if (strcmp(c->name, "MAIL") == 0)
 		return "503 5.5.1 Error: nested MAIL command";
 	if (strcmp(c->name, "DATA") == 0)
-		return s->state == ST_MAIL ? "554 5.5.1 Error: no valid recipients" : "503 5.5.1 Error: need RCPT command";
+		return s->state == ST_MAIL && s->rcpt_tries > 0 ? "554 5.5.1 Error: no valid recipients"
+		                                              : "503 5.5.1 Error: need RCPT command";
 	return "503 5.5.1 Error: bad sequence of commands";
 }
 
@@ -692,8 +696,8 @@ static bool
 command_line(session_t *s, const char *line, size_t n)
 {
 	/* a CR inside the line that is not part of the final CRLF */
-	if (memchr(line, '\r', n) || memchr(line, '\0', n)) {
-		reply_error(s, "-", "500 5.5.2 Error: bare CR or NUL in command line", true);
+	if (memchr(line, '\n', n) || memchr(line, '\r', n) || memchr(line, '\0', n)) {
+		reply_error(s, "-", "500 5.5.2 Error: bare LF, bare CR or NUL in command line; lines must end with CRLF", true);
 		return !too_many_errors(s);
 	}
 	dispatch(s, line, n);
@@ -737,28 +741,32 @@ session_process(session_t *s)
 			bdat_chunk_done(s);
 			continue;
 		}
-		/* command mode: a line ends only with CRLF */
-		char *lf = memchr(in->data, '\n', in->len);
+		/* command mode: a line ends only with CRLF (RFC 5321 §2.3.8); a
+		 * bare LF or CR inside it is part of the line, and refused with it */
+		char *eol = memmem(in->data, in->len, "\r\n", 2);
 		if (s->skip_line) {
-			if (!lf) {
-				conn_consume(s->conn, in->len);
+			if (!eol) {
+				/* keep a final CR: it may be the first half of CRLF */
+				size_t drop = in->len - (in->data[in->len - 1] == '\r');
+				conn_consume(s->conn, drop);
 				return;
 			}
-			conn_consume(s->conn, (size_t)(lf - in->data) + 1);
+			conn_consume(s->conn, (size_t)(eol - in->data) + 2);
 			s->skip_line = false;
 			continue;
 		}
-		if (!lf) {
+		if (!eol) {
 			if (in->len >= c->max_command_length) {
 				reply_error(s, "-", "500 5.5.2 Error: line too long", true);
 				s->skip_line = true;
-				conn_consume(s->conn, in->len);
+				size_t drop = in->len - (in->data[in->len - 1] == '\r');
+				conn_consume(s->conn, drop);
 				if (too_many_errors(s))
 					return;
 			}
 			return; /* wait for more */
 		}
-		size_t linelen = (size_t)(lf - in->data) + 1;
+		size_t linelen = (size_t)(eol - in->data) + 2;
 		if (linelen > c->max_command_length) {
 			conn_consume(s->conn, linelen);
 			reply_error(s, "-", "500 5.5.2 Error: line too long", true);
@@ -766,21 +774,16 @@ session_process(session_t *s)
 				return;
 			continue;
 		}
-		if (linelen < 2 || in->data[linelen - 2] != '\r') {
-			/* RFC 5321 §2.3.8: a bare LF is not a line end. Taking it as
-			 * one is what SMTP smuggling exploits; refuse and close. */
-			reply_error(s, "-", "521 5.5.2 Error: bare LF received; lines must end with CRLF", true);
-			session_close(s);
-			return;
-		}
-		char line[1024];
+		char small[1024];
 		size_t n = linelen - 2;
-		if (n >= sizeof line)
-			n = sizeof line - 1;
+		char *line = n < sizeof small ? small : xmalloc(n + 1);
 		memcpy(line, in->data, n);
 		line[n] = '\0';
 		conn_consume(s->conn, linelen);
-		if (!command_line(s, line, n))
+		bool more = command_line(s, line, n);
+		if (line != small)
+			xfree(line);
+		if (!more)
 			return;
 	}
 }
