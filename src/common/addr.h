@@ -45,6 +45,13 @@ typedef struct addr {
  * included; ESMTP parameters may follow). On failure returns -1 and sets
  * *err to a static, complete SMTP reply line without CRLF, e.g.
  * "501 5.1.3 Bad recipient address syntax".
+ * The path must be followed by the end of the input, SP or HTAB (so that
+ * "<a@b>x" and, with ADDR_NO_BRACKETS, "a@b>" are refused rather than
+ * silently truncated). With ADDR_NO_BRACKETS|ADDR_NULL_OK an empty input is
+ * the null path. The whole path is limited to 256 octets as sent (254 for a
+ * bare mailbox). Address literals: [IPv4] and [IPv6:...] only (lowercased
+ * like any domain, e.g. "[ipv6:::1]"); General-address-literal is refused.
+ * err texts use X.1.3 (destination); mail_args_parse uses X.1.7 (sender).
  */
 int addr_parse(const char *s, size_t n, unsigned flags, addr_t *out, size_t *used,
     const char **err);
@@ -52,10 +59,13 @@ void addr_free(addr_t *a);
 /* deep copy */
 void addr_copy(addr_t *dst, const addr_t *src);
 
-/* The local part with quoting and quoted-pairs removed, e.g. "a b"@x -> a b. */
+/* The local part with quoting and quoted-pairs removed, e.g. "a b"@x -> a b.
+ * Appends to out. */
 void addr_local_unquoted(const addr_t *a, buf_t *out);
 /* Build the SMTP form of a mailbox from an unquoted local part and a domain,
- * quoting the local part when it is not a valid Dot-string. */
+ * quoting the local part when it is not a valid Dot-string. Appends to out.
+ * An empty domain gives just the local part ("Postmaster"), an empty local
+ * part and domain the null path "". */
 void addr_format(buf_t *out, const char *local, size_t local_len, const char *domain);
 
 /* true when the domain is an address literal "[...]" */
@@ -63,7 +73,8 @@ bool addr_is_literal(const addr_t *a);
 
 /* xtext (RFC 3461 §4): "+" HEX HEX for octets outside "!".."~", "+" and "=". */
 bool xtext_valid(const char *s, size_t n);
-/* decode into out; -1 when not valid xtext */
+/* decode, appending to out; -1 (out unchanged) when not valid xtext.
+ * Lower-case hex digits are tolerated; xtext_encode writes upper case. */
 int xtext_decode(const char *s, size_t n, buf_t *out);
 void xtext_encode(buf_t *out, const char *s, size_t n);
 
