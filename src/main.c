@@ -207,6 +207,14 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	umask(077);
 
 	T.loop = uv_default_loop();
+	/* handlers first: a signal that arrives while we start is handled
+	 * when the loop runs, never by the default action */
+	uv_signal_init(T.loop, &sig_term);
+	uv_signal_init(T.loop, &sig_int);
+	uv_signal_init(T.loop, &sig_hup);
+	uv_signal_start(&sig_term, on_signal, SIGTERM);
+	uv_signal_start(&sig_int, on_signal, SIGINT);
+	uv_signal_start(&sig_hup, on_signal, SIGHUP);
 	buf_t err = BUF_INIT;
 	T.server = server_new(&T, &err);
 	if (!T.server) {
@@ -228,12 +236,6 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	size_t n = queue_scan(T.cfg->spool_dir, recover_cb, NULL);
 	log_info("recovered %zu messages from the queue", n);
 
-	uv_signal_init(T.loop, &sig_term);
-	uv_signal_init(T.loop, &sig_int);
-	uv_signal_init(T.loop, &sig_hup);
-	uv_signal_start(&sig_term, on_signal, SIGTERM);
-	uv_signal_start(&sig_int, on_signal, SIGINT);
-	uv_signal_start(&sig_hup, on_signal, SIGHUP);
 	server_start(T.server);
 	log_info("tern %s started, hostname=%s spool=%s", TERN_VERSION, T.cfg->hostname, T.cfg->spool_dir);
 
