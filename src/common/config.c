@@ -321,11 +321,18 @@ netmask_parse(const char *s, netmask_t *out, const char **why)
 		}
 		m.prefix = (int)v;
 	}
+	bool hostbits = false;
 	for (int bit = m.prefix; bit < maxbits; bit++) {
 		if (m.addr[bit / 8] & (0x80 >> (bit % 8))) {
-			*why = "address has bits set beyond the prefix length";
-			return -1;
+			m.addr[bit / 8] &= (unsigned char)~(0x80 >> (bit % 8));
+			hostbits = true;
 		}
+	}
+	if (hostbits) {
+		/* *out gets the network the author probably meant, for the message */
+		*why = "address has bits set beyond the prefix length";
+		*out = m;
+		return -1;
 	}
 	if (m.family == AF_INET6 && m.prefix >= 96 &&
 	    IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(const void *)m.addr)) {
@@ -720,12 +727,21 @@ set_nets(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t
 	int r = 0;
 	for (size_t i = 0; i < t->n; i++) {
 		const char *why;
-		if (netmask_parse(t->v[i], &v[n], &why) < 0) {
-			cfg_error(p, line, "%s: \"%.*s%s\": %s", k->name, SHOWV(t->v[i]), why);
+		netmask_t m;
+		memset(&m, 0, sizeof m);
+		if (netmask_parse(t->v[i], &m, &why) < 0) {
+			char net[INET6_ADDRSTRLEN] = "";
+			if (m.family)
+				inet_ntop(m.family, m.addr, net, sizeof net);
+			if (net[0])
+				cfg_error(p, line, "%s: \"%.*s%s\": %s (did you mean %s/%d?)", k->name,
+				    SHOWV(t->v[i]), why, net, m.prefix);
+			else
+				cfg_error(p, line, "%s: \"%.*s%s\": %s", k->name, SHOWV(t->v[i]), why);
 			r = -1;
 			continue;
 		}
-		n++;
+		v[n++] = m;
 	}
 	if (r < 0) {
 		xfree(v);
@@ -808,7 +824,7 @@ set_listen(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 {
 	config_t *c = p->c;
 	int r = 0;
-	bool mode_ok = false; /* a mode word may follow the last address */
+	int mode_ok = 0; /* a mode word may follow: 1 a good address, 2 a refused one */
 	if (t->n == 0) {
 		cfg_error(p, line, "%s: empty value", k->name);
 		return -1;
@@ -817,16 +833,16 @@ set_listen(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 		const char *s = t->v[i];
 		enum listen_mode m;
 		if (listen_mode_word(s, &m) == 0) {
-			if (!mode_ok) {
+			if (mode_ok == 0) {
 				cfg_error(p, line, "%s: \"%s\" must follow an address", k->name, s);
 				r = -1;
-				continue;
+			} else if (mode_ok == 1) {
+				c->listen[c->nlisten - 1].mode = m;
 			}
-			c->listen[c->nlisten - 1].mode = m;
-			mode_ok = false;
+			mode_ok = 0;
 			continue;
 		}
-		mode_ok = false;
+		mode_ok = 2;
 		char *addr;
 		int port;
 		const char *why = listen_addr_parse(s, &addr, &port);
@@ -859,7 +875,7 @@ set_listen(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 		c->listen[c->nlisten] = (listen_spec_t){addr, port, LISTEN_SMTP};
 		p->listen_line[c->nlisten] = line;
 		c->nlisten++;
-		mode_ok = true;
+		mode_ok = 1;
 	}
 	return r;
 }
