@@ -4,7 +4,7 @@
  * What it guarantees: a commit callback reports success only once the
  * message file is complete (END record written), fdatasync'd, renamed from
  * incoming/ into queue/ and queue/ itself fsync'd. A file that is
- * truncated, corrupt, or of another version is never loaded; a torn last
+ * truncated, corrupt, or of another version is never loaded; a torn
  * status append is ignored (it only makes a recipient's state older, which
  * can cause a duplicate delivery, never a loss).
  *
@@ -522,8 +522,15 @@ rec_read(const unsigned char *p, size_t n, size_t off, rec_t *rec)
 	if (n - off < (size_t)len + REC_OVH)
 		return REC_SHORT;
 	uint32_t want = be32(p + off + REC_HDR + len);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 	if (crc32_buf(p + off, REC_HDR + len) != want)
 		return REC_BAD;
+#else
+	/* fuzz builds: let mutated records reach the field parsers, unless
+	 * the checksum is zero (so the torn-record paths stay reachable) */
+	if (want == 0)
+		return REC_BAD;
+#endif
 	rec->type = p[off];
 	rec->data = p + off + REC_HDR;
 	rec->len = len;
@@ -686,16 +693,6 @@ bad:
 	return HDR_BAD;
 }
 
-/* Is p[0..n) all zero bytes (a file extended by a crash, data never written)? */
-static bool
-all_zero(const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
 /* Smallest encoding of one status entry: idx, status, attempts, two times,
  * two NULL strings. */
 #define STATUS_ENTRY_MIN (4 + 1 + 4 + 8 + 8 + 4 + 4)
@@ -745,14 +742,58 @@ apply_status(envelope_t *e, const rec_t *rec)
 	return 0;
 }
 
+typedef struct tail_info {
+	uint64_t good_len; /* file length up to the last valid batch */
+	uint64_t skipped;  /* bytes of damaged batches skipped before it */
+} tail_info_t;
+
+/* Bound on checksum work spent looking past damaged batches. */
+#define QF_RESYNC_BUDGET (64u << 20)
+
+/*
+ * The offset of the next intact 'S' record at or after from; n when there
+ * is none; SIZE_MAX when the search budget is spent.
+ */
+static size_t
+resync(const unsigned char *p, size_t n, size_t from, uint64_t *budget)
+{
+	size_t i = from;
+	while (i < n) {
+		const unsigned char *c = memchr(p + i, REC_STATUS, n - i);
+		if (c == NULL)
+			return n;
+		i = (size_t)(c - p);
+		if (n - i < REC_OVH)
+			return n;
+		uint32_t len = be32(p + i + 1);
+		if (len <= QF_MAX_REC && (size_t)len + REC_OVH <= n - i) {
+			if (*budget < (uint64_t)len + REC_HDR)
+				return SIZE_MAX;
+			*budget -= (uint64_t)len + REC_HDR;
+			rec_t rec;
+			if (rec_read(p, n, i, &rec) == REC_OK)
+				return i;
+		}
+		i++;
+	}
+	return n;
+}
+
 /*
  * Parse the tail: the 'X' record, then status batches. tail_off is the file
- * offset of p[0]. *good_len receives the file length up to the last valid
- * batch (shorter than the file when a torn append was ignored).
+ * offset of p[0].
+ *
+ * A batch that is damaged (cut short, checksum wrong, zeros) is a torn
+ * append: when nothing intact follows it is the torn last one and is
+ * ignored; when intact batches follow (a crash can write a later page of a
+ * file but not an earlier one) it is skipped and they are applied. Either
+ * way the state is made only of batches that were really written, at worst
+ * missing one: an older state, so a retry, never a loss. Refusing the file
+ * instead would strand its pending recipients in corrupt/.
  */
 static int
 decode_tail(envelope_t *e, const unsigned char *p, size_t n, uint64_t tail_off,
-    uint64_t *good_len, buf_t *err)
+    tail_info_t *ti, buf_t *err)
 {
 	rec_t rec;
 	int rr = rec_read(p, n, 0, &rec);
@@ -766,19 +807,11 @@ decode_tail(envelope_t *e, const unsigned char *p, size_t n, uint64_t tail_off,
 		buf_puts(err, "bad end record");
 		return -1;
 	}
-	size_t off = rec.size;
+	size_t off = rec.size, good = off;
+	uint64_t budget = QF_RESYNC_BUDGET;
+	ti->skipped = 0;
 	while (off < n) {
 		rr = rec_read(p, n, off, &rec);
-		/* every append starts with an 'S': anything else that is not
-		 * zeros (a file extended by a crash) was never written by us */
-		if (p[off] != REC_STATUS) {
-			if (all_zero(p + off, n - off))
-				break;
-			buf_puts(err, "corrupt status record");
-			return -1;
-		}
-		if (rr == REC_SHORT)
-			break; /* the bytes end inside it: a torn last append, ignored */
 		if (rr == REC_OK) {
 			/* checksum right: it is what we wrote, so it must be valid */
 			if (rec.type != REC_STATUS || apply_status(e, &rec) < 0) {
@@ -786,22 +819,25 @@ decode_tail(envelope_t *e, const unsigned char *p, size_t n, uint64_t tail_off,
 				return -1;
 			}
 			off += rec.size;
+			good = off;
 			continue;
 		}
-		/* checksum wrong: a torn append only if it is the last thing in
-		 * the file, or the file was extended with zeros by a crash */
-		uint32_t len = be32(p + off + 1);
-		if (len <= QF_MAX_REC && n - off == (size_t)len + REC_OVH)
-			break;
-		buf_puts(err, "corrupt status record");
-		return -1;
+		size_t next = resync(p, n, off + 1, &budget);
+		if (next == SIZE_MAX) {
+			buf_puts(err, "damaged status records");
+			return -1;
+		}
+		if (next == n)
+			break; /* torn tail: ignored */
+		ti->skipped += next - off;
+		off = next;
 	}
-	*good_len = tail_off + off;
+	ti->good_len = tail_off + good;
 	return 0;
 }
 
 static int
-decode_mem(const char *cp, size_t n, envelope_t **out, uint64_t *good_len, buf_t *err)
+decode_mem(const char *cp, size_t n, envelope_t **out, tail_info_t *ti, buf_t *err)
 {
 	const unsigned char *p = (const unsigned char *)cp;
 	envelope_t *e;
@@ -825,7 +861,7 @@ decode_mem(const char *cp, size_t n, envelope_t **out, uint64_t *good_len, buf_t
 		envelope_free(e);
 		return -1;
 	}
-	if (decode_tail(e, p + toff, n - toff, toff, good_len, err) < 0) {
+	if (decode_tail(e, p + toff, n - toff, toff, ti, err) < 0) {
 		envelope_free(e);
 		return -1;
 	}
@@ -836,14 +872,14 @@ decode_mem(const char *cp, size_t n, envelope_t **out, uint64_t *good_len, buf_t
 int
 queue_decode(const char *p, size_t n, envelope_t **out, buf_t *err)
 {
-	uint64_t good;
-	return decode_mem(p, n, out, &good, err);
+	tail_info_t ti;
+	return decode_mem(p, n, out, &ti, err);
 }
 
 /* Load from a file without reading the content: the header is read in
  * growing chunks, then the tail from body_off+body_len to the end. */
 static int
-load_fd(int fd, envelope_t **out, uint64_t *good_len, uint64_t *file_len, buf_t *err)
+load_fd(int fd, envelope_t **out, tail_info_t *ti, uint64_t *file_len, buf_t *err)
 {
 	struct stat st;
 	*out = NULL;
@@ -905,7 +941,7 @@ load_fd(int fd, envelope_t **out, uint64_t *good_len, uint64_t *file_len, buf_t 
 		envelope_free(e);
 		return -1;
 	}
-	int r = decode_tail(e, (unsigned char *)tb, (size_t)got, toff, good_len, err);
+	int r = decode_tail(e, (unsigned char *)tb, (size_t)got, toff, ti, err);
 	xfree(tb);
 	if (r < 0) {
 		envelope_free(e);
@@ -925,7 +961,7 @@ path_qid(const char *path)
 }
 
 static int
-load_path(const char *path, envelope_t **out, uint64_t *good_len, uint64_t *file_len,
+load_path(const char *path, envelope_t **out, tail_info_t *ti, uint64_t *file_len,
     buf_t *err)
 {
 	*out = NULL;
@@ -934,7 +970,7 @@ load_path(const char *path, envelope_t **out, uint64_t *good_len, uint64_t *file
 		buf_printf(err, "open: %s", strerror(errno));
 		return -1;
 	}
-	int r = load_fd(fd, out, good_len, file_len, err);
+	int r = load_fd(fd, out, ti, file_len, err);
 	close(fd);
 	if (r == 0) {
 		const char *q = path_qid(path);
@@ -951,8 +987,9 @@ load_path(const char *path, envelope_t **out, uint64_t *good_len, uint64_t *file
 int
 queue_load(const char *path, envelope_t **out, buf_t *err)
 {
-	uint64_t good, flen;
-	return load_path(path, out, &good, &flen, err);
+	tail_info_t ti;
+	uint64_t flen;
+	return load_path(path, out, &ti, &flen, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -969,6 +1006,8 @@ qpath(const char *spool_dir, const char *sub, const char *qid)
 {
 	return xasprintf("%s/%s/%s", spool_dir, sub, qid);
 }
+
+static pthread_mutex_t append_mu = PTHREAD_MUTEX_INITIALIZER;
 
 int
 queue_append_status(const char *spool_dir, const envelope_t *env, const size_t *idx, size_t n,
@@ -1006,21 +1045,24 @@ queue_append_status(const char *spool_dir, const envelope_t *env, const size_t *
 		buf_free(&b);
 		return -1;
 	}
+	/* Appends are serialized in the process (a remote and a local job may
+	 * finish for the same message at once), so undoing a partial write
+	 * below can never cut another append off. The sync runs unlocked. */
+	pthread_mutex_lock(&append_mu);
 	struct stat st;
 	int r = fstat(fd, &st);
 	bool stat_ok = r == 0;
 	if (r == 0)
 		r = write_all(fd, b.data, b.len);
 	int e = errno;
-	if (r < 0 && stat_ok && st.st_size > 0) {
+	if (r < 0 && stat_ok) {
 		/* A partial append (ENOSPC, EIO...) would leave a torn record in
-		 * the middle of the file once more batches follow: cut it off.
-		 * One job at a time owns an envelope, so no other append can
-		 * have landed meanwhile. */
+		 * the middle of the file once more batches follow: cut it off. */
 		if (ftruncate(fd, st.st_size) < 0)
 			log_warn("qid=%s status append failed and could not be undone: %s", env->qid,
 			    strerror(errno));
 	}
+	pthread_mutex_unlock(&append_mu);
 	if (r == 0 && sync && fdatasync(fd) < 0) {
 		r = -1;
 		e = errno;
@@ -1126,10 +1168,14 @@ queue_scan(const char *spool_dir, void (*cb)(void *arg, envelope_t *env), void *
 		char *path = qpath(spool_dir, "queue", names[i]);
 		envelope_t *e = NULL;
 		buf_t err = BUF_INIT;
-		uint64_t good = 0, flen = 0;
-		if (load_path(path, &e, &good, &flen, &err) == 0) {
-			if (good < flen)
-				scan_repair(path, names[i], good, flen);
+		tail_info_t ti = {0, 0};
+		uint64_t flen = 0;
+		if (load_path(path, &e, &ti, &flen, &err) == 0) {
+			if (ti.skipped)
+				log_warn("qid=%s skipped %llu bytes of damaged status records", names[i],
+				    (unsigned long long)ti.skipped);
+			if (ti.good_len < flen)
+				scan_repair(path, names[i], ti.good_len, flen);
 			cb(arg, e);
 			loaded++;
 		} else {
