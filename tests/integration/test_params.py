@@ -4,6 +4,8 @@ SMTPUTF8 (RFC 6531), 8BITMIME/BODY (RFC 6152).
 """
 
 import re
+import struct
+import zlib
 
 import pytest
 
@@ -124,3 +126,73 @@ def test_smtputf8_needs_ehlo(tern):
         c.expect("HELO client.test", r"^250 ")
         r = c.cmd("MAIL FROM:<%s> SMTPUTF8" % SENDER)
         assert re.match(r"^5\d\d 5\.5\.\d", r.text), r
+
+
+def read_queue_header(path):
+    """Decode the envelope records of a queue file (docs/queue.md, version 1):
+    {"ret": int, "envid": str|None, "sender": str, "rcpt": [(notify, addr, orig, orcpt)]}"""
+    data = path.read_bytes()
+    magic = b"tern-queue 1\n"
+    assert data.startswith(magic), data[:20]
+    pos = len(magic)
+    out = {"envid": None, "rcpt": []}
+
+    def ostr(b, i):
+        n = struct.unpack(">I", b[i:i + 4])[0]
+        if n == 0xFFFFFFFF:
+            return None, i + 4
+        return b[i + 4:i + 4 + n].decode("utf-8"), i + 4 + n
+
+    while True:
+        typ = data[pos:pos + 1].decode()
+        n = struct.unpack(">I", data[pos + 1:pos + 5])[0]
+        rec = data[pos + 5:pos + 5 + n]
+        crc = struct.unpack(">I", data[pos + 5 + n:pos + 9 + n])[0]
+        assert crc == zlib.crc32(data[pos:pos + 5 + n]), "bad CRC in record %s" % typ
+        pos += 9 + n
+        if typ == "I":
+            out["ret"] = rec[8]
+        elif typ == "F":
+            out["sender"] = rec.decode("utf-8")
+        elif typ == "E":
+            out["envid"] = rec.decode("utf-8")
+        elif typ == "R":
+            notify = struct.unpack(">I", rec[:4])[0]
+            addr, i = ostr(rec, 4)
+            orig, i = ostr(rec, i)
+            orcpt, i = ostr(rec, i)
+            out["rcpt"].append((notify, addr, orig, orcpt))
+        elif typ == "B":
+            return out
+
+
+def test_dsn_parameters_stored(make_tern, tmp_path):
+    """DSN parameters end up in the queued envelope (RFC 3461 §4: ENVID
+    xtext-decoded, RET, NOTIFY, ORCPT). The Maildir is made unusable so the
+    message stays queued and its file can be read."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a directory\n")
+    t = make_tern(extra_mailboxes=["dave@localhost %s" % (blocked / "dave")],
+                  config={"retry_min": "1h", "retry_max": "2h"}).start()
+    with t.client() as c:
+        c.read_greeting()
+        c.ehlo()
+        c.dialogue([
+            ("MAIL FROM:<%s> RET=HDRS ENVID=a+2Bb+3Dc" % SENDER, r"^250 "),
+            ("RCPT TO:<dave@localhost> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Dave+2Bx@localhost",
+             r"^250 "),
+            ("RCPT TO:<postmaster@localhost> NOTIFY=NEVER", r"^250 "),
+        ])
+        qid = data(c, "Subject: stored\r\n\r\nx\r\n.\r\n")
+        c.expect("QUIT", r"^221 ")
+    t.wait_log(r"%s: to=<dave@localhost> .*status=deferred" % qid)
+    env = read_queue_header(t.spool / "queue" / qid)
+    assert env["sender"] == SENDER
+    assert env["envid"] == "a+b=c"
+    assert env["ret"] == 2  # RET_HDRS
+    rc = {r[1]: r for r in env["rcpt"]}
+    assert rc["dave@localhost"][0] == 0x02 | 0x04, rc  # NOTIFY_SUCCESS | NOTIFY_FAILURE
+    assert rc["dave@localhost"][3] == "rfc822;Dave+x@localhost", rc
+    # postmaster is an alias of alice: the original address is kept
+    assert rc["alice@localhost"][0] == 0x01, rc  # NOTIFY_NEVER
+    assert rc["alice@localhost"][2] == "postmaster@localhost", rc
