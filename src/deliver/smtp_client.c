@@ -1,0 +1,1029 @@
+/*
+ * smtp_client.c - one outbound SMTP/LMTP session over a conn_t (see
+ * smtp_client.h for the events and docs/outbound.md for the state machine
+ * and the error policy).
+ *
+ * States: CONNECTING -> GREETING -> EHLO [-> HELO] -> IDLE <-> TXN [-> RSET]
+ * and QUIT / CLOSING from anywhere. Within a transaction the replies still
+ * awaited are a FIFO of "expectations" (MAIL, RCPT i, DATA, DOT ...): without
+ * PIPELINING it never holds more than one, with PIPELINING (RFC 2920) the
+ * MAIL, every RCPT and DATA are sent in one write and their replies are
+ * matched in order.
+ *
+ * Guarantees: every recipient of a transaction ends with exactly one
+ * outcome; the only place a reply code becomes an outcome is smtp_decide();
+ * a connection-level failure is reported to the owner only from the
+ * conn's CLOSED event (DONE, then CLOSED), so the owner never sees the
+ * session vanish inside one of its own calls. The content is never held in
+ * memory beyond one 64 KiB chunk: the next chunk is read only when the
+ * previous one has left our buffers (CONN_EV_DRAINED).
+ * Must not: send the final dot for content that could not be read whole
+ * (the session is then dropped, so the server discards the message).
+ */
+#include "deliver/smtp_client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/addr.h"
+#include "lib/conn.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#define CHUNK 65536
+#define CLIENT_MAX_INPUT (SMTP_REPLY_MAX_LINE * 32)
+#define REPLY_TEXT_MAX 900
+
+enum cstate {
+	CS_CONNECTING,
+	CS_GREETING,
+	CS_EHLO,
+	CS_HELO,
+	CS_IDLE,
+	CS_TXN,
+	CS_RSET,
+	CS_QUIT,
+	CS_CLOSING,
+};
+
+enum ex_kind {
+	EX_MAIL,
+	EX_RCPT,
+	EX_DATA,
+	EX_DOT,         /* SMTP: one final reply for every accepted recipient */
+	EX_DOT_RCPT,    /* LMTP: the final reply for recipient i (RFC 2033 §4.2) */
+	EX_DOT_DISCARD, /* the "." we send after 354 when nobody was accepted */
+};
+
+struct expect {
+	enum ex_kind kind;
+	size_t i;
+};
+
+struct smtp_client {
+	uv_loop_t *loop;
+	conn_t *conn;
+	smtp_client_options_t o;
+	char *helo_name;
+	char *host;
+	char *relay;
+	smtp_client_cb cb;
+	void *arg;
+	enum cstate st;
+	smtp_reply_t reply;
+	unsigned ext;
+	uint64_t max_size;
+	bool ready;
+	buf_t err;
+	int err_outcome;
+
+	/* the transaction */
+	smtp_txn_t *txn;
+	struct expect *ex;
+	size_t ex_head, ex_tail, ex_cap;
+	bool *accepted;
+	size_t naccepted;
+	bool mail_failed;
+	bool need_rset;
+	bool bdat;
+	enum smtp_stage stage; /* for failure texts */
+	/* content */
+	bool sending;
+	uint64_t sent;
+	char prev;
+	char *chunk;
+	buf_t out;
+};
+
+static void
+default_timeout(unsigned *v, unsigned def)
+{
+	if (*v == 0)
+		*v = def;
+}
+
+static unsigned
+tmo_ms(unsigned v)
+{
+	return v * 1000u;
+}
+
+void
+smtp_txn_clear(smtp_txn_t *t)
+{
+	if (!t->res)
+		return;
+	for (size_t i = 0; i < t->n; i++) {
+		xfree(t->res[i].reply);
+		t->res[i].reply = NULL;
+		t->res[i].outcome = SMTP_UNDECIDED;
+	}
+}
+
+/*
+ * The error policy (docs/outbound.md has the table with the reasons).
+ * 2xx success, 4xx temporary, 5xx permanent (RFC 5321 §4.2.1), with these
+ * refinements:
+ *  - 421 anywhere: the server is closing the channel: temporary.
+ *  - RCPT 552: RFC 5321 §4.5.3.1.10 says old servers use it for "too many
+ *    recipients", which must be treated as 452: temporary.
+ *  - a reply of a class the command cannot have (354 to MAIL, 250 to DATA,
+ *    anything but 220 as a greeting) is a protocol error: temporary, the
+ *    next attempt may meet a saner server.
+ */
+enum smtp_outcome
+smtp_decide(enum smtp_stage stage, int code)
+{
+	int cls = code / 100;
+	if (stage == SMTP_STAGE_CONNECT || stage == SMTP_STAGE_CONTENT)
+		return SMTP_TEMPFAIL;
+	if (code == 421)
+		return SMTP_TEMPFAIL;
+	switch (stage) {
+	case SMTP_STAGE_GREETING:
+		if (code == 220)
+			return SMTP_OK;
+		return cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL;
+	case SMTP_STAGE_DATA:
+		if (code == 354)
+			return SMTP_OK;
+		return cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL;
+	case SMTP_STAGE_RCPT:
+		if (code == 552)
+			return SMTP_TEMPFAIL;
+		break;
+	default:
+		break;
+	}
+	switch (cls) {
+	case 2:
+		return SMTP_OK;
+	case 5:
+		return SMTP_PERMFAIL;
+	default:
+		return SMTP_TEMPFAIL;
+	}
+}
+
+static const char *
+stage_name(enum smtp_stage s)
+{
+	switch (s) {
+	case SMTP_STAGE_CONNECT: return "connect";
+	case SMTP_STAGE_GREETING: return "greeting";
+	case SMTP_STAGE_HELO: return "EHLO";
+	case SMTP_STAGE_MAIL: return "MAIL FROM";
+	case SMTP_STAGE_RCPT: return "RCPT TO";
+	case SMTP_STAGE_DATA: return "DATA";
+	case SMTP_STAGE_CONTENT: return "message content";
+	case SMTP_STAGE_DOT: return "end of data";
+	case SMTP_STAGE_RSET: return "RSET";
+	case SMTP_STAGE_QUIT: return "QUIT";
+	}
+	return "?";
+}
+
+/* default enhanced code for a reply that came without one (RFC 3463 §3) */
+static const char *
+default_esc(enum smtp_stage stage, int code)
+{
+	int cls = code / 100;
+	if (cls != 4 && cls != 5)
+		return cls == 2 ? "2.0.0" : "4.5.0";
+	switch (stage) {
+	case SMTP_STAGE_MAIL: return cls == 4 ? "4.1.0" : "5.1.0";   /* sender status */
+	case SMTP_STAGE_RCPT: return cls == 4 ? "4.1.0" : "5.1.0";   /* recipient status */
+	case SMTP_STAGE_DATA:
+	case SMTP_STAGE_DOT: return cls == 4 ? "4.6.0" : "5.6.0";    /* content */
+	default: return cls == 4 ? "4.0.0" : "5.0.0";
+	}
+}
+
+/* The reply as stored text: "550 5.1.1 ...". A reply of a class that does
+ * not match the outcome (a protocol error) is stored as a 451 with the
+ * server's words after it, so the code always says what happened. */
+static char *
+reply_text(smtp_client_t *c, enum smtp_stage stage, enum smtp_outcome oc)
+{
+	buf_t b = BUF_INIT;
+	int cls = c->reply.code / 100;
+	if ((oc == SMTP_TEMPFAIL && cls != 4) || (oc == SMTP_PERMFAIL && cls != 5)) {
+		buf_printf(&b, "451 4.5.0 unexpected reply to %s from %s: ", stage_name(stage),
+		    c->relay);
+		smtp_reply_format(&c->reply, NULL, REPLY_TEXT_MAX, &b);
+	} else {
+		smtp_reply_format(&c->reply, default_esc(stage, c->reply.code), REPLY_TEXT_MAX, &b);
+	}
+	return buf_steal(&b);
+}
+
+static void
+set_result(smtp_client_t *c, size_t i, enum smtp_outcome oc, const char *text)
+{
+	smtp_result_t *r = &c->txn->res[i];
+	if (r->outcome != SMTP_UNDECIDED)
+		return;
+	r->outcome = oc;
+	xfree(r->reply);
+	r->reply = xstrdup(text);
+}
+
+/* Record why the session failed (the first reason wins) and close. */
+static void
+session_fail(smtp_client_t *c, int outcome, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+session_fail(smtp_client_t *c, int outcome, const char *fmt, ...)
+{
+	if (c->err.len == 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		buf_vprintf(&c->err, fmt, ap);
+		va_end(ap);
+		c->err_outcome = outcome;
+	}
+	c->st = CS_CLOSING;
+	c->sending = false;
+	conn_close(c->conn);
+}
+
+static void
+set_timeout(smtp_client_t *c, unsigned sec)
+{
+	conn_set_timeout(c->conn, tmo_ms(sec));
+}
+
+static void
+emit(smtp_client_t *c, enum smtp_client_ev ev)
+{
+	c->cb(c, ev, c->arg);
+}
+
+/* ---- EHLO ---- */
+
+static bool
+kw_is(const char *p, size_t n, const char *kw, const char **rest, size_t *rn)
+{
+	size_t k = strlen(kw);
+	if (n < k || strncasecmp(p, kw, k) != 0)
+		return false;
+	if (n > k && p[k] != ' ')
+		return false;
+	*rest = n > k ? p + k + 1 : p + n;
+	*rn = n > k ? n - k - 1 : 0;
+	return true;
+}
+
+static void
+parse_ehlo(smtp_client_t *c)
+{
+	c->ext = 0;
+	c->max_size = 0;
+	/* line 0 is the server's name and greeting; then one keyword a line */
+	for (size_t i = 1; i < c->reply.nlines; i++) {
+		const char *p, *rest;
+		size_t n, rn;
+		if (!smtp_reply_line(&c->reply, i, &p, &n))
+			break;
+		if (kw_is(p, n, "PIPELINING", &rest, &rn))
+			c->ext |= SMTP_EXT_PIPELINING;
+		else if (kw_is(p, n, "8BITMIME", &rest, &rn))
+			c->ext |= SMTP_EXT_8BITMIME;
+		else if (kw_is(p, n, "SMTPUTF8", &rest, &rn))
+			c->ext |= SMTP_EXT_SMTPUTF8;
+		else if (kw_is(p, n, "DSN", &rest, &rn))
+			c->ext |= SMTP_EXT_DSN;
+		else if (kw_is(p, n, "CHUNKING", &rest, &rn))
+			c->ext |= SMTP_EXT_CHUNKING;
+		else if (kw_is(p, n, "BINARYMIME", &rest, &rn))
+			c->ext |= SMTP_EXT_BINARYMIME;
+		else if (kw_is(p, n, "STARTTLS", &rest, &rn))
+			c->ext |= SMTP_EXT_STARTTLS;
+		else if (kw_is(p, n, "ENHANCEDSTATUSCODES", &rest, &rn))
+			c->ext |= SMTP_EXT_ENHANCEDSTATUSCODES;
+		else if (kw_is(p, n, "SIZE", &rest, &rn)) {
+			/* RFC 1870 §4: "SIZE" [SP number]; 0 or none: no fixed limit */
+			uint64_t v = 0;
+			size_t k = 0;
+			while (k < rn && rest[k] >= '0' && rest[k] <= '9' && k < 19)
+				v = v * 10 + (uint64_t)(rest[k++] - '0');
+			c->ext |= SMTP_EXT_SIZE;
+			c->max_size = (k > 0 && k == rn) ? v : 0;
+		}
+	}
+}
+
+static void
+send_helo(smtp_client_t *c, const char *verb)
+{
+	conn_printf(c->conn, "%s %s\r\n", verb, c->helo_name);
+	set_timeout(c, c->o.t.helo);
+}
+
+static void
+become_idle(smtp_client_t *c)
+{
+	c->st = CS_IDLE;
+	conn_set_timeout(c->conn, 0);
+}
+
+/* ---- transactions ---- */
+
+static void
+push(smtp_client_t *c, enum ex_kind k, size_t i)
+{
+	if (c->ex_tail >= c->ex_cap)
+		abort(); /* sized in smtp_client_send: cannot happen */
+	c->ex[c->ex_tail].kind = k;
+	c->ex[c->ex_tail].i = i;
+	c->ex_tail++;
+}
+
+static void
+xtext_put(buf_t *b, const char *s, size_t n)
+{
+	/* RFC 3461 §4: xchar is "!".."~" except "+" and "="; others "+HH" */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < '!' || ch > '~' || ch == '+' || ch == '=')
+			buf_printf(b, "+%02X", ch);
+		else
+			buf_putc(b, (char)ch);
+	}
+}
+
+static void
+write_mail(smtp_client_t *c)
+{
+	const envelope_t *e = c->txn->env;
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "MAIL FROM:<%s>", e->sender ? e->sender : "");
+	if (c->ext & SMTP_EXT_SIZE)
+		buf_printf(&b, " SIZE=%llu", (unsigned long long)e->body_len); /* RFC 1870 §6 */
+	if (c->bdat)
+		buf_puts(&b, " BODY=BINARYMIME"); /* RFC 3030 §3 */
+	else if (e->body == BODY_8BITMIME && (c->ext & SMTP_EXT_8BITMIME))
+		buf_puts(&b, " BODY=8BITMIME"); /* RFC 6152 §2 */
+	if (e->smtputf8 && (c->ext & SMTP_EXT_SMTPUTF8))
+		buf_puts(&b, " SMTPUTF8"); /* RFC 6531 §3.4 */
+	if (c->ext & SMTP_EXT_DSN) {
+		/* RFC 3461 §4.3, §4.4 */
+		if (e->ret == RET_FULL)
+			buf_puts(&b, " RET=FULL");
+		else if (e->ret == RET_HDRS)
+			buf_puts(&b, " RET=HDRS");
+		if (e->envid && e->envid[0]) {
+			buf_puts(&b, " ENVID=");
+			xtext_put(&b, e->envid, strlen(e->envid));
+		}
+	}
+	buf_puts(&b, "\r\n");
+	conn_write(c->conn, b.data, b.len);
+	buf_free(&b);
+}
+
+static void
+write_rcpt(smtp_client_t *c, size_t i)
+{
+	const env_rcpt_t *r = &c->txn->env->rcpt[c->txn->idx[i]];
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "RCPT TO:<%s>", r->addr);
+	if (c->ext & SMTP_EXT_DSN) {
+		/* RFC 3461 §4.1: NEVER alone, or a list */
+		if (r->notify & NOTIFY_NEVER) {
+			buf_puts(&b, " NOTIFY=NEVER");
+		} else if (r->notify) {
+			const char *sep = " NOTIFY=";
+			if (r->notify & NOTIFY_SUCCESS) {
+				buf_printf(&b, "%sSUCCESS", sep);
+				sep = ",";
+			}
+			if (r->notify & NOTIFY_FAILURE) {
+				buf_printf(&b, "%sFAILURE", sep);
+				sep = ",";
+			}
+			if (r->notify & NOTIFY_DELAY)
+				buf_printf(&b, "%sDELAY", sep);
+		}
+		/* RFC 3461 §4.2: ORCPT=addr-type ";" xtext */
+		const char *semi = r->orcpt ? strchr(r->orcpt, ';') : NULL;
+		if (semi && semi > r->orcpt) {
+			buf_puts(&b, " ORCPT=");
+			buf_append(&b, r->orcpt, (size_t)(semi - r->orcpt));
+			buf_putc(&b, ';');
+			xtext_put(&b, semi + 1, strlen(semi + 1));
+		}
+	}
+	buf_puts(&b, "\r\n");
+	conn_write(c->conn, b.data, b.len);
+	buf_free(&b);
+}
+
+static void start_content(smtp_client_t *c);
+
+static void
+finish_txn(smtp_client_t *c)
+{
+	smtp_txn_t *t = c->txn;
+	for (size_t i = 0; i < t->n; i++)
+		if (t->res[i].outcome == SMTP_UNDECIDED) {
+			char *s = xasprintf("451 4.5.0 no final reply from %s", c->relay);
+			set_result(c, i, SMTP_TEMPFAIL, s);
+			xfree(s);
+		}
+	c->sending = false;
+	if (c->need_rset) {
+		/* the transaction did not reach its end: clear it (RFC 5321 §4.1.1.5) */
+		conn_write(c->conn, "RSET\r\n", 6);
+		c->st = CS_RSET;
+		c->stage = SMTP_STAGE_RSET;
+		set_timeout(c, c->o.t.rset);
+		return;
+	}
+	c->txn = NULL;
+	become_idle(c);
+	emit(c, SMTP_CLIENT_DONE);
+}
+
+/* all RCPT replies are in: go on to DATA (or BDAT), or give up */
+static void
+after_rcpts(smtp_client_t *c)
+{
+	if (c->mail_failed || c->naccepted == 0) {
+		c->need_rset = true;
+		finish_txn(c);
+		return;
+	}
+	if (c->bdat) {
+		/* RFC 3030 §2: one chunk with LAST; its length is exact */
+		conn_printf(c->conn, "BDAT %llu LAST\r\n", (unsigned long long)c->txn->env->body_len);
+		start_content(c);
+		return;
+	}
+	conn_write(c->conn, "DATA\r\n", 6);
+	push(c, EX_DATA, 0);
+	c->stage = SMTP_STAGE_DATA;
+	set_timeout(c, c->o.t.data_init);
+}
+
+/* the content has been written: wait for the final reply (or replies) */
+static void
+end_content(smtp_client_t *c)
+{
+	c->sending = false;
+	if (!c->bdat) {
+		/* RFC 5321 §4.1.1.4: the end is CRLF "." CRLF; the content's own
+		 * last CRLF counts when it has one (an empty message: just ".") */
+		if (c->sent == 0 || c->prev == '\n')
+			conn_write(c->conn, ".\r\n", 3);
+		else
+			conn_write(c->conn, "\r\n.\r\n", 5);
+	}
+	if (c->o.lmtp) {
+		for (size_t i = 0; i < c->txn->n; i++)
+			if (c->accepted[i])
+				push(c, EX_DOT_RCPT, i);
+	} else {
+		push(c, EX_DOT, 0);
+	}
+	c->stage = SMTP_STAGE_DOT;
+	set_timeout(c, c->o.t.data_done);
+	conn_flush(c->conn);
+}
+
+/* Write content while the kernel takes it at once; stop when a write is
+ * in flight (CONN_EV_DRAINED brings us back) or the content is done. */
+static void
+pump_content(smtp_client_t *c)
+{
+	const envelope_t *e = c->txn->env;
+	while (c->sending && !conn_closing(c->conn) && conn_pending_output(c->conn) == 0) {
+		if (c->sent >= e->body_len) {
+			end_content(c);
+			return;
+		}
+		uint64_t left = e->body_len - c->sent;
+		size_t want = left < CHUNK ? (size_t)left : CHUNK;
+		ssize_t r = pread_all(c->txn->fd, c->chunk, want, (off_t)(e->body_off + c->sent));
+		if (r <= 0) {
+			int saved = r < 0 ? errno : EIO;
+			/* never send the dot after partial content: drop the session */
+			session_fail(c, SMTP_TEMPFAIL, "451 4.3.0 cannot read the queued message: %s",
+			    r < 0 ? strerror(saved) : "file too short");
+			return;
+		}
+		buf_reset(&c->out);
+		if (c->bdat) {
+			buf_append(&c->out, c->chunk, (size_t)r);
+			if (r > 0)
+				c->prev = c->chunk[r - 1];
+		} else {
+			/* RFC 5321 §4.5.2: a line starting with "." gets one more;
+			 * the queue stores CRLF line ends; a bare LF is made CRLF so
+			 * the terminator can never be forged or lost */
+			buf_reserve(&c->out, (size_t)r + (size_t)r / 8 + 16);
+			for (ssize_t k = 0; k < r; k++) {
+				char ch = c->chunk[k];
+				if (ch == '.' && (c->sent + (uint64_t)k == 0 || c->prev == '\n'))
+					buf_putc(&c->out, '.');
+				if (ch == '\n' && c->prev != '\r')
+					buf_putc(&c->out, '\r');
+				buf_putc(&c->out, ch);
+				c->prev = ch;
+			}
+		}
+		c->sent += (uint64_t)r;
+		conn_write(c->conn, c->out.data, c->out.len);
+		set_timeout(c, c->o.t.data_block); /* RFC 5321 §4.5.3.2.5 */
+		conn_flush(c->conn);
+	}
+}
+
+static void
+start_content(smtp_client_t *c)
+{
+	c->sending = true;
+	c->sent = 0;
+	c->prev = '\0';
+	c->stage = SMTP_STAGE_CONTENT;
+	if (!c->chunk)
+		c->chunk = xmalloc(CHUNK);
+	set_timeout(c, c->o.t.data_block);
+	conn_flush(c->conn);
+	pump_content(c);
+}
+
+/* one reply to the oldest outstanding command of the transaction */
+static void
+txn_reply(smtp_client_t *c)
+{
+	struct expect x = c->ex[c->ex_head++];
+	smtp_txn_t *t = c->txn;
+	bool pipelining = (c->ext & SMTP_EXT_PIPELINING) != 0;
+	int code = c->reply.code;
+	enum smtp_outcome oc;
+	char *text;
+
+	switch (x.kind) {
+	case EX_MAIL:
+		oc = smtp_decide(SMTP_STAGE_MAIL, code);
+		if (oc != SMTP_OK) {
+			c->mail_failed = true;
+			c->need_rset = true;
+			text = reply_text(c, SMTP_STAGE_MAIL, oc);
+			for (size_t i = 0; i < t->n; i++)
+				set_result(c, i, oc, text);
+			xfree(text);
+		}
+		if (!pipelining) {
+			if (c->mail_failed) {
+				finish_txn(c);
+				return;
+			}
+			write_rcpt(c, 0);
+			push(c, EX_RCPT, 0);
+			c->stage = SMTP_STAGE_RCPT;
+			set_timeout(c, c->o.t.rcpt);
+		} else {
+			c->stage = SMTP_STAGE_RCPT;
+			set_timeout(c, c->o.t.rcpt);
+		}
+		break;
+	case EX_RCPT:
+		if (!c->mail_failed) {
+			oc = smtp_decide(SMTP_STAGE_RCPT, code);
+			if (oc == SMTP_OK) {
+				c->accepted[x.i] = true;
+				c->naccepted++;
+			} else {
+				text = reply_text(c, SMTP_STAGE_RCPT, oc);
+				set_result(c, x.i, oc, text);
+				xfree(text);
+			}
+		}
+		if (x.i + 1 < t->n) {
+			if (!pipelining) {
+				write_rcpt(c, x.i + 1);
+				push(c, EX_RCPT, x.i + 1);
+			}
+			set_timeout(c, c->o.t.rcpt);
+		} else if (!pipelining || c->bdat) {
+			after_rcpts(c);
+		} else {
+			c->stage = SMTP_STAGE_DATA;
+			set_timeout(c, c->o.t.data_init);
+		}
+		break;
+	case EX_DATA:
+		oc = smtp_decide(SMTP_STAGE_DATA, code);
+		if (oc == SMTP_OK) {
+			if (c->mail_failed || c->naccepted == 0) {
+				/* RFC 2920 §3.1: DATA accepted with nobody to deliver
+				 * to: end the (empty) content at once */
+				conn_write(c->conn, ".\r\n", 3);
+				push(c, EX_DOT_DISCARD, 0);
+				c->need_rset = true;
+				c->stage = SMTP_STAGE_DOT;
+				set_timeout(c, c->o.t.data_done);
+				break;
+			}
+			start_content(c);
+			break;
+		}
+		text = reply_text(c, SMTP_STAGE_DATA, oc);
+		for (size_t i = 0; i < t->n; i++)
+			set_result(c, i, oc, text);
+		xfree(text);
+		c->need_rset = true;
+		finish_txn(c);
+		return;
+	case EX_DOT:
+		oc = smtp_decide(SMTP_STAGE_DOT, code);
+		text = reply_text(c, SMTP_STAGE_DOT, oc);
+		for (size_t i = 0; i < t->n; i++)
+			if (c->accepted[i])
+				set_result(c, i, oc, text);
+		xfree(text);
+		break;
+	case EX_DOT_RCPT:
+		oc = smtp_decide(SMTP_STAGE_DOT, code);
+		text = reply_text(c, SMTP_STAGE_DOT, oc);
+		set_result(c, x.i, oc, text);
+		xfree(text);
+		break;
+	case EX_DOT_DISCARD:
+		break;
+	}
+	if (c->st == CS_TXN && !c->sending && c->ex_head == c->ex_tail)
+		finish_txn(c);
+}
+
+/* ---- input ---- */
+
+static void
+handle_reply(smtp_client_t *c)
+{
+	int code = c->reply.code;
+	enum smtp_outcome oc;
+	buf_t b = BUF_INIT;
+
+	switch (c->st) {
+	case CS_GREETING:
+		oc = smtp_decide(SMTP_STAGE_GREETING, code);
+		if (oc != SMTP_OK) {
+			/* RFC 5321 §3.1: a 554 greeting: say QUIT, go away */
+			smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_GREETING, code),
+			    REPLY_TEXT_MAX, &b);
+			if (code / 100 == 5)
+				conn_write(c->conn, "QUIT\r\n", 6);
+			session_fail(c, oc, "%s", buf_cstr(&b));
+			break;
+		}
+		c->st = CS_EHLO;
+		c->stage = SMTP_STAGE_HELO;
+		send_helo(c, c->o.lmtp ? "LHLO" : "EHLO");
+		break;
+	case CS_EHLO:
+	case CS_HELO:
+		oc = smtp_decide(SMTP_STAGE_HELO, code);
+		if (oc == SMTP_OK) {
+			if (c->st == CS_EHLO)
+				parse_ehlo(c);
+			c->ready = true;
+			become_idle(c);
+			emit(c, SMTP_CLIENT_READY);
+			break;
+		}
+		if (c->st == CS_EHLO && !c->o.lmtp && code / 100 == 5) {
+			/* RFC 5321 §3.2: a server that does not know EHLO */
+			c->st = CS_HELO;
+			send_helo(c, "HELO");
+			break;
+		}
+		smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_HELO, code), REPLY_TEXT_MAX, &b);
+		if (code != 421)
+			conn_write(c->conn, "QUIT\r\n", 6);
+		session_fail(c, oc, "%s", buf_cstr(&b));
+		break;
+	case CS_TXN:
+		if (code == 421) {
+			/* RFC 5321 §3.8: the server is going away */
+			smtp_reply_format(&c->reply, "4.4.2", REPLY_TEXT_MAX, &b);
+			session_fail(c, SMTP_TEMPFAIL, "%s", buf_cstr(&b));
+			break;
+		}
+		txn_reply(c);
+		break;
+	case CS_RSET:
+		c->txn = NULL;
+		if (smtp_decide(SMTP_STAGE_RSET, code) == SMTP_OK) {
+			become_idle(c);
+		} else {
+			smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_RSET, code), REPLY_TEXT_MAX, &b);
+			session_fail(c, SMTP_TEMPFAIL, "%s", buf_cstr(&b));
+		}
+		emit(c, SMTP_CLIENT_DONE);
+		break;
+	case CS_QUIT:
+		c->st = CS_CLOSING;
+		conn_close(c->conn);
+		break;
+	case CS_IDLE:
+		/* unsolicited: typically "421 idle timeout"; the session is over */
+		smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_QUIT, code), REPLY_TEXT_MAX, &b);
+		session_fail(c, SMTP_TEMPFAIL, "%s", buf_cstr(&b));
+		break;
+	default:
+		break;
+	}
+	buf_free(&b);
+}
+
+static void
+process_input(smtp_client_t *c)
+{
+	while (c->st != CS_CLOSING && c->st != CS_CONNECTING && !c->sending) {
+		if (c->st == CS_TXN && c->ex_head == c->ex_tail)
+			break;
+		buf_t *in = conn_input(c->conn);
+		if (in->len == 0)
+			break;
+		size_t used = 0;
+		int r = smtp_reply_feed(&c->reply, in->data, in->len, &used);
+		conn_consume(c->conn, used);
+		if (r == SMTP_REPLY_ERROR) {
+			session_fail(c, SMTP_TEMPFAIL, "451 4.5.0 protocol error from %s after %s: %s",
+			    c->relay, stage_name(c->stage), c->reply.err);
+			return;
+		}
+		if (r == SMTP_REPLY_MORE)
+			break;
+		handle_reply(c);
+		smtp_reply_reset(&c->reply);
+	}
+}
+
+static void
+on_closed(smtp_client_t *c, int err)
+{
+	if (c->err.len == 0) {
+		if (c->st == CS_CONNECTING || !c->ready) {
+			if (c->st == CS_CONNECTING)
+				buf_printf(&c->err, "451 4.4.1 connect to %s: %s", c->relay,
+				    err ? uv_strerror(err) : "connection closed");
+			else
+				buf_printf(&c->err, "451 4.4.2 connection lost with %s during %s",
+				    c->relay, stage_name(c->stage));
+		} else if (c->st == CS_TXN && c->stage == SMTP_STAGE_CONTENT) {
+			buf_printf(&c->err, "451 4.4.2 connection lost during DATA with %s", c->relay);
+		} else {
+			buf_printf(&c->err, "451 4.4.2 connection lost with %s after %s", c->relay,
+			    stage_name(c->stage));
+		}
+		c->err_outcome = SMTP_TEMPFAIL;
+	}
+	c->st = CS_CLOSING;
+	if (c->txn) {
+		/* everything not final yet is a tempfail with the reason */
+		const char *why = buf_cstr(&c->err);
+		char *t = NULL;
+		if (c->err_outcome != SMTP_TEMPFAIL || why[0] != '4')
+			why = t = xasprintf("451 4.4.2 session with %s ended: %s", c->relay, why);
+		for (size_t i = 0; i < c->txn->n; i++)
+			set_result(c, i, SMTP_TEMPFAIL, why);
+		xfree(t);
+		c->txn = NULL;
+		emit(c, SMTP_CLIENT_DONE);
+	}
+	emit(c, SMTP_CLIENT_CLOSED);
+	smtp_reply_free(&c->reply);
+	buf_free(&c->err);
+	buf_free(&c->out);
+	xfree(c->ex);
+	xfree(c->accepted);
+	xfree(c->chunk);
+	xfree(c->helo_name);
+	xfree(c->host);
+	xfree(c->relay);
+	xfree(c);
+}
+
+static void
+on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
+{
+	smtp_client_t *c = arg;
+	(void)conn;
+	switch (ev) {
+	case CONN_EV_CONNECTED:
+		c->st = CS_GREETING;
+		c->stage = SMTP_STAGE_GREETING;
+		set_timeout(c, c->o.t.greeting); /* RFC 5321 §4.5.3.2.1 */
+		break;
+	case CONN_EV_DATA:
+		process_input(c);
+		break;
+	case CONN_EV_DRAINED:
+		if (c->sending)
+			pump_content(c);
+		if (!c->sending && c->st != CS_CLOSING)
+			process_input(c); /* replies that came while we were sending */
+		break;
+	case CONN_EV_TIMEOUT:
+		if (c->st == CS_QUIT) {
+			c->st = CS_CLOSING;
+			conn_close(c->conn);
+			break;
+		}
+		session_fail(c, SMTP_TEMPFAIL, "451 4.4.2 timeout with %s during %s", c->relay,
+		    stage_name(c->stage));
+		break;
+	case CONN_EV_CLOSED:
+		on_closed(c, err);
+		break;
+	case CONN_EV_TLS_READY:
+		break;
+	}
+}
+
+smtp_client_t *
+smtp_client_new(uv_loop_t *loop, const struct sockaddr *addr, const char *host,
+    const smtp_client_options_t *o, smtp_client_cb cb, void *arg)
+{
+	smtp_client_t *c = xcalloc(1, sizeof *c);
+	c->loop = loop;
+	c->o = *o;
+	c->helo_name = xstrdup(o->helo_name && o->helo_name[0] ? o->helo_name : "localhost");
+	c->o.helo_name = c->helo_name;
+	default_timeout(&c->o.t.connect, 30);
+	default_timeout(&c->o.t.greeting, 300);
+	default_timeout(&c->o.t.helo, 300);
+	default_timeout(&c->o.t.mail, 300);
+	default_timeout(&c->o.t.rcpt, 300);
+	default_timeout(&c->o.t.data_init, 120);
+	default_timeout(&c->o.t.data_block, 180);
+	default_timeout(&c->o.t.data_done, 600);
+	default_timeout(&c->o.t.rset, 300);
+	default_timeout(&c->o.t.quit, 10);
+	c->cb = cb;
+	c->arg = arg;
+	smtp_reply_init(&c->reply);
+	char ip[64] = "?";
+	int port = 0;
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)addr;
+		uv_ip4_name(s4, ip, sizeof ip);
+		port = ntohs(s4->sin_port);
+	} else if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)addr;
+		uv_ip6_name(s6, ip, sizeof ip);
+		port = ntohs(s6->sin6_port);
+	}
+	c->host = xstrdup(host && host[0] ? host : ip);
+	c->relay = xasprintf("%s[%s]:%d", c->host, ip, port);
+	c->st = CS_CONNECTING;
+	c->stage = SMTP_STAGE_CONNECT;
+	c->conn = conn_connect(loop, addr, NULL, tmo_ms(c->o.t.connect), CLIENT_MAX_INPUT, on_conn, c);
+	return c;
+}
+
+int
+smtp_client_send(smtp_client_t *c, smtp_txn_t *t)
+{
+	if (c->st != CS_IDLE || c->txn)
+		return -1;
+	const envelope_t *e = t->env;
+	c->txn = t;
+	char *text = NULL;
+	if ((c->ext & SMTP_EXT_SIZE) && c->max_size > 0 && e->body_len > c->max_size) {
+		/* RFC 1870 §6.1: the server told us it will not take it */
+		text = xasprintf("552 5.3.4 message size %llu exceeds the fixed limit %llu of %s",
+		    (unsigned long long)e->body_len, (unsigned long long)c->max_size, c->relay);
+	} else if (e->smtputf8 && !(c->ext & SMTP_EXT_SMTPUTF8)) {
+		/* RFC 6531 §3.4: no SMTPUTF8 at the next hop: bounce */
+		text = xasprintf("553 5.6.7 %s does not support SMTPUTF8, required by this message",
+		    c->relay);
+	} else if (e->body == BODY_BINARYMIME &&
+	    (c->ext & (SMTP_EXT_BINARYMIME | SMTP_EXT_CHUNKING)) !=
+	        (SMTP_EXT_BINARYMIME | SMTP_EXT_CHUNKING)) {
+		/* RFC 3030 §3: binary content needs BINARYMIME and CHUNKING */
+		text = xasprintf("554 5.6.3 %s does not support BINARYMIME, required by this message",
+		    c->relay);
+	}
+	if (text) {
+		for (size_t i = 0; i < t->n; i++)
+			set_result(c, i, SMTP_PERMFAIL, text);
+		xfree(text);
+		c->txn = NULL;
+		return 1;
+	}
+	c->st = CS_TXN;
+	c->ex_cap = 2 * t->n + 4;
+	c->ex = xrealloc(c->ex, c->ex_cap * sizeof *c->ex);
+	c->ex_head = c->ex_tail = 0;
+	xfree(c->accepted);
+	c->accepted = xcalloc(t->n ? t->n : 1, sizeof *c->accepted);
+	c->naccepted = 0;
+	c->mail_failed = false;
+	c->need_rset = false;
+	c->sending = false;
+	c->bdat = e->body == BODY_BINARYMIME;
+	if (t->n == 0) {
+		c->txn = NULL;
+		c->st = CS_IDLE;
+		return 1;
+	}
+	write_mail(c);
+	push(c, EX_MAIL, 0);
+	c->stage = SMTP_STAGE_MAIL;
+	if (c->ext & SMTP_EXT_PIPELINING) {
+		/* RFC 2920 §3.1: MAIL, RCPT... and DATA may go in one group; DATA
+		 * is the last command of the group. BDAT follows the RCPT
+		 * replies instead (its content follows the command at once). */
+		for (size_t i = 0; i < t->n; i++) {
+			write_rcpt(c, i);
+			push(c, EX_RCPT, i);
+		}
+		if (!c->bdat) {
+			conn_write(c->conn, "DATA\r\n", 6);
+			push(c, EX_DATA, 0);
+		}
+	}
+	set_timeout(c, c->o.t.mail); /* RFC 5321 §4.5.3.2.2 */
+	conn_flush(c->conn);
+	return 0;
+}
+
+void
+smtp_client_quit(smtp_client_t *c)
+{
+	if (c->st == CS_CLOSING || c->st == CS_QUIT)
+		return;
+	if (c->st == CS_CONNECTING || c->st == CS_TXN || c->st == CS_RSET) {
+		smtp_client_abort(c, NULL);
+		return;
+	}
+	conn_write(c->conn, "QUIT\r\n", 6);
+	c->st = CS_QUIT;
+	c->stage = SMTP_STAGE_QUIT;
+	set_timeout(c, c->o.t.quit);
+	conn_flush(c->conn);
+}
+
+void
+smtp_client_abort(smtp_client_t *c, const char *reason)
+{
+	if (c->st == CS_CLOSING)
+		return;
+	if (reason && c->err.len == 0) {
+		buf_puts(&c->err, reason);
+		c->err_outcome = SMTP_TEMPFAIL;
+	}
+	c->st = CS_CLOSING;
+	c->sending = false;
+	conn_close(c->conn);
+}
+
+bool
+smtp_client_usable(const smtp_client_t *c)
+{
+	return c->st == CS_IDLE && !c->txn;
+}
+
+bool
+smtp_client_was_ready(const smtp_client_t *c)
+{
+	return c->ready;
+}
+
+unsigned
+smtp_client_ext(const smtp_client_t *c)
+{
+	return c->ext;
+}
+
+uint64_t
+smtp_client_max_size(const smtp_client_t *c)
+{
+	return c->max_size;
+}
+
+const char *
+smtp_client_relay(const smtp_client_t *c)
+{
+	return c->relay;
+}
+
+const char *
+smtp_client_error(const smtp_client_t *c)
+{
+	return buf_cstr(&c->err);
+}
+
+int
+smtp_client_error_outcome(const smtp_client_t *c)
+{
+	return c->err.len ? c->err_outcome : SMTP_UNDECIDED;
+}

@@ -1,0 +1,167 @@
+/*
+ * smtp_client.h - one outbound SMTP (RFC 5321) or LMTP (RFC 2033) session
+ * to one server address, over a conn_t.
+ *
+ * The session connects, waits for the 220 greeting, says EHLO (HELO when
+ * EHLO is refused with 5xx; LHLO for LMTP), learns the extensions, and then
+ * runs transactions that its owner hands it one at a time: MAIL, RCPT per
+ * recipient, DATA (or BDAT for BINARYMIME content) with the content
+ * streamed from the spool file, pipelined when the server offers PIPELINING
+ * (RFC 2920). Between transactions it stays connected for reuse; RSET is
+ * sent after a transaction that did not reach the final reply.
+ *
+ * Every reply is turned into ok / tempfail / permfail by one function,
+ * smtp_decide() (docs/outbound.md has the table); a connection-level
+ * failure (connect error, timeout, drop, 421, protocol error) makes every
+ * recipient of the transaction that is not final yet a tempfail with a
+ * text saying what happened and where.
+ *
+ * Events to the owner (one callback):
+ *   SMTP_CLIENT_READY  greeting and EHLO/HELO done: the session is idle and
+ *                      takes a transaction (smtp_client_send)
+ *   SMTP_CLIENT_DONE   the transaction's results are final; the session is
+ *                      idle again (if smtp_client_usable()) or about to close
+ *   SMTP_CLIENT_CLOSED the last event; the session is freed when the
+ *                      callback returns. If it never became READY,
+ *                      smtp_client_error() says why (to try another address).
+ * The owner may call smtp_client_send/quit/abort from inside a callback.
+ * Never blocks on the network; reads the content file with pread (a local,
+ * normally cached file: one 64 KiB chunk per drained write).
+ */
+#ifndef TERN_SMTP_CLIENT_H
+#define TERN_SMTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "common/envelope.h"
+#include "deliver/smtp_reply.h"
+
+/* RFC 5321 §4.5.3.2 timeouts, in seconds; 0 = the RFC's value. */
+typedef struct smtp_timeouts {
+	unsigned connect;    /* TCP connect (not in the RFC), default 30 */
+	unsigned greeting;   /* §4.5.3.2.1 initial 220: 5 min */
+	unsigned helo;       /* EHLO/HELO/LHLO reply: 5 min */
+	unsigned mail;       /* §4.5.3.2.2 MAIL: 5 min */
+	unsigned rcpt;       /* §4.5.3.2.3 RCPT: 5 min */
+	unsigned data_init;  /* §4.5.3.2.4 DATA initiation: 2 min */
+	unsigned data_block; /* §4.5.3.2.5 each data block sent: 3 min */
+	unsigned data_done;  /* §4.5.3.2.6 final dot (and BDAT LAST): 10 min */
+	unsigned rset;       /* RSET: 5 min */
+	unsigned quit;       /* QUIT reply, default 10 s: we do not need it */
+} smtp_timeouts_t;
+
+/* server extensions (EHLO keywords) */
+#define SMTP_EXT_PIPELINING 0x001
+#define SMTP_EXT_SIZE 0x002
+#define SMTP_EXT_8BITMIME 0x004
+#define SMTP_EXT_SMTPUTF8 0x008
+#define SMTP_EXT_DSN 0x010
+#define SMTP_EXT_CHUNKING 0x020
+#define SMTP_EXT_STARTTLS 0x040
+#define SMTP_EXT_ENHANCEDSTATUSCODES 0x080
+#define SMTP_EXT_BINARYMIME 0x100
+
+enum smtp_outcome {
+	SMTP_UNDECIDED = 0,
+	SMTP_OK,
+	SMTP_TEMPFAIL,
+	SMTP_PERMFAIL,
+};
+
+/* where in the dialogue a reply (or a failure) came */
+enum smtp_stage {
+	SMTP_STAGE_CONNECT,
+	SMTP_STAGE_GREETING,
+	SMTP_STAGE_HELO,
+	SMTP_STAGE_MAIL,
+	SMTP_STAGE_RCPT,
+	SMTP_STAGE_DATA,      /* DATA initiation */
+	SMTP_STAGE_CONTENT,   /* sending the content */
+	SMTP_STAGE_DOT,       /* the final reply (after "." or BDAT LAST) */
+	SMTP_STAGE_RSET,
+	SMTP_STAGE_QUIT,
+};
+
+/*
+ * THE policy: the outcome of a server reply code at a stage. Everything
+ * in smtp_client.c and outbound.c that turns a reply into a recipient's
+ * fate goes through here.
+ */
+enum smtp_outcome smtp_decide(enum smtp_stage stage, int code);
+
+typedef struct smtp_result {
+	int outcome;  /* enum smtp_outcome */
+	char *reply;  /* allocated: "550 5.1.1 ..." (always with an enhanced code) */
+} smtp_result_t;
+
+/* One transaction. The owner fills the inputs, allocates res[n] zeroed,
+ * keeps everything alive until SMTP_CLIENT_DONE, then frees the reply
+ * strings (smtp_txn_clear) and closes fd. */
+typedef struct smtp_txn {
+	const envelope_t *env;
+	const size_t *idx;   /* recipients of env in this transaction */
+	size_t n;
+	int fd;              /* content at env->body_off, env->body_len octets */
+	smtp_result_t *res;  /* n results */
+} smtp_txn_t;
+
+void smtp_txn_clear(smtp_txn_t *t);
+
+typedef struct smtp_client smtp_client_t;
+
+enum smtp_client_ev {
+	SMTP_CLIENT_READY,
+	SMTP_CLIENT_DONE,
+	SMTP_CLIENT_CLOSED,
+};
+
+typedef void (*smtp_client_cb)(smtp_client_t *c, enum smtp_client_ev ev, void *arg);
+
+typedef struct smtp_client_options {
+	const char *helo_name; /* our name for EHLO/HELO/LHLO */
+	bool lmtp;             /* RFC 2033 */
+	smtp_timeouts_t t;
+} smtp_client_options_t;
+
+/*
+ * Connect to addr (port set). host is the server's name for texts and logs
+ * ("mx.example", or the IP). The options are copied. Never NULL; events
+ * follow on later loop turns.
+ */
+smtp_client_t *smtp_client_new(uv_loop_t *loop, const struct sockaddr *addr, const char *host,
+    const smtp_client_options_t *o, smtp_client_cb cb, void *arg);
+
+/*
+ * Start a transaction on an idle session. Returns 0 when it started
+ * (SMTP_CLIENT_DONE follows), 1 when it was decided at once without
+ * talking to the server (message too large for the server's SIZE, needs
+ * SMTPUTF8 or BINARYMIME the server lacks: every result is filled, no
+ * event follows, the session stays idle), -1 when the session is not idle.
+ */
+int smtp_client_send(smtp_client_t *c, smtp_txn_t *t);
+
+/* Send QUIT and close (CLOSED follows). */
+void smtp_client_quit(smtp_client_t *c);
+/* Close at once; a transaction in progress ends with tempfails
+ * (reason: text, e.g. "4.3.2 shutting down"; NULL for a default). */
+void smtp_client_abort(smtp_client_t *c, const char *reason);
+
+bool smtp_client_usable(const smtp_client_t *c); /* idle and connected */
+bool smtp_client_was_ready(const smtp_client_t *c);
+unsigned smtp_client_ext(const smtp_client_t *c);  /* SMTP_EXT_* */
+uint64_t smtp_client_max_size(const smtp_client_t *c); /* SIZE value, 0 = none */
+/* "mx.example[192.0.2.1]:25" */
+const char *smtp_client_relay(const smtp_client_t *c);
+/* Why the session failed or closed: a complete reply line with an enhanced
+ * code ("451 4.4.1 connect to HOST: Connection refused", or the server's
+ * "554 5.7.1 ..." greeting); "" when nothing went wrong. */
+const char *smtp_client_error(const smtp_client_t *c);
+/* SMTP_TEMPFAIL or SMTP_PERMFAIL for that error (a 5xx greeting or HELO
+ * reply is permanent), SMTP_UNDECIDED when none */
+int smtp_client_error_outcome(const smtp_client_t *c);
+
+#endif
