@@ -96,6 +96,7 @@ struct smtp_client {
 	char prev;
 	char *chunk;
 	buf_t out;
+	bool detached; /* the owner has had CLOSED: only the conn holds us */
 };
 
 static void
@@ -259,6 +260,8 @@ set_timeout(smtp_client_t *c, unsigned sec)
 static void
 emit(smtp_client_t *c, enum smtp_client_ev ev)
 {
+	if (c->detached)
+		return;
 	c->cb(c, ev, c->arg);
 }
 
@@ -766,9 +769,13 @@ process_input(smtp_client_t *c)
 	}
 }
 
+/* Tell the owner the session is over: DONE for a transaction in progress
+ * (everything not final becomes a tempfail), then CLOSED. */
 static void
-on_closed(smtp_client_t *c, int err)
+report_end(smtp_client_t *c, int err)
 {
+	if (c->detached)
+		return;
 	if (c->err.len == 0) {
 		if (c->st == CS_CONNECTING || !c->ready) {
 			if (c->st == CS_CONNECTING)
@@ -799,6 +806,13 @@ on_closed(smtp_client_t *c, int err)
 		emit(c, SMTP_CLIENT_DONE);
 	}
 	emit(c, SMTP_CLIENT_CLOSED);
+	c->detached = true;
+}
+
+static void
+on_closed(smtp_client_t *c, int err)
+{
+	report_end(c, err);
 	smtp_reply_free(&c->reply);
 	buf_free(&c->err);
 	buf_free(&c->out);
@@ -839,6 +853,11 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 		}
 		session_fail(c, SMTP_TEMPFAIL, "451 4.4.2 timeout with %s during %s", c->relay,
 		    stage_name(c->stage));
+		/* A server that stopped reading keeps our last write in flight
+		 * and conn_close() waits for it: report the end now, and let
+		 * the conn go whenever it goes (conn.h has no abort yet). */
+		if (conn_pending_output(c->conn) > 0)
+			report_end(c, 0);
 		break;
 	case CONN_EV_CLOSED:
 		on_closed(c, err);

@@ -1,0 +1,944 @@
+/*
+ * outbound.c - per-destination queues, connection limits and reuse, MX
+ * walking, and the write-back of outcomes into envelopes (see outbound.h,
+ * docs/outbound.md).
+ *
+ * Objects: a dest (one next hop: its resolved addresses, its queue of jobs,
+ * its sessions), a job (one submission), a sess (one smtp_client_t plus the
+ * index of the address it is on). A job sits in its dest's queue until a
+ * session is READY and idle, then runs as one transaction; a session that
+ * fails before READY moves on to the next address itself; when it runs out
+ * of addresses and no other session of the dest is alive, every queued
+ * job fails with its last error.
+ *
+ * Guarantees: every job's callback runs exactly once, always from a fresh
+ * loop turn (jobs are finished through a "done" list drained by a zero
+ * timer), so callers may submit or shut down from inside a callback; a
+ * dest with nothing queued and no session is freed at once; limits are
+ * counted per dest and in total. Must not: block (DNS through mx.h or
+ * uv_getaddrinfo, content through the client's pread of a local file).
+ */
+#include "deliver/outbound.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <netdb.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "queue/queue.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+enum hop_kind { HOP_MX, HOP_HOST, HOP_UNIX };
+enum rstate { R_NEW, R_RESOLVING, R_READY };
+
+struct target {
+	struct sockaddr_storage sa;
+	char *name;
+};
+
+struct job;
+struct sess;
+
+struct dest {
+	struct dest *next, *prev;
+	outbound_t *o;
+	char *key;
+	bool lmtp;
+	enum hop_kind kind;
+	char *host;
+	uint16_t port;
+	bool is_relay; /* a configured next hop (relayhost/transport), not the recipient's domain */
+
+	enum rstate rstate;
+	struct target *t;
+	size_t nt;
+	mx_req_t *mxreq;
+	struct gai *gai;
+
+	struct job *qhead, *qtail;
+	size_t nqueued;
+	struct sess *sessions;
+	unsigned nsess, nconnecting;
+	bool ever_ready;
+};
+
+struct gai {
+	uv_getaddrinfo_t req;
+	outbound_t *o;
+	struct dest *d; /* NULL once abandoned */
+};
+
+struct job {
+	struct job *next;
+	outbound_t *o;
+	envelope_t *env;
+	size_t *idx;
+	size_t n;
+	outbound_done_cb cb;
+	void *arg;
+	smtp_txn_t txn;
+	bool cancelled; /* shutdown: attempts not counted */
+	char *relay;
+};
+
+struct sess {
+	struct sess *next, *prev;
+	struct dest *d;
+	smtp_client_t *c;
+	size_t ti;        /* address being tried */
+	struct job *job;
+	unsigned ntxn;
+	uint64_t idle_since; /* ms, uv_now; 0 = not idle */
+	bool quitting;
+};
+
+struct outbound {
+	uv_loop_t *loop;
+	char *hostname;
+	char *spool_dir;
+	char *relayhost;
+	unsigned dest_limit, total_limit, max_per_conn, idle_ms;
+	smtp_timeouts_t timeouts;
+	dns_t *dns;
+	mx_options_t mx;
+	bool have_mx;
+	outbound_route_fn route;
+	void *route_arg;
+	int (*open_content)(const char *, const envelope_t *);
+
+	struct dest *dests;
+	unsigned ndests;
+	unsigned nsess;
+	unsigned ngai;
+	struct job *done_head, *done_tail;
+	uv_timer_t defer; /* drains the done list */
+	uv_timer_t sweep; /* closes idle sessions */
+	int handles_open;
+	bool shutting;
+	bool closing; /* the handles are closing: o is about to be freed */
+	void (*shut_cb)(void *);
+	void *shut_arg;
+	outbound_stats_t st;
+};
+
+static void dest_pump(struct dest *d);
+static void dest_maybe_free(struct dest *d);
+static void check_shutdown(outbound_t *o);
+static void sess_connect(struct sess *s);
+
+/* ---- jobs ---- */
+
+static void
+on_defer(uv_timer_t *t)
+{
+	outbound_t *o = t->data;
+	/* take the whole list: callbacks may add to it */
+	struct job *j = o->done_head;
+	o->done_head = o->done_tail = NULL;
+	while (j) {
+		struct job *next = j->next;
+		j->cb(j->arg, j->env, j->idx, j->n);
+		xfree(j->idx);
+		xfree(j->relay);
+		xfree(j);
+		j = next;
+	}
+	check_shutdown(o);
+}
+
+static const char *
+status_word(int st)
+{
+	return st == RCPT_SENT ? "sent" : st == RCPT_FAILED ? "bounced" : "deferred";
+}
+
+/* Write the results into the envelope and queue the callback. */
+static void
+job_finish(struct job *j)
+{
+	outbound_t *o = j->o;
+	envelope_t *e = j->env;
+	int64_t now = (int64_t)time(NULL);
+	for (size_t k = 0; k < j->n; k++) {
+		env_rcpt_t *r = &e->rcpt[j->idx[k]];
+		smtp_result_t *res = &j->txn.res[k];
+		int oc = res->outcome;
+		if (oc == SMTP_UNDECIDED) {
+			oc = SMTP_TEMPFAIL;
+			res->reply = xstrdup("451 4.3.0 internal error: no outcome");
+		}
+		r->status = oc == SMTP_OK ? RCPT_SENT : oc == SMTP_PERMFAIL ? RCPT_FAILED : RCPT_PENDING;
+		xfree(r->reply);
+		r->reply = res->reply;
+		res->reply = NULL;
+		if (!j->cancelled) {
+			if (j->relay) {
+				xfree(r->relay);
+				r->relay = xstrdup(j->relay);
+			}
+			r->last_try = now;
+			r->attempts++;
+		}
+		log_info("%s: to=<%s> relay=%s status=%s (%s)", e->qid, r->addr ? r->addr : "",
+		    r->relay ? r->relay : "none", status_word(r->status), r->reply);
+	}
+	xfree(j->txn.res);
+	j->txn.res = NULL;
+	if (j->txn.fd >= 0)
+		close(j->txn.fd);
+	j->txn.fd = -1;
+	j->next = NULL;
+	if (o->done_tail)
+		o->done_tail->next = j;
+	else
+		o->done_head = j;
+	o->done_tail = j;
+	uv_timer_start(&o->defer, on_defer, 0, 0);
+}
+
+/* every recipient of the job gets the same outcome */
+static void
+job_fail(struct job *j, int outcome, const char *reply)
+{
+	for (size_t k = 0; k < j->n; k++) {
+		if (j->txn.res[k].outcome != SMTP_UNDECIDED)
+			continue;
+		j->txn.res[k].outcome = outcome;
+		xfree(j->txn.res[k].reply);
+		j->txn.res[k].reply = xstrdup(reply);
+	}
+	job_finish(j);
+}
+
+static void
+job_cancel(struct job *j)
+{
+	j->cancelled = true;
+	job_fail(j, SMTP_TEMPFAIL, "451 4.3.2 shutting down");
+}
+
+static struct job *
+dest_pop(struct dest *d)
+{
+	struct job *j = d->qhead;
+	if (!j)
+		return NULL;
+	d->qhead = j->next;
+	if (!d->qhead)
+		d->qtail = NULL;
+	d->nqueued--;
+	j->next = NULL;
+	return j;
+}
+
+static void
+dest_push(struct dest *d, struct job *j, bool front)
+{
+	if (front) {
+		j->next = d->qhead;
+		d->qhead = j;
+		if (!d->qtail)
+			d->qtail = j;
+	} else {
+		j->next = NULL;
+		if (d->qtail)
+			d->qtail->next = j;
+		else
+			d->qhead = j;
+		d->qtail = j;
+	}
+	d->nqueued++;
+}
+
+/* fail (or cancel) everything queued at d */
+static void
+dest_fail_queue(struct dest *d, int outcome, const char *reply, const char *relay)
+{
+	struct job *j;
+	while ((j = dest_pop(d)) != NULL) {
+		if (d->o->shutting) {
+			job_cancel(j);
+			continue;
+		}
+		if (relay && !j->relay)
+			j->relay = xstrdup(relay);
+		job_fail(j, outcome, reply);
+	}
+}
+
+/* ---- sessions ---- */
+
+static void
+sess_idle(struct sess *s)
+{
+	s->idle_since = uv_now(s->d->o->loop);
+	if (s->idle_since == 0)
+		s->idle_since = 1;
+}
+
+/* Give an idle session its next job; true if one started. */
+static bool
+sess_take_job(struct sess *s)
+{
+	struct dest *d = s->d;
+	outbound_t *o = d->o;
+	struct job *j;
+	while (!o->shutting && smtp_client_usable(s->c) && (j = dest_pop(d)) != NULL) {
+		j->txn.fd = o->open_content(o->spool_dir, j->env);
+		xfree(j->relay);
+		j->relay = xstrdup(smtp_client_relay(s->c));
+		if (j->txn.fd < 0) {
+			char *t = xasprintf("451 4.3.0 cannot open the queued message: %s",
+			    strerror(errno));
+			job_fail(j, SMTP_TEMPFAIL, t);
+			xfree(t);
+			continue;
+		}
+		s->job = j; /* before sending: events may follow at once */
+		s->idle_since = 0;
+		int r = smtp_client_send(s->c, &j->txn);
+		if (r == 0) {
+			o->st.transactions++;
+			return true;
+		}
+		s->job = NULL;
+		if (r == 1) {
+			job_finish(j); /* decided at once (SIZE, SMTPUTF8 ...) */
+			continue;
+		}
+		close(j->txn.fd);
+		j->txn.fd = -1;
+		dest_push(d, j, true);
+		return false;
+	}
+	return false;
+}
+
+/* the session finished a transaction or came up: next job, idle, or QUIT */
+static void
+sess_next(struct sess *s)
+{
+	outbound_t *o = s->d->o;
+	if (o->shutting || s->ntxn >= o->max_per_conn) {
+		s->quitting = true;
+		smtp_client_quit(s->c);
+		return;
+	}
+	if (!sess_take_job(s) && smtp_client_usable(s->c))
+		sess_idle(s);
+}
+
+static void
+sess_free(struct sess *s)
+{
+	struct dest *d = s->d;
+	outbound_t *o = d->o;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		d->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	d->nsess--;
+	o->nsess--;
+	xfree(s);
+}
+
+static void
+on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
+{
+	struct sess *s = arg;
+	struct dest *d = s->d;
+	outbound_t *o = d->o;
+
+	switch (ev) {
+	case SMTP_CLIENT_READY:
+		d->nconnecting--;
+		d->ever_ready = true;
+		sess_next(s);
+		dest_pump(d); /* the destination answers: more sessions may start */
+		break;
+	case SMTP_CLIENT_DONE: {
+		struct job *j = s->job;
+		s->job = NULL;
+		s->ntxn++;
+		if (smtp_client_usable(c))
+			sess_next(s);
+		if (j)
+			job_finish(j);
+		break;
+	}
+	case SMTP_CLIENT_CLOSED: {
+		s->c = NULL;
+		if (s->job) {
+			/* cannot happen: DONE precedes CLOSED for a transaction */
+			struct job *j = s->job;
+			s->job = NULL;
+			job_fail(j, SMTP_TEMPFAIL, "451 4.4.2 session ended");
+		}
+		if (!smtp_client_was_ready(c)) {
+			const char *err = smtp_client_error(c);
+			int oc = smtp_client_error_outcome(c);
+			log_info("outbound: %s: %s", smtp_client_relay(c), err);
+			if (!o->shutting && !s->quitting && s->ti + 1 < d->nt) {
+				/* RFC 5321 §5.1: try the next address */
+				s->ti++;
+				sess_connect(s);
+				return;
+			}
+			d->nconnecting--;
+			if (d->nsess == 1 || o->shutting) {
+				/* nobody else will take the queue: it fails with the
+				 * last error (permanent only for a 5xx greeting/HELO) */
+				dest_fail_queue(d, oc == SMTP_PERMFAIL ? SMTP_PERMFAIL : SMTP_TEMPFAIL,
+				    err[0] ? err : "451 4.4.1 no server answered", smtp_client_relay(c));
+			}
+		}
+		sess_free(s);
+		/* a connection slot is free: any destination may go on */
+		for (struct dest *x = o->dests, *nx; x; x = nx) {
+			nx = x->next;
+			dest_pump(x);
+			dest_maybe_free(x);
+		}
+		check_shutdown(o);
+		break;
+	}
+	}
+}
+
+static void
+sess_connect(struct sess *s)
+{
+	struct dest *d = s->d;
+	outbound_t *o = d->o;
+	smtp_client_options_t co;
+	memset(&co, 0, sizeof co);
+	co.helo_name = o->hostname;
+	co.lmtp = d->lmtp;
+	co.t = o->timeouts;
+	struct target *t = &d->t[s->ti];
+	o->st.connections++;
+	s->c = smtp_client_new(o->loop, (const struct sockaddr *)&t->sa, t->name, &co, on_client, s);
+}
+
+static void
+sess_open(struct dest *d)
+{
+	outbound_t *o = d->o;
+	struct sess *s = xcalloc(1, sizeof *s);
+	s->d = d;
+	s->next = d->sessions;
+	if (d->sessions)
+		d->sessions->prev = s;
+	d->sessions = s;
+	d->nsess++;
+	d->nconnecting++;
+	o->nsess++;
+	sess_connect(s);
+}
+
+/* ---- destinations ---- */
+
+static bool
+dest_can_open(const struct dest *d)
+{
+	const outbound_t *o = d->o;
+	if (o->shutting || d->nsess >= o->dest_limit || o->nsess >= o->total_limit)
+		return false;
+	/* a destination that has not answered yet: one attempt at a time */
+	return d->ever_ready || d->nconnecting == 0;
+}
+
+static void dest_resolve(struct dest *d);
+
+static void
+dest_pump(struct dest *d)
+{
+	if (d->nqueued == 0)
+		return;
+	if (d->rstate == R_NEW) {
+		dest_resolve(d);
+		return;
+	}
+	if (d->rstate != R_READY)
+		return;
+	for (struct sess *s = d->sessions; s && d->nqueued > 0; s = s->next)
+		if (s->idle_since && !s->quitting && !s->job && s->c && smtp_client_usable(s->c) &&
+		    !sess_take_job(s) && smtp_client_usable(s->c))
+			sess_idle(s);
+	while (d->nqueued > d->nconnecting && dest_can_open(d))
+		sess_open(d);
+}
+
+static void
+dest_free(struct dest *d)
+{
+	outbound_t *o = d->o;
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		o->dests = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	o->ndests--;
+	if (d->mxreq)
+		mx_cancel(d->mxreq);
+	if (d->gai)
+		d->gai->d = NULL;
+	for (size_t i = 0; i < d->nt; i++)
+		xfree(d->t[i].name);
+	xfree(d->t);
+	xfree(d->key);
+	xfree(d->host);
+	xfree(d);
+}
+
+static void
+dest_maybe_free(struct dest *d)
+{
+	if (d->nqueued == 0 && d->nsess == 0)
+		dest_free(d);
+}
+
+/* resolution failed: the queue fails; the caller frees the dest (it is
+ * resolved again next time) */
+static void
+dest_resolve_failed(struct dest *d, int outcome, const char *reply)
+{
+	d->rstate = R_NEW;
+	dest_fail_queue(d, outcome, reply, NULL);
+}
+
+static void
+dest_add_target(struct dest *d, const struct sockaddr *sa, const char *name)
+{
+	d->t = xrealloc(d->t, (d->nt + 1) * sizeof *d->t);
+	memset(&d->t[d->nt].sa, 0, sizeof d->t[d->nt].sa);
+	if (sa->sa_family == AF_INET6) {
+		memcpy(&d->t[d->nt].sa, sa, sizeof(struct sockaddr_in6));
+		((struct sockaddr_in6 *)&d->t[d->nt].sa)->sin6_port = htons(d->port);
+	} else {
+		memcpy(&d->t[d->nt].sa, sa, sizeof(struct sockaddr_in));
+		((struct sockaddr_in *)&d->t[d->nt].sa)->sin_port = htons(d->port);
+	}
+	d->t[d->nt].name = xstrdup(name);
+	d->nt++;
+}
+
+static void
+on_mx(void *arg, mx_result_t *r)
+{
+	struct dest *d = arg;
+	d->mxreq = NULL;
+	if (r->status != MX_OK) {
+		const char *reply = r->reply && r->reply[0] ? r->reply : "451 4.4.3 DNS failure";
+		log_info("outbound: %s: %s (%s)", d->host, reply, r->detail ? r->detail : "");
+		/* a broken configured next hop is our problem, not the recipient's:
+		 * only the recipient domain's own DNS answer may bounce (RFC 7505,
+		 * RFC 5321 §5.1) */
+		int oc = reply[0] == '5' && !d->is_relay ? SMTP_PERMFAIL : SMTP_TEMPFAIL;
+		char *t = NULL;
+		if (oc == SMTP_TEMPFAIL && reply[0] != '4')
+			reply = t = xasprintf("451 4.4.3 next hop %s: %s", d->host, reply);
+		mx_result_free(r);
+		dest_resolve_failed(d, oc, reply);
+		xfree(t);
+		dest_maybe_free(d);
+		return;
+	}
+	for (size_t h = 0; h < r->nhosts; h++)
+		for (size_t a = 0; a < r->hosts[h].naddrs; a++)
+			dest_add_target(d, (const struct sockaddr *)&r->hosts[h].addrs[a],
+			    r->hosts[h].name);
+	mx_result_free(r);
+	if (d->nt == 0) {
+		dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.4.3 no address for the next hop");
+		dest_maybe_free(d);
+		return;
+	}
+	d->rstate = R_READY;
+	dest_pump(d);
+	dest_maybe_free(d);
+}
+
+static void
+on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct gai *g = req->data;
+	outbound_t *o = g->o;
+	struct dest *d = g->d;
+	o->ngai--;
+	if (d) {
+		d->gai = NULL;
+		for (struct addrinfo *ai = res; ai && status == 0; ai = ai->ai_next)
+			if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) && d->nt < MX_MAX_ADDRS)
+				dest_add_target(d, ai->ai_addr, d->host);
+		if (d->nt == 0) {
+			char *t = xasprintf("451 4.4.3 cannot resolve next hop %s: %s", d->host,
+			    status ? uv_strerror(status) : "no address");
+			dest_resolve_failed(d, SMTP_TEMPFAIL, t);
+			xfree(t);
+			dest_maybe_free(d);
+		} else {
+			d->rstate = R_READY;
+			dest_pump(d);
+			dest_maybe_free(d);
+		}
+	}
+	if (res)
+		uv_freeaddrinfo(res);
+	xfree(g);
+	check_shutdown(o);
+}
+
+/* "IPv6:..." or a plain IP into sa; 0 or -1 */
+static int
+parse_ip(const char *s, struct sockaddr_storage *sa)
+{
+	memset(sa, 0, sizeof *sa);
+	if (strncasecmp(s, "IPv6:", 5) == 0)
+		return uv_ip6_addr(s + 5, 0, (struct sockaddr_in6 *)sa) == 0 ? 0 : -1;
+	if (uv_ip4_addr(s, 0, (struct sockaddr_in *)sa) == 0)
+		return 0;
+	return uv_ip6_addr(s, 0, (struct sockaddr_in6 *)sa) == 0 ? 0 : -1;
+}
+
+static void
+dest_resolve(struct dest *d)
+{
+	outbound_t *o = d->o;
+	struct sockaddr_storage sa;
+	d->rstate = R_RESOLVING;
+	if (d->kind == HOP_UNIX) {
+		/* conn.h connects TCP only so far */
+		dest_resolve_failed(d, SMTP_TEMPFAIL,
+		    "451 4.3.5 LMTP over a unix-domain socket is not supported yet");
+		return;
+	}
+	if (parse_ip(d->host, &sa) == 0) {
+		dest_add_target(d, (const struct sockaddr *)&sa, d->host);
+		d->rstate = R_READY;
+		dest_pump(d);
+		return;
+	}
+	if (d->kind == HOP_MX) {
+		if (!o->dns) {
+			dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.3.5 no DNS resolver configured");
+			return;
+		}
+		mx_options_t mo;
+		if (o->have_mx)
+			mo = o->mx;
+		else
+			memset(&mo, 0, sizeof mo);
+		mo.port = d->port;
+		d->mxreq = mx_resolve(o->dns, d->host, &mo, on_mx, d);
+		return;
+	}
+	/* a bracketed host name: its addresses, no MX lookup */
+	struct gai *g = xcalloc(1, sizeof *g);
+	g->o = o;
+	g->d = d;
+	g->req.data = g;
+	struct addrinfo hints;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_family = AF_UNSPEC;
+	if (uv_getaddrinfo(o->loop, &g->req, on_gai, d->host, NULL, &hints) != 0) {
+		xfree(g);
+		dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.3.0 cannot start a host lookup");
+		return;
+	}
+	d->gai = g;
+	o->ngai++;
+}
+
+/*
+ * Parse a next-hop spec: "[host]:port", "[host]", "host:port", "host",
+ * and for LMTP "unix:/path". Bracketed or literal IP: HOP_HOST; a bare
+ * name: HOP_MX for SMTP (the Postfix convention), HOP_HOST for LMTP.
+ */
+static int
+hop_parse(const char *spec, bool lmtp, enum hop_kind *kind, char **host, uint16_t *port)
+{
+	*port = lmtp ? 24 : 25;
+	if (lmtp && strncmp(spec, "unix:", 5) == 0) {
+		if (spec[5] != '/')
+			return -1;
+		*kind = HOP_UNIX;
+		*host = xstrdup(spec + 5);
+		return 0;
+	}
+	const char *p = spec, *end, *rest;
+	bool bracket = false;
+	if (*p == '[') {
+		end = strchr(p, ']');
+		if (!end || end == p + 1)
+			return -1;
+		*host = xstrndup(p + 1, (size_t)(end - p - 1));
+		rest = end + 1;
+		bracket = true;
+	} else {
+		end = strrchr(p, ':');
+		if (!end)
+			end = p + strlen(p);
+		if (end == p)
+			return -1;
+		*host = xstrndup(p, (size_t)(end - p));
+		rest = end;
+	}
+	if (*rest == ':') {
+		char *e;
+		long v = strtol(rest + 1, &e, 10);
+		if (e == rest + 1 || *e || v < 1 || v > 65535) {
+			xfree(*host);
+			return -1;
+		}
+		*port = (uint16_t)v;
+	} else if (*rest) {
+		xfree(*host);
+		return -1;
+	}
+	struct sockaddr_storage sa;
+	*kind = (bracket || lmtp || parse_ip(*host, &sa) == 0) ? HOP_HOST : HOP_MX;
+	return 0;
+}
+
+/* the next hop for a domain: key, or -1 with *err */
+static struct dest *
+dest_get(outbound_t *o, const char *domain, const char **err)
+{
+	char *transport = NULL;
+	const char *spec = NULL;
+	bool lmtp = false, relay = true;
+	if (o->route) {
+		const char *r = o->route(o->route_arg, domain);
+		if (r)
+			transport = xstrdup(r);
+	}
+	if (transport) {
+		if (strncmp(transport, "smtp:", 5) == 0) {
+			spec = transport + 5;
+		} else if (strncmp(transport, "lmtp:", 5) == 0) {
+			spec = transport + 5;
+			lmtp = true;
+		} else {
+			xfree(transport);
+			*err = "451 4.3.5 unknown transport for this domain";
+			return NULL;
+		}
+	} else if (o->relayhost) {
+		spec = o->relayhost;
+	} else {
+		relay = false;
+	}
+	char *key = spec ? xasprintf("%s:%s", lmtp ? "lmtp" : "smtp", spec)
+	                 : xasprintf("mx:%s", domain);
+	struct dest *d;
+	for (d = o->dests; d; d = d->next)
+		if (strcmp(d->key, key) == 0)
+			break;
+	if (d) {
+		xfree(key);
+		xfree(transport);
+		return d;
+	}
+	d = xcalloc(1, sizeof *d);
+	d->o = o;
+	d->key = key;
+	d->lmtp = lmtp;
+	d->is_relay = relay;
+	if (spec) {
+		if (hop_parse(spec, lmtp, &d->kind, &d->host, &d->port) < 0) {
+			xfree(d->key);
+			xfree(d);
+			xfree(transport);
+			*err = "451 4.3.5 bad next-hop syntax in the configuration";
+			return NULL;
+		}
+	} else {
+		d->kind = HOP_MX;
+		d->host = xstrdup(domain);
+		d->port = 25;
+	}
+	xfree(transport);
+	d->next = o->dests;
+	if (o->dests)
+		o->dests->prev = d;
+	o->dests = d;
+	o->ndests++;
+	return d;
+}
+
+/* ---- public ---- */
+
+static void
+on_sweep(uv_timer_t *t)
+{
+	outbound_t *o = t->data;
+	uint64_t now = uv_now(o->loop);
+	for (struct dest *d = o->dests; d; d = d->next)
+		for (struct sess *s = d->sessions; s; s = s->next)
+			if (s->idle_since && !s->quitting && now - s->idle_since >= o->idle_ms) {
+				s->quitting = true;
+				s->idle_since = 0;
+				smtp_client_quit(s->c);
+			}
+}
+
+outbound_t *
+outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
+{
+	outbound_t *o = xcalloc(1, sizeof *o);
+	o->loop = loop;
+	o->hostname = xstrdup(opt->hostname && opt->hostname[0] ? opt->hostname : "localhost");
+	o->spool_dir = xstrdup(opt->spool_dir ? opt->spool_dir : ".");
+	o->relayhost = opt->relayhost && opt->relayhost[0] ? xstrdup(opt->relayhost) : NULL;
+	o->dest_limit = opt->dest_concurrency ? opt->dest_concurrency : 20;
+	o->total_limit = opt->total_concurrency ? opt->total_concurrency : 100;
+	o->max_per_conn = opt->max_per_conn ? opt->max_per_conn : 100;
+	o->idle_ms = opt->idle_ms ? opt->idle_ms : 2000;
+	o->timeouts = opt->timeouts;
+	o->dns = opt->dns;
+	if (opt->mx) {
+		o->mx = *opt->mx; /* pointers inside stay the caller's */
+		o->have_mx = true;
+	}
+	o->route = opt->route;
+	o->route_arg = opt->route_arg;
+	o->open_content = opt->open_content ? opt->open_content : queue_open_content;
+	uv_timer_init(loop, &o->defer);
+	uv_timer_init(loop, &o->sweep);
+	o->defer.data = o->sweep.data = o;
+	o->handles_open = 2;
+	unsigned every = o->idle_ms / 4 ? o->idle_ms / 4 : 1;
+	uv_timer_start(&o->sweep, on_sweep, every, every);
+	uv_unref((uv_handle_t *)&o->sweep);
+	return o;
+}
+
+void
+outbound_submit(outbound_t *o, envelope_t *env, const size_t *idx, size_t n,
+    outbound_done_cb cb, void *arg)
+{
+	struct job *j = xcalloc(1, sizeof *j);
+	j->o = o;
+	j->env = env;
+	j->n = n;
+	j->idx = xcalloc(n ? n : 1, sizeof *j->idx);
+	if (n)
+		memcpy(j->idx, idx, n * sizeof *idx);
+	j->cb = cb;
+	j->arg = arg;
+	j->txn.env = env;
+	j->txn.idx = j->idx;
+	j->txn.n = n;
+	j->txn.fd = -1;
+	j->txn.res = xcalloc(n ? n : 1, sizeof *j->txn.res);
+	if (o->shutting) {
+		job_cancel(j);
+		return;
+	}
+	if (n == 0) {
+		job_finish(j);
+		return;
+	}
+	const char *addr = env->rcpt[idx[0]].addr ? env->rcpt[idx[0]].addr : "";
+	const char *at = strrchr(addr, '@');
+	char *domain = xstrdup(at ? at + 1 : "");
+	for (char *p = domain; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	const char *err = NULL;
+	struct dest *d = domain[0] ? dest_get(o, domain, &err) : NULL;
+	xfree(domain);
+	if (!d) {
+		job_fail(j, err ? SMTP_TEMPFAIL : SMTP_PERMFAIL,
+		    err ? err : "550 5.1.3 recipient address has no domain");
+		return;
+	}
+	dest_push(d, j, false);
+	dest_pump(d);
+	dest_maybe_free(d); /* a resolution that failed at once emptied it */
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+	outbound_t *o = h->data;
+	if (--o->handles_open > 0)
+		return;
+	void (*cb)(void *) = o->shut_cb;
+	void *arg = o->shut_arg;
+	xfree(o->hostname);
+	xfree(o->spool_dir);
+	xfree(o->relayhost);
+	xfree(o);
+	if (cb)
+		cb(arg);
+}
+
+static void
+check_shutdown(outbound_t *o)
+{
+	if (!o->shutting || o->closing || o->nsess > 0 || o->ngai > 0 || o->dests || o->done_head)
+		return;
+	o->closing = true;
+	uv_close((uv_handle_t *)&o->defer, on_handle_closed);
+	uv_close((uv_handle_t *)&o->sweep, on_handle_closed);
+}
+
+void
+outbound_shutdown(outbound_t *o, void (*cb)(void *), void *arg)
+{
+	if (o->shutting)
+		return;
+	o->shutting = true;
+	o->shut_cb = cb;
+	o->shut_arg = arg;
+	for (struct dest *d = o->dests, *nd; d; d = nd) {
+		nd = d->next;
+		struct job *j;
+		while ((j = dest_pop(d)) != NULL)
+			job_cancel(j);
+		if (d->mxreq) {
+			mx_cancel(d->mxreq);
+			d->mxreq = NULL;
+		}
+		if (d->gai) {
+			d->gai->d = NULL;
+			uv_cancel((uv_req_t *)&d->gai->req);
+			d->gai = NULL;
+		}
+		for (struct sess *s = d->sessions; s; s = s->next) {
+			if (s->job)
+				continue; /* a transaction under way finishes */
+			if (!s->quitting) {
+				s->quitting = true;
+				s->idle_since = 0;
+				if (smtp_client_usable(s->c))
+					smtp_client_quit(s->c);
+				else
+					smtp_client_abort(s->c, "451 4.3.2 shutting down");
+			}
+		}
+		dest_maybe_free(d);
+	}
+	/* the cancelled jobs' callbacks run from the defer timer, then
+	 * check_shutdown() closes up */
+	uv_timer_start(&o->defer, on_defer, 0, 0);
+}
+
+void
+outbound_get_stats(const outbound_t *o, outbound_stats_t *st)
+{
+	*st = o->st;
+	st->sessions = o->nsess;
+	st->destinations = o->ndests;
+}

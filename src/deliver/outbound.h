@@ -1,0 +1,107 @@
+/*
+ * outbound.h - the outbound manager: remote SMTP and LMTP delivery for the
+ * scheduler, on the event loop.
+ *
+ * The scheduler submits (envelope, some recipients of one domain) and gets
+ * one callback when every one of them has an outcome. Work is grouped per
+ * next hop ("destination"): the relayhost, a transport the route function
+ * names for the domain, or the domain's MX hosts. Each destination has its
+ * own queue of submissions and its own connections, limited per
+ * destination and in total; an idle connection is reused for the next
+ * message to the same destination and closed after a short idle time, so
+ * one slow or dead destination never holds back the others.
+ *
+ * Per destination: the addresses are resolved once (MX hosts in mx.h's
+ * order, every address of a host before the next host); a new connection
+ * walks them in order, moving on after a connect failure, a timeout, a
+ * non-220 greeting, 421, or a refused EHLO/HELO. While a destination has
+ * never answered, it gets one connection attempt at a time; once one
+ * session is up, up to the per-destination limit.
+ *
+ * Outcomes written into env->rcpt[i] by the time the callback runs:
+ *   status  RCPT_SENT (delivered), RCPT_FAILED (permanent failure, to be
+ *           bounced), RCPT_PENDING (temporary failure: retry later)
+ *   reply   "<code> <x.y.z> text", relay "host[ip]:port",
+ *   last_try = now, attempts + 1
+ * (docs/outbound.md has the whole error policy.)
+ *
+ * Must not: block the loop on the network or DNS; touch an envelope after
+ * its callback; call a callback twice or from inside outbound_submit().
+ */
+#ifndef TERN_OUTBOUND_H
+#define TERN_OUTBOUND_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "common/envelope.h"
+#include "deliver/mx.h"
+#include "deliver/smtp_client.h"
+#include "lib/dns.h"
+
+typedef struct outbound outbound_t;
+
+/*
+ * The scheduler's route function: for a (lowercased) domain, the transport
+ * "smtp:[host]:port", "smtp:host:port" (MX lookup of host, like Postfix),
+ * "lmtp:host:port", "lmtp:[host]:port", "lmtp:unix:/path", or NULL for the
+ * default (relayhost, else the domain's MX). The string is copied at once.
+ */
+typedef const char *(*outbound_route_fn)(void *arg, const char *domain);
+
+typedef struct outbound_options {
+	const char *hostname;      /* our EHLO/LHLO name */
+	const char *spool_dir;
+	/* NULL, or "[host]:port", "[host]", "host:port", "host": all remote
+	 * mail goes there (bracketed or literal IP: no MX lookup) */
+	const char *relayhost;
+	unsigned dest_concurrency; /* connections per destination, 0: 20 */
+	unsigned total_concurrency; /* outbound connections in all, 0: 100 */
+	unsigned max_per_conn;     /* transactions per connection, 0: 100 */
+	unsigned idle_ms;          /* idle connection kept this long, 0: 2000 */
+	smtp_timeouts_t timeouts;  /* seconds; 0: RFC 5321 §4.5.3.2 values */
+	dns_t *dns;                /* NULL: only literal IPs and bracketed names (getaddrinfo) */
+	const mx_options_t *mx;    /* self names/addresses, family; NULL: defaults */
+	outbound_route_fn route;   /* NULL: no transports */
+	void *route_arg;
+	/* how to open a message's content; NULL: queue_open_content (tests
+	 * may substitute their own) */
+	int (*open_content)(const char *spool_dir, const envelope_t *env);
+} outbound_options_t;
+
+/* idx points to the manager's own copy of the indices (valid during the
+ * call); env is the caller's, updated as described above. */
+typedef void (*outbound_done_cb)(void *arg, envelope_t *env, const size_t *idx, size_t n);
+
+/* The strings in o are copied. */
+outbound_t *outbound_new(uv_loop_t *loop, const outbound_options_t *o);
+
+/*
+ * Deliver recipients idx[0..n) of env (all in one domain). env must stay
+ * alive and untouched until cb. cb is called exactly once, never from
+ * inside this call. After outbound_shutdown(): cb follows at once (next
+ * loop turn) with every recipient RCPT_PENDING, "451 4.3.2 shutting down".
+ */
+void outbound_submit(outbound_t *o, envelope_t *env, const size_t *idx, size_t n,
+    outbound_done_cb cb, void *arg);
+
+/*
+ * Start nothing new: queued submissions are cancelled (their recipients
+ * stay RCPT_PENDING with reply "451 4.3.2 shutting down", attempts not
+ * counted), DNS lookups and connection attempts are abandoned, idle
+ * connections get QUIT; transactions already under way finish (so no
+ * message is sent twice). cb(arg) runs when all is done; o is freed right
+ * after cb returns and must not be used again.
+ */
+void outbound_shutdown(outbound_t *o, void (*cb)(void *), void *arg);
+
+/* counters, for tests and the control socket */
+typedef struct outbound_stats {
+	unsigned long connections;  /* sessions started (each address tried counts) */
+	unsigned long transactions; /* transactions started */
+	unsigned sessions;          /* open now */
+	unsigned destinations;      /* known now */
+} outbound_stats_t;
+void outbound_get_stats(const outbound_t *o, outbound_stats_t *st);
+
+#endif
