@@ -47,6 +47,8 @@ struct peer {
 };
 
 static char spool[64];
+/* peers still running: a failed test skips its peer_stop, teardown ends them */
+static struct peer live[4]; /* copies: a failed test's stack is gone */
 
 static void
 rm_rf(const char *dir)
@@ -101,6 +103,11 @@ peer_start(struct peer *p, const char *modes)
 	line[got] = '\0';
 	close(fds[0]);
 	p->port = atoi(line);
+	for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
+		if (live[i].pid == 0) {
+			live[i] = *p;
+			break;
+		}
 	if (p->port <= 0)
 		fail_msg("smtp_peer.py %s did not start (got '%s')", modes, line);
 }
@@ -112,6 +119,22 @@ peer_stop(struct peer *p)
 	int st;
 	waitpid(p->pid, &st, 0);
 	rm_rf(p->dir);
+	for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
+		if (live[i].pid == p->pid)
+			live[i].pid = 0;
+}
+
+/* a failed test jumps out before its peer_stop */
+static int
+peer_teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
+		if (live[i].pid) {
+			struct peer p = live[i];
+			peer_stop(&p);
+		}
+	return 0;
 }
 
 static char *
@@ -773,20 +796,20 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_decide),
-		cmocka_unit_test(test_roundtrip_pipelined),
-		cmocka_unit_test(test_roundtrip_no_pipelining),
-		cmocka_unit_test(test_empty_content),
-		cmocka_unit_test(test_reuse),
-		cmocka_unit_test(test_rcpt_451),
-		cmocka_unit_test(test_rcpt_550),
-		cmocka_unit_test(test_drop_mid_data),
-		cmocka_unit_test(test_timeout),
-		cmocka_unit_test(test_stalled_content),
-		cmocka_unit_test(test_lmtp),
-		cmocka_unit_test(test_refused),
-		cmocka_unit_test(test_size_and_utf8),
-		cmocka_unit_test(test_shutdown_cancels),
+		cmocka_unit_test_teardown(test_decide, peer_teardown),
+		cmocka_unit_test_teardown(test_roundtrip_pipelined, peer_teardown),
+		cmocka_unit_test_teardown(test_roundtrip_no_pipelining, peer_teardown),
+		cmocka_unit_test_teardown(test_empty_content, peer_teardown),
+		cmocka_unit_test_teardown(test_reuse, peer_teardown),
+		cmocka_unit_test_teardown(test_rcpt_451, peer_teardown),
+		cmocka_unit_test_teardown(test_rcpt_550, peer_teardown),
+		cmocka_unit_test_teardown(test_drop_mid_data, peer_teardown),
+		cmocka_unit_test_teardown(test_timeout, peer_teardown),
+		cmocka_unit_test_teardown(test_stalled_content, peer_teardown),
+		cmocka_unit_test_teardown(test_lmtp, peer_teardown),
+		cmocka_unit_test_teardown(test_refused, peer_teardown),
+		cmocka_unit_test_teardown(test_size_and_utf8, peer_teardown),
+		cmocka_unit_test_teardown(test_shutdown_cancels, peer_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
