@@ -26,6 +26,7 @@
 #include "common/config.h"
 #include "daemon.h"
 #include "deliver/outbound.h"
+#include "lib/dns.h"
 #include "deliver/router.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
@@ -44,6 +45,8 @@
 static tern_t T;
 static uv_signal_t sig_term, sig_int, sig_hup;
 static outbound_t *outbound;
+static dns_t *dns;
+static int stop_pending;
 static int exit_code;
 
 static void
@@ -87,12 +90,18 @@ load_all(const char *path, config_t **cfg, tables_t **tables)
 	return 0;
 }
 
+/* Shutdown: the server first (no new mail, commits in flight answered),
+ * then the scheduler (no new jobs; waits for jobs in flight) and outbound
+ * (cancels what has not started) together; the loop ends when both are. */
 static void
-on_stopped_sched(void *arg)
+stop_one_done(void *arg)
 {
 	(void)arg;
-	if (outbound)
-		outbound_shutdown(outbound, NULL, NULL);
+	if (--stop_pending > 0)
+		return;
+	if (dns)
+		dns_free(dns);
+	dns = NULL;
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -100,20 +109,13 @@ on_stopped_sched(void *arg)
 }
 
 static void
-on_stopped_outbound(void *arg)
-{
-	(void)arg;
-	sched_stop(T.sched, on_stopped_sched, NULL);
-}
-
-static void
 on_stopped_server(void *arg)
 {
 	(void)arg;
-	if (outbound)
-		outbound_shutdown(outbound, on_stopped_outbound, NULL);
-	else
-		on_stopped_outbound(NULL);
+	stop_pending = 2;
+	sched_stop(T.sched, stop_one_done, NULL);
+	outbound_shutdown(outbound, stop_one_done, NULL);
+	outbound = NULL; /* freed by outbound_shutdown */
 }
 
 static void
@@ -184,13 +186,72 @@ drop_privileges(const config_t *c)
 	return 0;
 }
 
-static outbound_t *
-make_outbound(tern_t *t)
+/* The scheduler's transport lookup, through the current tables. */
+static const char *
+route_transport(void *arg, const char *domain)
 {
+	(void)arg;
+	return router_transport(T.tables, domain);
+}
+
+/* Outbound delivery: DNS (libunbound), MX options that know our own names
+ * and addresses (RFC 5321 §5.1 loop detection), the limits and timeouts.
+ * These are read once at start; a SIGHUP does not change them. */
+static outbound_t *
+make_outbound(tern_t *t, buf_t *err)
+{
+	const config_t *c = t->cfg;
+	static char *servers[33];
+	static char dnsbuf[1024];
+	size_t ns = 0;
+	if (c->dns_servers) {
+		snprintf(dnsbuf, sizeof dnsbuf, "%s", c->dns_servers);
+		for (char *tok = strtok(dnsbuf, " \t,"); tok && ns < 32; tok = strtok(NULL, " \t,"))
+			servers[ns++] = tok;
+	}
+	servers[ns] = NULL;
+	dns_options_t dopt = {0};
+	dopt.servers = ns ? (const char *const *)servers : NULL;
+	dopt.timeout_ms = c->dns_timeout * 1000u;
+	dopt.trust_anchor_file = c->dnssec_trust_anchor;
+	dns = dns_new(t->loop, &dopt, err);
+	if (!dns)
+		return NULL;
+
+	static const char *self_names[2];
+	static struct sockaddr_storage self_addrs[64];
+	static mx_options_t mxo;
+	self_names[0] = c->hostname;
+	self_names[1] = NULL;
+	size_t na = 0;
+	for (size_t i = 0; i < c->nlisten && na < 64; i++) {
+		struct sockaddr_storage ss;
+		memset(&ss, 0, sizeof ss);
+		if (uv_ip4_addr(c->listen[i].addr, 25, (struct sockaddr_in *)&ss) == 0 ||
+		    uv_ip6_addr(c->listen[i].addr, 25, (struct sockaddr_in6 *)&ss) == 0)
+			self_addrs[na++] = ss;
+	}
+	mxo.self_names = self_names;
+	mxo.self_addrs = self_addrs;
+	mxo.nself_addrs = na;
+
 	outbound_options_t o;
-	outbound_options_default(&o);
-	o.hostname = t->cfg->hostname;
+	memset(&o, 0, sizeof o);
+	o.hostname = c->hostname;
 	o.spool_dir = queue_spool_dir(t->queue);
+	o.relayhost = c->relayhost;
+	o.dest_concurrency = c->destination_concurrency;
+	o.total_concurrency = c->outbound_connections;
+	o.max_per_conn = c->max_messages_per_connection;
+	o.timeouts.connect = c->smtp_connect_timeout;
+	o.timeouts.greeting = o.timeouts.helo = o.timeouts.mail = o.timeouts.rcpt = o.timeouts.rset =
+	    c->smtp_command_timeout;
+	o.timeouts.data_init = c->smtp_command_timeout < 120 ? c->smtp_command_timeout : 120;
+	o.timeouts.data_block = c->smtp_data_timeout;
+	o.timeouts.data_done = c->smtp_data_done_timeout;
+	o.dns = dns;
+	o.mx = &mxo;
+	o.route = route_transport;
 	return outbound_new(t->loop, &o);
 }
 
@@ -231,7 +292,11 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	if (mkdir_p(T.cfg->maildir_base, 0700) < 0)
 		log_warn("cannot create maildir_base %s: %s", T.cfg->maildir_base, strerror(errno));
 	T.sched = sched_new(&T);
-	outbound = make_outbound(&T);
+	outbound = make_outbound(&T, &err);
+	if (!outbound) {
+		log_err("outbound delivery: %s", buf_cstr(&err));
+		return 1;
+	}
 	sched_set_outbound(T.sched, outbound);
 	size_t n = queue_scan(T.cfg->spool_dir, recover_cb, NULL);
 	log_info("recovered %zu messages from the queue", n);
@@ -243,7 +308,6 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 
 	/* everything in flight is done: free and let libuv close the rest */
 	server_free(T.server);
-	outbound_free(outbound);
 	sched_free(T.sched);
 	queue_close(T.queue);
 	uv_run(T.loop, UV_RUN_NOWAIT);

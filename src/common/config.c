@@ -17,6 +17,7 @@
 #include "common/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -65,6 +66,8 @@ struct cfg_key {
 };
 
 static const char *check_user(const char *v);
+static const char *check_relayhost(const char *v);
+static const char *check_dns_servers(const char *v);
 static const char *check_delimiter(const char *v);
 
 #define FLD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
@@ -107,6 +110,23 @@ static const struct cfg_key cfg_keys[] = {
 	{"queue_lifetime", CT_DURATION, FLD(queue_lifetime), 0, 0, "5d", 1, 365 * DAY, NULL},
 	{"delay_warning", CT_DURATION, FLD(delay_warning), 0, 0, "0", 0, 365 * DAY, NULL},
 	{"local_concurrency", CT_NUMBER, FLD(local_concurrency), 0, 0, "8", 1, 1024, NULL},
+	{"relayhost", CT_STRING, FLD(relayhost), 0, CF_OPTIONAL, NULL, 0, 0, check_relayhost},
+	{"transport", CT_PATH, FLD(transport_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"dns_servers", CT_STRING, FLD(dns_servers), 0, CF_OPTIONAL, NULL, 0, 0, check_dns_servers},
+	{"dns_timeout", CT_DURATION, FLD(dns_timeout), 0, 0, "15s", 1, 300, NULL},
+	{"dnssec_trust_anchor", CT_PATH, FLD(dnssec_trust_anchor), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"destination_concurrency", CT_NUMBER, FLD(destination_concurrency), 0, 0, "20", 1, 10000,
+	    NULL},
+	{"outbound_connections", CT_NUMBER, FLD(outbound_connections), 0, 0, "100", 1, 100000, NULL},
+	{"max_messages_per_connection", CT_NUMBER, FLD(max_messages_per_connection), 0, 0, "100", 1,
+	    100000, NULL},
+	{"smtp_connect_timeout", CT_DURATION, FLD(smtp_connect_timeout), 0, 0, "30s", 1, DAY, NULL},
+	/* RFC 5321 §4.5.3.2: 5 minutes for the greeting, MAIL, RCPT; 3 per
+	 * data block; 10 for the reply to the final dot */
+	{"smtp_command_timeout", CT_DURATION, FLD(smtp_command_timeout), 0, 0, "300s", 1, DAY, NULL},
+	{"smtp_data_timeout", CT_DURATION, FLD(smtp_data_timeout), 0, 0, "180s", 1, DAY, NULL},
+	{"smtp_data_done_timeout", CT_DURATION, FLD(smtp_data_done_timeout), 0, 0, "600s", 1, DAY,
+	    NULL},
 };
 
 #define NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -139,6 +159,10 @@ static const struct {
 	{"maximal_queue_lifetime", "queue_lifetime"},
 	{"delay_warning_time", "delay_warning"},
 	{"local_destination_concurrency_limit", "local_concurrency"},
+	{"transport_maps", "transport"},
+	{"default_destination_concurrency_limit", "destination_concurrency"},
+	{"smtp_connect_timeout", "smtp_connect_timeout"},
+	{"smtp_data_done_timeout", "smtp_data_done_timeout"},
 };
 
 typedef struct cfg_parser {
@@ -394,6 +418,76 @@ check_user(const char *v)
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) ||
 		    ch == '_' || ch == '-' || ch == '.'))
 			return "not a valid user name";
+	}
+	return NULL;
+}
+
+/* "[host]:port", "[host]", "host:port" or "host" (outbound.h) */
+static const char *
+check_relayhost(const char *v)
+{
+	const char *host = v, *end;
+	if (*v == '[') {
+		end = strchr(v, ']');
+		if (!end || end == v + 1)
+			return "expected [host] or [host]:port";
+		host = v + 1;
+	} else {
+		end = strchr(v, ':');
+		if (!end)
+			end = v + strlen(v);
+		if (end == v)
+			return "empty host name";
+	}
+	for (const char *p = host; p < end; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (!(isalnum(ch) || ch == '.' || ch == '-' || ch == ':'))
+			return "host must be a host name or an IP address";
+	}
+	const char *port = *v == '[' ? end + 1 : end;
+	if (*port == '\0')
+		return NULL;
+	if (*port != ':' || port[1] == '\0')
+		return "expected :port after the host";
+	long n = 0;
+	for (const char *p = port + 1; *p; p++) {
+		if (!is_digit((unsigned char)*p))
+			return "port must be a number";
+		n = n * 10 + (*p - '0');
+		if (n > 65535)
+			return "port out of range";
+	}
+	return n == 0 ? "port out of range" : NULL;
+}
+
+/* "IP[@PORT] IP[@PORT] ..." */
+static const char *
+check_dns_servers(const char *v)
+{
+	char buf[128];
+	const char *p = v;
+	while (*p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (!*p)
+			break;
+		size_t n = strcspn(p, " \t,");
+		if (n >= sizeof buf)
+			return "server address too long";
+		memcpy(buf, p, n);
+		buf[n] = '\0';
+		char *at = strchr(buf, '@');
+		if (at) {
+			*at = '\0';
+			char *e;
+			long port = strtol(at + 1, &e, 10);
+			if (*e || port < 1 || port > 65535)
+				return "port after @ must be 1-65535";
+		}
+		unsigned char a[16];
+		if (inet_pton(AF_INET, buf, a) != 1 && inet_pton(AF_INET6, buf, a) != 1)
+			return "each server must be an IP address, optionally with @port";
+		p += n;
 	}
 	return NULL;
 }

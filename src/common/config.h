@@ -79,6 +79,20 @@ typedef struct config {
 	unsigned queue_lifetime;     /* then bounce, default 5 d */
 	unsigned delay_warning;      /* send a DSN action=delayed after this; 0 = never (default) */
 	unsigned local_concurrency;  /* parallel Maildir deliveries, default 8 */
+
+	/* outbound (src/deliver/outbound.h) */
+	char *relayhost;             /* "[host]:port" or "host": all remote mail goes there; NULL = MX */
+	char *transport_file;        /* key "transport": domain -> smtp:[host]:port | lmtp:...; NULL = none */
+	char *dns_servers;           /* "IP[@PORT] ..." forwarders; NULL = /etc/resolv.conf */
+	unsigned dns_timeout;        /* seconds per DNS query, default 15 */
+	char *dnssec_trust_anchor;   /* trust anchor file; NULL = no DNSSEC validation */
+	unsigned destination_concurrency; /* connections per destination, default 20 */
+	unsigned outbound_connections;    /* outbound connections in all, default 100 */
+	unsigned max_messages_per_connection; /* default 100 */
+	unsigned smtp_connect_timeout;    /* default 30 s */
+	unsigned smtp_command_timeout;    /* greeting, EHLO, MAIL, RCPT, DATA: default 300 s (RFC 5321 §4.5.3.2) */
+	unsigned smtp_data_timeout;       /* each block of content sent: default 180 s */
+	unsigned smtp_data_done_timeout;  /* reply to the final dot: default 600 s */
 } config_t;
 
 /*

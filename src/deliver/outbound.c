@@ -152,12 +152,6 @@ on_defer(uv_timer_t *t)
 	check_shutdown(o);
 }
 
-static const char *
-status_word(int st)
-{
-	return st == RCPT_SENT ? "sent" : st == RCPT_FAILED ? "bounced" : "deferred";
-}
-
 /* Write the results into the envelope and queue the callback. */
 static void
 job_finish(struct job *j)
@@ -185,8 +179,7 @@ job_finish(struct job *j)
 			r->last_try = now;
 			r->attempts++;
 		}
-		log_info("%s: to=<%s> relay=%s status=%s (%s)", e->qid, r->addr ? r->addr : "",
-		    r->relay ? r->relay : "none", status_word(r->status), r->reply);
+		/* the scheduler logs the outcome, with delay and attempts */
 	}
 	xfree(j->txn.res);
 	j->txn.res = NULL;

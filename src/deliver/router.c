@@ -307,6 +307,28 @@ check_virtual(const table_t *t, buf_t *errors)
 	return r;
 }
 
+/* Every transport entry: one value, "smtp:" or "lmtp:" and a next hop. */
+static int
+check_transport(const table_t *t, buf_t *errors)
+{
+	int r = 0;
+	for (size_t i = 0; i < table_count(t); i++) {
+		const table_entry_t *e = table_entry_at(t, i);
+		if (e->nvalues != 1) {
+			terr(errors, e, "transport for \"%s\" needs exactly one next hop, e.g. smtp:[10.0.0.1]:25",
+			    e->key);
+			r = -1;
+			continue;
+		}
+		const char *v = e->values[0];
+		if ((strncmp(v, "smtp:", 5) != 0 && strncmp(v, "lmtp:", 5) != 0) || v[5] == '\0') {
+			terr(errors, e, "transport \"%s\": expected smtp:HOST[:PORT], lmtp:HOST:PORT or lmtp:unix:/path", v);
+			r = -1;
+		}
+	}
+	return r;
+}
+
 tables_t *
 tables_load(const config_t *c, buf_t *errors)
 {
@@ -317,8 +339,12 @@ tables_load(const config_t *c, buf_t *errors)
 	    : table_new_empty();
 	t->virtual_ = c->virtual_file ? table_load(c->virtual_file, TABLE_MAP, errors)
 	    : table_new_empty();
+	t->transport = c->transport_file ? table_load(c->transport_file, TABLE_MAP, errors)
+	    : table_new_empty();
 	int r = 0;
-	if (t->mailboxes == NULL || t->aliases == NULL || t->virtual_ == NULL)
+	if (t->mailboxes == NULL || t->aliases == NULL || t->virtual_ == NULL || t->transport == NULL)
+		r = -1;
+	if (t->transport && check_transport(t->transport, errors) < 0)
 		r = -1;
 	if (t->mailboxes && check_mailboxes(c, t->mailboxes, errors) < 0)
 		r = -1;
@@ -341,7 +367,25 @@ tables_free(tables_t *t)
 	table_free(t->mailboxes);
 	table_free(t->aliases);
 	table_free(t->virtual_);
+	table_free(t->transport);
 	xfree(t);
+}
+
+const char *
+router_transport(const tables_t *t, const char *domain)
+{
+	if (!t->transport || table_count(t->transport) == 0)
+		return NULL;
+	const table_entry_t *e = table_get(t->transport, domain);
+	if (e && e->nvalues == 1)
+		return e->values[0];
+	/* ".example.com" matches every subdomain of example.com */
+	for (const char *p = strchr(domain, '.'); p; p = strchr(p + 1, '.')) {
+		e = table_get(t->transport, p);
+		if (e && e->nvalues == 1)
+			return e->values[0];
+	}
+	return NULL;
 }
 
 /* ------------------------------------------------------------------ */

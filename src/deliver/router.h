@@ -42,6 +42,7 @@ typedef struct tables {
 	table_t *mailboxes; /* TABLE_MAP: "user@domain [maildir-path]" */
 	table_t *aliases;   /* TABLE_ALIASES */
 	table_t *virtual_;  /* TABLE_MAP */
+	table_t *transport; /* TABLE_MAP: "domain smtp:[host]:port | lmtp:host:port | lmtp:unix:/path" */
 } tables_t;
 
 /* Loads the three tables named in c (absent ones are empty). NULL on error,
@@ -81,5 +82,10 @@ typedef struct route {
  * a mailbox (the tables changed since it was accepted): the caller bounces. */
 int router_final(const config_t *c, const tables_t *t, const char *addr, route_t *out);
 void route_free(route_t *r);
+
+/* The transport for a (lowercased) remote domain: the entry for the domain
+ * itself, else for ".parent" entries of its parent domains (like Postfix's
+ * transport(5)), else NULL (relayhost or MX). */
+const char *router_transport(const tables_t *t, const char *domain);
 
 #endif

@@ -529,6 +529,21 @@ conn_close(conn_t *c)
 	/* else: emit() finishes the close when the callback returns */
 }
 
+void
+conn_abort(conn_t *c, int err)
+{
+	if (c->handles_closing)
+		return;
+	if (!c->close_err)
+		c->close_err = err ? err : UV_ECANCELED;
+	c->closing = true;
+	c->close_now = true;
+	buf_reset(&c->out);
+	if (c->in_cb == 0)
+		conn_close_handles(c);
+	/* else: emit() closes when the callback returns */
+}
+
 bool
 conn_closing(const conn_t *c)
 {

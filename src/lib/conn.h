@@ -76,6 +76,9 @@ void conn_set_timeout(conn_t *c, unsigned ms);
  * from inside this call). Safe to call more than once. */
 void conn_close(conn_t *c);
 bool conn_closing(const conn_t *c);
+/* Close at once, dropping unsent output (a peer that stopped reading, a
+ * timeout). CONN_EV_CLOSED follows with err, later. */
+void conn_abort(conn_t *c, int err);
 
 /* Peer address: numeric host text ("127.0.0.1", "::1"; IPv4-mapped shown
  * as IPv4) and port. */

@@ -312,6 +312,40 @@ ljob_start(sched_t *s, ljob_t *j)
 
 /* ---- remote delivery ---- */
 
+/* Recording a remote outcome: an fsync'd status append, on the pool. */
+typedef struct rjob {
+	uv_work_t req;
+	smsg_t *m;
+	size_t *idx;
+	size_t n;
+	char *spool_dir;
+} rjob_t;
+
+static void
+rjob_work(uv_work_t *req)
+{
+	rjob_t *j = req->data;
+	/* fsync: a relayed recipient must not be sent twice after a crash */
+	if (queue_append_status(j->spool_dir, j->m->env, j->idx, j->n, true) < 0)
+		log_warn("%s: cannot append status records: %s", j->m->env->qid, strerror(errno));
+}
+
+static void
+rjob_done(uv_work_t *req, int status)
+{
+	rjob_t *j = req->data;
+	smsg_t *m = j->m;
+	sched_t *s = m->s;
+	for (size_t k = 0; k < j->n; k++)
+		m->busy[j->idx[k]] = false;
+	s->jobs--;
+	m->inflight--;
+	xfree(j->idx);
+	xfree(j->spool_dir);
+	xfree(j);
+	msg_settle(s, m);
+}
+
 static void
 remote_done(void *arg, envelope_t *env, const size_t *idx, size_t n)
 {
@@ -321,18 +355,20 @@ remote_done(void *arg, envelope_t *env, const size_t *idx, size_t n)
 	const config_t *c = s->t->cfg;
 	for (size_t k = 0; k < n; k++) {
 		env_rcpt_t *r = &env->rcpt[idx[k]];
-		m->busy[idx[k]] = false;
 		if (r->status == RCPT_PENDING)
 			r->next_try = now + sched_backoff(r->attempts, c->retry_min, c->retry_max);
 		log_rcpt(env, r, NULL);
 	}
-	s->jobs--;
 	s->remote_running--;
-	m->inflight--;
-	/* record the outcome before anything else happens to the message */
-	if (queue_append_status(queue_spool_dir(s->t->queue), env, idx, n, true) < 0)
-		log_warn("%s: cannot append status records: %s", env->qid, strerror(errno));
-	msg_settle(s, m);
+	/* the recipients stay busy until their outcome is on disk */
+	rjob_t *j = xcalloc(1, sizeof *j);
+	j->m = m;
+	j->idx = xmalloc(n * sizeof *idx);
+	memcpy(j->idx, idx, n * sizeof *idx);
+	j->n = n;
+	j->spool_dir = xstrdup(queue_spool_dir(s->t->queue));
+	j->req.data = j;
+	uv_queue_work(s->t->loop, &j->req, rjob_work, rjob_done);
 }
 
 /* ---- finishing: bounce what failed, then remove ---- */
