@@ -28,7 +28,7 @@ FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build/fuzz/%)
 FUZZ_TIME ?= 30
 
-.PHONY: all deps run test unit integration integration-asan asan install clean check-config fuzz
+.PHONY: all deps run test unit integration integration-asan asan install clean check-config fuzz bench
 
 all: build/tern
 
@@ -72,11 +72,19 @@ integration-asan: build/asan/tern
 test: unit integration integration-asan
 
 # libFuzzer targets (clang), each run for FUZZ_TIME seconds; new inputs go to
-# build/fuzz-corpus/NAME, the checked-in seeds in fuzz/corpus/NAME are read
-build/fuzz/%: fuzz/%.c $(SRCS) | build/.deps-ok
+# build/fuzz-corpus/NAME, the checked-in seeds in fuzz/corpus/NAME are read.
+# The sources are compiled once, instrumented, in fuzzing mode (checksums
+# that would stop mutated input early are relaxed: FUZZING_BUILD_MODE...).
+FUZZ_FLAGS = -g -O1 -fno-sanitize-recover=undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+FUZZ_OBJS := $(SRCS:%.c=build/fuzzobj/%.o)
+
+build/fuzzobj/%.o: %.c | build/.deps-ok
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+build/fuzz/%: fuzz/%.c $(FUZZ_OBJS)
 	@mkdir -p build/fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		$(CPPFLAGS) $< $(SRCS) -o $@ $(PKG_LIBS)
+	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_OBJS) -o $@ $(PKG_LIBS)
 
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; \
@@ -85,6 +93,13 @@ fuzz: $(FUZZ_BINS)
 		if ! $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 build/fuzz-corpus/$$n \
 			fuzz/corpus/$$n > build/fuzz/$$n.log 2>&1; then tail -40 build/fuzz/$$n.log; exit 1; fi; \
 		grep -E 'stat::number_of_executed_units' build/fuzz/$$n.log; done
+
+# tern against Postfix and this machine's ceilings (as root: installs postfix
+# on demand); QUICK=1 for ~2 minutes, BENCH_WORKLOADS=4k-c100-r1,idle to pick,
+# BENCH_RUNS=N; results in bench/results/latest.{md,json}, see docs/PERFORMANCE.md
+bench:
+	-$(MAKE) build/tern
+	QUICK=$(QUICK) TERN_BIN=$(CURDIR)/build/tern $(PYTHON) bench/bench.py
 
 run: build/tern
 	@mkdir -p var
