@@ -169,3 +169,30 @@ def test_incoming_emptied_at_restart(tern):
     tern.send("bob@localhost")
     tern.wait_delivered("bob@localhost", 1)
     assert tern.messages("alice@localhost") == []
+
+
+def test_log_lines(tern):
+    """The log lines of notes/daemon-spec.md that operators and tests rely on."""
+    qid = tern.send(["carol@localhost", "postmaster@localhost"], subject="logged")
+    tern.wait_log(r"%s: removed" % qid)
+    with tern.client() as c:
+        c.read_greeting()
+        c.cmd("FOO")
+        c.cmd("QUIT")
+    tern.wait_log(r"reject cmd=FOO")
+    log = tern.run_log()
+    m = re.search(r"connect session=(\S+) client=127\.0\.0\.1 port=\d+", log)
+    assert m, log
+    sid = m.group(1)
+    assert re.search(r"disconnect session=%s client=127\.0\.0\.1\b" % re.escape(sid), log), log
+    assert re.search(r"%s: accepted session=%s client=127\.0\.0\.1 helo=client\.test "
+                     r"from=<sender@example\.com> size=\d+ nrcpt=2 proto=ESMTP" % (qid, re.escape(sid)),
+                     log), log
+    md = re.escape(str(tern.maildir("carol@localhost")))
+    assert re.search(r"%s: to=<carol@localhost> relay=local delay=[\d.]+ attempts=1 status=sent "
+                     r"\(delivered to maildir %s/?\)" % (qid, md), log), log
+    assert re.search(r"%s: to=<alice@localhost> orig_to=<postmaster@localhost> relay=local "
+                     r"delay=[\d.]+ attempts=1 status=sent" % qid, log), log
+    assert re.search(r": reject cmd=FOO reply=\"500 5\.5\.\d [^\"]*\"", log), log
+    for line in log.splitlines():
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z tern\[\d+\]: \S", line), line

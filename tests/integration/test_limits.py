@@ -199,3 +199,24 @@ def test_idle_timeout(make_tern):
         assert re.match(r"^421 4\.4\.2", r.text), r
         assert 1.5 <= waited <= tf(6), waited
         assert c.at_eof(tf(3))
+
+
+def test_data_timeout(make_tern):
+    """timeout_data: a client that stalls inside DATA gets 421 4.4.2 and is
+    dropped; the half-received message is never delivered."""
+    t = make_tern(config={"timeout_data": "2s", "timeout_command": "30s"}).start()
+    with t.client() as c:
+        c.read_greeting()
+        c.ehlo()
+        start_txn(c)
+        c.send("Subject: stalled\r\n\r\npart of a body\r\n")
+        t0 = time.monotonic()
+        c.sock.settimeout(tf(8))
+        r = c.reply()
+        waited = time.monotonic() - t0
+        assert re.match(r"^421 4\.4\.2", r.text), r
+        assert 1.5 <= waited <= tf(6), waited
+        assert c.at_eof(tf(3))
+    t.wait_log(r"disconnect session=")
+    assert t.messages("alice@localhost") == []
+    assert t.queue_files() == []

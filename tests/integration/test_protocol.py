@@ -240,3 +240,31 @@ def test_max_errors_disconnects(make_tern):
         assert got421 in (5, 6), "421 after %s bad commands (max_errors = 5)" % got421
         assert re.match(r"^421 4\.\d\.\d", c.replies[-1].text), c.replies[-1]
         assert c.at_eof(tf(5)), "connection not closed after 421"
+
+
+def test_commands_case_insensitive(tern):
+    """RFC 5321 §2.4: verbs and argument keywords in any case."""
+    with tern.client() as c:
+        c.read_greeting()
+        c.expect("ehlo client.test", r"^250")
+        c.dialogue([("mail from:<%s> size=10" % SENDER, r"^250 "),
+                    ("Rcpt To:<alice@localhost>", r"^250 "),
+                    ("data", r"^354 ")])
+        c.send("Subject: lower\r\n\r\nx\r\n.\r\n")
+        assert c.reply().code == 250
+        c.expect("quit", r"^221 ")
+    tern.wait_delivered("alice@localhost", 1)
+
+
+def test_ehlo_resets_transaction(tern):
+    """RFC 5321 §4.1.4: a second EHLO acts as RSET."""
+    with tern.client() as c:
+        c.read_greeting()
+        c.ehlo()
+        c.dialogue([("MAIL FROM:<%s>" % SENDER, r"^250 "),
+                    ("RCPT TO:<alice@localhost>", r"^250 ")])
+        c.ehlo("again.test")
+        c.expect("DATA", r"^503 5\.5\.1")
+        c.expect("RCPT TO:<alice@localhost>", r"^503 5\.5\.1")
+        c.expect("MAIL FROM:<%s>" % SENDER, r"^250 ")
+        check_enhanced(c.replies)
