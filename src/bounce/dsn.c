@@ -134,7 +134,7 @@ put_clean_str(buf_t *out, const char *s, bool utf8)
 static void
 put_token(buf_t *out, const char *s, size_t max)
 {
-	for (size_t i = 0; s[i] != '\0' && i < max; i++) {
+	for (size_t i = 0; i < max && s[i] != '\0'; i++) {
 		char c = s[i];
 		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		    c == '.' || c == '-')
