@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "common/config.h"
 #include "daemon.h"
 #include "deliver/outbound.h"
@@ -234,6 +235,7 @@ make_outbound(tern_t *t, buf_t *err)
 	mxo.self_names = self_names;
 	mxo.self_addrs = self_addrs;
 	mxo.nself_addrs = na;
+	mxo.port = (uint16_t)c->smtp_port; /* 25 but in tests */
 
 	outbound_options_t o;
 	memset(&o, 0, sizeof o);
@@ -327,6 +329,22 @@ cmd_check(const char *path)
 	log_init("tern", 0, 0);
 	if (load_all(path, &c, &t) < 0)
 		return 1;
+	/* RFC 5321 §4.5.1: postmaster must be deliverable in every local domain */
+	for (size_t i = 0; i < c->nlocal_domains; i++) {
+		char pm[300];
+		addr_t a;
+		size_t used;
+		const char *err;
+		dest_list_t d = {0};
+		snprintf(pm, sizeof pm, "postmaster@%s", c->local_domains[i]);
+		if (addr_parse(pm, strlen(pm), ADDR_NO_BRACKETS, &a, &used, &err) < 0)
+			continue;
+		if (router_expand(c, t, &a, false, &d, &err) != ROUTER_OK)
+			fprintf(stderr, "%s: warning: %s is not deliverable (%s); RFC 5321 section 4.5.1 "
+			    "requires it: add \"postmaster: someone\" to the aliases table\n", c->path, pm, err);
+		dest_list_free(&d);
+		addr_free(&a);
+	}
 	printf("config ok: %s (%zu listeners, %zu local domains, %zu mailboxes)\n", c->path, c->nlisten,
 	    c->nlocal_domains, table_count(t->mailboxes));
 	tables_free(t);
