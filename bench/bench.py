@@ -304,6 +304,10 @@ class Sink:
     def stop(self):
         stop_process(self.p)
         self.f.close()
+        try:
+            os.unlink(self.out)
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------- MTAs
