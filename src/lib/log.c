@@ -13,6 +13,7 @@
 static int log_syslog;
 static int log_debug_on;
 static const char *log_ident = "tern";
+static int log_pid; /* cached: one getpid(2) per line shows in profiles */
 
 void
 log_init(const char *ident, int use_syslog, int debug)
@@ -20,6 +21,7 @@ log_init(const char *ident, int use_syslog, int debug)
 	log_ident = ident;
 	log_syslog = use_syslog;
 	log_debug_on = debug;
+	log_pid = (int)getpid();
 	if (use_syslog)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
@@ -57,7 +59,7 @@ log_msg(int prio, const char *fmt, ...)
 		gmtime_r(&tv.tv_sec, &tm);
 		o += strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
 		o += (size_t)snprintf(line + o, sizeof line - o, ".%03ldZ %s[%d]: %s",
-		    (long)(tv.tv_usec / 1000), log_ident, (int)getpid(), prio_word(prio));
+		    (long)(tv.tv_usec / 1000), log_ident, log_pid ? log_pid : (int)getpid(), prio_word(prio));
 	} else {
 		o += (size_t)snprintf(line, sizeof line, "%s", prio_word(prio));
 	}
