@@ -127,6 +127,7 @@ static const struct cfg_key cfg_keys[] = {
 	{"smtp_data_timeout", CT_DURATION, FLD(smtp_data_timeout), 0, 0, "180s", 1, DAY, NULL},
 	{"smtp_data_done_timeout", CT_DURATION, FLD(smtp_data_done_timeout), 0, 0, "600s", 1, DAY,
 	    NULL},
+	{"smtp_port", CT_NUMBER, FLD(smtp_port), 0, 0, "25", 1, 65535, NULL},
 };
 
 #define NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])

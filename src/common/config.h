@@ -93,6 +93,7 @@ typedef struct config {
 	unsigned smtp_command_timeout;    /* greeting, EHLO, MAIL, RCPT, DATA: default 300 s (RFC 5321 §4.5.3.2) */
 	unsigned smtp_data_timeout;       /* each block of content sent: default 180 s */
 	unsigned smtp_data_done_timeout;  /* reply to the final dot: default 600 s */
+	unsigned smtp_port;               /* TCP port for MX deliveries, default 25 (tests) */
 } config_t;
 
 /*

@@ -497,6 +497,11 @@ addresses_done(mx_req_t *req)
 		}
 	}
 	enum mx_status st = mx_finish(req->hosts, &req->nhosts, &req->opt);
+	if (st == MX_LOOP) {
+		/* the address lookups' details (AAAA: NODATA ...) do not explain it */
+		buf_reset(&req->detail);
+		add_detail(req, "the best MX for %s has one of our own addresses", req->domain);
+	}
 	complete(req, st);
 }
 

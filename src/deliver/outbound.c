@@ -759,7 +759,8 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 	} else {
 		d->kind = HOP_MX;
 		d->host = xstrdup(domain);
-		d->port = 25;
+		/* the MX port: 25 (RFC 5321 §5.1), another only in tests */
+		d->port = o->have_mx && o->mx.port ? o->mx.port : 25;
 	}
 	xfree(transport);
 	d->next = o->dests;
