@@ -195,6 +195,36 @@ route_transport(void *arg, const char *domain)
 	return router_transport(T.tables, domain);
 }
 
+/* A wildcard listener (0.0.0.0, ::) is every address of this host: for the
+ * loop detection of RFC 5321 §5.1 ("the SMTP client finds itself among the
+ * MX records"), our addresses are then the interfaces' (read at start). */
+static bool
+is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return ss->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+static size_t
+add_interface_addrs(struct sockaddr_storage *out, size_t n, size_t max)
+{
+	uv_interface_address_t *ifs;
+	int count;
+	if (uv_interface_addresses(&ifs, &count) != 0)
+		return n;
+	for (int i = 0; i < count && n < max; i++) {
+		memset(&out[n], 0, sizeof out[n]);
+		if (ifs[i].address.address4.sin_family == AF_INET)
+			memcpy(&out[n++], &ifs[i].address.address4, sizeof(struct sockaddr_in));
+		else if (ifs[i].address.address6.sin6_family == AF_INET6)
+			memcpy(&out[n++], &ifs[i].address.address6, sizeof(struct sockaddr_in6));
+	}
+	uv_free_interface_addresses(ifs, count);
+	return n;
+}
+
 /* Outbound delivery: DNS (libunbound), MX options that know our own names
  * and addresses (RFC 5321 §5.1 loop detection), the limits and timeouts.
  * These are read once at start; a SIGHUP does not change them. */
@@ -229,8 +259,12 @@ make_outbound(tern_t *t, buf_t *err)
 		struct sockaddr_storage ss;
 		memset(&ss, 0, sizeof ss);
 		if (uv_ip4_addr(c->listen[i].addr, 25, (struct sockaddr_in *)&ss) == 0 ||
-		    uv_ip6_addr(c->listen[i].addr, 25, (struct sockaddr_in6 *)&ss) == 0)
-			self_addrs[na++] = ss;
+		    uv_ip6_addr(c->listen[i].addr, 25, (struct sockaddr_in6 *)&ss) == 0) {
+			if (is_wildcard(&ss))
+				na = add_interface_addrs(self_addrs, na, 64);
+			else
+				self_addrs[na++] = ss;
+		}
 	}
 	mxo.self_names = self_names;
 	mxo.self_addrs = self_addrs;
