@@ -540,8 +540,12 @@ on_mx(void *arg, mx_result_t *r)
 		char *t = NULL;
 		if (oc == SMTP_TEMPFAIL && reply[0] != '4')
 			reply = t = xasprintf("451 4.4.3 next hop %s: %s", d->host, reply);
+		/* the recipients' reply, and so the DSN, says what DNS said */
+		char *full = r->detail && r->detail[0] ? xasprintf("%s (%.300s)", reply, r->detail)
+		                                       : xstrdup(reply);
 		mx_result_free(r);
-		dest_resolve_failed(d, oc, reply);
+		dest_resolve_failed(d, oc, full);
+		xfree(full);
 		xfree(t);
 		dest_maybe_free(d);
 		return;
