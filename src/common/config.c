@@ -69,6 +69,7 @@ static const char *check_user(const char *v);
 static const char *check_relayhost(const char *v);
 static const char *check_dns_servers(const char *v);
 static const char *check_delimiter(const char *v);
+static const char *check_yesno(const char *v);
 
 #define FLD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
 #define LST(f, n) offsetof(config_t, f), sizeof(((config_t *)0)->f), offsetof(config_t, n)
@@ -110,6 +111,7 @@ static const struct cfg_key cfg_keys[] = {
 	{"queue_lifetime", CT_DURATION, FLD(queue_lifetime), 0, 0, "5d", 1, 365 * DAY, NULL},
 	{"delay_warning", CT_DURATION, FLD(delay_warning), 0, 0, "0", 0, 365 * DAY, NULL},
 	{"local_concurrency", CT_NUMBER, FLD(local_concurrency), 0, 0, "8", 1, 1024, NULL},
+	{"bounce_to_postmaster", CT_STRING, FLD(bounce_to_postmaster), 0, 0, "no", 0, 0, check_yesno},
 	{"relayhost", CT_STRING, FLD(relayhost), 0, CF_OPTIONAL, NULL, 0, 0, check_relayhost},
 	{"transport", CT_PATH, FLD(transport_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"dns_servers", CT_STRING, FLD(dns_servers), 0, CF_OPTIONAL, NULL, 0, 0, check_dns_servers},
@@ -421,6 +423,13 @@ check_user(const char *v)
 			return "not a valid user name";
 	}
 	return NULL;
+}
+
+/* boolean keys are written yes or no */
+static const char *
+check_yesno(const char *v)
+{
+	return strcmp(v, "yes") == 0 || strcmp(v, "no") == 0 ? NULL : "expected yes or no";
 }
 
 /* "[host]:port", "[host]", "host:port" or "host" (outbound.h) */

@@ -79,6 +79,7 @@ typedef struct config {
 	unsigned queue_lifetime;     /* then bounce, default 5 d */
 	unsigned delay_warning;      /* send a DSN action=delayed after this; 0 = never (default) */
 	unsigned local_concurrency;  /* parallel Maildir deliveries, default 8 */
+	char *bounce_to_postmaster;  /* "yes": a bounce that cannot be delivered goes to the postmaster; default "no" */
 
 	/* outbound (src/deliver/outbound.h) */
 	char *relayhost;             /* "[host]:port" or "host": all remote mail goes there; NULL = MX */

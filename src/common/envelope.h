@@ -38,10 +38,19 @@ typedef struct env_rcpt {
 	int64_t last_try;  /* unix seconds of the last attempt; 0 = never */
 	char *reply;       /* last outcome: "<code> <x.y.z> text", e.g. "451 4.3.0 ..." or NULL */
 	char *relay;       /* where it was last tried: "local", "host[ip]:port", or NULL */
+	/* in memory only (not in the queue file): the last successful remote
+	 * hand-off passed NOTIFY on to a server that offers DSN, so that server
+	 * reports success, not us (RFC 3461 §4.1, §6.2.2); set by the outbound
+	 * client. When false, a NOTIFY=SUCCESS recipient relayed to another
+	 * MTA gets a DSN "relayed" from us. */
+	bool dsn_passed;
 } env_rcpt_t;
 
 #define ENV_IS_BOUNCE 0x01    /* this message is a DSN we generated (sender is <>) */
 #define ENV_DELAY_WARNED 0x02 /* a delay DSN was sent */
+#define ENV_HELD 0x04         /* held by the administrator: never dispatched until released */
+#define ENV_PM_NOTICE 0x08    /* a notice to the postmaster about an undeliverable bounce:
+                               * its own failure is discarded, never reported again */
 
 typedef struct envelope {
 	char qid[QID_SIZE];

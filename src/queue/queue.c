@@ -71,7 +71,7 @@ enum {
 #define QF_MAX_HEADER (64u << 20)     /* magic .. 'B' record */
 #define QF_MAX_TAIL (64u << 20)       /* 'X' record and status batches */
 #define QF_MAX_BODY (UINT64_C(1) << 40)
-#define QF_FLAGS_KNOWN (ENV_IS_BOUNCE | ENV_DELAY_WARNED)
+#define QF_FLAGS_KNOWN (ENV_IS_BOUNCE | ENV_DELAY_WARNED | ENV_HELD | ENV_PM_NOTICE)
 #define QF_NOTIFY_KNOWN 0x0fu
 #define QF_NULL_STR 0xffffffffu
 
