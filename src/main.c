@@ -24,7 +24,9 @@
 #include <uv.h>
 
 #include "common/addr.h"
+#include "cli/queue.h"
 #include "common/config.h"
+#include "control/control.h"
 #include "daemon.h"
 #include "deliver/outbound.h"
 #include "lib/dns.h"
@@ -46,6 +48,7 @@
 static tern_t T;
 static uv_signal_t sig_term, sig_int, sig_hup;
 static outbound_t *outbound;
+static control_t *control;
 static dns_t *dns;
 static int stop_pending;
 static int exit_code;
@@ -59,6 +62,8 @@ usage(void)
 	    "  run [--syslog]   run the daemon in the foreground (log to stderr, or syslog)\n"
 	    "  check-config     check the configuration and tables, then exit\n"
 	    "  version          print the version\n"
+	    "  queue list|show|flush|hold|release|delete ...   the queue tools (docs/queue-tools.md)\n"
+	    "  mailq [--json]   the queue in mailq format\n"
 	    "default config: " DEFAULT_CONFIG "\n");
 	exit(2);
 }
@@ -143,6 +148,8 @@ on_signal(uv_signal_t *h, int signum)
 		return;
 	T.stopping = true;
 	log_info("stopping (signal %d)", signum);
+	control_stop(control);
+	control = NULL;
 	server_stop(T.server, on_stopped_server, NULL);
 }
 
@@ -336,6 +343,11 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	sched_set_outbound(T.sched, outbound);
 	size_t n = queue_scan(T.cfg->spool_dir, recover_cb, NULL);
 	log_info("recovered %zu messages from the queue", n);
+	control = control_start(&T, &err);
+	if (!control) {
+		log_err("%s", buf_cstr(&err));
+		return 1;
+	}
 
 	server_start(T.server);
 	log_info("tern %s started, hostname=%s spool=%s", TERN_VERSION, T.cfg->hostname, T.cfg->spool_dir);
@@ -393,6 +405,8 @@ main(int argc, char **argv)
 	bool debug = false;
 	int ch;
 
+	if (strcmp(strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0], "mailq") == 0)
+		return cli_mailq_argv0(DEFAULT_CONFIG, argc, argv);
 	while ((ch = getopt(argc, argv, "+c:dh")) != -1) {
 		switch (ch) {
 		case 'c': config = optarg; break;
@@ -414,6 +428,10 @@ main(int argc, char **argv)
 		printf("tern %s\n", TERN_VERSION);
 		return 0;
 	}
+	if (strcmp(argv[0], "queue") == 0)
+		return cli_queue(config, argc, argv);
+	if (strcmp(argv[0], "mailq") == 0)
+		return cli_mailq(config, argc, argv);
 	usage();
 	return 2;
 }

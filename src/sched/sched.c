@@ -1,19 +1,39 @@
 /*
- * sched.c - SCHEDULE: the in-memory queue index and the delivery jobs
- * (see sched.h).
+ * sched.c - SCHEDULE: the in-memory queue index, the delivery jobs, retries,
+ * DSNs and the administrator's operations (see sched.h).
  *
  * Each queued message is one smsg_t, in a min-heap ordered by the time its
- * next recipient is due. A due message is split by route: its local
- * recipients become one Maildir job on libuv's thread pool (at most
- * local_concurrency at once, the rest wait in a FIFO); remote recipients go
- * to the outbound manager grouped by domain. A recipient that is in a job
- * is marked busy and is not dispatched again until the job is back, so no
- * two jobs ever touch the same recipient, and worker threads write only
- * the fields of their own recipients.
+ * next recipient is due (or its delay warning). A due message is split by
+ * route: its local recipients become one Maildir job on libuv's thread pool
+ * (at most local_concurrency at once, the rest wait in a FIFO); remote
+ * recipients go to the outbound manager grouped by domain. A recipient that
+ * is in a job is marked busy and is not dispatched again until the job is
+ * back, so no two jobs ever touch the same recipient.
  *
- * When a message has no pending recipient and no job in flight it is
- * finished on the thread pool: failed recipients are reported in one DSN
- * (queued durably first), then the queue file is removed.
+ * Threads: a Maildir job's worker writes the delivery state of its own
+ * (busy) recipients and nothing else; every other job works on a copy of
+ * the envelope. So the loop may read any field of an envelope at any time
+ * except the delivery state of busy recipients, and changes the message
+ * flags only when no job of the message is in flight (m->inflight == 0):
+ * every status record a job appends then carries the same flags, and the
+ * administrator's hold is written after them, in order.
+ *
+ * When a message has no job in flight, msg_settle decides the next step,
+ * in this order: a pending delete (remove the file), a hold/release to
+ * write, finishing (no pending recipient: DSNs, then remove), nothing
+ * (held), a delay warning that is due, or back into the heap.
+ *
+ * Retries: a deferred recipient waits sched_backoff(attempts) but never
+ * beyond the message's expiry (arrival + queue_lifetime); a pending
+ * recipient that was tried and is due after expiry fails with 4.4.7.
+ *
+ * DSNs (RFC 3461, 3464), made when the message is finished: one failure DSN
+ * listing every failed recipient that wants one; one success DSN for the
+ * NOTIFY=SUCCESS recipients delivered here or relayed to a server that did
+ * not take the NOTIFY parameter; for a message from <> (never bounced, RFC
+ * 5321 §4.5.5) a log line, and with bounce_to_postmaster = yes a
+ * headers-only notice to the postmaster. Every DSN is queued durably (from
+ * <>, ENV_IS_BOUNCE) before the original is removed.
  *
  * Must not: block the loop (all disk work is in jobs), or free an smsg_t
  * while a job for it is in flight.
@@ -22,7 +42,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,15 +57,26 @@
 #include "lib/xalloc.h"
 #include "queue/queue.h"
 
+typedef struct waiter {
+	sched_op_cb cb;
+	void *arg;
+	struct waiter *next;
+} waiter_t;
+
 typedef struct smsg {
 	struct sched *s;
 	envelope_t *env;
 	int64_t due;      /* unix seconds */
 	size_t heap_idx;  /* SIZE_MAX when not in the heap */
-	unsigned inflight;
-	bool *busy;       /* per recipient: in a job */
+	unsigned inflight; /* jobs of this message in flight, of any kind */
+	bool *busy;       /* per recipient: in a delivery job */
+	unsigned *att;    /* per recipient: attempts before its remote submission */
 	bool recovered;
 	bool finishing;
+	bool held;        /* wanted hold state; env->flags follows when inflight == 0 */
+	bool deleting;    /* the administrator deleted it: remove when inflight == 0 */
+	int64_t warn_after; /* a delay warning failed: not again before this */
+	waiter_t *waiters; /* control requests waiting for a flag or delete job */
 	struct smsg *next; /* all messages list */
 	struct smsg *prev;
 } smsg_t;
@@ -57,21 +90,46 @@ typedef struct ljob {
 	size_t n;
 	char *spool_dir;
 	char *hostname;
-	unsigned retry_min, retry_max;
+	unsigned retry_min, retry_max, lifetime;
 	bool check_dup;
 	struct ljob *next; /* waiting FIFO */
 } ljob_t;
 
+#define MAX_DSNS 3
+
+/* finishing a message, or sending its delay warning */
 typedef struct fjob {
 	uv_work_t req;
 	sched_t *s;
 	smsg_t *m;
+	envelope_t *env;    /* a copy: the worker may change it */
+	bool warn;          /* a delay warning, not the finish */
 	char *spool_dir;
 	char *hostname;
-	envelope_t *bounce; /* the DSN queued, if any */
+	int64_t retry_until; /* warn: Will-Retry-Until */
+	char **pm;          /* bounce_to_postmaster: the postmaster's final addresses */
+	size_t npm;
+	char *pm_addr;      /* ... and the address they came from */
+	/* results */
+	envelope_t *out[MAX_DSNS]; /* DSNs queued */
+	const char *what[MAX_DSNS]; /* their log words */
+	size_t nout;
+	size_t discarded;   /* failed recipients of a message from <> */
 	int err;
 	char errtext[256];
 } fjob_t;
+
+/* the administrator's flag change or delete */
+typedef struct ajob {
+	uv_work_t req;
+	smsg_t *m;
+	char *spool_dir;
+	char qid[QID_SIZE];
+	unsigned flags;
+	size_t nrcpt;
+	bool remove;
+	int err;
+} ajob_t;
 
 struct sched {
 	tern_t *t;
@@ -118,6 +176,40 @@ sched_backoff(unsigned attempts, unsigned retry_min, unsigned retry_max)
 	if (v > retry_max)
 		v = retry_max;
 	return (unsigned)v;
+}
+
+/* When a recipient deferred now after `attempts` tries is due again: the
+ * backoff, but not after the message expires (then the retry is where it
+ * fails with 4.4.7). */
+static int64_t
+expiry_of(const envelope_t *env, unsigned lifetime)
+{
+	/* rounded up: the timer must not fire before the lifetime is over */
+	return (env->arrival_us + (int64_t)lifetime * 1000000 + 999999) / 1000000;
+}
+
+static int64_t
+retry_at(const envelope_t *env, unsigned attempts, unsigned rmin, unsigned rmax, unsigned lifetime)
+{
+	/* whole seconds, rounded up: never sooner than the backoff */
+	int64_t now = (int64_t)now_f() + 1;
+	int64_t t = now + sched_backoff(attempts, rmin, rmax);
+	if (lifetime) {
+		int64_t exp = expiry_of(env, lifetime);
+		if (t > exp)
+			t = exp > now ? exp : now;
+	}
+	return t;
+}
+
+static void
+stop_check(sched_t *s)
+{
+	if (s->stopping && s->jobs == 0 && s->stop_done) {
+		void (*cb)(void *) = s->stop_done;
+		s->stop_done = NULL;
+		cb(s->stop_arg);
+	}
 }
 
 /* ---- heap ---- */
@@ -199,9 +291,37 @@ msg_free(sched_t *s, smsg_t *m)
 	m->prev->next = m->next;
 	m->next->prev = m->prev;
 	s->nmsgs--;
+	while (m->waiters) {
+		waiter_t *w = m->waiters;
+		m->waiters = w->next;
+		xfree(w);
+	}
 	envelope_free(m->env);
 	xfree(m->busy);
+	xfree(m->att);
 	xfree(m);
+}
+
+static smsg_t *
+msg_find(sched_t *s, const char *qid)
+{
+	for (smsg_t *m = s->all.next; m != &s->all; m = m->next)
+		if (strcmp(m->env->qid, qid) == 0)
+			return m;
+	return NULL;
+}
+
+static void
+waiters_notify(smsg_t *m, int err, const char *text)
+{
+	waiter_t *w = m->waiters;
+	m->waiters = NULL;
+	while (w) {
+		waiter_t *next = w->next;
+		w->cb(w->arg, err, text);
+		xfree(w);
+		w = next;
+	}
 }
 
 static void
@@ -257,7 +377,7 @@ ljob_work(uv_work_t *req)
 			rcpt_set_reply(r, err.data, "local");
 		} else {
 			r->status = RCPT_PENDING;
-			r->next_try = now + sched_backoff(r->attempts, j->retry_min, j->retry_max);
+			r->next_try = retry_at(env, r->attempts, j->retry_min, j->retry_max, j->lifetime);
 			rcpt_set_reply(r, buf_cstr(&err), "local");
 		}
 	}
@@ -273,6 +393,18 @@ ljob_work(uv_work_t *req)
 static void ljob_start(sched_t *s, ljob_t *j);
 
 static void
+ljob_free(ljob_t *j)
+{
+	for (size_t k = 0; k < j->n; k++)
+		xfree(j->maildirs[k]);
+	xfree(j->maildirs);
+	xfree(j->idx);
+	xfree(j->spool_dir);
+	xfree(j->hostname);
+	xfree(j);
+}
+
+static void
 ljob_done(uv_work_t *req, int status)
 {
 	ljob_t *j = req->data;
@@ -282,13 +414,8 @@ ljob_done(uv_work_t *req, int status)
 		env_rcpt_t *r = &m->env->rcpt[j->idx[k]];
 		m->busy[j->idx[k]] = false;
 		log_rcpt(m->env, r, NULL);
-		xfree(j->maildirs[k]);
 	}
-	xfree(j->maildirs);
-	xfree(j->idx);
-	xfree(j->spool_dir);
-	xfree(j->hostname);
-	xfree(j);
+	ljob_free(j);
 	s->local_running--;
 	s->jobs--;
 	m->inflight--;
@@ -355,8 +482,15 @@ remote_done(void *arg, envelope_t *env, const size_t *idx, size_t n)
 	const config_t *c = s->t->cfg;
 	for (size_t k = 0; k < n; k++) {
 		env_rcpt_t *r = &env->rcpt[idx[k]];
-		if (r->status == RCPT_PENDING)
-			r->next_try = now + sched_backoff(r->attempts, c->retry_min, c->retry_max);
+		if (r->status == RCPT_PENDING) {
+			/* a submission cancelled at shutdown was not an attempt:
+			 * it stays due */
+			if (r->attempts != m->att[idx[k]])
+				r->next_try = retry_at(env, r->attempts, c->retry_min, c->retry_max,
+				    c->queue_lifetime);
+			else if (r->next_try > now)
+				r->next_try = now;
+		}
 		log_rcpt(env, r, NULL);
 	}
 	s->remote_running--;
@@ -371,82 +505,170 @@ remote_done(void *arg, envelope_t *env, const size_t *idx, size_t n)
 	uv_queue_work(s->t->loop, &j->req, rjob_work, rjob_done);
 }
 
-/* ---- finishing: bounce what failed, then remove ---- */
+/* ---- DSNs: finishing a message, and delay warnings ---- */
+
+/*
+ * Build a DSN of `kind` about env's recipients idx[0..n) and queue it from
+ * <> to the addresses to[0..nto). Blocking (worker). The stored envelope,
+ * or NULL with j->err and j->errtext set.
+ */
+static envelope_t *
+dsn_queue(fjob_t *j, const envelope_t *env, const size_t *idx, size_t n, enum dsn_kind kind,
+    char *const *to, size_t nto, unsigned flags)
+{
+	buf_t msg = BUF_INIT, err = BUF_INIT;
+	envelope_t *stored = NULL;
+	int fd = queue_open_content(j->spool_dir, env);
+	int open_errno = errno;
+	char from[300];
+	snprintf(from, sizeof from, "MAILER-DAEMON@%s", j->hostname);
+	dsn_params_t p = {0};
+	p.hostname = j->hostname;
+	p.postmaster = from;
+	p.now = now_s();
+	p.kind = kind;
+	p.retry_until = kind == DSN_DELAY ? j->retry_until : 0;
+	char bqid[QID_SIZE];
+	qid_new(bqid);
+	p.unique = bqid;
+	dsn_info_t info = {0};
+	if (fd < 0) {
+		j->err = open_errno;
+		snprintf(j->errtext, sizeof j->errtext, "cannot build DSN: %s", strerror(open_errno));
+	} else if (dsn_build(&msg, env, idx, n, &p, fd, &info, &err) < 0) {
+		j->err = EIO;
+		snprintf(j->errtext, sizeof j->errtext, "cannot build DSN: %s", buf_cstr(&err));
+	} else {
+		envelope_t *b = envelope_new();
+		memcpy(b->qid, bqid, QID_SIZE);
+		b->arrival_us = (int64_t)(now_f() * 1e6);
+		b->sender = xstrdup("");
+		b->flags = ENV_IS_BOUNCE | flags;
+		b->client_addr = xstrdup("local");
+		b->smtputf8 = info.smtputf8;
+		b->body = info.body;
+		for (size_t i = 0; i < nto; i++)
+			envelope_add_rcpt(b, to[i], NULL, NULL, NOTIFY_NEVER);
+		stored = queue_store(j->spool_dir, b, msg.data, msg.len);
+		if (!stored) {
+			j->err = errno;
+			snprintf(j->errtext, sizeof j->errtext, "cannot queue DSN: %s", strerror(errno));
+		}
+		envelope_free(b);
+	}
+	if (fd >= 0)
+		close(fd);
+	buf_free(&msg);
+	buf_free(&err);
+	return stored;
+}
+
+static void
+fjob_add(fjob_t *j, envelope_t *b, const char *what)
+{
+	if (b && j->nout < MAX_DSNS) {
+		j->out[j->nout] = b;
+		j->what[j->nout++] = what;
+	} else if (b) {
+		envelope_free(b);
+	}
+}
+
+/* the delay warning: pending recipients that want one (RFC 3461 §4.1) */
+static void
+warn_work(fjob_t *j)
+{
+	envelope_t *env = j->env;
+	size_t *idx = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof *idx);
+	size_t n = 0;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].status == RCPT_PENDING && dsn_wanted(env, i, DSN_DELAY))
+			idx[n++] = i;
+	if (n > 0) {
+		char *to = env->sender;
+		envelope_t *b = dsn_queue(j, env, idx, n, DSN_DELAY, &to, 1, 0);
+		fjob_add(j, b, "sender delay notification");
+	}
+	xfree(idx);
+	if (j->err == 0) {
+		/* recorded with fsync, so that it is sent once, even across restarts */
+		env->flags |= ENV_DELAY_WARNED;
+		if (queue_append_status(j->spool_dir, env, NULL, 0, true) < 0) {
+			j->err = errno;
+			snprintf(j->errtext, sizeof j->errtext, "cannot record the delay warning: %s",
+			    strerror(errno));
+		}
+	}
+}
 
 static void
 fjob_work(uv_work_t *req)
 {
 	fjob_t *j = req->data;
-	envelope_t *env = j->m->env;
-	size_t *failed = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof *failed);
-	size_t nfailed = 0, nwanted = 0;
+	envelope_t *env = j->env;
+	if (j->warn) {
+		warn_work(j);
+		return;
+	}
+	size_t nr = env->nrcpt ? env->nrcpt : 1;
+	size_t *failed = xcalloc(nr, sizeof *failed), *want = xcalloc(nr, sizeof *want);
+	size_t nfailed = 0, nwant = 0;
+	bool null_sender = !env->sender || env->sender[0] == '\0';
 
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		if (env->rcpt[i].status != RCPT_FAILED)
 			continue;
 		failed[nfailed++] = i;
 		if (dsn_wanted(env, i, DSN_FAILURE))
-			nwanted++;
+			want[nwant++] = i;
 	}
-	if (nwanted > 0) {
-		/* the DSN lists the recipients that want one */
-		size_t *want = xcalloc(nwanted, sizeof *want);
-		size_t w = 0;
-		for (size_t k = 0; k < nfailed; k++)
-			if (dsn_wanted(env, failed[k], DSN_FAILURE))
-				want[w++] = failed[k];
-		buf_t msg = BUF_INIT, err = BUF_INIT;
-		int fd = queue_open_content(j->spool_dir, env);
-		dsn_params_t p = {0};
-		char from[300];
-		snprintf(from, sizeof from, "MAILER-DAEMON@%s", j->hostname);
-		p.hostname = j->hostname;
-		p.postmaster = from;
-		p.now = now_s();
-		p.kind = DSN_FAILURE;
-		dsn_info_t info = {0};
-		char bqid[QID_SIZE];
-		qid_new(bqid);
-		p.unique = bqid;
-		if (fd < 0 || dsn_build(&msg, env, want, w, &p, fd, &info, &err) < 0) {
-			j->err = fd < 0 ? errno : EIO;
-			snprintf(j->errtext, sizeof j->errtext, "cannot build DSN: %s",
-			    fd < 0 ? strerror(errno) : buf_cstr(&err));
-		} else {
-			envelope_t *b = envelope_new();
-			memcpy(b->qid, bqid, QID_SIZE);
-			b->arrival_us = (int64_t)(now_f() * 1e6);
-			b->sender = xstrdup("");
-			b->flags = ENV_IS_BOUNCE;
-			b->client_addr = xstrdup("local");
-			b->smtputf8 = info.smtputf8;
-			b->body = info.body;
-			envelope_add_rcpt(b, env->sender, NULL, NULL, NOTIFY_NEVER);
-			j->bounce = queue_store(j->spool_dir, b, msg.data, msg.len);
-			if (!j->bounce) {
-				j->err = errno;
-				snprintf(j->errtext, sizeof j->errtext, "cannot queue DSN: %s", strerror(errno));
-			}
-			envelope_free(b);
+	/* 1. failures: one DSN to the sender listing every recipient that wants one */
+	if (nwant > 0) {
+		char *to = env->sender;
+		envelope_t *b = dsn_queue(j, env, want, nwant, DSN_FAILURE, &to, 1, 0);
+		fjob_add(j, b, "sender non-delivery notification");
+	}
+	/* 2. a message from <> is never bounced (RFC 5321 §4.5.5); the
+	 * postmaster may get a notice with the headers only */
+	if (j->err == 0 && nfailed > 0 && null_sender) {
+		j->discarded = nfailed;
+		if (j->npm > 0) {
+			envelope_t *pe = envelope_dup(env);
+			xfree(pe->sender);
+			pe->sender = xstrdup(j->pm_addr);
+			pe->ret = RET_HDRS;
+			envelope_t *b = dsn_queue(j, pe, failed, nfailed, DSN_FAILURE, j->pm, j->npm,
+			    ENV_PM_NOTICE);
+			fjob_add(j, b, "postmaster notification of an undeliverable bounce");
+			envelope_free(pe);
 		}
-		if (fd >= 0)
-			close(fd);
-		buf_free(&msg);
-		buf_free(&err);
-		xfree(want);
 	}
-	if (j->err == 0) {
+	if (j->err == 0 && nfailed > 0) {
+		/* the DSNs are durable; the failures are reported */
 		for (size_t k = 0; k < nfailed; k++)
 			env->rcpt[failed[k]].status = RCPT_REPORTED;
-		/* the DSN is durable; now the original can go */
-		if (nfailed)
-			queue_append_status(j->spool_dir, env, failed, nfailed, false);
-		if (queue_remove(j->spool_dir, env->qid) < 0 && errno != ENOENT) {
-			j->err = errno;
-			snprintf(j->errtext, sizeof j->errtext, "cannot remove queue file: %s", strerror(errno));
+		queue_append_status(j->spool_dir, env, failed, nfailed, false);
+	}
+	/* 3. success (RFC 3461 §6.2.2): delivered here, or relayed to a server
+	 * that did not take NOTIFY; one DSN for all */
+	if (j->err == 0) {
+		size_t nok = 0;
+		for (size_t i = 0; i < env->nrcpt; i++)
+			if (env->rcpt[i].status == RCPT_SENT && !env->rcpt[i].dsn_passed &&
+			    dsn_wanted(env, i, DSN_SUCCESS))
+				want[nok++] = i;
+		if (nok > 0) {
+			char *to = env->sender;
+			envelope_t *b = dsn_queue(j, env, want, nok, DSN_SUCCESS, &to, 1, 0);
+			fjob_add(j, b, "sender delivery status notification");
 		}
 	}
+	if (j->err == 0 && queue_remove(j->spool_dir, env->qid) < 0 && errno != ENOENT) {
+		j->err = errno;
+		snprintf(j->errtext, sizeof j->errtext, "cannot remove queue file: %s", strerror(errno));
+	}
 	xfree(failed);
+	xfree(want);
 }
 
 static void
@@ -456,72 +678,273 @@ fjob_done(uv_work_t *req, int status)
 	sched_t *s = j->s;
 	smsg_t *m = j->m;
 	s->jobs--;
-	m->finishing = false;
-	if (j->bounce) {
-		log_info("%s: sender non-delivery notification: %s", m->env->qid, j->bounce->qid);
-		log_info("%s: accepted session=local client=local from=<> size=%llu nrcpt=1 proto=DSN",
-		    j->bounce->qid, (unsigned long long)j->bounce->body_len);
+	m->inflight--;
+	for (size_t k = 0; k < j->nout; k++) {
+		log_info("%s: %s: %s", m->env->qid, j->what[k], j->out[k]->qid);
+		log_info("%s: accepted session=local client=local from=<> size=%llu nrcpt=%zu proto=DSN",
+		    j->out[k]->qid, (unsigned long long)j->out[k]->body_len, j->out[k]->nrcpt);
 	}
-	if (j->err) {
-		log_err("%s: cannot finish message: %s; retrying later", m->env->qid, j->errtext);
-		m->due = now_s() + 60;
-		heap_push(s, m);
-		sched_arm(s);
+	if (j->discarded)
+		log_info("%s: undeliverable bounce discarded (%zu recipient%s; the sender is <>)%s",
+		    m->env->qid, j->discarded, j->discarded == 1 ? "" : "s",
+		    j->npm ? "" : "; set bounce_to_postmaster = yes to notify the postmaster");
+	bool settle = true; /* the message is still there and may go on now */
+	if (j->warn) {
+		if (j->err) {
+			log_err("%s: cannot send the delay warning: %s; retrying later", m->env->qid, j->errtext);
+			m->warn_after = now_s() + 60;
+		} else {
+			m->env->flags |= ENV_DELAY_WARNED;
+		}
 	} else {
-		log_info("%s: removed", m->env->qid);
-		msg_free(s, m);
+		m->finishing = false;
+		/* what the job reported stays reported, even if a later step failed */
+		for (size_t i = 0; i < m->env->nrcpt; i++)
+			if (j->env->rcpt[i].status == RCPT_REPORTED)
+				m->env->rcpt[i].status = RCPT_REPORTED;
+		if (j->err) {
+			/* back in the heap: the timer's dispatch settles it again */
+			log_err("%s: cannot finish message: %s; retrying later", m->env->qid, j->errtext);
+			m->due = now_s() + 60;
+			heap_push(s, m);
+			settle = false;
+		} else {
+			log_info("%s: removed", m->env->qid);
+			msg_free(s, m);
+			settle = false;
+		}
 	}
-	if (j->bounce)
-		sched_submit(s, j->bounce, false);
+	/* the DSNs are new messages (never "recovered": nothing was tried) */
+	for (size_t k = 0; k < j->nout; k++)
+		sched_submit(s, j->out[k], false);
+	envelope_free(j->env);
+	for (size_t k = 0; k < j->npm; k++)
+		xfree(j->pm[k]);
+	xfree(j->pm);
+	xfree(j->pm_addr);
 	xfree(j->spool_dir);
 	xfree(j->hostname);
 	xfree(j);
-	if (s->stopping && s->jobs == 0 && s->stop_done) {
-		void (*cb)(void *) = s->stop_done;
-		s->stop_done = NULL;
-		cb(s->stop_arg);
+	if (settle)
+		msg_settle(s, m);
+	sched_arm(s);
+	stop_check(s);
+}
+
+/* bounce_to_postmaster: the postmaster of our first local domain, expanded
+ * through the tables as at RCPT time */
+static void
+pm_lookup(sched_t *s, fjob_t *j)
+{
+	const config_t *c = s->t->cfg;
+	if (!c->bounce_to_postmaster || strcmp(c->bounce_to_postmaster, "yes") != 0 ||
+	    c->nlocal_domains == 0)
+		return;
+	char *a = xasprintf("postmaster@%s", c->local_domains[0]);
+	addr_t addr;
+	memset(&addr, 0, sizeof addr);
+	size_t used = 0;
+	dest_list_t dl = {0};
+	const char *why = NULL;
+	int prc = addr_parse(a, strlen(a), ADDR_NO_BRACKETS, &addr, &used, &why);
+	if (prc < 0 || router_expand(c, s->t->tables, &addr, true, &dl, &why) != ROUTER_OK ||
+	    dl.n == 0) {
+		log_warn("bounce_to_postmaster: %s cannot be delivered (%s)", a, why ? why : "no address");
+		xfree(a);
+	} else {
+		j->pm = dl.addrs;
+		j->npm = dl.n;
+		dl.addrs = NULL;
+		dl.n = 0;
+		j->pm_addr = a;
 	}
+	dest_list_free(&dl);
+	if (prc == 0)
+		addr_free(&addr);
 }
 
 static void
-msg_finish(sched_t *s, smsg_t *m)
+fjob_start(sched_t *s, smsg_t *m, bool warn)
 {
 	fjob_t *j = xcalloc(1, sizeof *j);
+	const config_t *c = s->t->cfg;
 	j->s = s;
 	j->m = m;
+	j->warn = warn;
+	j->env = envelope_dup(m->env);
 	j->spool_dir = xstrdup(queue_spool_dir(s->t->queue));
-	j->hostname = xstrdup(s->t->cfg->hostname);
+	j->hostname = xstrdup(c->hostname);
+	j->retry_until = c->queue_lifetime ? expiry_of(m->env, c->queue_lifetime) : 0;
+	if (!warn && !(m->env->flags & ENV_PM_NOTICE) && (!m->env->sender || !m->env->sender[0])) {
+		bool any_failed = false;
+		for (size_t i = 0; i < m->env->nrcpt; i++)
+			if (m->env->rcpt[i].status == RCPT_FAILED)
+				any_failed = true;
+		if (any_failed)
+			pm_lookup(s, j);
+	}
 	j->req.data = j;
-	m->finishing = true;
+	if (!warn)
+		m->finishing = true;
+	m->inflight++;
 	s->jobs++;
 	uv_queue_work(s->t->loop, &j->req, fjob_work, fjob_done);
 }
 
-/* After a job: reschedule, finish, or wait for other jobs. */
+/* ---- the administrator's jobs ---- */
+
+static void
+ajob_work(uv_work_t *req)
+{
+	ajob_t *j = req->data;
+	if (j->remove) {
+		if (queue_remove(j->spool_dir, j->qid) < 0 && errno != ENOENT)
+			j->err = errno;
+		return;
+	}
+	/* a flags-only status batch (no recipient), fsync'd */
+	envelope_t e;
+	memset(&e, 0, sizeof e);
+	memcpy(e.qid, j->qid, QID_SIZE);
+	e.flags = j->flags;
+	e.nrcpt = j->nrcpt;
+	if (queue_append_status(j->spool_dir, &e, NULL, 0, true) < 0)
+		j->err = errno;
+}
+
+static void
+ajob_done(uv_work_t *req, int status)
+{
+	ajob_t *j = req->data;
+	smsg_t *m = j->m;
+	sched_t *s = m->s;
+	s->jobs--;
+	m->inflight--;
+	if (j->remove) {
+		if (j->err) {
+			char t[300];
+			snprintf(t, sizeof t, "%s: cannot delete: %s", m->env->qid, strerror(j->err));
+			log_err("%s", t);
+			m->deleting = false;
+			waiters_notify(m, j->err, t);
+			msg_settle(s, m);
+		} else {
+			char t[300];
+			snprintf(t, sizeof t, "%s: deleted", m->env->qid);
+			log_info("%s: deleted by the administrator (%zu recipient%s not delivered, no DSN)",
+			    m->env->qid, envelope_pending(m->env), envelope_pending(m->env) == 1 ? "" : "s");
+			log_info("%s: removed", m->env->qid);
+			waiters_notify(m, 0, t);
+			msg_free(s, m);
+			sched_arm(s);
+			stop_check(s);
+		}
+	} else {
+		char t[300];
+		bool held = (j->flags & ENV_HELD) != 0;
+		if (j->err) {
+			snprintf(t, sizeof t, "%s: cannot record the %s: %s", m->env->qid,
+			    held ? "hold" : "release", strerror(j->err));
+			log_err("%s", t);
+		} else {
+			snprintf(t, sizeof t, "%s: %s", m->env->qid, held ? "held" : "released");
+			log_info("%s: %s by the administrator", m->env->qid, held ? "held" : "released");
+		}
+		waiters_notify(m, j->err, t);
+		msg_settle(s, m);
+	}
+	xfree(j->spool_dir);
+	xfree(j);
+}
+
+static void
+ajob_start(sched_t *s, smsg_t *m, bool remove)
+{
+	ajob_t *j = xcalloc(1, sizeof *j);
+	j->m = m;
+	j->spool_dir = xstrdup(queue_spool_dir(s->t->queue));
+	memcpy(j->qid, m->env->qid, QID_SIZE);
+	j->flags = m->env->flags;
+	j->nrcpt = m->env->nrcpt;
+	j->remove = remove;
+	j->req.data = j;
+	m->inflight++;
+	s->jobs++;
+	uv_queue_work(s->t->loop, &j->req, ajob_work, ajob_done);
+}
+
+/* ---- settling: the next step of a message with no job in flight ---- */
+
+/* a delay warning is still to be sent to someone: its time, else 0 */
+static int64_t
+warn_time(sched_t *s, smsg_t *m)
+{
+	const config_t *c = s->t->cfg;
+	const envelope_t *env = m->env;
+	if (c->delay_warning == 0 || (env->flags & ENV_DELAY_WARNED))
+		return 0;
+	bool want = false;
+	for (size_t i = 0; i < env->nrcpt && !want; i++)
+		if (env->rcpt[i].status == RCPT_PENDING && dsn_wanted(env, i, DSN_DELAY))
+			want = true;
+	if (!want)
+		return 0;
+	int64_t t = env->arrival_us / 1000000 + (int64_t)c->delay_warning;
+	return t > m->warn_after ? t : m->warn_after;
+}
+
+static void
+msg_step(sched_t *s, smsg_t *m)
+{
+	envelope_t *env = m->env;
+	heap_remove(s, m);
+	if (m->deleting) {
+		ajob_start(s, m, true);
+		return;
+	}
+	if (m->held != ((env->flags & ENV_HELD) != 0)) {
+		/* no job in flight: the flag can change and be written now */
+		if (m->held)
+			env->flags |= ENV_HELD;
+		else
+			env->flags &= ~(unsigned)ENV_HELD;
+		ajob_start(s, m, false);
+		return;
+	}
+	int64_t due = INT64_MAX;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		env_rcpt_t *r = &env->rcpt[i];
+		if (r->status == RCPT_PENDING && r->next_try < due)
+			due = r->next_try;
+	}
+	if (due == INT64_MAX) {
+		if (!s->stopping)
+			fjob_start(s, m, false);
+		return;
+	}
+	if (m->held)
+		return; /* out of the heap until released */
+	int64_t wt = warn_time(s, m);
+	if (wt && !s->stopping) {
+		if (wt <= now_s()) {
+			fjob_start(s, m, true);
+			return;
+		}
+		if (wt < due)
+			due = wt;
+	}
+	m->due = due;
+	heap_push(s, m);
+}
+
+/* After a job, or a change: the next step when no job is in flight. */
 static void
 msg_settle(sched_t *s, smsg_t *m)
 {
-	if (m->inflight == 0 && !m->finishing) {
-		int64_t due = INT64_MAX;
-		for (size_t i = 0; i < m->env->nrcpt; i++) {
-			env_rcpt_t *r = &m->env->rcpt[i];
-			if (r->status == RCPT_PENDING && r->next_try < due)
-				due = r->next_try;
-		}
-		if (due == INT64_MAX) {
-			if (!s->stopping)
-				msg_finish(s, m);
-		} else {
-			m->due = due;
-			heap_push(s, m);
-		}
-	}
+	if (m->inflight == 0 && !m->finishing)
+		msg_step(s, m);
 	sched_arm(s);
-	if (s->stopping && s->jobs == 0 && s->stop_done) {
-		void (*cb)(void *) = s->stop_done;
-		s->stop_done = NULL;
-		cb(s->stop_arg);
-	}
+	stop_check(s);
 }
 
 /* ---- dispatch ---- */
@@ -541,14 +964,15 @@ msg_dispatch(sched_t *s, smsg_t *m)
 	size_t nr = 0;
 
 	bool expired = c->queue_lifetime &&
-	    now - env->arrival_us / 1000000 >= (int64_t)c->queue_lifetime;
+	    now_f() * 1e6 - (double)env->arrival_us >= (double)c->queue_lifetime * 1e6;
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !m->held && !m->deleting; i++) {
 		env_rcpt_t *r = &env->rcpt[i];
 		if (r->status != RCPT_PENDING || m->busy[i] || r->next_try > now)
 			continue;
 		if (expired && r->attempts > 0) {
 			char line[600];
+			/* RFC 3463 4.4.7: delivery time expired; the last reason follows */
 			snprintf(line, sizeof line, "4.4.7 message expired after %u seconds in the queue: %s",
 			    c->queue_lifetime, r->reply ? r->reply : "no attempt succeeded");
 			r->status = RCPT_FAILED;
@@ -567,6 +991,7 @@ msg_dispatch(sched_t *s, smsg_t *m)
 		} else {
 			r->status = RCPT_FAILED;
 			r->attempts++;
+			r->last_try = now;
 			rcpt_set_reply(r, "550 5.1.1 mailbox no longer exists", "local");
 			log_rcpt(env, r, NULL);
 		}
@@ -583,6 +1008,7 @@ msg_dispatch(sched_t *s, smsg_t *m)
 		j->hostname = xstrdup(c->hostname);
 		j->retry_min = c->retry_min;
 		j->retry_max = c->retry_max;
+		j->lifetime = c->queue_lifetime;
 		j->check_dup = m->recovered;
 		for (size_t k = 0; k < nl; k++)
 			m->busy[lidx[k]] = true;
@@ -611,6 +1037,8 @@ msg_dispatch(sched_t *s, smsg_t *m)
 			if (rdom[q] && strcmp(rdom[q], rdom[k]) == 0) {
 				grp[ng++] = ridx[q];
 				m->busy[ridx[q]] = true;
+				m->att[ridx[q]] = env->rcpt[ridx[q]].attempts;
+				env->rcpt[ridx[q]].dsn_passed = false;
 				if (q != k) {
 					xfree(rdom[q]);
 					rdom[q] = NULL;
@@ -682,29 +1110,48 @@ void
 sched_submit(sched_t *s, envelope_t *env, bool recovered)
 {
 	smsg_t *m = xcalloc(1, sizeof *m);
+	size_t nr = env->nrcpt ? env->nrcpt : 1;
 	m->s = s;
 	m->env = env;
 	m->heap_idx = SIZE_MAX;
 	m->recovered = recovered;
-	m->busy = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof *m->busy);
+	m->held = (env->flags & ENV_HELD) != 0;
+	m->busy = xcalloc(nr, sizeof *m->busy);
+	m->att = xcalloc(nr, sizeof *m->att);
 	m->next = s->all.next;
 	m->prev = &s->all;
 	s->all.next->prev = m;
 	s->all.next = m;
 	s->nmsgs++;
+	if (m->held)
+		log_info("%s: held (recovered from the queue)", env->qid);
 	msg_settle(s, m);
 }
 
-void
-sched_flush(sched_t *s)
+/* the domain of a recipient address, after the last '@' */
+static bool
+rcpt_in_domain(const char *addr, const char *domain)
 {
+	const char *at = strrchr(addr, '@');
+	return at && strcasecmp(at + 1, domain) == 0;
+}
+
+size_t
+sched_flush(sched_t *s, const char *domain)
+{
+	size_t count = 0;
 	for (smsg_t *m = s->all.next; m != &s->all; m = m->next) {
+		if (m->held || m->deleting || m->finishing)
+			continue;
 		bool any = false;
 		for (size_t i = 0; i < m->env->nrcpt; i++) {
 			env_rcpt_t *r = &m->env->rcpt[i];
-			if (r->status == RCPT_PENDING && !m->busy[i]) {
+			/* not busy: no worker touches this recipient */
+			if (r->status == RCPT_PENDING && !m->busy[i] &&
+			    (!domain || rcpt_in_domain(r->addr, domain))) {
 				r->next_try = 0;
 				any = true;
+				count++;
 			}
 		}
 		if (any && m->heap_idx != SIZE_MAX) {
@@ -714,6 +1161,7 @@ sched_flush(sched_t *s)
 	}
 	uv_timer_stop(&s->timer);
 	sched_arm(s);
+	return count;
 }
 
 void
@@ -725,25 +1173,16 @@ sched_stop(sched_t *s, void (*done)(void *arg), void *arg)
 	while (s->wait_head) {
 		ljob_t *j = s->wait_head;
 		s->wait_head = j->next;
-		for (size_t k = 0; k < j->n; k++) {
+		for (size_t k = 0; k < j->n; k++)
 			j->m->busy[j->idx[k]] = false;
-			xfree(j->maildirs[k]);
-		}
 		j->m->inflight--;
 		s->jobs--;
-		xfree(j->maildirs);
-		xfree(j->idx);
-		xfree(j->spool_dir);
-		xfree(j->hostname);
-		xfree(j);
+		ljob_free(j);
 	}
 	s->wait_tail = NULL;
 	s->stop_done = done;
 	s->stop_arg = arg;
-	if (s->jobs == 0) {
-		s->stop_done = NULL;
-		done(arg);
-	}
+	stop_check(s);
 }
 
 void
@@ -754,4 +1193,134 @@ sched_free(sched_t *s)
 	xfree(s->heap);
 	uv_close((uv_handle_t *)&s->timer, NULL);
 	xfree(s);
+}
+
+/* ---- the administrator's view ---- */
+
+static char *
+dup_or_null(const char *p)
+{
+	return p ? xstrdup(p) : NULL;
+}
+
+/* a copy safe to make while workers run: busy recipients' state is theirs */
+static void
+snap_one(const smsg_t *m, qview_entry_t *e)
+{
+	const envelope_t *src = m->env;
+	envelope_t *d = envelope_new();
+	memcpy(d->qid, src->qid, QID_SIZE);
+	d->arrival_us = src->arrival_us;
+	d->sender = dup_or_null(src->sender);
+	d->envid = dup_or_null(src->envid);
+	d->ret = src->ret;
+	d->body = src->body;
+	d->smtputf8 = src->smtputf8;
+	d->client_addr = dup_or_null(src->client_addr);
+	d->client_helo = dup_or_null(src->client_helo);
+	d->auth_user = dup_or_null(src->auth_user);
+	d->flags = (src->flags & ~(unsigned)ENV_HELD) | (m->held ? ENV_HELD : 0);
+	d->body_off = src->body_off;
+	d->body_len = src->body_len;
+	e->active = xcalloc(src->nrcpt ? src->nrcpt : 1, sizeof *e->active);
+	for (size_t i = 0; i < src->nrcpt; i++) {
+		const env_rcpt_t *r = &src->rcpt[i];
+		env_rcpt_t *x = envelope_add_rcpt(d, r->addr, r->orig, r->orcpt, r->notify);
+		if (m->busy[i]) {
+			e->active[i] = true;
+			continue;
+		}
+		x->status = r->status;
+		x->attempts = r->attempts;
+		x->next_try = r->next_try;
+		x->last_try = r->last_try;
+		x->reply = dup_or_null(r->reply);
+		x->relay = dup_or_null(r->relay);
+	}
+	e->env = d;
+}
+
+qview_entry_t *
+sched_snapshot(sched_t *s, const char *qid, size_t *n)
+{
+	qview_entry_t *out = xcalloc(s->nmsgs ? s->nmsgs : 1, sizeof *out);
+	size_t k = 0;
+	for (smsg_t *m = s->all.next; m != &s->all; m = m->next) {
+		if (m->deleting || (qid && strcmp(m->env->qid, qid) != 0))
+			continue;
+		snap_one(m, &out[k++]);
+	}
+	qview_sort(out, k);
+	*n = k;
+	return out;
+}
+
+static smsg_t *
+op_find(sched_t *s, const char *qid, buf_t *text)
+{
+	smsg_t *m = msg_find(s, qid);
+	if (!m || m->deleting) {
+		buf_printf(text, "%s: no such message in the queue", qid);
+		return NULL;
+	}
+	if (m->finishing) {
+		buf_printf(text, "%s: every recipient is done; the message is being removed", qid);
+		return NULL;
+	}
+	return m;
+}
+
+static void
+add_waiter(smsg_t *m, sched_op_cb cb, void *arg)
+{
+	waiter_t *w = xcalloc(1, sizeof *w);
+	w->cb = cb;
+	w->arg = arg;
+	w->next = m->waiters;
+	m->waiters = w;
+}
+
+int
+sched_hold(sched_t *s, const char *qid, bool hold, sched_op_cb cb, void *arg, buf_t *text)
+{
+	smsg_t *m = op_find(s, qid, text);
+	if (!m)
+		return -1;
+	bool on_disk = (m->env->flags & ENV_HELD) != 0;
+	if (m->held == hold && on_disk == hold && m->inflight == 0) {
+		buf_printf(text, "%s: already %s", qid, hold ? "held" : "released");
+		return 0;
+	}
+	/* released: back to its schedule (like Postfix's postsuper -H);
+	 * sched_flush makes it due now */
+	m->held = hold;
+	if (m->inflight > 0) {
+		buf_printf(text, "%s: %s (deliveries in progress finish first)", qid,
+		    hold ? "held" : "released");
+		log_info("%s: %s by the administrator (deliveries in progress finish first)", qid,
+		    hold ? "hold" : "release");
+		return 0;
+	}
+	add_waiter(m, cb, arg);
+	msg_settle(s, m); /* starts the flag job */
+	return 1;
+}
+
+int
+sched_delete(sched_t *s, const char *qid, sched_op_cb cb, void *arg, buf_t *text)
+{
+	smsg_t *m = op_find(s, qid, text);
+	if (!m)
+		return -1;
+	m->deleting = true;
+	heap_remove(s, m);
+	if (m->inflight > 0) {
+		buf_printf(text, "%s: deleted (removed when the deliveries in progress are back)", qid);
+		log_info("%s: delete requested by the administrator; deliveries in progress finish first",
+		    qid);
+		return 0;
+	}
+	add_waiter(m, cb, arg);
+	msg_settle(s, m); /* starts the delete job */
+	return 1;
 }

@@ -1,0 +1,492 @@
+/*
+ * control.c - the daemon's side of the control socket (see control.h).
+ *
+ * Each connection reads one request line (10 s at most, CONTROL_MAX_REQUEST
+ * octets), answers it and closes. Answers come from the scheduler's memory
+ * (sched_snapshot, sched_flush, sched_hold, sched_delete); `show` reads the
+ * message's header section in a uv_queue_work job. A connection waiting for
+ * the scheduler or a job stays allocated until that answer comes, even when
+ * its handle was closed meanwhile (peer gone, or control_stop).
+ *
+ * Must not: block the loop after start-up, trust the request (bounded line,
+ * queue IDs checked), or answer a peer that is not our user or root.
+ */
+#include "control/control.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/qid.h"
+#include "control/qview.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "sched/sched.h"
+
+#define REQUEST_TIMEOUT_MS 10000
+
+struct control {
+	tern_t *t;
+	uv_pipe_t listener;
+	char *path;
+	struct cconn *conns;
+	bool stopping;
+	unsigned open_handles; /* listener + connections not yet closed */
+};
+
+typedef struct cconn {
+	control_t *ctl;
+	uv_pipe_t pipe;
+	uv_timer_t timer;
+	buf_t in;
+	buf_t out;
+	uv_write_t wreq;
+	bool json;
+	bool answered;     /* a reply has been queued */
+	bool pending;      /* waiting for the scheduler or a job */
+	bool closing;      /* uv_close called on pipe and timer */
+	unsigned handles;  /* pipe and timer not yet closed */
+	struct cconn *next, *prev;
+} cconn_t;
+
+/* `show`: the header section, read on the pool */
+typedef struct showjob {
+	uv_work_t req;
+	cconn_t *cc;
+	qview_entry_t *e;
+	size_t n;
+	char *spool_dir;
+	buf_t hdr;
+	buf_t err;
+	int rc;
+} showjob_t;
+
+static void ctl_maybe_free(control_t *c);
+
+/* ---- connection lifetime ---- */
+
+static void
+conn_maybe_free(cconn_t *cc)
+{
+	if (cc->handles > 0 || cc->pending)
+		return;
+	control_t *c = cc->ctl;
+	if (cc->prev)
+		cc->prev->next = cc->next;
+	else
+		c->conns = cc->next;
+	if (cc->next)
+		cc->next->prev = cc->prev;
+	buf_free(&cc->in);
+	buf_free(&cc->out);
+	xfree(cc);
+	ctl_maybe_free(c);
+}
+
+static void
+on_conn_handle_closed(uv_handle_t *h)
+{
+	cconn_t *cc = h->data;
+	cc->handles--;
+	conn_maybe_free(cc);
+}
+
+static void
+conn_close(cconn_t *cc)
+{
+	if (cc->closing)
+		return;
+	cc->closing = true;
+	uv_timer_stop(&cc->timer);
+	uv_close((uv_handle_t *)&cc->pipe, on_conn_handle_closed);
+	uv_close((uv_handle_t *)&cc->timer, on_conn_handle_closed);
+}
+
+static void
+on_written(uv_write_t *w, int status)
+{
+	cconn_t *cc = w->data;
+	conn_close(cc);
+}
+
+/* Send "ok\n" or "error: TEXT\n" and the body, then close. */
+static void
+conn_reply(cconn_t *cc, bool ok, const char *errtext, const buf_t *body)
+{
+	if (cc->answered)
+		return;
+	cc->answered = true;
+	if (cc->closing)
+		return;
+	buf_reset(&cc->out);
+	if (ok) {
+		buf_puts(&cc->out, "ok\n");
+	} else {
+		buf_puts(&cc->out, "error: ");
+		/* one line */
+		for (const char *p = errtext; *p; p++)
+			buf_putc(&cc->out, *p == '\n' || *p == '\r' ? ' ' : *p);
+		buf_putc(&cc->out, '\n');
+	}
+	if (body && body->len)
+		buf_append(&cc->out, body->data, body->len);
+	uv_buf_t b = uv_buf_init(cc->out.data, (unsigned)cc->out.len);
+	cc->wreq.data = cc;
+	uv_read_stop((uv_stream_t *)&cc->pipe);
+	if (uv_write(&cc->wreq, (uv_stream_t *)&cc->pipe, &b, 1, on_written) < 0)
+		conn_close(cc);
+}
+
+/* a one-line result, as text or JSON */
+static void
+conn_result(cconn_t *cc, int err, const char *qid, const char *text)
+{
+	buf_t body = BUF_INIT;
+	if (cc->json) {
+		buf_printf(&body, "{\"ok\":%s,", err ? "false" : "true");
+		buf_puts(&body, "\"queue_id\":");
+		if (qid)
+			qview_json_str(&body, qid, strlen(qid));
+		else
+			buf_puts(&body, "null");
+		buf_puts(&body, ",\"result\":");
+		qview_json_str(&body, text, strlen(text));
+		buf_puts(&body, "}\n");
+	} else {
+		buf_printf(&body, "%s\n", text);
+	}
+	conn_reply(cc, err == 0, text, &body);
+	buf_free(&body);
+}
+
+/* ---- requests ---- */
+
+static void
+on_op_done(void *arg, int err, const char *text)
+{
+	cconn_t *cc = arg;
+	cc->pending = false;
+	/* the text starts with the queue ID */
+	char qid[QID_SIZE];
+	snprintf(qid, sizeof qid, "%.*s", QID_LEN, text);
+	conn_result(cc, err, qid_valid(qid, strlen(qid)) ? qid : NULL, text);
+	conn_maybe_free(cc);
+}
+
+static void
+show_work(uv_work_t *req)
+{
+	showjob_t *j = req->data;
+	j->rc = qview_read_headers(j->spool_dir, j->e[0].env, &j->hdr, &j->err);
+}
+
+static void
+show_done(uv_work_t *req, int status)
+{
+	showjob_t *j = req->data;
+	cconn_t *cc = j->cc;
+	buf_t body = BUF_INIT;
+	if (j->rc < 0)
+		log_info("control: show %s: %s", j->e[0].env->qid, buf_cstr(&j->err));
+	const char *h = j->rc == 0 ? (j->hdr.data ? j->hdr.data : "") : NULL;
+	if (cc->json)
+		qview_show_json(&body, &j->e[0], h, h ? j->hdr.len : 0);
+	else
+		qview_show_text(&body, &j->e[0], h, h ? j->hdr.len : 0);
+	cc->pending = false;
+	conn_reply(cc, true, NULL, &body);
+	buf_free(&body);
+	qview_entries_free(j->e, j->n);
+	buf_free(&j->hdr);
+	buf_free(&j->err);
+	xfree(j->spool_dir);
+	xfree(j);
+	conn_maybe_free(cc);
+}
+
+static bool
+parse_qid(const char *arg, char out[QID_SIZE])
+{
+	size_t n = arg ? strlen(arg) : 0;
+	if (n != QID_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = arg[i];
+		out[i] = ch >= 'a' && ch <= 'z' ? (char)(ch - 'a' + 'A') : ch;
+	}
+	out[QID_LEN] = '\0';
+	return qid_valid(out, QID_LEN);
+}
+
+static void
+handle_request(cconn_t *cc, char *line)
+{
+	control_t *c = cc->ctl;
+	sched_t *s = c->t->sched;
+	char *words[4] = {0};
+	size_t nw = 0;
+	for (char *tok = strtok(line, " \t"); tok && nw < 4; tok = strtok(NULL, " \t"))
+		words[nw++] = tok;
+	size_t w = 0;
+	if (nw > 0 && strcmp(words[0], "json") == 0) {
+		cc->json = true;
+		w = 1;
+	}
+	const char *verb = w < nw ? words[w] : "";
+	const char *arg = w + 1 < nw ? words[w + 1] : NULL;
+	if (w + 2 < nw) {
+		conn_reply(cc, false, "too many arguments", NULL);
+		return;
+	}
+	buf_t body = BUF_INIT, text = BUF_INIT;
+	char qid[QID_SIZE];
+
+	if (strcmp(verb, "list") == 0 || strcmp(verb, "mailq") == 0) {
+		size_t n;
+		qview_entry_t *e = sched_snapshot(s, NULL, &n);
+		if (cc->json)
+			qview_list_json(&body, e, n);
+		else if (strcmp(verb, "mailq") == 0)
+			qview_mailq(&body, e, n);
+		else
+			qview_list_text(&body, e, n);
+		qview_entries_free(e, n);
+		conn_reply(cc, true, NULL, &body);
+	} else if (strcmp(verb, "show") == 0) {
+		size_t n = 0;
+		qview_entry_t *e = NULL;
+		if (!parse_qid(arg, qid)) {
+			conn_reply(cc, false, "show: expected a queue ID", NULL);
+		} else if ((e = sched_snapshot(s, qid, &n)) == NULL || n == 0) {
+			buf_printf(&text, "%s: no such message in the queue", qid);
+			conn_reply(cc, false, buf_cstr(&text), NULL);
+			qview_entries_free(e, n);
+		} else {
+			showjob_t *j = xcalloc(1, sizeof *j);
+			j->cc = cc;
+			j->e = e;
+			j->n = n;
+			j->spool_dir = xstrdup(queue_spool_dir(c->t->queue));
+			j->req.data = j;
+			cc->pending = true;
+			uv_queue_work(c->t->loop, &j->req, show_work, show_done);
+		}
+	} else if (strcmp(verb, "flush") == 0) {
+		size_t n = sched_flush(s, arg);
+		buf_printf(&text, "flush%s%s: %zu recipient%s due now", arg ? " " : "", arg ? arg : "", n,
+		    n == 1 ? "" : "s");
+		log_info("control: %s", buf_cstr(&text));
+		conn_result(cc, 0, NULL, buf_cstr(&text));
+	} else if (strcmp(verb, "hold") == 0 || strcmp(verb, "release") == 0 ||
+	    strcmp(verb, "delete") == 0) {
+		if (!parse_qid(arg, qid)) {
+			buf_printf(&text, "%s: expected a queue ID", verb);
+			conn_reply(cc, false, buf_cstr(&text), NULL);
+		} else {
+			int rc;
+			cc->pending = true; /* before: the callback never comes from inside */
+			if (strcmp(verb, "delete") == 0)
+				rc = sched_delete(s, qid, on_op_done, cc, &text);
+			else
+				rc = sched_hold(s, qid, verb[0] == 'h', on_op_done, cc, &text);
+			if (rc != 1) {
+				cc->pending = false;
+				conn_result(cc, rc < 0 ? ENOENT : 0, qid, buf_cstr(&text));
+			}
+		}
+	} else {
+		conn_reply(cc, false,
+		    "unknown request (expected list, mailq, show, flush, hold, release or delete)", NULL);
+	}
+	buf_free(&body);
+	buf_free(&text);
+}
+
+/* ---- reading ---- */
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	cconn_t *cc = h->data;
+	buf_reserve(&cc->in, CONTROL_MAX_REQUEST + 1);
+	size_t room = CONTROL_MAX_REQUEST + 1 - cc->in.len;
+	*b = uv_buf_init(cc->in.data + cc->in.len, (unsigned)room);
+}
+
+static void
+on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+	cconn_t *cc = st->data;
+	if (nread < 0) {
+		conn_close(cc);
+		return;
+	}
+	cc->in.len += (size_t)nread;
+	char *nl = memchr(cc->in.data, '\n', cc->in.len);
+	if (!nl) {
+		if (cc->in.len > CONTROL_MAX_REQUEST)
+			conn_reply(cc, false, "request line too long", NULL);
+		return;
+	}
+	*nl = '\0';
+	if (nl > cc->in.data && nl[-1] == '\r')
+		nl[-1] = '\0';
+	uv_read_stop(st);
+	uv_timer_stop(&cc->timer);
+	for (const char *p = cc->in.data; *p; p++) {
+		if ((unsigned char)*p < 0x20 && *p != '\t') {
+			conn_reply(cc, false, "control characters in the request", NULL);
+			return;
+		}
+	}
+	handle_request(cc, cc->in.data);
+}
+
+static void
+on_conn_timeout(uv_timer_t *t)
+{
+	cconn_t *cc = t->data;
+	conn_reply(cc, false, "timeout waiting for the request", NULL);
+}
+
+/* SO_PEERCRED: our own user or root */
+static bool
+peer_allowed(cconn_t *cc)
+{
+	uv_os_fd_t fd;
+	if (uv_fileno((uv_handle_t *)&cc->pipe, &fd) != 0)
+		return false;
+	struct ucred cr;
+	socklen_t len = sizeof cr;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return false;
+	return cr.uid == 0 || cr.uid == geteuid();
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+	control_t *c = server->data;
+	if (status < 0 || c->stopping)
+		return;
+	cconn_t *cc = xcalloc(1, sizeof *cc);
+	cc->ctl = c;
+	uv_pipe_init(c->t->loop, &cc->pipe, 0);
+	uv_timer_init(c->t->loop, &cc->timer);
+	cc->pipe.data = cc;
+	cc->timer.data = cc;
+	cc->handles = 2;
+	cc->next = c->conns;
+	if (c->conns)
+		c->conns->prev = cc;
+	c->conns = cc;
+	if (uv_accept(server, (uv_stream_t *)&cc->pipe) < 0) {
+		conn_close(cc);
+		return;
+	}
+	if (!peer_allowed(cc)) {
+		log_warn("control: connection from a user that is neither root nor ours refused");
+		conn_reply(cc, false, "permission denied", NULL);
+		return;
+	}
+	uv_timer_start(&cc->timer, on_conn_timeout, REQUEST_TIMEOUT_MS, 0);
+	uv_read_start((uv_stream_t *)&cc->pipe, on_alloc, on_read);
+}
+
+/* ---- listener ---- */
+
+/* Is a daemon answering on path? (blocking connect; start-up only) */
+static bool
+socket_alive(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	struct sockaddr_un sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	bool alive = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+	close(fd);
+	return alive;
+}
+
+control_t *
+control_start(tern_t *t, buf_t *err)
+{
+	const char *spool = queue_spool_dir(t->queue);
+	char *path = xasprintf("%s/%s", spool, CONTROL_SOCKET_NAME);
+	struct sockaddr_un sa;
+	if (strlen(path) >= sizeof sa.sun_path) {
+		buf_printf(err, "control socket path %s is too long (at most %zu octets)", path,
+		    sizeof sa.sun_path - 1);
+		xfree(path);
+		return NULL;
+	}
+	if (socket_alive(path)) {
+		buf_printf(err, "another tern daemon answers on %s: two daemons must not share a spool",
+		    path);
+		xfree(path);
+		return NULL;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		buf_printf(err, "cannot remove the old control socket %s: %s", path, strerror(errno));
+		xfree(path);
+		return NULL;
+	}
+	control_t *c = xcalloc(1, sizeof *c);
+	c->t = t;
+	c->path = path;
+	uv_pipe_init(t->loop, &c->listener, 0);
+	c->listener.data = c;
+	c->open_handles = 1;
+	/* owner-only from the start: no moment where others could connect */
+	mode_t old = umask(0177);
+	int rc = uv_pipe_bind(&c->listener, path);
+	umask(old);
+	if (rc == 0 && chmod(path, 0600) < 0)
+		rc = uv_translate_sys_error(errno);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&c->listener, 16, on_connection);
+	if (rc < 0) {
+		buf_printf(err, "control socket %s: %s", path, uv_strerror(rc));
+		control_stop(c);
+		return NULL;
+	}
+	log_info("control socket %s", path);
+	return c;
+}
+
+static void
+on_listener_closed(uv_handle_t *h)
+{
+	control_t *c = h->data;
+	c->open_handles--;
+	ctl_maybe_free(c);
+}
+
+static void
+ctl_maybe_free(control_t *c)
+{
+	if (!c->stopping || c->open_handles > 0 || c->conns)
+		return;
+	xfree(c->path);
+	xfree(c);
+}
+
+void
+control_stop(control_t *c)
+{
+	if (!c || c->stopping)
+		return;
+	c->stopping = true;
+	unlink(c->path);
+	uv_close((uv_handle_t *)&c->listener, on_listener_closed);
+	for (cconn_t *cc = c->conns; cc; cc = cc->next)
+		conn_close(cc);
+}

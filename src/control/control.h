@@ -1,0 +1,44 @@
+/*
+ * control.h - the local control socket: how `tern queue ...` and `tern
+ * mailq` talk to the running daemon.
+ *
+ * A unix stream socket at <spool_dir>/control.sock, mode 0600, owned by the
+ * daemon's user (the spool directory itself is 0700); a client must also
+ * be that user or root (checked with SO_PEERCRED). One request per
+ * connection:
+ *
+ *   request  one line, at most 1024 octets, ending in LF:
+ *            [json ] VERB [ARG]
+ *            VERB: list | mailq | show QID | flush [DOMAIN] | hold QID |
+ *                  release QID | delete QID
+ *            "json " asks for a JSON reply body.
+ *   reply    "ok\n" or "error: TEXT\n", then the body (text, or one JSON
+ *            object and a newline), then the daemon closes the connection.
+ *
+ * docs/queue-tools.md documents the bodies. Replies are built from the
+ * scheduler's memory on the loop; only `show` reads the file (its header
+ * section) in a uv_queue_work job. Never blocks the loop.
+ */
+#ifndef TERN_CONTROL_H
+#define TERN_CONTROL_H
+
+#include "daemon.h"
+#include "lib/buf.h"
+
+#define CONTROL_SOCKET_NAME "control.sock"
+#define CONTROL_MAX_REQUEST 1024
+
+typedef struct control control_t;
+
+/*
+ * Listen on <spool_dir>/control.sock. A stale socket file (nobody
+ * answering) is replaced; if another daemon answers on it, this fails.
+ * Blocking (start-up only). NULL with a message in *err.
+ */
+control_t *control_start(tern_t *t, buf_t *err);
+/* Stop listening and close every connection (requests waiting for the
+ * scheduler get no reply); c is freed once its handles are closed, while
+ * the loop runs. Unlinks the socket file. */
+void control_stop(control_t *c);
+
+#endif

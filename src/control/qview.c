@@ -1,0 +1,504 @@
+/*
+ * qview.c - formatting queued messages for the administrator (see qview.h).
+ *
+ * Text output is sanitized byte by byte (controls become '?'); JSON output
+ * goes through qview_json_str, which checks UTF-8. Nothing here trusts the
+ * envelope's strings beyond their being NUL-terminated.
+ * Must not: do I/O other than in qview_read_headers.
+ */
+#include "control/qview.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "lib/fsutil.h"
+#include "lib/xalloc.h"
+#include "queue/queue.h"
+
+#define HDR_MAX (64 * 1024)
+
+void
+qview_entries_free(qview_entry_t *e, size_t n)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		envelope_free(e[i].env);
+		xfree(e[i].active);
+	}
+	xfree(e);
+}
+
+static int
+cmp_entry(const void *a, const void *b)
+{
+	const qview_entry_t *x = a, *y = b;
+	return strcmp(x->env->qid, y->env->qid);
+}
+
+void
+qview_sort(qview_entry_t *e, size_t n)
+{
+	if (n > 1)
+		qsort(e, n, sizeof *e, cmp_entry);
+}
+
+const char *
+qview_status(const qview_entry_t *e, size_t i)
+{
+	const env_rcpt_t *r = &e->env->rcpt[i];
+	if (e->active && e->active[i])
+		return "active";
+	switch (r->status) {
+	case RCPT_PENDING: return r->attempts ? "deferred" : "queued";
+	case RCPT_SENT: return "sent";
+	case RCPT_FAILED: return "failed";
+	case RCPT_REPORTED: return "reported";
+	}
+	return "unknown";
+}
+
+static bool
+any_active(const qview_entry_t *e)
+{
+	if (!e->active)
+		return false;
+	for (size_t i = 0; i < e->env->nrcpt; i++)
+		if (e->active[i])
+			return true;
+	return false;
+}
+
+/* ---- text helpers ---- */
+
+/* s with control characters replaced, at most max octets (0: no limit) */
+static void
+put_clean(buf_t *out, const char *s, size_t max)
+{
+	if (!s)
+		return;
+	size_t n = strlen(s);
+	if (max && n > max)
+		n = max;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		buf_putc(out, ch < 0x20 || ch == 0x7f ? '?' : (char)ch);
+	}
+}
+
+enum tstyle { T_MAILQ, T_ISO, T_ISO_ZONE };
+
+static void
+put_localtime(buf_t *out, enum tstyle style, int64_t t)
+{
+	char tb[64];
+	time_t tt = (time_t)t;
+	struct tm tm;
+	size_t n = 0;
+	if (localtime_r(&tt, &tm)) {
+		switch (style) {
+		case T_MAILQ: n = strftime(tb, sizeof tb, "%a %b %e %H:%M:%S", &tm); break;
+		case T_ISO: n = strftime(tb, sizeof tb, "%Y-%m-%d %H:%M:%S", &tm); break;
+		case T_ISO_ZONE: n = strftime(tb, sizeof tb, "%Y-%m-%d %H:%M:%S %z", &tm); break;
+		}
+	}
+	if (n == 0)
+		snprintf(tb, sizeof tb, "%lld", (long long)t);
+	buf_puts(out, tb);
+}
+
+static int64_t
+arrival_s(const envelope_t *env)
+{
+	return env->arrival_us / 1000000;
+}
+
+/* ---- mailq ---- */
+
+/* width of the columns before the sender: "QID!" + " " + size + " " + time + "  " */
+#define MAILQ_INDENT (QID_LEN + 1 + 1 + 8 + 1 + 19 + 2)
+
+void
+qview_mailq(buf_t *out, const qview_entry_t *e, size_t n)
+{
+	if (n == 0) {
+		buf_puts(out, "Mail queue is empty\n");
+		return;
+	}
+	uint64_t bytes = 0;
+	buf_printf(out, "%-11s %8s %-20s %s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+	    "-Sender/Recipient-------");
+	for (size_t k = 0; k < n; k++) {
+		const envelope_t *env = e[k].env;
+		char mark = (env->flags & ENV_HELD) ? '!' : any_active(&e[k]) ? '*' : ' ';
+		bytes += env->body_len;
+		buf_printf(out, "%s%c %8llu ", env->qid, mark, (unsigned long long)env->body_len);
+		put_localtime(out, T_MAILQ, arrival_s(env));
+		buf_puts(out, "  ");
+		if (env->sender && env->sender[0])
+			put_clean(out, env->sender, 0);
+		else
+			buf_puts(out, "MAILER-DAEMON");
+		buf_putc(out, '\n');
+		const char *last_reason = NULL;
+		for (size_t i = 0; i < env->nrcpt; i++) {
+			const env_rcpt_t *r = &env->rcpt[i];
+			bool act = e[k].active && e[k].active[i];
+			if (!act && r->status != RCPT_PENDING)
+				continue;
+			/* the reason of a deferred recipient, once per run of equal reasons */
+			if (!act && r->attempts && r->reply &&
+			    (!last_reason || strcmp(last_reason, r->reply) != 0)) {
+				buf_putc(out, '(');
+				put_clean(out, r->reply, 1000);
+				buf_puts(out, ")\n");
+				last_reason = r->reply;
+			}
+			buf_printf(out, "%*s", MAILQ_INDENT, "");
+			put_clean(out, r->addr, 0);
+			buf_putc(out, '\n');
+		}
+		buf_putc(out, '\n');
+	}
+	/* Postfix: kilobytes rounded up, "Request" for one */
+	buf_printf(out, "-- %llu Kbytes in %zu Request%s.\n", (unsigned long long)((bytes + 1023) / 1024),
+	    n, n == 1 ? "" : "s");
+}
+
+/* ---- tern's text listing ---- */
+
+static void
+put_rcpt_text(buf_t *out, const qview_entry_t *e, size_t i)
+{
+	const env_rcpt_t *r = &e->env->rcpt[i];
+	bool act = e->active && e->active[i];
+	buf_puts(out, "    <");
+	put_clean(out, r->addr, 0);
+	buf_putc(out, '>');
+	if (r->orig) {
+		buf_puts(out, " (to <");
+		put_clean(out, r->orig, 0);
+		buf_puts(out, ">)");
+	}
+	buf_printf(out, "  %s", qview_status(e, i));
+	if (act) {
+		buf_putc(out, '\n');
+		return;
+	}
+	if (r->attempts)
+		buf_printf(out, ", %u attempt%s", r->attempts, r->attempts == 1 ? "" : "s");
+	if (r->status == RCPT_PENDING && r->attempts && r->next_try) {
+		buf_puts(out, ", next try ");
+		put_localtime(out, T_ISO, r->next_try);
+	}
+	if (r->relay && r->status != RCPT_PENDING) {
+		buf_puts(out, ", relay ");
+		put_clean(out, r->relay, 200);
+	}
+	if (r->reply) {
+		buf_puts(out, ": ");
+		put_clean(out, r->reply, 1000);
+	}
+	buf_putc(out, '\n');
+}
+
+static void
+put_msg_line(buf_t *out, const qview_entry_t *e)
+{
+	const envelope_t *env = e->env;
+	buf_printf(out, "%s  %llu bytes  ", env->qid, (unsigned long long)env->body_len);
+	put_localtime(out, T_ISO, arrival_s(env));
+	buf_puts(out, "  from <");
+	put_clean(out, env->sender, 0);
+	buf_putc(out, '>');
+	if (env->flags & ENV_HELD)
+		buf_puts(out, "  HELD");
+	if (env->flags & ENV_IS_BOUNCE)
+		buf_puts(out, "  (DSN)");
+	buf_putc(out, '\n');
+}
+
+void
+qview_list_text(buf_t *out, const qview_entry_t *e, size_t n)
+{
+	uint64_t bytes = 0;
+	for (size_t k = 0; k < n; k++) {
+		put_msg_line(out, &e[k]);
+		for (size_t i = 0; i < e[k].env->nrcpt; i++)
+			put_rcpt_text(out, &e[k], i);
+		bytes += e[k].env->body_len;
+	}
+	buf_printf(out, "-- %zu message%s, %llu bytes\n", n, n == 1 ? "" : "s",
+	    (unsigned long long)bytes);
+}
+
+void
+qview_show_text(buf_t *out, const qview_entry_t *e, const char *hdr, size_t hlen)
+{
+	const envelope_t *env = e->env;
+	buf_printf(out, "queue id: %s\n", env->qid);
+	buf_printf(out, "size: %llu\n", (unsigned long long)env->body_len);
+	buf_puts(out, "arrival: ");
+	put_localtime(out, T_ISO_ZONE, arrival_s(env));
+	buf_puts(out, "\nsender: <");
+	put_clean(out, env->sender, 0);
+	buf_puts(out, ">\n");
+	if (env->envid) {
+		buf_puts(out, "envid: ");
+		put_clean(out, env->envid, 0);
+		buf_putc(out, '\n');
+	}
+	buf_printf(out, "ret: %s\n", env->ret == RET_FULL ? "full" : env->ret == RET_HDRS ? "hdrs" : "-");
+	buf_puts(out, "client: ");
+	put_clean(out, env->client_addr ? env->client_addr : "-", 0);
+	if (env->client_helo) {
+		buf_puts(out, " helo=");
+		put_clean(out, env->client_helo, 0);
+	}
+	if (env->auth_user) {
+		buf_puts(out, " auth=");
+		put_clean(out, env->auth_user, 0);
+	}
+	buf_putc(out, '\n');
+	buf_printf(out, "held: %s\n", (env->flags & ENV_HELD) ? "yes" : "no");
+	buf_printf(out, "dsn: %s\n", (env->flags & ENV_IS_BOUNCE) ? "yes (a notification tern made)" : "no");
+	buf_printf(out, "delay warning sent: %s\n", (env->flags & ENV_DELAY_WARNED) ? "yes" : "no");
+	buf_printf(out, "recipients: %zu\n", env->nrcpt);
+	for (size_t i = 0; i < env->nrcpt; i++)
+		put_rcpt_text(out, e, i);
+	if (hdr) {
+		buf_puts(out, "\n");
+		/* the header section as it is queued, CRLF turned into LF */
+		for (size_t i = 0; i < hlen; i++) {
+			unsigned char ch = (unsigned char)hdr[i];
+			if (ch == '\r' && i + 1 < hlen && hdr[i + 1] == '\n')
+				continue;
+			buf_putc(out, (ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f ? '?' : (char)ch);
+		}
+	}
+}
+
+/* ---- JSON ---- */
+
+/* length of a valid UTF-8 sequence at p (n octets left), 0 if invalid */
+static size_t
+utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	size_t len;
+	unsigned cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	/* overlong, surrogates, beyond U+10FFFF */
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+void
+qview_json_str(buf_t *out, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	buf_putc(out, '"');
+	size_t i = 0;
+	while (i < n) {
+		unsigned char c = p[i];
+		if (c == '"' || c == '\\') {
+			buf_putc(out, '\\');
+			buf_putc(out, (char)c);
+			i++;
+		} else if (c == '\n') {
+			buf_puts(out, "\\n");
+			i++;
+		} else if (c == '\r') {
+			buf_puts(out, "\\r");
+			i++;
+		} else if (c == '\t') {
+			buf_puts(out, "\\t");
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			buf_printf(out, "\\u%04x", c);
+			i++;
+		} else if (c < 0x80) {
+			buf_putc(out, (char)c);
+			i++;
+		} else {
+			size_t l = utf8_len(p + i, n - i);
+			if (l == 0) {
+				buf_puts(out, "\\ufffd");
+				i++;
+			} else {
+				buf_append(out, p + i, l);
+				i += l;
+			}
+		}
+	}
+	buf_putc(out, '"');
+}
+
+static void
+json_key_str(buf_t *out, const char *key, const char *v)
+{
+	buf_printf(out, "\"%s\":", key);
+	if (v)
+		qview_json_str(out, v, strlen(v));
+	else
+		buf_puts(out, "null");
+}
+
+static void
+json_time(buf_t *out, const char *key, int64_t t)
+{
+	buf_printf(out, "\"%s\":", key);
+	if (t <= 0) {
+		buf_puts(out, "null");
+		return;
+	}
+	char tb[40];
+	time_t tt = (time_t)t;
+	struct tm tm;
+	if (!gmtime_r(&tt, &tm) || strftime(tb, sizeof tb, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+		buf_puts(out, "null");
+		return;
+	}
+	buf_printf(out, "\"%s\"", tb);
+}
+
+static void
+put_msg_json(buf_t *out, const qview_entry_t *e)
+{
+	const envelope_t *env = e->env;
+	buf_putc(out, '{');
+	json_key_str(out, "queue_id", env->qid);
+	buf_printf(out, ",\"size\":%llu,", (unsigned long long)env->body_len);
+	json_time(out, "arrival", arrival_s(env));
+	buf_printf(out, ",\"arrival_unix\":%lld,", (long long)arrival_s(env));
+	json_key_str(out, "sender", env->sender);
+	buf_putc(out, ',');
+	json_key_str(out, "envid", env->envid);
+	buf_printf(out, ",\"ret\":%s", env->ret == RET_FULL ? "\"full\"" : env->ret == RET_HDRS ? "\"hdrs\"" : "null");
+	buf_putc(out, ',');
+	json_key_str(out, "client", env->client_addr);
+	buf_printf(out, ",\"held\":%s,\"active\":%s,\"dsn\":%s,\"delay_warned\":%s,\"recipients\":[",
+	    (env->flags & ENV_HELD) ? "true" : "false", any_active(e) ? "true" : "false",
+	    (env->flags & ENV_IS_BOUNCE) ? "true" : "false",
+	    (env->flags & ENV_DELAY_WARNED) ? "true" : "false");
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const env_rcpt_t *r = &env->rcpt[i];
+		bool act = e->active && e->active[i];
+		if (i)
+			buf_putc(out, ',');
+		buf_putc(out, '{');
+		json_key_str(out, "address", r->addr);
+		buf_putc(out, ',');
+		json_key_str(out, "original", r->orig);
+		buf_putc(out, ',');
+		json_key_str(out, "status", qview_status(e, i));
+		if (!act) {
+			buf_printf(out, ",\"attempts\":%u,", r->attempts);
+			json_time(out, "next_try", r->status == RCPT_PENDING ? r->next_try : 0);
+			buf_putc(out, ',');
+			json_time(out, "last_try", r->last_try);
+			buf_putc(out, ',');
+			json_key_str(out, "reply", r->reply);
+			buf_putc(out, ',');
+			json_key_str(out, "relay", r->relay);
+		}
+		buf_putc(out, '}');
+	}
+	buf_puts(out, "]}");
+}
+
+void
+qview_list_json(buf_t *out, const qview_entry_t *e, size_t n)
+{
+	uint64_t bytes = 0;
+	buf_puts(out, "{\"messages\":[");
+	for (size_t k = 0; k < n; k++) {
+		if (k)
+			buf_putc(out, ',');
+		put_msg_json(out, &e[k]);
+		bytes += e[k].env->body_len;
+	}
+	buf_printf(out, "],\"count\":%zu,\"bytes\":%llu}\n", n, (unsigned long long)bytes);
+}
+
+void
+qview_show_json(buf_t *out, const qview_entry_t *e, const char *hdr, size_t hlen)
+{
+	buf_puts(out, "{\"message\":");
+	put_msg_json(out, e);
+	buf_puts(out, ",\"headers\":");
+	if (hdr)
+		qview_json_str(out, hdr, hlen);
+	else
+		buf_puts(out, "null");
+	buf_puts(out, "}\n");
+}
+
+/* ---- headers ---- */
+
+int
+qview_read_headers(const char *spool_dir, const envelope_t *env, buf_t *out, buf_t *err)
+{
+	int fd = queue_open_content(spool_dir, env);
+	if (fd < 0) {
+		buf_printf(err, "cannot open the queued message: %s", strerror(errno));
+		return -1;
+	}
+	size_t want = env->body_len < HDR_MAX ? (size_t)env->body_len : HDR_MAX;
+	char *p = xmalloc(want + 1);
+	ssize_t got = pread_all(fd, p, want, (off_t)env->body_off);
+	int e = errno;
+	close(fd);
+	if (got < 0) {
+		xfree(p);
+		buf_printf(err, "cannot read the queued message: %s", strerror(e));
+		return -1;
+	}
+	size_t n = (size_t)got, end = n;
+	/* up to and including the line that ends the header section */
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (i + 1 < n && p[i + 1] == '\n') {
+			end = i + 1;
+			break;
+		}
+		if (i + 2 < n && p[i + 1] == '\r' && p[i + 2] == '\n') {
+			end = i + 1;
+			break;
+		}
+		end = i + 1; /* so far: cut at a line end */
+	}
+	if (n == 0)
+		end = 0;
+	buf_append(out, p, end);
+	xfree(p);
+	return 0;
+}
