@@ -6,7 +6,7 @@ set -eu
 
 PKGS="gcc make pkg-config libuv1-dev libssl-dev libunbound-dev libcmocka-dev \
 libcrypt-dev python3 python3-pytest python3-aiosmtpd python3-dnslib swaks openssl \
-clang libclang-rt-14-dev iproute2 procps"
+clang libclang-rt-14-dev iproute2 procps dovecot-core dovecot-lmtpd"
 
 missing=""
 for p in $PKGS; do
@@ -34,3 +34,12 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 echo "deps: installed:$missing" >&2
+# the LMTP tests run a private Dovecot (tests/integration/test_lmtp.py); the
+# system service the package may have started is not wanted
+case " $missing " in *" dovecot-core "*)
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+	elif [ -x /etc/init.d/dovecot ]; then
+		$SUDO /etc/init.d/dovecot stop >/dev/null 2>&1 || true
+	fi ;;
+esac
