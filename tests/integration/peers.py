@@ -52,7 +52,7 @@ class Sink:
     """A recording SMTP peer. Messages: dicts with from, rcpts, data, msgid, qid."""
 
     def __init__(self, behaviour="ok", lenient=False, chunking=False, name="sink.test",
-                 host="127.0.0.1", record_commands=True):
+                 host="127.0.0.1", record_commands=True, rcvbuf=None):
         assert behaviour in BEHAVIOURS, behaviour
         self.behaviour = behaviour
         self.lenient = lenient
@@ -67,6 +67,8 @@ class Sink:
         self.stopping = False
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:  # inherited by accepted sockets: a stalled reader fills up soon
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.lsock.bind((host, 0))
         self.lsock.listen(256)
         self.port = self.lsock.getsockname()[1]
