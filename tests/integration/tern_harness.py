@@ -538,3 +538,174 @@ def check_enhanced(replies):
 
 def body_of(path):
     return Mail(path).body
+
+
+# ---- outbound peers and the queue tools (test_retry_bounce.py, test_queue_tools.py) ----
+
+def run_tool(tern, *args, timeout=30):
+    """Run `tern -c CONF ARGS...` (the queue tools); returns CompletedProcess (text)."""
+    return subprocess.run(tern.command(*args), capture_output=True, text=True,
+                          env=Tern.env(), timeout=tf(timeout))
+
+
+class Peer:
+    """A scripted SMTP server on 127.0.0.1 (port chosen by the kernel), run
+    by asyncio in a thread. Written by hand (not aiosmtpd) so that it can
+    misbehave exactly: modes
+      accept      250 to everything
+      rcpt451     451 4.3.0 to every RCPT
+      rcpt550     550 5.1.1 to every RCPT
+      temp:N      451 4.3.0 to the first N RCPTs, then 250
+      dropdata    after 354, read one line of content and drop the connection
+      hang        accept the connection and say nothing
+    It advertises PIPELINING, 8BITMIME and ENHANCEDSTATUSCODES (no DSN).
+    Records every accepted message as (mail_from, [rcpts], content bytes)
+    in .messages, and counts .connections and .rcpts (RCPT commands seen)."""
+
+    def __init__(self, mode="accept"):
+        import asyncio
+        import threading
+        self.mode = mode
+        self.messages = []
+        self.connections = 0
+        self.rcpts = 0
+        self.lock = threading.Lock()
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.port = None
+
+        def runner():
+            asyncio.set_event_loop(self.loop)
+
+            async def start():
+                self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+                self.port = self.server.sockets[0].getsockname()[1]
+                ready.set()
+            self.loop.run_until_complete(start())
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=runner, daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "peer did not start"
+
+    def stop(self):
+        asyncio = self._asyncio
+
+        async def shut():
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.stop()
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(shut()))
+        self.thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def wait_messages(self, count, timeout=10):
+        deadline = time.monotonic() + tf(timeout)
+        while True:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            if time.monotonic() > deadline:
+                raise AssertionError("peer got %d messages, expected %d" % (len(self.messages), count))
+            time.sleep(0.05)
+
+    def _rcpt_reply(self, addr):
+        with self.lock:
+            self.rcpts += 1
+            n = self.rcpts
+        m = self.mode
+        if m == "rcpt451" or (m.startswith("temp:") and n <= int(m[5:])):
+            return b"451 4.3.0 <%s>: try again later\r\n" % addr, False
+        if m == "rcpt550":
+            return b"550 5.1.1 <%s>: no such user here\r\n" % addr, False
+        return b"250 2.1.5 Ok\r\n", True
+
+    async def _handle(self, reader, writer):
+        asyncio = self._asyncio
+        with self.lock:
+            self.connections += 1
+        try:
+            if self.mode == "hang":
+                await asyncio.sleep(3600)
+                return
+            writer.write(b"220 peer.test ESMTP scripted\r\n")
+            mail_from, rcpts = None, []
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                cmd = line.strip().decode("utf-8", "replace")
+                verb = cmd[:4].upper()
+                if verb == "EHLO":
+                    writer.write(b"250-peer.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                                 b"250 ENHANCEDSTATUSCODES\r\n")
+                elif verb == "HELO":
+                    writer.write(b"250 peer.test\r\n")
+                elif verb == "MAIL":
+                    m = re.search(r"<([^>]*)>", cmd)
+                    mail_from, rcpts = (m.group(1) if m else ""), []
+                    writer.write(b"250 2.1.0 Ok\r\n")
+                elif verb == "RCPT":
+                    m = re.search(r"<([^>]*)>", cmd)
+                    addr = m.group(1) if m else ""
+                    reply, ok = self._rcpt_reply(addr.encode())
+                    if ok:
+                        rcpts.append(addr)
+                    writer.write(reply)
+                elif verb == "DATA":
+                    writer.write(b"354 3.0.0 go ahead\r\n")
+                    await writer.drain()
+                    data = b""
+                    while True:
+                        chunk = await reader.readline()
+                        if not chunk:
+                            return
+                        if self.mode == "dropdata":
+                            writer.close()
+                            return
+                        if chunk == b".\r\n":
+                            break
+                        data += chunk[1:] if chunk.startswith(b"..") else chunk
+                    if not rcpts:
+                        writer.write(b"554 5.5.1 no valid recipients\r\n")
+                    else:
+                        with self.lock:
+                            self.messages.append((mail_from, list(rcpts), data))
+                        writer.write(b"250 2.0.0 Ok: queued\r\n")
+                    mail_from, rcpts = None, []
+                elif verb in ("RSET", "NOOP"):
+                    mail_from, rcpts = None, []
+                    writer.write(b"250 2.0.0 Ok\r\n")
+                elif verb == "QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    await writer.drain()
+                    writer.close()
+                    return
+                else:
+                    writer.write(b"500 5.5.2 what?\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 where nothing listens (bound, then closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
