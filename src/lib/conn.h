@@ -1,8 +1,11 @@
 /*
  * conn.h - one buffered, non-blocking stream connection on the event loop.
  *
- * Below: a libuv TCP handle (TLS through OpenSSL memory BIOs is layered
- * here too, so the SMTP code above never sees records, only bytes).
+ * Below: a libuv TCP handle or a unix-domain socket (uv_pipe_t); TLS through
+ * OpenSSL memory BIOs is layered here too, so the SMTP code above never sees
+ * records, only bytes: libuv does all socket I/O, OpenSSL only turns bytes
+ * into records and back (it never touches the socket, so a handshake never
+ * blocks the loop).
  * Above: a handful of events delivered to one callback:
  *   CONN_EV_CONNECTED  an outbound connect finished
  *   CONN_EV_DATA       new input is in conn_input(); consume what you use
@@ -14,6 +17,12 @@
  *                      conn_close()); err is 0 or a libuv error code.
  *                      Delivered exactly once; the conn is freed when the
  *                      callback returns.
+ *   CONN_EV_TLS_READY  the handshake started by conn_starttls() finished;
+ *                      from now on conn_input() holds plaintext and
+ *                      conn_write() takes plaintext. A failed handshake
+ *                      (or one that times out: the conn timeout bounds it)
+ *                      ends in CONN_EV_CLOSED instead, with err UV_EPROTO
+ *                      or UV_ETIMEDOUT and conn_tls_error() saying why.
  *
  * Output written with conn_write() is queued and flushed when the event
  * callback returns (so a burst of pipelined replies leaves in one write),
@@ -28,7 +37,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <uv.h>
+#include <openssl/ssl.h>
 
 #include "lib/buf.h"
 
@@ -52,7 +63,34 @@ conn_t *conn_accept(uv_loop_t *loop, uv_stream_t *server, size_t max_input, conn
 conn_t *conn_connect(uv_loop_t *loop, const struct sockaddr *dst, const struct sockaddr *src,
     unsigned timeout_ms, size_t max_input, conn_cb cb, void *arg);
 
+/* The same over a unix-domain stream socket (LMTP "unix:/path"). */
+conn_t *conn_connect_unix(uv_loop_t *loop, const char *path, unsigned timeout_ms, size_t max_input,
+    conn_cb cb, void *arg);
+
 void conn_set_cb(conn_t *c, conn_cb cb, void *arg);
+
+/*
+ * Start TLS on the connection (RFC 3207 STARTTLS, RFC 8314 implicit TLS).
+ * Output already queued (the "220 Ready to start TLS") leaves in clear
+ * before the first record; input already buffered is DISCARDED: anything
+ * a client pipelined after STARTTLS came before the handshake and must not
+ * be taken as sent under TLS (RFC 3207 §4.2, CVE-2011-0411).
+ * server: accept; else connect, with sni (may be NULL) as the SNI name and
+ * the name the certificate is checked against (a host name, or an IP
+ * literal checked against the IP SANs; see conn_tls_verify()).
+ * Renegotiation is refused. CONN_EV_TLS_READY or CONN_EV_CLOSED follows.
+ * Returns 0, or -1 (TLS already on, closing, or OpenSSL failed).
+ */
+int conn_starttls(conn_t *c, SSL_CTX *ctx, bool server, const char *sni);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" once the handshake is done, else NULL. */
+const char *conn_tls_info(conn_t *c);
+bool conn_tls_active(const conn_t *c);
+/* Client side, after CONN_EV_TLS_READY: true when the peer's certificate
+ * chains to a trusted CA and matches the name given to conn_starttls();
+ * else false with *why set (static or owned by c). */
+bool conn_tls_verify(conn_t *c, const char **why);
+/* why the handshake or the TLS session failed; "" when it did not */
+const char *conn_tls_error(const conn_t *c);
 
 /* Input not yet consumed by the owner. */
 buf_t *conn_input(conn_t *c);
@@ -86,5 +124,9 @@ const char *conn_peer_ip(const conn_t *c);
 int conn_peer_port(const conn_t *c);
 const struct sockaddr *conn_peer_addr(const conn_t *c);
 const struct sockaddr *conn_local_addr(const conn_t *c);
+/* A unix-domain peer's credentials (SO_PEERCRED, taken at accept); -1 for
+ * TCP connections. conn_peer_ip() says "local" for those. */
+int conn_peer_cred(const conn_t *c, uid_t *uid, gid_t *gid, pid_t *pid);
+bool conn_is_local(const conn_t *c);
 
 #endif

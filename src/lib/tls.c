@@ -1,0 +1,190 @@
+/*
+ * tls.c - server and client SSL_CTX construction and the policy words
+ * (see tls.h and docs/tls.md).
+ *
+ * Guarantees: a returned context is complete (certificate and key match,
+ * protocol range and ciphers set) or none is returned and *err says what
+ * is wrong, with OpenSSL's reason. OpenSSL's error queue is left empty.
+ * Must not: log (the caller decides), or be called on the loop for
+ * anything but start-up and reload.
+ */
+#include "lib/tls.h"
+
+#include <openssl/err.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* append OpenSSL's reason for the last failure, and clear its queue */
+static void
+ssl_reason(buf_t *err)
+{
+	unsigned long e = ERR_get_error();
+	if (e) {
+		char es[200];
+		ERR_error_string_n(e, es, sizeof es);
+		buf_printf(err, ": %s", es);
+	}
+	ERR_clear_error();
+}
+
+static int
+version_of(const char *s, size_t n)
+{
+	if (n == 7 && strncasecmp(s, "TLSv1.2", 7) == 0)
+		return TLS1_2_VERSION;
+	if (n == 7 && strncasecmp(s, "TLSv1.3", 7) == 0)
+		return TLS1_3_VERSION;
+	return 0;
+}
+
+const char *
+tls_parse_protocols(const char *spec, int *min, int *max)
+{
+	const char *why = "expected >=TLSv1.2, >=TLSv1.3, TLSv1.2, TLSv1.3 or TLSv1.2-TLSv1.3";
+	size_t n = strlen(spec);
+	int lo, hi;
+	if (n >= 2 && spec[0] == '>' && spec[1] == '=') {
+		lo = version_of(spec + 2, n - 2);
+		hi = 0;
+		if (!lo && (strncasecmp(spec + 2, "TLSv1", 5) == 0 || strncasecmp(spec + 2, "SSL", 3) == 0))
+			return "versions before TLSv1.2 are not supported (RFC 8996)";
+		if (!lo)
+			return why;
+	} else {
+		const char *dash = strchr(spec, '-');
+		if (dash) {
+			lo = version_of(spec, (size_t)(dash - spec));
+			hi = version_of(dash + 1, strlen(dash + 1));
+			if (!lo || !hi || hi < lo)
+				return why;
+		} else {
+			lo = hi = version_of(spec, n);
+			if (!lo) {
+				if (strncasecmp(spec, "TLSv1", 5) == 0 || strncasecmp(spec, "SSL", 3) == 0)
+					return "versions before TLSv1.2 are not supported (RFC 8996)";
+				return why;
+			}
+		}
+	}
+	*min = lo;
+	*max = hi;
+	return NULL;
+}
+
+SSL_CTX *
+tls_server_ctx_new(const char *cert_file, const char *key_file, const char *protocols,
+    const char *ciphers, buf_t *err)
+{
+	int min, max;
+	const char *why = tls_parse_protocols(protocols ? protocols : ">=TLSv1.2", &min, &max);
+	if (why) {
+		buf_printf(err, "tls_protocols: %s", why);
+		return NULL;
+	}
+	ERR_clear_error();
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		buf_printf(err, "%s", "cannot create a TLS context");
+		ssl_reason(err);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, min);
+	SSL_CTX_set_max_proto_version(ctx, max);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_dh_auto(ctx, 1);
+	if (SSL_CTX_set_cipher_list(ctx, ciphers && ciphers[0] ? ciphers : TLS_DEFAULT_CIPHERS) != 1) {
+		buf_printf(err, "tls_ciphers: no usable cipher in \"%s\"", ciphers ? ciphers : "");
+		ssl_reason(err);
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		buf_printf(err, "tls_cert %s: cannot load the certificate chain", cert_file);
+		ssl_reason(err);
+		goto fail;
+	}
+	const char *kf = key_file && key_file[0] ? key_file : cert_file;
+	if (SSL_CTX_use_PrivateKey_file(ctx, kf, SSL_FILETYPE_PEM) != 1) {
+		buf_printf(err, "tls_key %s: cannot load the private key", kf);
+		ssl_reason(err);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		buf_printf(err, "tls_key %s: the key does not match the certificate", kf);
+		ssl_reason(err);
+		goto fail;
+	}
+	ERR_clear_error();
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	return NULL;
+}
+
+SSL_CTX *
+tls_client_ctx_new(const char *ca_file, buf_t *err)
+{
+	ERR_clear_error();
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		buf_printf(err, "%s", "cannot create a TLS context");
+		ssl_reason(err);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	/* the handshake goes on whatever the certificate; the verify result
+	 * is read afterwards and the destination's policy decides */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	int ok = ca_file && ca_file[0] ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+	                               : SSL_CTX_set_default_verify_paths(ctx);
+	if (ok != 1) {
+		buf_printf(err, "CA certificates %s: cannot load", ca_file ? ca_file : "(system store)");
+		ssl_reason(err);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	ERR_clear_error();
+	return ctx;
+}
+
+static const char *const policy_names[] = {
+	[TLS_POLICY_MAY] = "may",
+	[TLS_POLICY_NONE] = "none",
+	[TLS_POLICY_ENCRYPT] = "encrypt",
+	[TLS_POLICY_VERIFY] = "verify",
+};
+
+int
+tls_policy_parse(const char *s, enum tls_policy *out)
+{
+	for (size_t i = 0; i < sizeof policy_names / sizeof policy_names[0]; i++) {
+		if (strcasecmp(s, policy_names[i]) == 0) {
+			*out = (enum tls_policy)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *
+tls_policy_name(enum tls_policy p)
+{
+	if ((size_t)p < sizeof policy_names / sizeof policy_names[0])
+		return policy_names[p];
+	return "?";
+}
+
+const char *
+tls_policy_check(const char *s)
+{
+	enum tls_policy p;
+	return tls_policy_parse(s, &p) == 0 ? NULL : "expected none, may, encrypt or verify";
+}
