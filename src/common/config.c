@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "lib/fsutil.h"
+#include "lib/tls.h"
 #include "lib/xalloc.h"
 
 #define CONFIG_MAX_FILE (1024 * 1024)
@@ -47,6 +48,7 @@ enum cfg_type {
 	CT_NUMBER,   /* plain decimal number */
 	CT_SIZE,     /* number with k, M, G */
 	CT_DURATION, /* number with s, m, h, d, w */
+	CT_WORDS,    /* list of words, each passed to check, kept as written */
 };
 
 #define CF_REPEAT 0x01   /* may appear on several lines, values accumulate */
@@ -69,6 +71,7 @@ static const char *check_user(const char *v);
 static const char *check_relayhost(const char *v);
 static const char *check_dns_servers(const char *v);
 static const char *check_delimiter(const char *v);
+static const char *check_tls_protocols(const char *v);
 static const char *check_yesno(const char *v);
 
 #define FLD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
@@ -130,6 +133,20 @@ static const struct cfg_key cfg_keys[] = {
 	{"smtp_data_done_timeout", CT_DURATION, FLD(smtp_data_done_timeout), 0, 0, "600s", 1, DAY,
 	    NULL},
 	{"smtp_port", CT_NUMBER, FLD(smtp_port), 0, 0, "25", 1, 65535, NULL},
+	{"tls_cert", CT_PATH, FLD(tls_cert), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"tls_key", CT_PATH, FLD(tls_key), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"tls_protocols", CT_STRING, FLD(tls_protocols), 0, 0, ">=TLSv1.2", 0, 0, check_tls_protocols},
+	{"tls_ciphers", CT_STRING, FLD(tls_ciphers), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"smtp_tls_policy", CT_STRING, FLD(smtp_tls_policy), 0, 0, "may", 0, 0, tls_policy_check},
+	{"tls_policy", CT_PATH, FLD(tls_policy_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"smtp_tls_ca_file", CT_PATH, FLD(smtp_tls_ca_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"auth_users", CT_PATH, FLD(auth_users), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"auth_max_failures", CT_NUMBER, FLD(auth_max_failures), 0, 0, "3", 1, 100, NULL},
+	{"auth_failure_delay", CT_DURATION, FLD(auth_failure_delay), 0, 0, "1s", 0, 60, NULL},
+	{"sender_login", CT_PATH, FLD(sender_login_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	/* default (set in apply_defaults): <spool_dir>/../tern.sock */
+	{"local_socket", CT_PATH, FLD(local_socket), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"trusted_users", CT_WORDS, LST(trusted_users, ntrusted_users), 0, "", 0, 0, check_user},
 };
 
 #define NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -166,6 +183,16 @@ static const struct {
 	{"default_destination_concurrency_limit", "destination_concurrency"},
 	{"smtp_connect_timeout", "smtp_connect_timeout"},
 	{"smtp_data_done_timeout", "smtp_data_done_timeout"},
+	{"smtpd_tls_cert_file", "tls_cert"},
+	{"smtpd_tls_chain_files", "tls_cert"},
+	{"smtpd_tls_key_file", "tls_key"},
+	{"smtpd_tls_protocols", "tls_protocols"},
+	{"smtpd_tls_mandatory_protocols", "tls_protocols"},
+	{"smtp_tls_security_level", "smtp_tls_policy"},
+	{"smtp_tls_policy_maps", "tls_policy"},
+	{"smtp_tls_CAfile", "smtp_tls_ca_file"},
+	{"smtpd_sender_login_maps", "sender_login"},
+	{"smtpd_client_auth_rate_limit", "auth_max_failures"},
 };
 
 typedef struct cfg_parser {
@@ -502,6 +529,13 @@ check_dns_servers(const char *v)
 	return NULL;
 }
 
+static const char *
+check_tls_protocols(const char *v)
+{
+	int lo, hi;
+	return tls_parse_protocols(v, &lo, &hi);
+}
+
 /* The delimiter must be an RFC 5322 §3.2.3 atext special, so that it can
  * appear unquoted in a Dot-string local part, and not a letter or digit. */
 static const char *
@@ -789,6 +823,17 @@ set_domains(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const token
 	}
 	for (size_t i = 0; i < t->n; i++) {
 		const char *d = t->v[i];
+		if (k->type == CT_WORDS) {
+			const char *why = k->check ? k->check(d) : NULL;
+			if (why) {
+				cfg_error(p, line, "%s: \"%.*s%s\": %s", k->name, SHOWV(d), why);
+				r = -1;
+			} else {
+				v = xrealloc(v, (n + 1) * sizeof *v);
+				v[n++] = xstrdup(d);
+			}
+			continue;
+		}
 		if (!valid_domain(d)) {
 			cfg_error(p, line, "%s: \"%.*s%s\" is not a valid domain name", k->name,
 			    SHOWV(d));
@@ -991,7 +1036,8 @@ cfg_set(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t 
 	case CT_STRING:
 	case CT_DOMAIN:
 	case CT_PATH: return set_scalar(p, k, line, t);
-	case CT_DOMAINS: return set_domains(p, k, line, t);
+	case CT_DOMAINS:
+	case CT_WORDS: return set_domains(p, k, line, t);
 	case CT_LISTEN: return set_listen(p, k, line, t);
 	case CT_CHAR: return set_char(p, k, line, t);
 	case CT_NETS: return set_nets(p, k, line, t);
@@ -1257,6 +1303,15 @@ apply_defaults(cfg_parser_t *p)
 		h[sizeof h - 1] = '\0';
 		p->c->hostname = xstrdup(valid_domain(h) ? h : "localhost");
 	}
+	/* the sendmail command's socket sits next to the spool directory */
+	if (!p->set_line[key_index("local_socket")] && p->c->spool_dir) {
+		char *sock = make_absolute(p->c->spool_dir, "../tern.sock");
+		if (strcmp(sock, "/tern.sock") == 0) {
+			xfree(sock);
+			sock = xstrdup("/run/tern.sock");
+		}
+		p->c->local_socket = sock;
+	}
 }
 
 /* both keys good: the line to report a conflict on (the later one), else 0 */
@@ -1381,7 +1436,8 @@ config_free(config_t *c)
 		case CT_STRING:
 		case CT_DOMAIN:
 		case CT_PATH: xfree(*(char **)f); break;
-		case CT_DOMAINS: free_strv(*(char ***)f, *n); break;
+		case CT_DOMAINS:
+		case CT_WORDS: free_strv(*(char ***)f, *n); break;
 		case CT_LISTEN:
 			for (size_t j = 0; j < *n; j++)
 				xfree((*(listen_spec_t **)f)[j].addr);

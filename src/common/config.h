@@ -25,6 +25,7 @@ enum listen_mode {
 	LISTEN_SMTP = 0,   /* port 25 style: MX, STARTTLS offered when a certificate is set */
 	LISTEN_SUBMISSION, /* port 587: AUTH required before MAIL (RFC 6409) */
 	LISTEN_SMTPS,      /* port 465: implicit TLS, AUTH required (RFC 8314) */
+	LISTEN_LOCAL,      /* the local_socket (sendmail command): peer known by SO_PEERCRED */
 };
 
 typedef struct listen_spec {
@@ -95,6 +96,24 @@ typedef struct config {
 	unsigned smtp_data_timeout;       /* each block of content sent: default 180 s */
 	unsigned smtp_data_done_timeout;  /* reply to the final dot: default 600 s */
 	unsigned smtp_port;               /* TCP port for MX deliveries, default 25 (tests) */
+
+	/* TLS (src/lib/tls.h, docs/tls.md) */
+	char *tls_cert;              /* PEM chain, leaf first; NULL = no STARTTLS, no smtps */
+	char *tls_key;               /* PEM key; NULL = in tls_cert */
+	char *tls_protocols;         /* default ">=TLSv1.2" */
+	char *tls_ciphers;           /* TLS 1.2 cipher list; NULL = built-in modern list */
+	char *smtp_tls_policy;       /* outbound default: none|may|encrypt|verify, default may */
+	char *tls_policy_file;       /* key "tls_policy": "domain policy" lines; NULL = none */
+	char *smtp_tls_ca_file;      /* CAs for outbound verify; NULL = system store */
+
+	/* AUTH, submission, local injection (src/smtpd/auth.h, docs/sendmail.md) */
+	char *auth_users;            /* password file "user:$y$..."; NULL = no AUTH */
+	unsigned auth_max_failures;  /* per connection, then 421; default 3 */
+	unsigned auth_failure_delay; /* seconds before the first 535, doubling; default 1 */
+	char *sender_login_file;     /* key "sender_login": "address user, user"; NULL = none */
+	char *local_socket;          /* sendmail's socket; default <spool_dir>/../tern.sock; NULL = none */
+	char **trusted_users;        /* local users who may set any envelope sender (root always) */
+	size_t ntrusted_users;
 } config_t;
 
 /*
