@@ -4,7 +4,15 @@
  * Limits are checked at accept time: a connection over the total limit or
  * over its IP's limit gets "421 4.7.0" and is closed at once, without a
  * session. Sessions per IP are counted in a small open-hashing table keyed
- * by the textual IP.
+ * by the textual IP (local-socket sessions are not: they are all "local").
+ *
+ * The server also owns what sessions share and a SIGHUP renews: the TLS
+ * server context (tls_cert/tls_key), the password file and the
+ * sender-login table. A reload that fails keeps the old ones; sessions
+ * hold their own reference to the SSL_CTX they started with.
+ * Besides the TCP listeners there is the local socket (local_socket) for
+ * the sendmail command: a unix-domain socket, mode 0666, whose sessions
+ * know the peer's uid (SO_PEERCRED).
  */
 #include "smtpd/server.h"
 
@@ -12,10 +20,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/conn.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "lib/xalloc.h"
+#include "smtpd/auth.h"
 #include "smtpd/session.h"
 
 #define IPTAB_SIZE 1024
@@ -27,7 +39,10 @@ typedef struct ipcount {
 } ipcount_t;
 
 typedef struct listener {
-	uv_tcp_t tcp;
+	union {
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} h;
 	struct server *srv;
 	enum listen_mode mode;
 } listener_t;
@@ -48,6 +63,11 @@ struct server {
 	bool stopping;
 	void (*stop_done)(void *);
 	void *stop_arg;
+
+	SSL_CTX *tls_ctx;         /* NULL: no tls_cert */
+	auth_db_t *auth_db;       /* NULL: no auth_users */
+	table_t *sender_login;    /* NULL: no sender_login table */
+	char *local_path;         /* the local socket we bound, to unlink at the end */
 };
 
 static const char *
@@ -56,6 +76,7 @@ mode_name(enum listen_mode m)
 	switch (m) {
 	case LISTEN_SUBMISSION: return "submission";
 	case LISTEN_SMTPS: return "smtps";
+	case LISTEN_LOCAL: return "local";
 	default: return "smtp";
 	}
 }
@@ -171,7 +192,7 @@ on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	ipcount_t *e = ip_find(s, ip, true);
-	if (e->count >= c->max_sessions_per_ip) {
+	if (e->count >= c->max_sessions_per_ip && l->mode != LISTEN_LOCAL) {
 		log_warn("refused client=%s reason=\"too many sessions from this address (%u)\"", ip, e->count);
 		conn_printf(conn, "421 4.7.0 %s Error: too many connections from %s\r\n", c->hostname, ip);
 		conn_close(conn);
@@ -187,6 +208,110 @@ on_connection(uv_stream_t *server, int status)
 	n->s = session_new(s, conn, l->mode);
 }
 
+/* TLS context, password file, sender-login table from the current
+ * configuration; on error nothing changes and -1 with *err. */
+static int
+load_shared(server_t *s, buf_t *err)
+{
+	const config_t *c = s->t->cfg;
+	SSL_CTX *ctx = NULL;
+	auth_db_t *db = NULL;
+	table_t *sl = NULL;
+	if (c->tls_cert) {
+		ctx = tls_server_ctx_new(c->tls_cert, c->tls_key, c->tls_protocols, c->tls_ciphers, err);
+		if (!ctx)
+			return -1;
+	}
+	if (c->auth_users) {
+		db = auth_db_load(c->auth_users, err);
+		if (!db) {
+			SSL_CTX_free(ctx);
+			return -1;
+		}
+	}
+	if (c->sender_login_file) {
+		sl = table_load(c->sender_login_file, TABLE_MAP, err);
+		if (!sl) {
+			SSL_CTX_free(ctx);
+			auth_db_free(db);
+			return -1;
+		}
+	}
+	SSL_CTX_free(s->tls_ctx); /* sessions keep their own references */
+	auth_db_free(s->auth_db);
+	table_free(s->sender_login);
+	s->tls_ctx = ctx;
+	s->auth_db = db;
+	s->sender_login = sl;
+	return 0;
+}
+
+int
+server_reload(server_t *s)
+{
+	buf_t err = BUF_INIT;
+	int r = load_shared(s, &err);
+	if (r < 0)
+		log_err("reload: %s; keeping the previous certificate, password file and sender_login table",
+		    buf_cstr(&err));
+	else
+		log_info("reloaded TLS certificate, password file (%zu users) and sender_login table",
+		    auth_db_count(s->auth_db));
+	buf_free(&err);
+	return r;
+}
+
+SSL_CTX *
+server_tls_ctx(struct server *srv)
+{
+	return srv->tls_ctx;
+}
+
+const auth_db_t *
+server_auth_db(struct server *srv)
+{
+	return srv->auth_db;
+}
+
+const table_t *
+server_sender_login(struct server *srv)
+{
+	return srv->sender_login;
+}
+
+/* The local socket: a stale socket file is replaced; anything else there
+ * is an error. Mode 0666: anyone may connect, the session knows who. */
+static int
+bind_local(server_t *s, listener_t *l, const char *path, buf_t *err)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			buf_printf(err, "local_socket %s: exists and is not a socket", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	uv_pipe_init(s->t->loop, &l->h.pipe, 0);
+	l->h.pipe.data = l;
+	l->srv = s;
+	l->mode = LISTEN_LOCAL;
+	s->nls++;
+	int r = uv_pipe_bind(&l->h.pipe, path);
+	if (r == 0)
+		s->local_path = xstrdup(path);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&l->h.pipe, 511, on_connection);
+	if (r == 0)
+		r = uv_pipe_chmod(&l->h.pipe, UV_READABLE | UV_WRITABLE);
+	if (r < 0) {
+		buf_printf(err, "local_socket %s: %s", path, uv_strerror(r));
+		return -1;
+	}
+	log_info("listening on %s mode=local", path);
+	return 0;
+}
+
 server_t *
 server_new(tern_t *t, buf_t *err)
 {
@@ -194,7 +319,19 @@ server_new(tern_t *t, buf_t *err)
 	server_t *s = xcalloc(1, sizeof *s);
 	s->t = t;
 	s->head.next = s->head.prev = &s->head;
-	s->ls = xcalloc(c->nlisten ? c->nlisten : 1, sizeof *s->ls);
+	s->ls = xcalloc(c->nlisten + 1, sizeof *s->ls);
+	if (load_shared(s, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < c->nlisten; i++) {
+		if (c->listen[i].mode == LISTEN_SMTPS && !s->tls_ctx) {
+			buf_printf(err, "listen %s:%d smtps: needs a certificate (tls_cert)", c->listen[i].addr,
+			    c->listen[i].port);
+			goto fail;
+		}
+		if (c->listen[i].mode == LISTEN_SUBMISSION && !(s->tls_ctx && s->auth_db))
+			log_warn("listen %s:%d submission: without tls_cert and auth_users nobody can "
+			    "authenticate, so nobody can submit", c->listen[i].addr, c->listen[i].port);
+	}
 	for (size_t i = 0; i < c->nlisten; i++) {
 		const listen_spec_t *ls = &c->listen[i];
 		listener_t *l = &s->ls[i];
@@ -208,21 +345,21 @@ server_new(tern_t *t, buf_t *err)
 			buf_printf(err, "listen %s:%d: bad address", ls->addr, ls->port);
 			goto fail;
 		}
-		uv_tcp_init(t->loop, &l->tcp);
-		l->tcp.data = l;
+		uv_tcp_init(t->loop, &l->h.tcp);
+		l->h.tcp.data = l;
 		l->srv = s;
 		l->mode = ls->mode;
 		s->nls++;
-		r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, strchr(ls->addr, ':') ? UV_TCP_IPV6ONLY : 0);
+		r = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, strchr(ls->addr, ':') ? UV_TCP_IPV6ONLY : 0);
 		if (r == 0)
-			r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+			r = uv_listen((uv_stream_t *)&l->h.tcp, 511, on_connection);
 		if (r < 0) {
 			buf_printf(err, "listen %s:%d: %s", ls->addr, ls->port, uv_strerror(r));
 			goto fail;
 		}
 		struct sockaddr_storage bound;
 		int len = sizeof bound;
-		uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
+		uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&bound, &len);
 		int port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
 		                                       : ntohs(((struct sockaddr_in *)&bound)->sin_port);
 		if (strchr(ls->addr, ':'))
@@ -230,6 +367,8 @@ server_new(tern_t *t, buf_t *err)
 		else
 			log_info("listening on %s:%d mode=%s", ls->addr, port, mode_name(ls->mode));
 	}
+	if (c->local_socket && bind_local(s, &s->ls[s->nls], c->local_socket, err) < 0)
+		goto fail;
 	return s;
 fail:
 	/* handles are closed by server_free via the loop */
@@ -260,7 +399,9 @@ server_stop(server_t *s, void (*done)(void *arg), void *arg)
 	s->stop_done = done;
 	s->stop_arg = arg;
 	for (size_t i = 0; i < s->nls; i++)
-		uv_close((uv_handle_t *)&s->ls[i].tcp, listener_closed);
+		uv_close((uv_handle_t *)&s->ls[i].h, listener_closed);
+	if (s->local_path)
+		unlink(s->local_path); /* new sendmail commands fail at once, clearly */
 	/* session_shutdown may free a session (and its list node) later, never now */
 	for (slist_t *e = s->head.next; e != &s->head; e = e->next)
 		session_shutdown(e->s);
@@ -283,9 +424,15 @@ server_free(server_t *s)
 	/* listeners must already be closed (server_stop) or never opened */
 	if (!s->stopping) {
 		for (size_t i = 0; i < s->nls; i++)
-			uv_close((uv_handle_t *)&s->ls[i].tcp, NULL);
+			uv_close((uv_handle_t *)&s->ls[i].h, NULL);
 		uv_run(s->t->loop, UV_RUN_NOWAIT);
+		if (s->local_path)
+			unlink(s->local_path);
 	}
+	SSL_CTX_free(s->tls_ctx);
+	auth_db_free(s->auth_db);
+	table_free(s->sender_login);
+	xfree(s->local_path);
 	xfree(s->ls);
 	xfree(s);
 }

@@ -22,6 +22,10 @@ server_t *server_new(tern_t *t, buf_t *err);
 /* Start accepting. */
 int server_start(server_t *s);
 void server_stop(server_t *s, void (*done)(void *arg), void *arg);
+/* SIGHUP: load the TLS certificate and key, the password file and the
+ * sender_login table again from the current configuration (tern_t's);
+ * on error keep the old ones and log why. 0 or -1. */
+int server_reload(server_t *s);
 void server_free(server_t *s);
 
 #endif

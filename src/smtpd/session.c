@@ -19,16 +19,38 @@
  *    OUT_HIGH (a client that never reads stops being read).
  *  - Every reply carries an enhanced status code (RFC 3463, RFC 2034),
  *    except the greeting and the EHLO/HELO lines, which RFC 2034 exempts.
+ *  - STARTTLS (RFC 3207): after "220 2.0.0 Ready to start TLS" whatever
+ *    the client sent before the handshake is discarded (conn_starttls()
+ *    does it: the CVE-2011-0411 command injection) and the session starts
+ *    over: no HELO, no transaction. Implicit TLS (smtps, RFC 8314) greets
+ *    only once the handshake is done.
+ *  - AUTH (RFC 4954) is offered and accepted only under TLS; the password
+ *    check runs on the thread pool (auth.c); each failure is answered
+ *    after a delay that doubles, and auth_max_failures ends the session.
+ *    Credentials are never logged (nor are unknown "verbs" that are not
+ *    words: they could be base64 credentials sent out of turn).
+ *  - On submission and smtps, MAIL needs AUTH (RFC 6409 §4.3); an
+ *    authenticated user may relay, and may only use their own addresses
+ *    as the envelope sender (sender_login).
+ *  - On the local socket the peer's uid (SO_PEERCRED) decides: relaying is
+ *    allowed, the envelope sender is forced to user@domain unless the user
+ *    is trusted, and missing Date, From and Message-ID header fields are
+ *    added (RFC 5322 §3.6).
+ *  - While a password check, a failure delay or a user lookup is in
+ *    flight (like a commit) the session reads nothing; if the client goes
+ *    away meanwhile, the session is freed only when the work returns.
  * Must not: block, or keep config/tables pointers across events (a SIGHUP
  * may replace them).
  */
 #include "smtpd/session.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/addr.h"
 #include "common/envelope.h"
@@ -45,6 +67,9 @@
 #define OUT_HIGH (64 * 1024)   /* stop reading while this much output is unsent */
 #define INPUT_MAX (64 * 1024)  /* conn input bound */
 #define HELO_MAX 255
+#define AUTH_LINE_MAX 2048     /* AUTH lines may be longer than other commands (RFC 4954 §4) */
+#define HDR_SCAN_MAX 65536     /* header section looked at for missing fields (local mail) */
+#define AUTH_DELAY_MAX_MS 30000
 
 enum state {
 	ST_CONNECTED, /* greeting sent, no HELO/EHLO yet */
@@ -55,7 +80,12 @@ enum state {
 	ST_BDAT,      /* reading a BDAT chunk */
 	ST_COMMIT,    /* waiting for the queue commit */
 	ST_CLOSING,   /* QUIT or fatal: no more input */
+	ST_TLS,       /* TLS handshake in progress */
+	ST_AUTH,      /* AUTH: reading the client's SASL responses */
+	ST_WAIT,      /* password check, failure delay or user lookup in flight */
 };
+
+enum auth_mech { MECH_PLAIN, MECH_LOGIN };
 
 #define IN(s) (1u << (s))
 
@@ -93,10 +123,34 @@ struct session {
 	enum state bdat_before; /* state to return to after a discarded chunk */
 	uint64_t bdat_left;
 	int64_t started_us;
+
+	unsigned busy;      /* work in flight on the pool (commit, password, lookup) */
+
+	/* TLS */
+	bool tls;
+	char tls_info[96];
+
+	/* AUTH */
+	char *auth_user;        /* authenticated as */
+	unsigned auth_failures;
+	enum auth_mech mech;
+	int auth_step;          /* LOGIN: 0 user name, 1 password */
+	char *auth_pending;     /* user name being checked or read */
+	uv_timer_t *auth_timer; /* failure delay; freed in its close callback */
+
+	/* the local socket (sendmail) */
+	bool local;
+	bool trusted;           /* may choose the envelope sender */
+	uid_t uid;
+	char *local_user;
+	char *local_sender;     /* user@domain */
+	bool hdr_scan;          /* collecting the header section of the content */
+	buf_t hdr;
 };
 
 static void session_process(session_t *s);
 static void session_event(conn_t *c, enum conn_event ev, int err, void *arg);
+static void session_free(session_t *s);
 
 static tern_t *
 T(session_t *s)
@@ -168,8 +222,48 @@ txn_reset(session_t *s)
 	s->bdat_discard = false;
 	s->bdat_last = false;
 	s->bdat_left = 0;
-	if (s->state != ST_CONNECTED && s->state != ST_CLOSING)
+	s->hdr_scan = false;
+	buf_free(&s->hdr);
+	if (s->state != ST_CONNECTED && s->state != ST_CLOSING && s->state != ST_TLS)
 		s->state = ST_READY;
+}
+
+/* Work on the pool has come back (busy was counted): true when the client
+ * left meanwhile and the session is gone now (do not touch s). */
+static bool
+work_returned(session_t *s)
+{
+	s->busy--;
+	if (!s->gone)
+		return false;
+	if (s->busy == 0) {
+		server_session_gone(s->srv, s, s->ip);
+		session_free(s);
+	}
+	return true;
+}
+
+/* Back to reading commands after a pause (commit, AUTH, lookup). */
+static void
+session_resume(session_t *s)
+{
+	conn_read_pause(s->conn, false);
+	conn_set_timeout(s->conn, CFG(s)->timeout_command * 1000u);
+	if (s->shutdown) {
+		reply(s, "421 4.3.2 Service shutting down");
+		session_close(s);
+		return;
+	}
+	session_process(s);
+	conn_flush(s->conn);
+}
+
+static void
+session_pause(session_t *s)
+{
+	s->state = ST_WAIT;
+	conn_read_pause(s->conn, true);
+	conn_set_timeout(s->conn, 0);
 }
 
 static unsigned
@@ -180,21 +274,132 @@ offered_args(session_t *s)
 	return ARGS_SMTPUTF8 | ARGS_8BITMIME | ARGS_DSN | ARGS_SIZE;
 }
 
-/* RFC 3848 / RFC 6531 §3.7.3 protocol word for Received */
+/* RFC 3848 / RFC 6531 §3.7.3 protocol word for Received: S for TLS, A
+ * for AUTH */
 static const char *
 proto_word(session_t *s)
 {
+	static const char *const words[2][4] = {
+		{"ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA"},
+		{"UTF8SMTP", "UTF8SMTPS", "UTF8SMTPA", "UTF8SMTPSA"},
+	};
 	bool utf8 = s->have_mail && s->mail.smtputf8;
 	if (!s->esmtp)
 		return "SMTP";
-	return utf8 ? "UTF8SMTP" : "ESMTP";
+	return words[utf8][(s->tls ? 1 : 0) + (s->auth_user ? 2 : 0)];
+}
+
+/* " user=NAME" for log lines, or "" */
+static const char *
+user_note(session_t *s, char *buf, size_t n)
+{
+	const char *u = s->auth_user ? s->auth_user : s->local_user;
+	if (!u)
+		return "";
+	snprintf(buf, n, " user=%s", u);
+	return buf;
+}
+
+static void
+rfc5322_date(char *out, size_t n, time_t t)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(out, n, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+/*
+ * Local submissions: the header section is collected (at most
+ * HDR_SCAN_MAX octets) and written with the fields RFC 5322 §3.6 requires
+ * and the sender's program left out (Date, From; Message-ID, which it
+ * should have) added at its end. at_end: the content ended (a message of
+ * only header fields). Without a complete header section in the window
+ * nothing is added.
+ */
+static void
+hdr_emit(session_t *s, bool at_end)
+{
+	const char *d = s->hdr.data ? s->hdr.data : "";
+	size_t len = s->hdr.len, pos = 0;
+	bool have_date = false, have_from = false, have_mid = false, in_field = false, complete = false;
+	while (pos < len) {
+		const char *eol = memmem(d + pos, len - pos, "\r\n", 2);
+		if (!eol) {
+			complete = at_end; /* an unterminated last line is no header field */
+			break;
+		}
+		size_t ll = (size_t)(eol - (d + pos));
+		if (ll == 0) {
+			complete = true; /* the blank line */
+			break;
+		}
+		if (d[pos] == ' ' || d[pos] == '\t') {
+			if (!in_field) {
+				complete = true;
+				break;
+			}
+			pos += ll + 2;
+			continue;
+		}
+		/* RFC 5322 §2.2: field name = printable US-ASCII but ':' */
+		size_t k = 0;
+		while (k < ll && d[pos + k] > ' ' && d[pos + k] < 0x7f && d[pos + k] != ':')
+			k++;
+		if (k == 0 || k >= ll || d[pos + k] != ':') {
+			complete = true; /* the body starts without a blank line */
+			break;
+		}
+		if (k == 4 && strncasecmp(d + pos, "Date", 4) == 0)
+			have_date = true;
+		else if (k == 4 && strncasecmp(d + pos, "From", 4) == 0)
+			have_from = true;
+		else if (k == 10 && strncasecmp(d + pos, "Message-ID", 10) == 0)
+			have_mid = true;
+		in_field = true;
+		pos += ll + 2;
+	}
+	if (pos >= len && !complete)
+		complete = at_end;
+	queue_write(s->qm, d, pos);
+	if (complete && (!have_date || !have_from || !have_mid)) {
+		buf_t h = BUF_INIT;
+		if (!have_date) {
+			char date[64];
+			rfc5322_date(date, sizeof date, (time_t)(s->started_us / 1000000));
+			buf_printf(&h, "Date: %s\r\n", date);
+		}
+		if (!have_from) {
+			const char *f = s->env->sender && s->env->sender[0] ? s->env->sender : s->local_sender;
+			buf_printf(&h, "From: <%s>\r\n", f ? f : "");
+		}
+		if (!have_mid)
+			buf_printf(&h, "Message-ID: <%s@%s>\r\n", s->qid, CFG(s)->hostname);
+		/* a body that started without a blank line gets one */
+		if (pos < len && !(len - pos >= 2 && d[pos] == '\r' && d[pos + 1] == '\n'))
+			buf_puts(&h, "\r\n");
+		queue_write(s->qm, h.data, h.len);
+		buf_free(&h);
+		log_info("%s: added header fields%s%s%s session=%s", s->qid, have_date ? "" : " Date",
+		    have_from ? "" : " From", have_mid ? "" : " Message-ID", s->id);
+	}
+	queue_write(s->qm, d + pos, len - pos);
+	s->hdr_scan = false;
+	buf_free(&s->hdr);
 }
 
 static void
 content_out(void *arg, const char *p, size_t n)
 {
 	session_t *s = arg;
-	queue_write(s->qm, p, n);
+	if (!s->hdr_scan) {
+		queue_write(s->qm, p, n);
+		return;
+	}
+	size_t from = s->hdr.len > 3 ? s->hdr.len - 3 : 0;
+	buf_append(&s->hdr, p, n);
+	if ((s->hdr.len >= 2 && s->hdr.data[0] == '\r' && s->hdr.data[1] == '\n') ||
+	    memmem(s->hdr.data + from, s->hdr.len - from, "\r\n\r\n", 4) || s->hdr.len >= HDR_SCAN_MAX)
+		hdr_emit(s, false);
 }
 
 /* Start the content: queue file, Received header (RFC 5321 §4.4). */
@@ -209,14 +414,22 @@ content_begin(session_t *s, bool raw)
 	s->qm = queue_begin(T(s)->queue, s->env);
 
 	char date[64];
-	time_t now = (time_t)(s->started_us / 1000000);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	rfc5322_date(date, sizeof date, (time_t)(s->started_us / 1000000));
 
 	buf_t h = BUF_INIT;
-	buf_printf(&h, "Received: from %s ([%s])\r\n\tby %s (tern) with %s id %s", s->helo ? s->helo : "unknown",
-	    s->ip, c->hostname, proto_word(s), s->qid);
+	if (s->local)
+		buf_printf(&h, "Received: from %s (uid %u, user %s)", s->helo ? s->helo : "unknown",
+		    (unsigned)s->uid, s->local_user);
+	else
+		buf_printf(&h, "Received: from %s ([%s])", s->helo ? s->helo : "unknown", s->ip);
+	if (s->tls) {
+		/* the version and cipher in a comment, like other MTAs */
+		const char *sp = strchr(s->tls_info, ' ');
+		if (sp)
+			buf_printf(&h, "\r\n\t(using %.*s with cipher %s)", (int)(sp - s->tls_info),
+			    s->tls_info, sp + 1);
+	}
+	buf_printf(&h, "\r\n\tby %s (tern) with %s id %s", c->hostname, proto_word(s), s->qid);
 	if (s->nrcpt_cmds == 1 && s->first_rcpt)
 		buf_printf(&h, "\r\n\tfor <%s>", s->first_rcpt);
 	buf_printf(&h, "; %s\r\n", date);
@@ -225,27 +438,28 @@ content_begin(session_t *s, bool raw)
 	dataread_init(&s->dr, raw, c->max_line_length, c->message_size_limit);
 	/* the Received header counts against the size limit too */
 	s->dr.size = 0;
+	s->hdr_scan = s->local;
 }
 
 static void
 commit_done(void *arg, int err, envelope_t *env)
 {
 	session_t *s = arg;
+	char un[128];
 	s->qm = NULL; /* freed by the queue */
 	if (s->gone) {
 		/* client left while we synced: the message is queued all the same */
 		if (err == 0) {
-			log_info("%s: accepted session=%s client=%s helo=%s from=<%s> size=%llu nrcpt=%zu proto=%s (client gone before reply)",
+			log_info("%s: accepted session=%s client=%s helo=%s from=<%s> size=%llu nrcpt=%zu proto=%s%s (client gone before reply)",
 			    env->qid, s->id, s->ip, s->helo ? s->helo : "", env->sender,
-			    (unsigned long long)env->body_len, env->nrcpt, proto_word(s));
+			    (unsigned long long)env->body_len, env->nrcpt, proto_word(s),
+			    user_note(s, un, sizeof un));
 			sched_submit(T(s)->sched, env, false);
 		}
-		txn_reset(s);
-		xfree(s->helo);
-		server_session_gone(s->srv, s, s->ip);
-		xfree(s);
+		work_returned(s);
 		return;
 	}
+	s->busy--;
 	if (err != 0) {
 		char line[256];
 		snprintf(line, sizeof line, "451 4.3.0 Error: queue file write error (%s)", strerror(err));
@@ -253,9 +467,10 @@ commit_done(void *arg, int err, envelope_t *env)
 		reply_error(s, "DATA", line, false);
 	} else {
 		char line[128];
-		log_info("%s: accepted session=%s client=%s helo=%s from=<%s> size=%llu nrcpt=%zu proto=%s",
+		log_info("%s: accepted session=%s client=%s helo=%s from=<%s> size=%llu nrcpt=%zu proto=%s%s",
 		    env->qid, s->id, s->ip, s->helo ? s->helo : "", env->sender,
-		    (unsigned long long)env->body_len, env->nrcpt, proto_word(s));
+		    (unsigned long long)env->body_len, env->nrcpt, proto_word(s),
+		    user_note(s, un, sizeof un));
 		snprintf(line, sizeof line, "250 2.0.0 Ok: queued as %s", env->qid);
 		reply(s, line);
 		s->nmessages++;
@@ -263,15 +478,7 @@ commit_done(void *arg, int err, envelope_t *env)
 	}
 	s->state = ST_READY;
 	txn_reset(s);
-	conn_read_pause(s->conn, false);
-	conn_set_timeout(s->conn, CFG(s)->timeout_command * 1000u);
-	if (s->shutdown) {
-		reply(s, "421 4.3.2 Service shutting down");
-		session_close(s);
-		return;
-	}
-	session_process(s);
-	conn_flush(s->conn);
+	session_resume(s);
 }
 
 /* The content has ended (final dot, or BDAT LAST): check, then commit. */
@@ -281,6 +488,9 @@ content_end(session_t *s, const char *cmd)
 	unsigned f = s->dr.flags;
 	char line[256];
 	const char *bad = NULL;
+
+	if (s->hdr_scan)
+		hdr_emit(s, true); /* a message that is all header */
 
 	if (f & DR_TOO_BIG) {
 		snprintf(line, sizeof line, "552 5.3.4 Error: message too big (limit %llu octets)",
@@ -306,6 +516,7 @@ content_end(session_t *s, const char *cmd)
 	conn_read_pause(s->conn, true);
 	conn_set_timeout(s->conn, 0);
 	qmsg_t *qm = s->qm;
+	s->busy++;
 	queue_commit(qm, commit_done, s);
 }
 
@@ -356,9 +567,15 @@ do_helo_common(session_t *s, const char *args, size_t n, bool esmtp)
 	    "250-8BITMIME\r\n"
 	    "250-SMTPUTF8\r\n"
 	    "250-DSN\r\n"
-	    "250-ENHANCEDSTATUSCODES\r\n"
-	    "250 CHUNKING\r\n",
+	    "250-ENHANCEDSTATUSCODES\r\n",
 	    c->hostname, (unsigned long long)c->message_size_limit);
+	/* RFC 3207 §4.2: not again once TLS is on; RFC 4954 §4: AUTH only
+	 * where a password may be sent, i.e. under TLS */
+	if (!s->tls && !s->local && server_tls_ctx(s->srv))
+		conn_printf(s->conn, "250-STARTTLS\r\n");
+	if (s->tls && !s->auth_user && server_auth_db(s->srv))
+		conn_printf(s->conn, "250-AUTH PLAIN LOGIN\r\n");
+	conn_printf(s->conn, "250 CHUNKING\r\n");
 }
 
 static void
@@ -388,6 +605,11 @@ cmd_mail(session_t *s, const char *a, size_t n)
 		reply_error(s, "MAIL", "501 5.5.4 Syntax: MAIL FROM:<address>", true);
 		return;
 	}
+	if ((s->mode == LISTEN_SUBMISSION || s->mode == LISTEN_SMTPS) && !s->auth_user) {
+		/* RFC 6409 §4.3, RFC 4954 §6 */
+		reply_error(s, "MAIL", "530 5.7.0 Error: authentication required", true);
+		return;
+	}
 	mail_args_t m;
 	if (mail_args_parse(a + 5, n - 5, offered_args(s), &m, &err) < 0) {
 		reply_error(s, "MAIL", err, true);
@@ -399,10 +621,25 @@ cmd_mail(session_t *s, const char *a, size_t n)
 		reply_error(s, "MAIL", "552 5.3.4 Error: message size exceeds fixed limit", true);
 		return;
 	}
+	if (s->auth_user && !auth_sender_ok(server_sender_login(s->srv), s->auth_user, m.from.str)) {
+		log_info("%s: reject cmd=MAIL reply=\"553 5.7.1 Error: sender address not owned by the authenticated user\" client=%s user=%s from=<%s>",
+		    s->id, s->ip, s->auth_user, m.from.str);
+		reply(s, "553 5.7.1 Error: sender address not owned by the authenticated user");
+		s->errors++;
+		mail_args_free(&m);
+		return;
+	}
+	const char *sender = m.from.str;
+	if (s->local && !s->trusted && strcmp(sender, s->local_sender) != 0) {
+		/* an ordinary local user sends as themselves (docs/sendmail.md) */
+		log_info("%s: sender forced user=%s from=<%s> to=<%s>", s->id, s->local_user, sender,
+		    s->local_sender);
+		sender = s->local_sender;
+	}
 	s->mail = m;
 	s->have_mail = true;
 	s->env = envelope_new();
-	s->env->sender = xstrdup(m.from.str);
+	s->env->sender = xstrdup(sender);
 	s->env->envid = m.envid ? xstrdup(m.envid) : NULL;
 	s->env->ret = m.ret;
 	s->env->body = m.body;
@@ -606,7 +843,233 @@ cmd_expn(session_t *s, const char *a, size_t n)
 static void
 cmd_help(session_t *s, const char *a, size_t n)
 {
-	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+}
+
+/* RFC 3207 */
+static void
+cmd_starttls(session_t *s, const char *a, size_t n)
+{
+	SSL_CTX *ctx = server_tls_ctx(s->srv);
+	if (s->tls) {
+		reply_error(s, "STARTTLS", "503 5.5.1 Error: TLS already active", true);
+		return;
+	}
+	if (!ctx || s->local) {
+		reply_error(s, "STARTTLS", "502 5.5.1 Error: STARTTLS not available", true);
+		return;
+	}
+	if (n > 0) {
+		reply_error(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS (no parameters)", true);
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	/* §4.2: forget everything learned before TLS */
+	txn_reset(s);
+	xfree(s->helo);
+	s->helo = NULL;
+	s->esmtp = false;
+	s->state = ST_TLS;
+	if (conn_starttls(s->conn, ctx, true, NULL) < 0) {
+		log_err("%s: cannot start TLS: %s", s->id, conn_tls_error(s->conn));
+		s->state = ST_CLOSING;
+		conn_abort(s->conn, UV_EPROTO);
+	}
+}
+
+/* ---- AUTH (RFC 4954) ---- */
+
+static void auth_check(session_t *s, char *user, char *pass);
+
+static const char *
+mech_name(session_t *s)
+{
+	return s->mech == MECH_PLAIN ? "PLAIN" : "LOGIN";
+}
+
+static void
+auth_end(session_t *s)
+{
+	xfree(s->auth_pending);
+	s->auth_pending = NULL;
+	s->auth_step = 0;
+	if (s->state == ST_AUTH || s->state == ST_WAIT)
+		s->state = ST_READY;
+}
+
+static void
+auth_timer_closed(uv_handle_t *h)
+{
+	xfree(h);
+}
+
+static void
+auth_timer_stop(session_t *s)
+{
+	if (!s->auth_timer)
+		return;
+	uv_timer_stop(s->auth_timer);
+	uv_close((uv_handle_t *)s->auth_timer, auth_timer_closed);
+	s->auth_timer = NULL;
+}
+
+/* the failure delay is over: say 535, or 421 after too many */
+static void
+auth_fail_reply(session_t *s)
+{
+	s->state = ST_READY;
+	reply_error(s, "AUTH", "535 5.7.8 Error: authentication credentials invalid", false);
+	if (s->auth_failures >= CFG(s)->auth_max_failures) {
+		reply(s, "421 4.7.0 Error: too many failed authentications; closing connection");
+		log_info("%s: too many failed authentications client=%s failures=%u", s->id, s->ip,
+		    s->auth_failures);
+		session_close(s);
+		conn_flush(s->conn);
+		return;
+	}
+	session_resume(s);
+}
+
+static void
+on_auth_timer(uv_timer_t *t)
+{
+	session_t *s = t->data;
+	auth_timer_stop(s);
+	auth_fail_reply(s);
+}
+
+static void
+auth_verified(void *arg, bool ok)
+{
+	session_t *s = arg;
+	if (work_returned(s))
+		return;
+	const char *user = s->auth_pending;
+	if (ok) {
+		s->auth_user = xstrdup(user);
+		s->relay_ok = true;
+		log_info("%s: auth ok user=%s method=%s client=%s", s->id, user, mech_name(s), s->ip);
+		auth_end(s);
+		reply(s, "235 2.7.0 Authentication successful");
+		session_resume(s);
+		return;
+	}
+	s->auth_failures++;
+	/* no user name here: a password typed into the name field would be logged */
+	log_info("%s: auth failed method=%s client=%s failures=%u", s->id, mech_name(s), s->ip,
+	    s->auth_failures);
+	auth_end(s);
+	s->state = ST_WAIT;
+	/* slow down guessing: the delay doubles with each failure */
+	uint64_t ms = (uint64_t)CFG(s)->auth_failure_delay * 1000u;
+	for (unsigned i = 1; i < s->auth_failures && ms < AUTH_DELAY_MAX_MS; i++)
+		ms *= 2;
+	if (ms > AUTH_DELAY_MAX_MS)
+		ms = AUTH_DELAY_MAX_MS;
+	if (ms == 0) {
+		auth_fail_reply(s);
+		return;
+	}
+	s->auth_timer = xmalloc(sizeof *s->auth_timer);
+	uv_timer_init(T(s)->loop, s->auth_timer);
+	s->auth_timer->data = s;
+	uv_timer_start(s->auth_timer, on_auth_timer, ms, 0);
+}
+
+/* user and pass are the caller's allocations; pass is wiped here */
+static void
+auth_check(session_t *s, char *user, char *pass)
+{
+	const auth_db_t *db = server_auth_db(s->srv);
+	const char *hash = db && auth_user_name_ok(user) ? auth_db_hash(db, user) : NULL;
+	xfree(s->auth_pending);
+	s->auth_pending = user;
+	session_pause(s);
+	s->busy++;
+	auth_verify(T(s)->loop, hash, pass, auth_verified, s);
+	explicit_bzero(pass, strlen(pass));
+	xfree(pass);
+}
+
+/* one SASL response line (or the initial response) */
+static void
+auth_response(session_t *s, const char *r, size_t n)
+{
+	const char *why;
+	if (n == 1 && r[0] == '*') {
+		/* RFC 4954 §4: the client cancels */
+		auth_end(s);
+		reply_error(s, "AUTH", "501 5.0.0 Error: authentication cancelled", true);
+		return;
+	}
+	if (n == 1 && r[0] == '=')
+		n = 0; /* an empty initial response */
+	if (s->mech == MECH_PLAIN) {
+		char *user, *pass;
+		if (auth_plain_decode(r, n, &user, &pass, &why) < 0) {
+			auth_end(s);
+			reply_error(s, "AUTH", why, true);
+			return;
+		}
+		auth_check(s, user, pass);
+		return;
+	}
+	char *v;
+	if (auth_login_decode(r, n, &v, &why) < 0) {
+		auth_end(s);
+		reply_error(s, "AUTH", why, true);
+		return;
+	}
+	if (s->auth_step == 0) {
+		xfree(s->auth_pending);
+		s->auth_pending = v;
+		s->auth_step = 1;
+		s->state = ST_AUTH;
+		reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+		return;
+	}
+	char *user = s->auth_pending;
+	s->auth_pending = NULL;
+	auth_check(s, user, v);
+}
+
+static void
+cmd_auth(session_t *s, const char *a, size_t n)
+{
+	if (!server_auth_db(s->srv) || s->local) {
+		reply_error(s, "AUTH", "502 5.5.1 Error: authentication not enabled", true);
+		return;
+	}
+	if (!s->tls) {
+		/* RFC 4954 §6 */
+		reply_error(s, "AUTH", "538 5.7.11 Error: encryption required for authentication", true);
+		return;
+	}
+	if (s->auth_user) {
+		reply_error(s, "AUTH", "503 5.5.1 Error: already authenticated", true);
+		return;
+	}
+	size_t ml = 0;
+	while (ml < n && a[ml] != ' ')
+		ml++;
+	const char *ir = ml < n ? a + ml + 1 : NULL;
+	size_t irn = ir ? n - ml - 1 : 0;
+	if (ml == 5 && strncasecmp(a, "PLAIN", 5) == 0) {
+		s->mech = MECH_PLAIN;
+	} else if (ml == 5 && strncasecmp(a, "LOGIN", 5) == 0) {
+		s->mech = MECH_LOGIN;
+	} else {
+		reply_error(s, "AUTH", "504 5.5.4 Error: unrecognized authentication mechanism", true);
+		return;
+	}
+	s->auth_step = 0;
+	if (ir) {
+		auth_response(s, ir, irn);
+		return;
+	}
+	s->state = ST_AUTH;
+	/* RFC 4616: PLAIN's challenge is empty; LOGIN asks "Username:" */
+	reply(s, s->mech == MECH_PLAIN ? "334 " : "334 VXNlcm5hbWU6");
 }
 
 static const struct command {
@@ -627,6 +1090,9 @@ static const struct command {
 	{"VRFY", IN(ST_CONNECTED) | IN(ST_READY) | IN(ST_MAIL) | IN(ST_RCPT), NULL, cmd_vrfy},
 	{"EXPN", IN(ST_CONNECTED) | IN(ST_READY) | IN(ST_MAIL) | IN(ST_RCPT), NULL, cmd_expn},
 	{"HELP", IN(ST_CONNECTED) | IN(ST_READY) | IN(ST_MAIL) | IN(ST_RCPT), NULL, cmd_help},
+	{"STARTTLS", IN(ST_READY), NULL, cmd_starttls},
+	/* RFC 4954 §4: not during a transaction */
+	{"AUTH", IN(ST_READY), NULL, cmd_auth},
 	{NULL, 0, NULL, NULL},
 };
 
@@ -639,6 +1105,8 @@ bad_sequence_text(session_t *s, const struct command *c)
 		return "503 5.5.1 Error: send HELO/EHLO first";
 	if (strcmp(c->name, "MAIL") == 0)
 		return "503 5.5.1 Error: nested MAIL command";
+	if (strcmp(c->name, "STARTTLS") == 0 || strcmp(c->name, "AUTH") == 0)
+		return "503 5.5.1 Error: MAIL transaction in progress";
 	if (strcmp(c->name, "DATA") == 0)
 		return s->state == ST_MAIL && s->rcpt_tries > 0 ? "554 5.5.1 Error: no valid recipients"
 		                                              : "503 5.5.1 Error: need RCPT command";
@@ -673,9 +1141,15 @@ dispatch(session_t *s, const char *line, size_t n)
 		c->fn(s, args, an);
 		return;
 	}
-	char verb[16];
-	snprintf(verb, sizeof verb, "%.*s", (int)(vl < 12 ? vl : 12), line);
-	reply_error(s, verb[0] ? verb : "-", "500 5.5.2 Error: command not recognized", true);
+	/* only a word is logged as the verb: anything else might be a
+	 * base64 credential sent out of turn */
+	char verb[16] = "-";
+	bool word = vl > 0 && vl <= 12;
+	for (size_t i = 0; i < vl && word; i++)
+		word = (line[i] >= 'A' && line[i] <= 'Z') || (line[i] >= 'a' && line[i] <= 'z');
+	if (word)
+		snprintf(verb, sizeof verb, "%.*s", (int)vl, line);
+	reply_error(s, verb, "500 5.5.2 Error: command not recognized", true);
 }
 
 /* ---- input ---- */
@@ -697,10 +1171,15 @@ command_line(session_t *s, const char *line, size_t n)
 {
 	/* a CR inside the line that is not part of the final CRLF */
 	if (memchr(line, '\n', n) || memchr(line, '\r', n) || memchr(line, '\0', n)) {
+		if (s->state == ST_AUTH)
+			auth_end(s);
 		reply_error(s, "-", "500 5.5.2 Error: bare LF, bare CR or NUL in command line; lines must end with CRLF", true);
 		return !too_many_errors(s);
 	}
-	dispatch(s, line, n);
+	if (s->state == ST_AUTH)
+		auth_response(s, line, n);
+	else
+		dispatch(s, line, n);
 	if (s->state == ST_CLOSING)
 		return false;
 	return !too_many_errors(s);
@@ -713,7 +1192,11 @@ session_process(session_t *s)
 	buf_t *in = conn_input(s->conn);
 
 	while ((in->len > 0 || (s->state == ST_BDAT && s->bdat_left == 0)) && s->state != ST_CLOSING &&
-	    s->state != ST_COMMIT && !s->gone) {
+	    s->state != ST_COMMIT && s->state != ST_WAIT && s->state != ST_TLS && !s->gone) {
+		size_t maxline = c->max_command_length;
+		if (maxline < AUTH_LINE_MAX &&
+		    (s->state == ST_AUTH || (in->len >= 5 && strncasecmp(in->data, "AUTH ", 5) == 0)))
+			maxline = AUTH_LINE_MAX;
 		if (conn_pending_output(s->conn) > OUT_HIGH) {
 			/* the client does not read its replies: stop reading it */
 			conn_read_pause(s->conn, true);
@@ -756,7 +1239,7 @@ session_process(session_t *s)
 			continue;
 		}
 		if (!eol) {
-			if (in->len >= c->max_command_length) {
+			if (in->len >= maxline) {
 				reply_error(s, "-", "500 5.5.2 Error: line too long", true);
 				s->skip_line = true;
 				size_t drop = in->len - (in->data[in->len - 1] == '\r');
@@ -767,7 +1250,7 @@ session_process(session_t *s)
 			return; /* wait for more */
 		}
 		size_t linelen = (size_t)(eol - in->data) + 2;
-		if (linelen > c->max_command_length) {
+		if (linelen > maxline) {
 			conn_consume(s->conn, linelen);
 			reply_error(s, "-", "500 5.5.2 Error: line too long", true);
 			if (too_many_errors(s))
@@ -781,6 +1264,7 @@ session_process(session_t *s)
 		line[n] = '\0';
 		conn_consume(s->conn, linelen);
 		bool more = command_line(s, line, n);
+		explicit_bzero(line, n); /* it may have been a SASL response */
 		if (line != small)
 			xfree(line);
 		if (!more)
@@ -792,8 +1276,79 @@ static void
 session_free(session_t *s)
 {
 	txn_reset(s);
+	auth_timer_stop(s);
 	xfree(s->helo);
+	xfree(s->auth_user);
+	xfree(s->auth_pending);
+	xfree(s->local_user);
+	xfree(s->local_sender);
 	xfree(s);
+}
+
+/* ---- the local socket: who is the peer? ---- */
+
+struct pwlookup {
+	uv_work_t w;
+	session_t *s;
+	uid_t uid;
+	bool found;
+	char name[64];
+};
+
+static void
+pw_work(uv_work_t *w)
+{
+	struct pwlookup *p = w->data;
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	if (getpwuid_r(p->uid, &pw, buf, sizeof buf, &res) == 0 && res &&
+	    strlen(res->pw_name) < sizeof p->name) {
+		snprintf(p->name, sizeof p->name, "%s", res->pw_name);
+		p->found = true;
+	}
+}
+
+static void
+greet(session_t *s)
+{
+	conn_printf(s->conn, "220 %s ESMTP tern\r\n", CFG(s)->hostname);
+	conn_flush(s->conn);
+}
+
+static void
+pw_done(uv_work_t *w, int status)
+{
+	struct pwlookup *p = w->data;
+	session_t *s = p->s;
+	bool found = status == 0 && p->found;
+	char name[64];
+	snprintf(name, sizeof name, "%s", p->name);
+	xfree(p);
+	if (work_returned(s))
+		return;
+	const config_t *c = CFG(s);
+	/* a name the address syntax takes unquoted (RFC 5321 §4.1.2 Dot-string) */
+	bool ok = found && name[0] && name[0] != '.';
+	for (size_t i = 0; ok && name[i]; i++)
+		ok = strchr("()<>[]:;@\\,\" ", name[i]) == NULL && (unsigned char)name[i] > ' ' &&
+		    (unsigned char)name[i] < 0x7f;
+	if (!ok) {
+		log_warn("%s: local uid %u has no usable user name; refused", s->id, (unsigned)s->uid);
+		reply(s, "554 5.7.1 Error: cannot identify the local user");
+		session_close(s);
+		conn_flush(s->conn);
+		return;
+	}
+	s->local_user = xstrdup(name);
+	s->local_sender = xasprintf("%s@%s", name, auth_local_domain(c));
+	s->trusted = s->uid == 0 || s->uid == geteuid();
+	for (size_t i = 0; i < c->ntrusted_users && !s->trusted; i++)
+		s->trusted = strcmp(c->trusted_users[i], name) == 0;
+	log_info("%s: local user=%s uid=%u%s", s->id, name, (unsigned)s->uid,
+	    s->trusted ? " trusted" : "");
+	s->state = ST_CONNECTED;
+	greet(s);
+	session_resume(s);
 }
 
 static void
@@ -804,27 +1359,47 @@ session_event(conn_t *c, enum conn_event ev, int err, void *arg)
 	case CONN_EV_DATA:
 		session_process(s);
 		break;
+	case CONN_EV_TLS_READY: {
+		const char *info = conn_tls_info(c);
+		snprintf(s->tls_info, sizeof s->tls_info, "%s", info ? info : "TLS ?");
+		s->tls = true;
+		const char *sp = strchr(s->tls_info, ' ');
+		log_info("tls session=%s client=%s version=%.*s cipher=%s", s->id, s->ip,
+		    sp ? (int)(sp - s->tls_info) : 0, s->tls_info, sp ? sp + 1 : "");
+		s->state = ST_CONNECTED;
+		if (s->mode == LISTEN_SMTPS)
+			greet(s); /* RFC 8314 §3.3: the greeting comes under TLS */
+		conn_set_timeout(c, CFG(s)->timeout_command * 1000u);
+		if (s->shutdown) {
+			reply(s, "421 4.3.2 Service shutting down");
+			session_close(s);
+		}
+		break;
+	}
 	case CONN_EV_DRAINED:
-		if (s->state != ST_COMMIT && s->state != ST_CLOSING &&
-		    conn_pending_output(c) == 0) {
+		if (s->state != ST_COMMIT && s->state != ST_CLOSING && s->state != ST_WAIT &&
+		    s->state != ST_TLS && conn_pending_output(c) == 0) {
 			conn_read_pause(c, false);
 			if (conn_input(c)->len > 0)
 				session_process(s);
 		}
 		break;
 	case CONN_EV_TIMEOUT:
-		if (s->state == ST_COMMIT)
+		if (s->state == ST_COMMIT || s->state == ST_WAIT)
 			break;
 		log_info("%s: timeout client=%s state=%d", s->id, s->ip, (int)s->state);
 		reply(s, "421 4.4.2 Error: timeout exceeded; closing connection");
 		session_close(s);
 		break;
 	case CONN_EV_CLOSED:
+		if (conn_tls_error(c)[0])
+			log_info("tls failed session=%s client=%s: %s", s->id, s->ip, conn_tls_error(c));
 		log_info("disconnect session=%s client=%s commands=%u messages=%u errors=%u%s%s", s->id, s->ip,
 		    s->ncommands, s->nmessages, s->errors, err ? " error=" : "", err ? uv_strerror(err) : "");
 		s->conn = NULL;
-		if (s->state == ST_COMMIT) {
-			/* keep s until commit_done */
+		auth_timer_stop(s);
+		if (s->busy > 0) {
+			/* keep s until the work in flight returns */
 			s->gone = true;
 			return;
 		}
@@ -852,9 +1427,41 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 	s->relay_ok = config_in_mynetworks(c, conn_peer_addr(conn));
 	conn_set_cb(conn, session_event, s);
 	conn_set_timeout(conn, c->timeout_command * 1000u);
-	log_info("connect session=%s client=%s port=%d", s->id, s->ip, s->port);
-	conn_printf(conn, "220 %s ESMTP tern\r\n", c->hostname);
-	conn_flush(conn);
+	log_info("connect session=%s client=%s port=%d%s", s->id, s->ip, s->port,
+	    mode == LISTEN_SMTP ? "" : mode == LISTEN_SUBMISSION ? " mode=submission"
+	    : mode == LISTEN_SMTPS ? " mode=smtps" : " mode=local");
+	if (mode == LISTEN_LOCAL) {
+		/* the peer's uid from the kernel; its name from the pool (NSS may be slow) */
+		s->local = true;
+		s->relay_ok = true;
+		struct pwlookup *p = xcalloc(1, sizeof *p);
+		if (conn_peer_cred(conn, &p->uid, NULL, NULL) < 0) {
+			xfree(p);
+			log_warn("%s: no peer credentials on the local socket; refused", s->id);
+			reply(s, "554 5.7.1 Error: cannot identify the local user");
+			s->state = ST_CLOSING;
+			conn_close(conn);
+			return s;
+		}
+		s->uid = p->uid;
+		p->s = s;
+		p->w.data = p;
+		session_pause(s);
+		s->busy++;
+		uv_queue_work(T(s)->loop, &p->w, pw_work, pw_done);
+		return s;
+	}
+	if (mode == LISTEN_SMTPS) {
+		/* RFC 8314 §3.3: TLS from the first byte */
+		s->state = ST_TLS;
+		if (conn_starttls(conn, server_tls_ctx(srv), true, NULL) < 0) {
+			log_err("%s: cannot start TLS: %s", s->id, conn_tls_error(conn));
+			s->state = ST_CLOSING;
+			conn_abort(conn, UV_EPROTO);
+		}
+		return s;
+	}
+	greet(s);
 	return s;
 }
 
@@ -862,8 +1469,13 @@ void
 session_shutdown(session_t *s)
 {
 	s->shutdown = true;
-	if (s->state == ST_COMMIT || s->state == ST_CLOSING || s->gone)
+	if (s->state == ST_COMMIT || s->state == ST_CLOSING || s->state == ST_WAIT || s->gone)
 		return;
+	if (s->state == ST_TLS) {
+		/* mid-handshake: nothing can be said in clear any more */
+		session_close(s);
+		return;
+	}
 	reply(s, "421 4.3.2 Service shutting down");
 	session_close(s);
 	conn_flush(s->conn);
