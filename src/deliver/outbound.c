@@ -30,9 +30,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/table.h"
 #include "queue/queue.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include <sys/un.h>
 
 enum hop_kind { HOP_MX, HOP_HOST, HOP_UNIX };
 enum rstate { R_NEW, R_RESOLVING, R_READY };
@@ -54,6 +56,7 @@ struct dest {
 	char *host;
 	uint16_t port;
 	bool is_relay; /* a configured next hop (relayhost/transport), not the recipient's domain */
+	enum tls_policy tls_policy;
 
 	enum rstate rstate;
 	struct target *t;
@@ -96,6 +99,7 @@ struct sess {
 	unsigned ntxn;
 	uint64_t idle_since; /* ms, uv_now; 0 = not idle */
 	bool quitting;
+	bool no_tls; /* "may": the handshake failed on this address, try in clear */
 };
 
 struct outbound {
@@ -111,6 +115,9 @@ struct outbound {
 	outbound_route_fn route;
 	void *route_arg;
 	int (*open_content)(const char *, const envelope_t *);
+	enum tls_policy tls_policy;
+	table_t *tls_policies;
+	SSL_CTX *tls_ctx;
 
 	struct dest *dests;
 	unsigned ndests;
@@ -379,9 +386,18 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 			const char *err = smtp_client_error(c);
 			int oc = smtp_client_error_outcome(c);
 			log_info("outbound: %s: %s", smtp_client_relay(c), err);
+			if (!o->shutting && !s->quitting && smtp_client_tls_failed(c) && !s->no_tls &&
+			    d->tls_policy == TLS_POLICY_MAY) {
+				/* opportunistic TLS failed: the same address in clear */
+				log_info("outbound: %s: retrying without TLS (policy may)", smtp_client_relay(c));
+				s->no_tls = true;
+				sess_connect(s);
+				return;
+			}
 			if (!o->shutting && !s->quitting && s->ti + 1 < d->nt) {
 				/* RFC 5321 §5.1: try the next address */
 				s->ti++;
+				s->no_tls = false;
 				sess_connect(s);
 				return;
 			}
@@ -416,6 +432,8 @@ sess_connect(struct sess *s)
 	co.helo_name = o->hostname;
 	co.lmtp = d->lmtp;
 	co.t = o->timeouts;
+	co.tls_policy = s->no_tls ? TLS_POLICY_NONE : d->tls_policy;
+	co.tls_ctx = o->tls_ctx;
 	struct target *t = &d->t[s->ti];
 	o->st.connections++;
 	s->c = smtp_client_new(o->loop, (const struct sockaddr *)&t->sa, t->name, &co, on_client, s);
@@ -614,9 +632,20 @@ dest_resolve(struct dest *d)
 	struct sockaddr_storage sa;
 	d->rstate = R_RESOLVING;
 	if (d->kind == HOP_UNIX) {
-		/* conn.h connects TCP only so far */
-		dest_resolve_failed(d, SMTP_TEMPFAIL,
-		    "451 4.3.5 LMTP over a unix-domain socket is not supported yet");
+		struct sockaddr_un su;
+		memset(&su, 0, sizeof su);
+		su.sun_family = AF_UNIX;
+		if (strlen(d->host) >= sizeof su.sun_path) {
+			dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.3.5 LMTP socket path too long");
+			return;
+		}
+		memcpy(su.sun_path, d->host, strlen(d->host));
+		d->t = xcalloc(1, sizeof *d->t);
+		memcpy(&d->t[0].sa, &su, sizeof su);
+		d->t[0].name = xstrdup("localhost");
+		d->nt = 1;
+		d->rstate = R_READY;
+		dest_pump(d);
 		return;
 	}
 	if (parse_ip(d->host, &sa) == 0) {
@@ -708,6 +737,22 @@ hop_parse(const char *spec, bool lmtp, enum hop_kind *kind, char **host, uint16_
 	return 0;
 }
 
+/* The TLS policy for a next hop's name: its tls_policy entry, else the
+ * nearest ".parent" entry, else the default. */
+static enum tls_policy
+policy_for(outbound_t *o, const char *host)
+{
+	enum tls_policy p = o->tls_policy;
+	if (!o->tls_policies || !host)
+		return p;
+	const table_entry_t *e = table_get(o->tls_policies, host);
+	for (const char *dot = strchr(host, '.'); !e && dot; dot = strchr(dot + 1, '.'))
+		e = table_get(o->tls_policies, dot);
+	if (e && e->nvalues > 0)
+		tls_policy_parse(e->values[0], &p); /* checked at load */
+	return p;
+}
+
 /* the next hop for a domain: key, or -1 with *err */
 static struct dest *
 dest_get(outbound_t *o, const char *domain, const char **err)
@@ -767,6 +812,7 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 		d->port = o->have_mx && o->mx.port ? o->mx.port : 25;
 	}
 	xfree(transport);
+	d->tls_policy = d->kind == HOP_UNIX ? TLS_POLICY_NONE : policy_for(o, d->host);
 	d->next = o->dests;
 	if (o->dests)
 		o->dests->prev = d;
@@ -812,6 +858,36 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 	o->route = opt->route;
 	o->route_arg = opt->route_arg;
 	o->open_content = opt->open_content ? opt->open_content : queue_open_content;
+	o->tls_policy = opt->tls_policy;
+	buf_t err = BUF_INIT;
+	if (opt->tls_policy_file) {
+		o->tls_policies = table_load(opt->tls_policy_file, TABLE_MAP, &err);
+		for (size_t i = 0; o->tls_policies && i < table_count(o->tls_policies); i++) {
+			const table_entry_t *e = table_entry_at(o->tls_policies, i);
+			enum tls_policy p;
+			if (e->nvalues != 1 || tls_policy_parse(e->values[0], &p) < 0) {
+				buf_printf(&err, "%s:%u: expected \"destination policy\" with policy none, "
+				    "may, encrypt or verify", e->file, e->line);
+				table_free(o->tls_policies);
+				o->tls_policies = NULL;
+			}
+		}
+		if (!o->tls_policies) {
+			log_err("tls_policy: %s", buf_cstr(&err));
+			buf_free(&err);
+			xfree(o->hostname);
+			xfree(o->spool_dir);
+			xfree(o->relayhost);
+			xfree(o);
+			return NULL;
+		}
+	}
+	/* one client context for every session; without it "may" is clear
+	 * text and "encrypt"/"verify" destinations are deferred */
+	o->tls_ctx = tls_client_ctx_new(opt->tls_ca_file, &err);
+	if (!o->tls_ctx)
+		log_warn("outbound TLS unavailable: %s", buf_cstr(&err));
+	buf_free(&err);
 	uv_timer_init(loop, &o->defer);
 	uv_timer_init(loop, &o->sweep);
 	o->defer.data = o->sweep.data = o;
@@ -877,6 +953,8 @@ on_handle_closed(uv_handle_t *h)
 	xfree(o->hostname);
 	xfree(o->spool_dir);
 	xfree(o->relayhost);
+	table_free(o->tls_policies);
+	SSL_CTX_free(o->tls_ctx);
 	xfree(o);
 	if (cb)
 		cb(arg);

@@ -25,6 +25,13 @@
  *   last_try = now, attempts + 1
  * (docs/outbound.md has the whole error policy.)
  *
+ * TLS: each destination has a policy (tls.h: none, may, encrypt, verify):
+ * the tls_policy table's entry for the next hop's name (the recipient
+ * domain for MX delivery, the host of a relayhost or transport; a
+ * ".parent" entry covers subdomains), else the default policy. Under
+ * "may", a destination whose TLS handshake fails is tried again at once in
+ * clear on the same address (RFC 7435 opportunistic security).
+ *
  * Must not: block the loop on the network or DNS; touch an envelope after
  * its callback; call a callback twice or from inside outbound_submit().
  */
@@ -67,13 +74,17 @@ typedef struct outbound_options {
 	/* how to open a message's content; NULL: queue_open_content (tests
 	 * may substitute their own) */
 	int (*open_content)(const char *spool_dir, const envelope_t *env);
+	enum tls_policy tls_policy;   /* the default; 0 = may */
+	const char *tls_policy_file;  /* "domain policy" lines; NULL = none */
+	const char *tls_ca_file;      /* CAs for verify; NULL = the system store */
 } outbound_options_t;
 
 /* idx points to the manager's own copy of the indices (valid during the
  * call); env is the caller's, updated as described above. */
 typedef void (*outbound_done_cb)(void *arg, envelope_t *env, const size_t *idx, size_t n);
 
-/* The strings in o are copied. */
+/* The strings in o are copied. NULL (logged) when the tls_policy table
+ * cannot be loaded or has a bad policy word. */
 outbound_t *outbound_new(uv_loop_t *loop, const outbound_options_t *o);
 
 /*

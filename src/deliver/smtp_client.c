@@ -3,8 +3,8 @@
  * smtp_client.h for the events and docs/outbound.md for the state machine
  * and the error policy).
  *
- * States: CONNECTING -> GREETING -> EHLO [-> HELO] -> IDLE <-> TXN [-> RSET]
- * and QUIT / CLOSING from anywhere. Within a transaction the replies still
+ * States: CONNECTING -> GREETING -> EHLO [-> STARTTLS -> TLS -> EHLO]
+ * [-> HELO] -> IDLE <-> TXN [-> RSET] and QUIT / CLOSING from anywhere. Within a transaction the replies still
  * awaited are a FIFO of "expectations" (MAIL, RCPT i, DATA, DOT ...): without
  * PIPELINING it never holds more than one, with PIPELINING (RFC 2920) the
  * MAIL, every RCPT and DATA are sent in one write and their replies are
@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "common/addr.h"
 #include "lib/conn.h"
@@ -41,6 +42,8 @@ enum cstate {
 	CS_CONNECTING,
 	CS_GREETING,
 	CS_EHLO,
+	CS_STARTTLS, /* waiting for the reply to STARTTLS */
+	CS_TLS,      /* handshake */
 	CS_HELO,
 	CS_IDLE,
 	CS_TXN,
@@ -79,6 +82,9 @@ struct smtp_client {
 	bool ready;
 	buf_t err;
 	int err_outcome;
+	bool tls_on;     /* STARTTLS done */
+	bool tls_failed; /* the handshake failed */
+	char tls_info[96];
 
 	/* the transaction */
 	smtp_txn_t *txn;
@@ -156,6 +162,10 @@ smtp_decide(enum smtp_stage stage, int code)
 		if (code == 552)
 			return SMTP_TEMPFAIL;
 		break;
+	case SMTP_STAGE_STARTTLS:
+		/* RFC 3207 §4: 220 goes ahead; a refusal costs only TLS, and a
+		 * destination whose policy requires TLS is tried again later */
+		return code == 220 ? SMTP_OK : SMTP_TEMPFAIL;
 	default:
 		break;
 	}
@@ -183,6 +193,7 @@ stage_name(enum smtp_stage s)
 	case SMTP_STAGE_DOT: return "end of data";
 	case SMTP_STAGE_RSET: return "RSET";
 	case SMTP_STAGE_QUIT: return "QUIT";
+	case SMTP_STAGE_STARTTLS: return "STARTTLS";
 	}
 	return "?";
 }
@@ -689,12 +700,52 @@ handle_reply(smtp_client_t *c)
 		c->stage = SMTP_STAGE_HELO;
 		send_helo(c, c->o.lmtp ? "LHLO" : "EHLO");
 		break;
+	case CS_STARTTLS:
+		if (smtp_decide(SMTP_STAGE_STARTTLS, code) == SMTP_OK) {
+			/* RFC 3207 §4: the handshake starts now */
+			c->st = CS_TLS;
+			if (conn_starttls(c->conn, c->o.tls_ctx, false, c->host) < 0) {
+				c->tls_failed = true;
+				session_fail(c, SMTP_TEMPFAIL, "451 4.7.5 cannot start TLS with %s: %s", c->relay,
+				    conn_tls_error(c->conn));
+			}
+			break;
+		}
+		if (c->o.tls_policy == TLS_POLICY_MAY && code != 421) {
+			/* opportunistic: carry on in clear (RFC 3207 §4.1) */
+			log_info("outbound: %s refused STARTTLS (%d); going on without TLS", c->relay, code);
+			c->ready = true;
+			become_idle(c);
+			emit(c, SMTP_CLIENT_READY);
+			break;
+		}
+		smtp_reply_format(&c->reply, "4.7.4", REPLY_TEXT_MAX, &b);
+		session_fail(c, SMTP_TEMPFAIL, "451 4.7.4 TLS is required for %s but STARTTLS was refused: %s",
+		    c->relay, buf_cstr(&b));
+		break;
 	case CS_EHLO:
 	case CS_HELO:
 		oc = smtp_decide(SMTP_STAGE_HELO, code);
 		if (oc == SMTP_OK) {
 			if (c->st == CS_EHLO)
 				parse_ehlo(c);
+			if (!c->tls_on && c->o.tls_policy != TLS_POLICY_NONE) {
+				bool offered = (c->ext & SMTP_EXT_STARTTLS) && c->st == CS_EHLO;
+				if (offered && c->o.tls_ctx) {
+					conn_write(c->conn, "STARTTLS\r\n", 10);
+					c->st = CS_STARTTLS;
+					c->stage = SMTP_STAGE_STARTTLS;
+					set_timeout(c, c->o.t.helo);
+					break;
+				}
+				if (c->o.tls_policy != TLS_POLICY_MAY) {
+					conn_write(c->conn, "QUIT\r\n", 6);
+					session_fail(c, SMTP_TEMPFAIL, "451 4.7.4 TLS is required for %s but %s",
+					    c->relay, offered ? "no TLS client context could be made"
+					                      : "it does not offer STARTTLS");
+					break;
+				}
+			}
 			c->ready = true;
 			become_idle(c);
 			emit(c, SMTP_CLIENT_READY);
@@ -776,6 +827,13 @@ report_end(smtp_client_t *c, int err)
 {
 	if (c->detached)
 		return;
+	if (c->err.len == 0 && c->st == CS_TLS) {
+		const char *why = conn_tls_error(c->conn);
+		c->tls_failed = true;
+		buf_printf(&c->err, "451 4.7.5 TLS handshake with %s failed: %s", c->relay,
+		    why[0] ? why : err ? uv_strerror(err) : "connection closed");
+		c->err_outcome = SMTP_TEMPFAIL;
+	}
 	if (c->err.len == 0) {
 		if (c->st == CS_CONNECTING || !c->ready) {
 			if (c->st == CS_CONNECTING)
@@ -862,8 +920,26 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 	case CONN_EV_CLOSED:
 		on_closed(c, err);
 		break;
-	case CONN_EV_TLS_READY:
+	case CONN_EV_TLS_READY: {
+		const char *info = conn_tls_info(c->conn);
+		const char *why = "";
+		bool verified = conn_tls_verify(c->conn, &why);
+		snprintf(c->tls_info, sizeof c->tls_info, "%s", info ? info : "TLS");
+		c->tls_on = true;
+		log_info("outbound tls relay=%s %s verify=%s%s%s", c->relay, c->tls_info,
+		    verified ? "ok" : "failed", verified ? "" : " reason=", verified ? "" : why);
+		if (c->o.tls_policy == TLS_POLICY_VERIFY && !verified) {
+			conn_write(c->conn, "QUIT\r\n", 6);
+			session_fail(c, SMTP_TEMPFAIL,
+			    "451 4.7.5 TLS certificate verification failed for %s: %s", c->relay, why);
+			break;
+		}
+		/* RFC 3207 §4.2: start over; the extensions may differ now */
+		c->st = CS_EHLO;
+		c->stage = SMTP_STAGE_HELO;
+		send_helo(c, c->o.lmtp ? "LHLO" : "EHLO");
 		break;
+	}
 	}
 }
 
@@ -889,8 +965,20 @@ smtp_client_new(uv_loop_t *loop, const struct sockaddr *addr, const char *host,
 	c->cb = cb;
 	c->arg = arg;
 	smtp_reply_init(&c->reply);
-	char ip[64] = "?";
+	char ip[sizeof(((struct sockaddr_un *)0)->sun_path) + 1] = "?";
 	int port = 0;
+	if (addr->sa_family == AF_UNIX) {
+		/* LMTP over a unix-domain socket: no TLS there */
+		const struct sockaddr_un *su = (const struct sockaddr_un *)addr;
+		snprintf(ip, sizeof ip, "%.*s", (int)sizeof su->sun_path, su->sun_path);
+		c->o.tls_policy = TLS_POLICY_NONE;
+		c->host = xstrdup(host && host[0] ? host : "localhost");
+		c->relay = xasprintf("%s[unix:%s]", c->host, ip);
+		c->st = CS_CONNECTING;
+		c->stage = SMTP_STAGE_CONNECT;
+		c->conn = conn_connect_unix(loop, ip, tmo_ms(c->o.t.connect), CLIENT_MAX_INPUT, on_conn, c);
+		return c;
+	}
 	if (addr->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)addr;
 		uv_ip4_name(s4, ip, sizeof ip);
@@ -1045,4 +1133,16 @@ int
 smtp_client_error_outcome(const smtp_client_t *c)
 {
 	return c->err.len ? c->err_outcome : SMTP_UNDECIDED;
+}
+
+const char *
+smtp_client_tls(const smtp_client_t *c)
+{
+	return c->tls_on ? c->tls_info : NULL;
+}
+
+bool
+smtp_client_tls_failed(const smtp_client_t *c)
+{
+	return c->tls_failed;
 }

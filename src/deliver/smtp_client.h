@@ -24,6 +24,15 @@
  *   SMTP_CLIENT_CLOSED the last event; the session is freed when the
  *                      callback returns. If it never became READY,
  *                      smtp_client_error() says why (to try another address).
+ * TLS (RFC 3207): after EHLO, when the policy is not NONE and the server
+ * offers STARTTLS, the session says STARTTLS, runs the handshake on the
+ * conn (never blocking) and says EHLO again, learning the extensions
+ * afresh. ENCRYPT and VERIFY fail the session (4.7.4 / 4.7.5, temporary)
+ * when STARTTLS is not offered or refused, when the handshake fails, or
+ * (VERIFY) when the certificate does not chain to a trusted CA or does not
+ * name the host; MAY goes on in clear when STARTTLS is not offered or is
+ * refused, and smtp_client_tls_failed() tells the owner that a handshake
+ * failed so it can try again without TLS.
  * The owner may call smtp_client_send/quit/abort from inside a callback.
  * Never blocks on the network; reads the content file with pread (a local,
  * normally cached file: one 64 KiB chunk per drained write).
@@ -39,6 +48,7 @@
 
 #include "common/envelope.h"
 #include "deliver/smtp_reply.h"
+#include "lib/tls.h"
 
 /* RFC 5321 §4.5.3.2 timeouts, in seconds; 0 = the RFC's value. */
 typedef struct smtp_timeouts {
@@ -84,6 +94,7 @@ enum smtp_stage {
 	SMTP_STAGE_DOT,       /* the final reply (after "." or BDAT LAST) */
 	SMTP_STAGE_RSET,
 	SMTP_STAGE_QUIT,
+	SMTP_STAGE_STARTTLS,
 };
 
 /*
@@ -125,12 +136,15 @@ typedef struct smtp_client_options {
 	const char *helo_name; /* our name for EHLO/HELO/LHLO */
 	bool lmtp;             /* RFC 2033 */
 	smtp_timeouts_t t;
+	enum tls_policy tls_policy; /* 0 = MAY */
+	SSL_CTX *tls_ctx;      /* client context (tls.h); NULL: no STARTTLS (MAY goes on in clear) */
 } smtp_client_options_t;
 
 /*
- * Connect to addr (port set). host is the server's name for texts and logs
- * ("mx.example", or the IP). The options are copied. Never NULL; events
- * follow on later loop turns.
+ * Connect to addr (port set; or an AF_UNIX address for LMTP over a
+ * unix-domain socket). host is the server's name for texts and logs, and
+ * the name its certificate must carry ("mx.example", or the IP). The
+ * options are copied. Never NULL; events follow on later loop turns.
  */
 smtp_client_t *smtp_client_new(uv_loop_t *loop, const struct sockaddr *addr, const char *host,
     const smtp_client_options_t *o, smtp_client_cb cb, void *arg);
@@ -163,5 +177,9 @@ const char *smtp_client_error(const smtp_client_t *c);
 /* SMTP_TEMPFAIL or SMTP_PERMFAIL for that error (a 5xx greeting or HELO
  * reply is permanent), SMTP_UNDECIDED when none */
 int smtp_client_error_outcome(const smtp_client_t *c);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" when the session is under TLS, else NULL */
+const char *smtp_client_tls(const smtp_client_t *c);
+/* the STARTTLS handshake failed (the session then failed too) */
+bool smtp_client_tls_failed(const smtp_client_t *c);
 
 #endif
