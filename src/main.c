@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "common/addr.h"
+#include "cli/passwd.h"
 #include "cli/queue.h"
 #include "common/config.h"
 #include "control/control.h"
@@ -37,6 +38,7 @@
 #include "lib/xalloc.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
+#include "sendmail/sendmail.h"
 #include "smtpd/server.h"
 
 #ifndef TERN_VERSION
@@ -64,6 +66,8 @@ usage(void)
 	    "  version          print the version\n"
 	    "  queue list|show|flush|hold|release|delete ...   the queue tools (docs/queue-tools.md)\n"
 	    "  mailq [--json]   the queue in mailq format\n"
+	    "  passwd add|del|list [USER]   the AUTH password file (auth_users)\n"
+	    "  sendmail [options] [rcpt...] submit a message (also as argv[0] \"sendmail\")\n"
 	    "default config: " DEFAULT_CONFIG "\n");
 	exit(2);
 }
@@ -142,6 +146,7 @@ on_signal(uv_signal_t *h, int signum)
 		T.cfg = c;
 		T.tables = t;
 		log_info("reloaded configuration and tables from %s", c->path);
+		server_reload(T.server); /* certificate, password file, sender_login */
 		return;
 	}
 	if (T.stopping)
@@ -295,6 +300,9 @@ make_outbound(tern_t *t, buf_t *err)
 	o.dns = dns;
 	o.mx = &mxo;
 	o.route = route_transport;
+	tls_policy_parse(c->smtp_tls_policy, &o.tls_policy); /* checked by config.c */
+	o.tls_policy_file = c->tls_policy_file;
+	o.tls_ca_file = c->smtp_tls_ca_file;
 	return outbound_new(t->loop, &o);
 }
 
@@ -407,6 +415,8 @@ main(int argc, char **argv)
 
 	if (strcmp(strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0], "mailq") == 0)
 		return cli_mailq_argv0(DEFAULT_CONFIG, argc, argv);
+	if (strcmp(strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0], "sendmail") == 0)
+		return sendmail_main(DEFAULT_CONFIG, argc, argv);
 	while ((ch = getopt(argc, argv, "+c:dh")) != -1) {
 		switch (ch) {
 		case 'c': config = optarg; break;
@@ -432,6 +442,10 @@ main(int argc, char **argv)
 		return cli_queue(config, argc, argv);
 	if (strcmp(argv[0], "mailq") == 0)
 		return cli_mailq(config, argc, argv);
+	if (strcmp(argv[0], "passwd") == 0)
+		return cli_passwd(config, argc, argv);
+	if (strcmp(argv[0], "sendmail") == 0)
+		return sendmail_main(config, argc, argv);
 	usage();
 	return 2;
 }
