@@ -243,6 +243,13 @@ class Tern:
     def tail(self, n=60):
         return "\n".join(self.log.splitlines()[-n:])
 
+    def port_of(self, mode):
+        """The port of this run's listener in that mode (smtp, submission, smtps), from the
+        "listening on 127.0.0.1:PORT mode=MODE" line."""
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+) mode=%s\b" % re.escape(mode), self.run_log())
+        assert m, "no %s listener in the log:\n%s" % (mode, self.tail())
+        return int(m.group(1))
+
     def wait_log(self, regex, timeout=10, whole=False):
         """Poll the log (this run's part, or all of it) until regex matches; returns the match."""
         pat = re.compile(regex)
@@ -709,3 +716,25 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def make_cert(directory, name="cert", cn="tern.test", dns=("tern.test", "localhost"), ips=("127.0.0.1",)):
+    """A self-signed certificate and its key (PEM files DIR/NAME.pem and DIR/NAME.key), made
+    with `openssl req -x509`; the names go into subjectAltName. Returns (cert, key) paths."""
+    directory = Path(directory)
+    cert, key = directory / (name + ".pem"), directory / (name + ".key")
+    san = ",".join(["DNS:" + d for d in dns] + ["IP:" + i for i in ips])
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=" + cn,
+                    "-addext", "subjectAltName=" + san],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
+
+
+def tls_client_context():
+    """A client SSLContext that accepts any certificate (the tests' are self-signed)."""
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
