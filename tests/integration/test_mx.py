@@ -513,16 +513,14 @@ def test_dns_timeout_defers_and_the_loop_keeps_serving(mx):
     t = mx.tern(dns_timeout="2s")
     t0 = time.monotonic()
     qid = t.send("u@live.example", sender=SENDER)
-    # while the MX lookup hangs, tern takes and delivers a local message
-    s0 = time.monotonic()
+    # while the MX lookup hangs (2 s), tern takes and delivers a local message
     qid2 = t.send("bob@localhost", sender=SENDER)
-    assert time.monotonic() - s0 < tf(1.0)
     t.wait_delivered("bob@localhost", 1, timeout=1)
     rcpt_line(t, qid2, "bob@localhost", "sent", timeout=1)
-    assert not re.search(r"%s: to=<u@live\.example>" % qid, t.log)  # still looking up
+    assert time.monotonic() - t0 < 1.8
 
     m = rcpt_line(t, qid, "u@live.example", "deferred", timeout=6)
-    assert time.monotonic() - t0 >= 1.5
+    assert time.monotonic() - t0 >= 1.9
     assert m.group(3).startswith("451 4.4.3"), m.group(0)
     assert re.search(r"outbound: live\.example: 451 4\.4\.3 .*live\.example/MX: timeout", t.log), \
         t.tail()
