@@ -331,6 +331,7 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	T.server = server_new(&T, &err);
 	if (!T.server) {
 		log_err("%s", buf_cstr(&err));
+		buf_free(&err);
 		return 1;
 	}
 	if (drop_privileges(T.cfg) < 0)

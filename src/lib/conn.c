@@ -789,7 +789,9 @@ void
 conn_set_timeout(conn_t *c, unsigned ms)
 {
 	c->timeout_ms = ms;
-	if (c->handles_closing || c->connecting)
+	/* once closing, the timer bounds the close (the lingering read):
+	 * an owner that still sets timeouts must not cancel that */
+	if (c->handles_closing || c->connecting || c->closing)
 		return;
 	if (ms)
 		uv_timer_start(&c->timer, on_timer, ms, 0);
