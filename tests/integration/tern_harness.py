@@ -246,8 +246,7 @@ class Tern:
     def port_of(self, mode):
         """The port of this run's listener in that mode (smtp, submission, smtps), from the
         "listening on 127.0.0.1:PORT mode=MODE" line."""
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+) mode=%s\b" % re.escape(mode), self.run_log())
-        assert m, "no %s listener in the log:\n%s" % (mode, self.tail())
+        m = self.wait_log(r"listening on 127\.0\.0\.1:(\d+) mode=%s\b" % re.escape(mode), timeout=5)
         return int(m.group(1))
 
     def wait_log(self, regex, timeout=10, whole=False):
