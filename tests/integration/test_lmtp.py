@@ -79,7 +79,9 @@ class Dovecot:
                 "service_users": service_users})
             if self.start():
                 return
-        raise AssertionError("dovecot did not start:\n" + self.log_text())
+        why = self.log_text()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        raise AssertionError("dovecot did not start:\n" + why)
 
     def start(self):
         self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(self.conf)],
