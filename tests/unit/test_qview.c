@@ -1,0 +1,137 @@
+/*
+ * test_qview.c - the queue tools' formats (control/qview.h) and the retry
+ * backoff (sched_backoff): JSON strings stay valid whatever the bytes,
+ * the mailq listing has Postfix's shape, the backoff doubles and caps.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "control/qview.h"
+#include "lib/xalloc.h"
+#include "sched/sched.h"
+
+static void
+test_json_str(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t n;
+		const char *out;
+	} cases[] = {
+		{"plain", 5, "\"plain\""},
+		{"a\"b\\c", 5, "\"a\\\"b\\\\c\""},
+		{"\r\n\t", 3, "\"\\r\\n\\t\""},
+		{"\x01\x7f", 2, "\"\\u0001\\u007f\""},
+		{"j\xc3\xb6s\xc3\xa9", 6, "\"j\xc3\xb6s\xc3\xa9\""},     /* valid UTF-8 kept */
+		{"\xff" "a", 2, "\"\\ufffda\""},                          /* invalid byte */
+		{"\xc3", 1, "\"\\ufffd\""},                               /* cut sequence */
+		{"\xc0\xaf", 2, "\"\\ufffd\\ufffd\""},                    /* overlong */
+		{"\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""},         /* surrogate */
+		{"\xf0\x9f\x93\xa7", 4, "\"\xf0\x9f\x93\xa7\""},         /* U+1F4E7 */
+		{"a\0b", 3, "\"a\\u0000b\""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		buf_t b = BUF_INIT;
+		qview_json_str(&b, cases[i].in, cases[i].n);
+		assert_string_equal(buf_cstr(&b), cases[i].out);
+		buf_free(&b);
+	}
+}
+
+static qview_entry_t *
+one_entry(bool held)
+{
+	envelope_t *e = envelope_new();
+	memcpy(e->qid, "1K1AVEJBZS447PRJ", QID_SIZE);
+	e->arrival_us = (int64_t)1795875565 * 1000000;
+	e->sender = xstrdup("");
+	e->body_len = 2000;
+	e->flags = held ? ENV_HELD : 0;
+	env_rcpt_t *r = envelope_add_rcpt(e, "far@remote.test", NULL, NULL, 0);
+	r->attempts = 2;
+	r->next_try = 1795879165;
+	r->reply = xstrdup("451 4.3.0 try\x01later");
+	r = envelope_add_rcpt(e, "near@remote.test", NULL, NULL, 0);
+	r->status = RCPT_SENT;
+	r->attempts = 1;
+	qview_entry_t *q = xcalloc(1, sizeof *q);
+	q->env = e;
+	return q;
+}
+
+static void
+test_mailq(void **state)
+{
+	buf_t b = BUF_INIT;
+	qview_mailq(&b, NULL, 0);
+	assert_string_equal(buf_cstr(&b), "Mail queue is empty\n");
+	buf_reset(&b);
+
+	qview_entry_t *q = one_entry(true);
+	qview_mailq(&b, q, 1);
+	const char *s = buf_cstr(&b);
+	/* header, message line (held mark, sender <> as MAILER-DAEMON), reason,
+	 * the pending recipient only, blank line, total */
+	assert_true(strncmp(s, "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n"
+	    "1K1AVEJBZS447PRJ!     2000 ", 93) == 0);
+	assert_non_null(strstr(s, "  MAILER-DAEMON\n(451 4.3.0 try?later)\n"));
+	assert_non_null(strstr(s, "\n                                                far@remote.test\n\n"));
+	assert_null(strstr(s, "near@remote.test"));
+	assert_non_null(strstr(s, "\n-- 2 Kbytes in 1 Request.\n"));
+	buf_free(&b);
+	qview_entries_free(q, 1);
+}
+
+static void
+test_list_json(void **state)
+{
+	buf_t b = BUF_INIT;
+	qview_entry_t *q = one_entry(false);
+	q->active = xcalloc(2, sizeof *q->active);
+	q->active[1] = true;
+	qview_list_json(&b, q, 1);
+	const char *s = buf_cstr(&b);
+	assert_non_null(strstr(s, "\"queue_id\":\"1K1AVEJBZS447PRJ\""));
+	assert_non_null(strstr(s, "\"sender\":\"\""));
+	assert_non_null(strstr(s, "\"held\":false,\"active\":true"));
+	assert_non_null(strstr(s, "\"status\":\"deferred\",\"attempts\":2"));
+	assert_non_null(strstr(s, "\"reply\":\"451 4.3.0 try\\u0001later\""));
+	/* an active recipient shows no state */
+	assert_non_null(strstr(s, "{\"address\":\"near@remote.test\",\"original\":null,\"status\":\"active\"}"));
+	assert_non_null(strstr(s, "\"count\":1,\"bytes\":2000}\n"));
+	buf_free(&b);
+	qview_entries_free(q, 1);
+}
+
+static void
+test_backoff(void **state)
+{
+	static const struct {
+		unsigned attempts, min, max, want;
+	} cases[] = {
+		{1, 300, 3600, 300}, {2, 300, 3600, 600}, {3, 300, 3600, 1200}, {4, 300, 3600, 2400},
+		{5, 300, 3600, 3600}, {40, 300, 3600, 3600}, {0, 300, 3600, 300}, {3, 1, 2, 2},
+		{1, 0, 10, 1}, {100000, 1, 4000000000u, 4000000000u},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		assert_int_equal(sched_backoff(cases[i].attempts, cases[i].min, cases[i].max),
+		    cases[i].want);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_json_str),
+		cmocka_unit_test(test_mailq),
+		cmocka_unit_test(test_list_json),
+		cmocka_unit_test(test_backoff),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
