@@ -108,7 +108,9 @@ def at_eof(s, timeout=5):
 
 
 def test_many_idle_connections(make_tern):
-    raise_nofile(2 * ATTEMPTS + HOLD + 500)
+    have = raise_nofile(2 * ATTEMPTS + HOLD + 500)
+    if have < ATTEMPTS + HOLD + 300:
+        pytest.skip("RLIMIT_NOFILE hard limit %d is too low for %d connections" % (have, ATTEMPTS))
     t = make_tern(config={"max_sessions": str(HOLD), "max_sessions_per_ip": str(PER_IP),
                           "timeout_command": "300s"}).start()
     # warm up: one full transaction, so the baseline has its buffers
