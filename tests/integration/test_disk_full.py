@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from tern_harness import Mail, tf
+from tern_harness import Mail
 
 SENDER = "sender@example.com"
 FS_SIZE = "8m"

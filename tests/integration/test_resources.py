@@ -16,7 +16,6 @@ test_resources.py - resource limits under hostile load (issue 6).
     NOOPs is answered in full and in order.
 """
 
-import os
 import re
 import resource
 import select
