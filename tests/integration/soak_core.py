@@ -26,7 +26,6 @@ Must not: judge anything itself; the callers assert.
 """
 
 import collections
-import os
 import random
 import re
 import smtplib
@@ -34,7 +33,7 @@ import threading
 import time
 import uuid
 
-from tern_harness import ASAN, make_message, send_on, tf
+from tern_harness import make_message, send_on, tf
 
 MAILDIR_NAME_RE = re.compile(r"Q([0-9A-Z]{16})R(\d+)")
 MSGID_RE = re.compile(rb"^Message-ID:\s*(<[^>\r\n]*>)", re.I | re.M)
@@ -299,10 +298,3 @@ def run(tern, mode, nmsgs, nkills, nthreads=8, sink=None, tag="t", log=print,
     log(res.summary())
     return res
 
-
-def counts(small, big):
-    """(messages, kills): the small numbers under ASan (TERN_ASAN=1)."""
-    return small if ASAN else big
-
-
-SOAK_SCALE = float(os.environ.get("TERN_SOAK_SCALE", "1"))
