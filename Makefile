@@ -120,6 +120,9 @@ install: build/tern
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SYSCONFDIR)/tern \
 		$(DESTDIR)$(PREFIX)/share/doc/tern $(DESTDIR)/lib/systemd/system
 	install -m 0755 build/tern $(DESTDIR)$(PREFIX)/sbin/tern
+	# tern called as sendmail is the local submission command (docs/sendmail.md);
+	# a sendmail that is already there is left alone
+	[ -e $(DESTDIR)$(PREFIX)/sbin/sendmail ] || ln -s tern $(DESTDIR)$(PREFIX)/sbin/sendmail
 	for f in tern.conf mailboxes aliases virtual; do \
 		[ -e $(DESTDIR)$(SYSCONFDIR)/tern/$$f ] || install -m 0644 etc/$$f $(DESTDIR)$(SYSCONFDIR)/tern/$$f; done
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/tern/
