@@ -73,6 +73,10 @@ auth_b64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
 		unsigned long w = ((unsigned long)v[0] << 18) | ((unsigned long)v[1] << 12) |
 		    ((unsigned long)v[2] << 6) | (unsigned long)v[3];
 		size_t take = 3 - (size_t)pad;
+		/* RFC 4648 §3.5: the bits padding leaves over must be zero (one
+		 * encoding per value) */
+		if ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff)))
+			return -1;
 		if (o + take > cap)
 			return -1;
 		out[o++] = (unsigned char)(w >> 16);
