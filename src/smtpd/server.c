@@ -20,7 +20,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "lib/conn.h"
@@ -290,6 +292,19 @@ bind_local(server_t *s, listener_t *l, const char *path, buf_t *err)
 			buf_printf(err, "local_socket %s: exists and is not a socket", path);
 			return -1;
 		}
+		/* a socket somebody still answers on is not stale: another tern */
+		struct sockaddr_un su;
+		memset(&su, 0, sizeof su);
+		su.sun_family = AF_UNIX;
+		snprintf(su.sun_path, sizeof su.sun_path, "%s", path);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool live = fd >= 0 && connect(fd, (struct sockaddr *)&su, sizeof su) == 0;
+		if (fd >= 0)
+			close(fd);
+		if (live) {
+			buf_printf(err, "local_socket %s: another daemon is listening on it", path);
+			return -1;
+		}
 		unlink(path);
 	}
 	uv_pipe_init(s->t->loop, &l->h.pipe, 0);
@@ -302,8 +317,8 @@ bind_local(server_t *s, listener_t *l, const char *path, buf_t *err)
 		s->local_path = xstrdup(path);
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&l->h.pipe, 511, on_connection);
-	if (r == 0)
-		r = uv_pipe_chmod(&l->h.pipe, UV_READABLE | UV_WRITABLE);
+	if (r == 0 && chmod(path, 0666) < 0)
+		r = uv_translate_sys_error(errno);
 	if (r < 0) {
 		buf_printf(err, "local_socket %s: %s", path, uv_strerror(r));
 		return -1;

@@ -179,3 +179,27 @@ def test_may_falls_back_to_clear_after_a_failed_handshake(make_tern, peer, tmp_p
     assert not m["tls"]
     t.wait_log(r"TLS handshake with 127\.0\.0\.1\[127\.0\.0\.1\]:\d+ failed")
     t.wait_log(r"retrying without TLS \(policy may\)")
+
+
+def test_lmtp_over_a_unix_socket(make_tern, tmp_path):
+    """transport "lmtp:unix:/path" (conn_connect_unix); never TLS there."""
+    from aiosmtpd.lmtp import LMTP
+
+    class LmtpController(aiosmtpd_controller.UnixSocketController):
+        def factory(self):
+            return LMTP(self.handler, **self.SMTP_kwargs)
+
+    sink = Sink()
+    sock = tmp_path / "lmtp.sock"
+    c = LmtpController(sink, unix_socket=str(sock))
+    c.start()
+    try:
+        transport = tmp_path / "transport"
+        transport.write_text("far.example lmtp:unix:%s\n" % sock)
+        t = make_tern(config={"transport": str(transport), "smtp_tls_policy": "verify"}).start()
+        t.send("someone@far.example")
+        m = wait_sunk(sink)[0]
+        assert m["to"] == ["someone@far.example"] and not m["tls"]
+        t.wait_log(r"to=<someone@far\.example> relay=localhost\[unix:%s\] .*status=sent" % re.escape(str(sock)))
+    finally:
+        c.stop()

@@ -177,3 +177,11 @@ def test_ordinary_user_cannot_choose_the_sender(make_tern):
         assert m.get("Return-Path") == "<boss@example.com>"
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_second_daemon_does_not_steal_the_socket(tern):
+    p = subprocess.run(tern.command("run"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       env=tern.env(), timeout=tf(30))
+    assert p.returncode == 1
+    assert b"another daemon is listening on it" in p.stdout, p.stdout
+    assert sendmail(tern, "alice@localhost", data=b"Subject: x\n\nx\n").returncode == 0
