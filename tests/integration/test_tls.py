@@ -139,7 +139,7 @@ def openssl_handshake(port, *flags, starttls=True):
 def test_openssl_sees_the_configured_protocols(tls_tern):
     t = tls_tern()
     (ver, cipher), out = openssl_handshake(t.port, "-tls1_2")
-    assert ver == "TLSv1.2" and "GCM" in cipher or "CHACHA20" in cipher, out
+    assert ver == "TLSv1.2" and ("GCM" in cipher or "CHACHA20" in cipher), out
     (ver, cipher), out = openssl_handshake(t.port, "-tls1_3")
     assert ver == "TLSv1.3", out
     # TLS 1.1 is refused by the server (the client is allowed to try)
