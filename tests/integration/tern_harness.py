@@ -564,6 +564,7 @@ class Peer:
       temp:N      451 4.3.0 to the first N RCPTs, then 250
       dropdata    after 354, read one line of content and drop the connection
       hang        accept the connection and say nothing
+      slow:S      wait S seconds before answering MAIL
     It advertises PIPELINING, 8BITMIME and ENHANCEDSTATUSCODES (no DSN).
     Records every accepted message as (mail_from, [rcpts], content bytes)
     in .messages, and counts .connections and .rcpts (RCPT commands seen)."""
@@ -657,6 +658,8 @@ class Peer:
                 elif verb == "HELO":
                     writer.write(b"250 peer.test\r\n")
                 elif verb == "MAIL":
+                    if self.mode.startswith("slow:"):
+                        await asyncio.sleep(float(self.mode[5:]))
                     m = re.search(r"<([^>]*)>", cmd)
                     mail_from, rcpts = (m.group(1) if m else ""), []
                     writer.write(b"250 2.1.0 Ok\r\n")

@@ -207,6 +207,17 @@ def test_drop_mid_data_then_delivered(make_tern):
         assert t.messages(LOCAL_SENDER) == []
 
 
+def test_slow_peer_times_out_then_delivered(make_tern):
+    with Peer("slow:4") as peer:
+        t = relay_tern(make_tern, peer, smtp_command_timeout="1s")
+        qid = t.send("slow@remote.test", sender=LOCAL_SENDER)
+        t.wait_log(r"%s: to=<slow@remote\.test> .*status=deferred \(451 4\.4\.2 timeout" % qid)
+        peer.mode = "accept"
+        t.wait_log(r"%s: to=<slow@remote\.test> .*status=sent" % qid, timeout=15)
+        peer.wait_messages(1)
+        t.wait_queue_empty()
+
+
 def test_dead_destination_does_not_delay_live_one(make_tern, tmp_path):
     with Peer("hang") as dead, Peer("accept") as live:
         transport = tmp_path / "transport"
