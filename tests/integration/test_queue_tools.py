@@ -125,13 +125,13 @@ def test_show(make_tern):
 
 def test_hold_release_flush(make_tern):
     with Peer("temp:1") as peer:
-        t = relay_tern(make_tern, peer, retry_min="1s", retry_max="1s")
+        t = relay_tern(make_tern, peer, retry_min="3s", retry_max="3s")
         qid = deferred(t)
         r = tool(t, "queue", "hold", qid)
         assert "held" in r.stdout
         t.wait_log(r"%s: held by the administrator" % qid)
         # held: never dispatched, though its retry time passes
-        time.sleep(tf(2.5))
+        time.sleep(tf(4))
         assert peer.messages == [] and peer.rcpts == 1
         data = json.loads(tool(t, "queue", "list", "--json").stdout)
         assert data["messages"][0]["held"] is True
