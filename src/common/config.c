@@ -99,6 +99,7 @@ static const struct cfg_key cfg_keys[] = {
 	{"mynetworks", CT_NETS, LST(mynetworks, nmynetworks), 0, "127.0.0.0/8 ::1/128", 0, 0,
 	    NULL},
 	{"message_size_limit", CT_SIZE, FLD(message_size_limit), 0, 0, "25M", 1, 1024 * GIB, NULL},
+	{"queue_min_free", CT_SIZE, FLD(queue_min_free), 0, 0, "0", 0, 1024 * GIB, NULL},
 	/* RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted */
 	{"max_recipients", CT_NUMBER, FLD(max_recipients), 0, 0, "1000", 100, 1000000, NULL},
 	/* §4.5.3.1.6 and §4.5.3.1.4: 1000 and 512 octets are the minimum maxima */
@@ -174,6 +175,7 @@ static const struct {
 	{"default_process_limit", "max_sessions"},
 	{"smtpd_client_connection_count_limit", "max_sessions_per_ip"},
 	{"smtpd_timeout", "timeout_command"},
+	{"queue_minfree", "queue_min_free"},
 	{"minimal_backoff_time", "retry_min"},
 	{"maximal_backoff_time", "retry_max"},
 	{"maximal_queue_lifetime", "queue_lifetime"},

@@ -63,6 +63,7 @@ struct conn {
 	size_t inflight_off;
 
 	unsigned timeout_ms;
+	bool deadline;     /* timeout_ms is not restarted by input (conn_set_deadline) */
 	int in_cb;         /* nesting depth of owner callbacks */
 	int handles;       /* open libuv handles; freed at 0 */
 	int close_err;
@@ -470,7 +471,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	}
 	if (nread > 0 && c->ssl) {
 		bool ready, eof;
-		if (c->timeout_ms)
+		if (c->timeout_ms && !c->deadline)
 			uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
 		if (tls_feed(c, b->base, (size_t)nread, &ready, &eof) < 0) {
 			/* the alert (if any) goes out; then close, without
@@ -515,7 +516,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		return;
 	}
 	buf_append(&c->in, b->base, (size_t)nread);
-	if (c->timeout_ms)
+	if (c->timeout_ms && !c->deadline)
 		uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
 	emit(c, CONN_EV_DATA, 0);
 }
@@ -786,9 +787,17 @@ conn_pending_output(const conn_t *c)
 }
 
 void
+conn_set_deadline(conn_t *c, unsigned ms)
+{
+	conn_set_timeout(c, ms);
+	c->deadline = ms != 0;
+}
+
+void
 conn_set_timeout(conn_t *c, unsigned ms)
 {
 	c->timeout_ms = ms;
+	c->deadline = false;
 	/* once closing, the timer bounds the close (the lingering read):
 	 * an owner that still sets timeouts must not cancel that */
 	if (c->handles_closing || c->connecting || c->closing)

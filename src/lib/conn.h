@@ -109,6 +109,10 @@ size_t conn_pending_output(const conn_t *c);
 
 /* No-input timeout in ms (0 = none); restarted by every read. */
 void conn_set_timeout(conn_t *c, unsigned ms);
+/* Like conn_set_timeout, but input does not restart it: CONN_EV_TIMEOUT
+ * comes ms after this call however the peer trickles bytes in (a deadline
+ * for one whole command line, against one-byte-a-second clients). */
+void conn_set_deadline(conn_t *c, unsigned ms);
 
 /* Flush what is queued, then close. CONN_EV_CLOSED follows (later, never
  * from inside this call). Safe to call more than once. */

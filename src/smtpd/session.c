@@ -61,6 +61,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
+#include "queue/space.h"
 #include "sched/sched.h"
 #include "smtpd/dataread.h"
 
@@ -121,6 +122,7 @@ struct session {
 	bool bdat_discard;  /* reading a chunk only to throw it away */
 	bool bdat_last;
 	enum state bdat_before; /* state to return to after a discarded chunk */
+	bool bdat_no_room;      /* the discarded chunk is refused for lack of spool space */
 	uint64_t bdat_left;
 	int64_t started_us;
 
@@ -248,7 +250,7 @@ static void
 session_resume(session_t *s)
 {
 	conn_read_pause(s->conn, false);
-	conn_set_timeout(s->conn, CFG(s)->timeout_command * 1000u);
+	conn_set_deadline(s->conn, CFG(s)->timeout_command * 1000u);
 	if (s->shutdown) {
 		reply(s, "421 4.3.2 Service shutting down");
 		session_close(s);
@@ -597,6 +599,25 @@ prefix_ci(const char *a, size_t n, const char *prefix)
 	return n >= k && strncasecmp(a, prefix, k) == 0;
 }
 
+/*
+ * Room in the spool for a message of `need` octets (0: unknown) and the
+ * configured reserve? RFC 1870 §6.1 / RFC 3463 X.3.1: say 452 4.3.1 before
+ * the client sends content we could not store. Any other statvfs trouble
+ * lets the transaction go on: the commit reports real write errors itself.
+ */
+static bool
+spool_has_room(session_t *s, uint64_t need)
+{
+	const config_t *c = CFG(s);
+	if (queue_space_ok(c->spool_dir, need, c->queue_min_free) == 0 || errno != ENOSPC)
+		return true;
+	log_warn("%s: spool %s is short of space (need %llu + reserve %llu octets): 452 4.3.1",
+	    s->id, c->spool_dir, (unsigned long long)need, (unsigned long long)c->queue_min_free);
+	return false;
+}
+
+#define NO_ROOM_REPLY "452 4.3.1 Insufficient system storage; try again later"
+
 static void
 cmd_mail(session_t *s, const char *a, size_t n)
 {
@@ -619,6 +640,11 @@ cmd_mail(session_t *s, const char *a, size_t n)
 	if (m.size > c->message_size_limit) {
 		mail_args_free(&m);
 		reply_error(s, "MAIL", "552 5.3.4 Error: message size exceeds fixed limit", true);
+		return;
+	}
+	if (!spool_has_room(s, m.size)) {
+		mail_args_free(&m);
+		reply_error(s, "MAIL", NO_ROOM_REPLY, false);
 		return;
 	}
 	if (s->auth_user && !auth_sender_ok(server_sender_login(s->srv), s->auth_user, m.from.str)) {
@@ -707,6 +733,7 @@ cmd_rcpt(session_t *s, const char *a, size_t n)
 	reply(s, "250 2.1.5 Ok");
 }
 
+
 static void
 cmd_data(session_t *s, const char *a, size_t n)
 {
@@ -720,6 +747,10 @@ cmd_data(session_t *s, const char *a, size_t n)
 	}
 	if (s->env->nrcpt == 0) {
 		reply_error(s, "DATA", "554 5.5.1 Error: no valid recipients", true);
+		return;
+	}
+	if (!spool_has_room(s, s->mail.size)) {
+		reply_error(s, "DATA", NO_ROOM_REPLY, false);
 		return;
 	}
 	content_begin(s, false);
@@ -763,6 +794,11 @@ cmd_bdat(session_t *s, const char *a, size_t n)
 	s->bdat_discard = s->state != ST_RCPT;
 	s->state = ST_BDAT;
 	conn_set_timeout(s->conn, CFG(s)->timeout_data * 1000u);
+	if (!s->bdat_discard && !s->bdat_mode && !spool_has_room(s, s->mail.size)) {
+		/* the chunk is read and dropped; its reply says why */
+		s->bdat_discard = true;
+		s->bdat_no_room = true;
+	}
 	if (!s->bdat_discard && !s->bdat_mode) {
 		s->bdat_mode = true;
 		content_begin(s, true);
@@ -772,7 +808,14 @@ cmd_bdat(session_t *s, const char *a, size_t n)
 static void
 bdat_chunk_done(session_t *s)
 {
-	conn_set_timeout(s->conn, CFG(s)->timeout_command * 1000u);
+	conn_set_deadline(s->conn, CFG(s)->timeout_command * 1000u);
+	if (s->bdat_discard && s->bdat_no_room) {
+		s->bdat_discard = false;
+		s->bdat_no_room = false;
+		s->state = s->bdat_before;
+		reply_error(s, "BDAT", NO_ROOM_REPLY, false);
+		return;
+	}
 	if (s->bdat_discard) {
 		s->bdat_discard = false;
 		s->state = s->bdat_before;
@@ -1208,7 +1251,7 @@ session_process(session_t *s)
 			conn_consume(s->conn, used);
 			if (!done)
 				return;
-			conn_set_timeout(s->conn, c->timeout_command * 1000u);
+			conn_set_deadline(s->conn, c->timeout_command * 1000u);
 			content_end(s, "DATA");
 			continue;
 		}
@@ -1269,6 +1312,11 @@ session_process(session_t *s)
 			xfree(line);
 		if (!more)
 			return;
+		/* RFC 5321 §4.5.3.2.7: the next command is due within the
+		 * timeout, counted from now: a deadline, which a client that
+		 * trickles a byte at a time cannot stretch */
+		if (s->state <= ST_RCPT || s->state == ST_AUTH)
+			conn_set_deadline(s->conn, c->timeout_command * 1000u);
 	}
 }
 
@@ -1369,7 +1417,7 @@ session_event(conn_t *c, enum conn_event ev, int err, void *arg)
 		s->state = ST_CONNECTED;
 		if (s->mode == LISTEN_SMTPS)
 			greet(s); /* RFC 8314 §3.3: the greeting comes under TLS */
-		conn_set_timeout(c, CFG(s)->timeout_command * 1000u);
+		conn_set_deadline(c, CFG(s)->timeout_command * 1000u);
 		if (s->shutdown) {
 			reply(s, "421 4.3.2 Service shutting down");
 			session_close(s);
@@ -1426,7 +1474,7 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 	const config_t *c = CFG(s);
 	s->relay_ok = config_in_mynetworks(c, conn_peer_addr(conn));
 	conn_set_cb(conn, session_event, s);
-	conn_set_timeout(conn, c->timeout_command * 1000u);
+	conn_set_deadline(conn, c->timeout_command * 1000u);
 	log_info("connect session=%s client=%s port=%d%s", s->id, s->ip, s->port,
 	    mode == LISTEN_SMTP ? "" : mode == LISTEN_SUBMISSION ? " mode=submission"
 	    : mode == LISTEN_SMTPS ? " mode=smtps" : " mode=local");

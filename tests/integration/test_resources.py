@@ -9,8 +9,8 @@ test_resources.py - resource limits under hostile load (issue 6).
     ASan, whose shadow memory distorts it); a normal client is served once a
     slot is free; SIGTERM with all of them open is a clean, quick stop.
   - slow and greedy clients: a command dribbled at one byte per second
-    must not hold a session past timeout_command (slowloris; xfail until
-    the session has a per-command deadline); a client that
+    must not hold a session past timeout_command (slowloris: the timeout
+    is a deadline per command line, not an idle timer); a client that
     pipelines thousands of commands and never reads a reply must not make
     tern's memory grow without bound (back-pressure); a pipelined flood of
     NOOPs is answered in full and in order.
@@ -186,12 +186,6 @@ def test_many_idle_connections(make_tern):
             s.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "slowloris: src/smtpd/session.c arms timeout_command with conn_set_timeout(), "
-    "which src/lib/conn.c on_read() restarts on every read, so a command line "
-    "dribbled one byte per second never times out (512 bytes x timeout_command "
-    "per session); the session should arm a deadline per command line that "
-    "partial input does not extend (like Postfix's smtpd_per_record_deadline)"))
 def test_slow_client_one_byte_per_second(make_tern):
     """RFC 5321 §4.5.3.2.7 gives the server a timeout for the next command;
     a client that dribbles a command one byte per second never finishing
