@@ -87,6 +87,7 @@ struct job {
 	void *arg;
 	smtp_txn_t txn;
 	bool cancelled; /* shutdown: attempts not counted */
+	bool dsn_offered; /* the server took NOTIFY/ORCPT (RFC 3461): it reports success itself */
 	char *relay;
 };
 
@@ -175,6 +176,10 @@ job_finish(struct job *j)
 			res->reply = xstrdup("451 4.3.0 internal error: no outcome");
 		}
 		r->status = oc == SMTP_OK ? RCPT_SENT : oc == SMTP_PERMFAIL ? RCPT_FAILED : RCPT_PENDING;
+		/* RFC 3461 §6.2.2: a server that offers DSN got our NOTIFY and
+		 * sends any success DSN itself; otherwise we say "relayed" */
+		if (oc == SMTP_OK && j->dsn_offered)
+			r->dsn_passed = true;
 		xfree(r->reply);
 		r->reply = res->reply;
 		res->reply = NULL;
@@ -293,6 +298,7 @@ sess_take_job(struct sess *s)
 		j->txn.fd = o->open_content(o->spool_dir, j->env);
 		xfree(j->relay);
 		j->relay = xstrdup(smtp_client_relay(s->c));
+		j->dsn_offered = (smtp_client_ext(s->c) & SMTP_EXT_DSN) != 0;
 		if (j->txn.fd < 0) {
 			char *t = xasprintf("451 4.3.0 cannot open the queued message: %s",
 			    strerror(errno));

@@ -259,7 +259,9 @@ session_fail(smtp_client_t *c, int outcome, const char *fmt, ...)
 	}
 	c->st = CS_CLOSING;
 	c->sending = false;
-	conn_close(c->conn);
+	/* a failed session owes the peer nothing: close now rather than wait
+	 * (up to 2 s) for a peer that may be the reason we failed */
+	conn_abort(c->conn, UV_ECONNABORTED);
 }
 
 static void
@@ -1090,7 +1092,9 @@ smtp_client_abort(smtp_client_t *c, const char *reason)
 	}
 	c->st = CS_CLOSING;
 	c->sending = false;
-	conn_close(c->conn);
+	/* a failed session owes the peer nothing: close now rather than wait
+	 * (up to 2 s) for a peer that may be the reason we failed */
+	conn_abort(c->conn, UV_ECONNABORTED);
 }
 
 bool
