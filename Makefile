@@ -80,7 +80,7 @@ FUZZ_OBJS := $(SRCS:%.c=build/fuzzobj/%.o)
 
 build/fuzzobj/%.o: %.c | build/.deps-ok
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
 
 build/fuzz/%: fuzz/%.c $(FUZZ_OBJS)
 	@mkdir -p build/fuzz
@@ -132,4 +132,4 @@ install: build/tern
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) build/obj/src/main.d build/asan/obj/src/main.d $(FUZZ_OBJS:.o=.d)

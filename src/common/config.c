@@ -105,6 +105,7 @@ static const struct cfg_key cfg_keys[] = {
 	/* §4.5.3.1.6 and §4.5.3.1.4: 1000 and 512 octets are the minimum maxima */
 	{"max_line_length", CT_SIZE, FLD(max_line_length), 0, 0, "1000", 1000, MIB, NULL},
 	{"max_command_length", CT_SIZE, FLD(max_command_length), 0, 0, "512", 512, 64 * KIB, NULL},
+	{"max_hops", CT_NUMBER, FLD(max_hops), 0, 0, "50", 1, 1000, NULL},
 	{"max_errors", CT_NUMBER, FLD(max_errors), 0, 0, "20", 1, 10000, NULL},
 	{"max_sessions", CT_NUMBER, FLD(max_sessions), 0, 0, "1000", 1, 1000000, NULL},
 	{"max_sessions_per_ip", CT_NUMBER, FLD(max_sessions_per_ip), 0, 0, "50", 1, 1000000, NULL},
@@ -175,6 +176,7 @@ static const struct {
 	{"default_process_limit", "max_sessions"},
 	{"smtpd_client_connection_count_limit", "max_sessions_per_ip"},
 	{"smtpd_timeout", "timeout_command"},
+	{"hopcount_limit", "max_hops"},
 	{"queue_minfree", "queue_min_free"},
 	{"minimal_backoff_time", "retry_min"},
 	{"maximal_backoff_time", "retry_max"},

@@ -65,6 +65,7 @@ typedef struct config {
 	uint64_t message_size_limit; /* default 25M (26214400) */
 	uint64_t queue_min_free;     /* spool space kept free: below it, 452 4.3.1 at MAIL/DATA/BDAT; default 0 */
 	size_t max_recipients;       /* per message, default 1000, at least 100 (RFC 5321 §4.5.3.1.8) */
+	unsigned max_hops;           /* Received: fields before a message is refused as a loop, default 50 (RFC 5321 §6.3) */
 	size_t max_line_length;      /* DATA text line incl. CRLF, default 1000 (§4.5.3.1.6) */
 	size_t max_command_length;   /* command line incl. CRLF, default 512 (§4.5.3.1.4) */
 	unsigned max_errors;         /* bad commands before 421 and disconnect, default 20 */

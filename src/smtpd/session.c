@@ -147,6 +147,10 @@ struct session {
 	char *local_user;
 	char *local_sender;     /* user@domain */
 	bool hdr_scan;          /* collecting the header section of the content */
+	/* counting Received: fields in the header section (RFC 5321 §6.3) */
+	unsigned hops;
+	int hops_pos;           /* octets of "received:" matched at line start; -1: no match */
+	bool hops_bol, hops_cr, hops_done;
 	buf_t hdr;
 };
 
@@ -389,10 +393,55 @@ hdr_emit(session_t *s, bool at_end)
 	buf_free(&s->hdr);
 }
 
+/*
+ * RFC 5321 §6.3: a message that has passed too many relays is in a loop.
+ * Counts the "Received:" fields of the header section as the content
+ * streams by (fields only at the start of a line; the section ends at the
+ * first empty line), without keeping any of it.
+ */
+static void
+hops_scan(session_t *s, const char *p, size_t n)
+{
+	static const char key[] = "received:";
+	for (size_t i = 0; i < n && !s->hops_done; i++) {
+		char ch = p[i];
+		if (s->hops_bol) {
+			s->hops_bol = false;
+			s->hops_pos = 0;
+			if (ch == '\r') {
+				s->hops_cr = true; /* an empty line, if LF follows */
+				continue;
+			}
+		}
+		if (ch == '\n') {
+			if (s->hops_cr) {
+				s->hops_done = true;
+				break;
+			}
+			s->hops_bol = true;
+			continue;
+		}
+		s->hops_cr = false;
+		if (s->hops_pos >= 0) {
+			char lc = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+			if (lc == key[s->hops_pos]) {
+				if (++s->hops_pos == (int)sizeof key - 1) {
+					s->hops++;
+					s->hops_pos = -1;
+				}
+			} else {
+				s->hops_pos = -1;
+			}
+		}
+	}
+}
+
 static void
 content_out(void *arg, const char *p, size_t n)
 {
 	session_t *s = arg;
+	if (!s->hops_done)
+		hops_scan(s, p, n);
 	if (!s->hdr_scan) {
 		queue_write(s->qm, p, n);
 		return;
@@ -411,6 +460,11 @@ content_begin(session_t *s, bool raw)
 	const config_t *c = CFG(s);
 	qid_new(s->qid);
 	memcpy(s->env->qid, s->qid, QID_SIZE);
+	s->hops = 0;
+	s->hops_pos = 0;
+	s->hops_bol = true;
+	s->hops_cr = false;
+	s->hops_done = false;
 	s->started_us = now_us();
 	s->env->arrival_us = s->started_us;
 	s->qm = queue_begin(T(s)->queue, s->env);
@@ -504,6 +558,11 @@ content_end(session_t *s, const char *cmd)
 		snprintf(line, sizeof line,
 		    "550 5.6.0 Error: message line longer than %zu octets (RFC 5321 section 4.5.3.1.6)",
 		    CFG(s)->max_line_length);
+		bad = line;
+	} else if (s->hops > CFG(s)->max_hops) {
+		snprintf(line, sizeof line,
+		    "554 5.4.6 Error: too many hops (%u Received: header fields); mail loop? (RFC 5321 section 6.3)",
+		    s->hops);
 		bad = line;
 	} else if (queue_write(s->qm, "", 0) < 0) {
 		bad = "451 4.3.0 Error: queue file write error";

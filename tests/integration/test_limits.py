@@ -220,3 +220,24 @@ def test_data_timeout(make_tern):
     t.wait_log(r"disconnect session=")
     assert t.messages("alice@localhost") == []
     assert t.queue_files() == []
+
+
+def test_hop_limit(make_tern):
+    """RFC 5321 §6.3: too many Received: fields is a mail loop: 554 5.4.6.
+    Only fields of the header section count (not "Received:" in the body)."""
+    t = make_tern(config={"max_hops": "5"}).start()
+    hop = "Received: from a.example by b.example; Sat, 28 Nov 2026 13:00:00 +0000\r\n"
+    with t.client() as c:
+        c.read_greeting()
+        c.ehlo()
+        start_txn(c)
+        c.send(hop * 5 + "received:\tfolded\r\n from c.example\r\nSubject: loop\r\n\r\nx\r\n.\r\n")
+        r = c.reply()
+        assert re.match(r"^554 5\.4\.6", r.text), r
+        start_txn(c)
+        c.send(hop * 5 + "Subject: fine\r\n\r\n" + hop * 20 + ".\r\n")
+        r = c.reply()
+        assert r.code == 250, r
+        c.expect("QUIT", r"^221 ")
+    t.wait_delivered("alice@localhost", 1)
+    t.wait_log(r"reject cmd=DATA reply=\"554 5\.4\.6")
