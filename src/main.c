@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -163,6 +164,35 @@ recover_cb(void *arg, envelope_t *env)
 {
 	(void)arg;
 	sched_submit(T.sched, env, true);
+}
+
+/*
+ * The spool holds every acknowledged message: it must belong to the user
+ * tern runs as, and nobody else may write to it (or to any of the queue's
+ * directories), or another local user could remove or forge queued mail.
+ */
+static int
+check_spool_safe(const char *spool)
+{
+	static const char *const sub[] = {"", "/incoming", "/queue", "/corrupt"};
+	for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++) {
+		char path[4096];
+		struct stat st;
+		snprintf(path, sizeof path, "%s%s", spool, sub[i]);
+		if (stat(path, &st) < 0)
+			continue;
+		if (st.st_uid != geteuid()) {
+			log_err("spool %s belongs to uid %d, not to the user tern runs as (uid %d): chown -R it",
+			    path, (int)st.st_uid, (int)geteuid());
+			return -1;
+		}
+		if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+			log_err("spool %s is writable by group or others (mode %04o): chmod 700 %s", path,
+			    (unsigned)(st.st_mode & 07777), path);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int
@@ -336,11 +366,17 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	}
 	if (drop_privileges(T.cfg) < 0)
 		return 1;
+	/* tern never needs to gain privileges again (it executes nothing):
+	 * no setuid program can give them back (prctl(2) PR_SET_NO_NEW_PRIVS) */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		log_warn("prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
 	T.queue = queue_open(T.loop, T.cfg->spool_dir, &err);
 	if (!T.queue) {
 		log_err("queue %s: %s", T.cfg->spool_dir, buf_cstr(&err));
 		return 1;
 	}
+	if (check_spool_safe(T.cfg->spool_dir) < 0)
+		return 1;
 	if (mkdir_p(T.cfg->maildir_base, 0700) < 0)
 		log_warn("cannot create maildir_base %s: %s", T.cfg->maildir_base, strerror(errno));
 	T.sched = sched_new(&T);
