@@ -77,6 +77,7 @@ test: unit integration integration-asan
 # that would stop mutated input early are relaxed: FUZZING_BUILD_MODE...).
 FUZZ_FLAGS = -g -O1 -fno-sanitize-recover=undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 FUZZ_OBJS := $(SRCS:%.c=build/fuzzobj/%.o)
+.SECONDARY: $(FUZZ_OBJS)
 
 build/fuzzobj/%.o: %.c | build/.deps-ok
 	@mkdir -p $(dir $@)
