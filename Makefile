@@ -28,7 +28,7 @@ FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build/fuzz/%)
 FUZZ_TIME ?= 30
 
-.PHONY: all deps run test unit integration integration-asan asan install clean check-config fuzz bench
+.PHONY: lint all deps run test unit integration integration-asan asan install clean check-config fuzz bench
 
 all: build/tern
 
@@ -109,6 +109,11 @@ soak: build/tern
 bench:
 	-$(MAKE) build/tern
 	QUICK=$(QUICK) TERN_BIN=$(CURDIR)/build/tern $(PYTHON) bench/bench.py
+
+# static analysis; CI fails on any cppcheck finding
+lint: | build/.deps-ok
+	cppcheck --quiet --enable=warning,performance,portability --inline-suppr --std=c11 \
+		-D_GNU_SOURCE -Isrc --suppress=missingIncludeSystem --error-exitcode=1 src
 
 run: build/tern
 	@mkdir -p var
