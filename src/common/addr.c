@@ -18,6 +18,7 @@
  * between parameters).
  */
 #include "common/addr.h"
+#include "lib/utf8.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -185,32 +186,10 @@ ascii_ieq(const char *a, size_t n, const char *lit)
 static size_t
 utf8_len(const unsigned char *s, size_t n)
 {
-	if (n == 0 || s[0] < 0xc2)
-		return 0; /* ASCII, stray continuation, or overlong C0/C1 lead */
-	unsigned char c = s[0];
-	if (c < 0xe0) {
-		if (n < 2 || (s[1] & 0xc0) != 0x80)
-			return 0;
-		if (c == 0xc2 && s[1] < 0xa0)
-			return 0; /* C1 control */
-		return 2;
-	}
-	if (c < 0xf0) {
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80; /* no overlong */
-		unsigned char hi = c == 0xed ? 0x9f : 0xbf; /* no surrogate */
-		if (n < 3 || s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80)
-			return 0;
-		return 3;
-	}
-	if (c < 0xf5) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80; /* no overlong */
-		unsigned char hi = c == 0xf4 ? 0x8f : 0xbf; /* <= U+10FFFF */
-		if (n < 4 || s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80 ||
-		    (s[3] & 0xc0) != 0x80)
-			return 0;
-		return 4;
-	}
-	return 0;
+	size_t l = utf8_seq_len(s, n);
+	if (l == 2 && s[0] == 0xc2 && s[1] < 0xa0)
+		return 0; /* C1 control */
+	return l;
 }
 
 /* every octet printable ASCII, or (when utf8) part of well-formed UTF-8 */
