@@ -42,6 +42,7 @@ enum rstate { R_NEW, R_RESOLVING, R_READY };
 struct target {
 	struct sockaddr_storage sa;
 	char *name;
+	uint16_t pref; /* MX preference; 0 for relay hosts and transports */
 };
 
 struct job;
@@ -68,6 +69,7 @@ struct dest {
 	size_t nqueued;
 	struct sess *sessions;
 	unsigned nsess, nconnecting;
+	unsigned rr;      /* round robin over the hosts of the best preference */
 	bool ever_ready;
 };
 
@@ -95,7 +97,8 @@ struct sess {
 	struct sess *next, *prev;
 	struct dest *d;
 	smtp_client_t *c;
-	size_t ti;        /* address being tried */
+	size_t ti;        /* how many addresses this session has tried before the current one */
+	size_t start;     /* where its walk through the first preference group starts */
 	struct job *job;
 	unsigned ntxn;
 	uint64_t idle_since; /* ms, uv_now; 0 = not idle */
@@ -139,6 +142,7 @@ static void dest_pump(struct dest *d);
 static void dest_maybe_free(struct dest *d);
 static void check_shutdown(outbound_t *o);
 static void sess_connect(struct sess *s);
+static size_t sess_target(const struct sess *s, size_t k);
 
 /* ---- jobs ---- */
 
@@ -440,9 +444,49 @@ sess_connect(struct sess *s)
 	co.t = o->timeouts;
 	co.tls_policy = s->no_tls ? TLS_POLICY_NONE : d->tls_policy;
 	co.tls_ctx = o->tls_ctx;
-	struct target *t = &d->t[s->ti];
+	struct target *t = &d->t[sess_target(s, s->ti)];
 	o->st.connections++;
 	s->c = smtp_client_new(o->loop, (const struct sockaddr *)&t->sa, t->name, &co, on_client, s);
+}
+
+/*
+ * The address a session tries at its k-th attempt. RFC 5321 §5.1 wants
+ * the hosts of equal preference used in random order so that load is
+ * spread; the MX answer is shuffled once per resolution, so to spread the
+ * sessions of a busy destination too, each new session starts its walk at
+ * the next host (round robin) of the best preference group, wraps around
+ * inside that group, then goes on with the rest in order. All addresses of
+ * a host stay together.
+ */
+static size_t
+sess_target(const struct sess *s, size_t k)
+{
+	const struct dest *d = s->d;
+	size_t g = 1;
+	while (g < d->nt && d->t[g].pref == d->t[0].pref)
+		g++;
+	if (k >= g)
+		return k;
+	return (s->start + k) % g;
+}
+
+static size_t
+sess_first(struct dest *d)
+{
+	size_t g = 1, nhosts = 1;
+	while (g < d->nt && d->t[g].pref == d->t[0].pref) {
+		if (strcmp(d->t[g].name, d->t[g - 1].name) != 0)
+			nhosts++;
+		g++;
+	}
+	if (nhosts < 2)
+		return 0;
+	size_t want = d->rr++ % nhosts, host = 0;
+	for (size_t i = 1; i < g; i++) {
+		if (strcmp(d->t[i].name, d->t[i - 1].name) != 0 && ++host == want)
+			return i;
+	}
+	return 0;
 }
 
 static void
@@ -451,6 +495,7 @@ sess_open(struct dest *d)
 	outbound_t *o = d->o;
 	struct sess *s = xcalloc(1, sizeof *s);
 	s->d = d;
+	s->start = sess_first(d);
 	s->next = d->sessions;
 	if (d->sessions)
 		d->sessions->prev = s;
@@ -534,7 +579,7 @@ dest_resolve_failed(struct dest *d, int outcome, const char *reply)
 }
 
 static void
-dest_add_target(struct dest *d, const struct sockaddr *sa, const char *name)
+dest_add_target(struct dest *d, const struct sockaddr *sa, const char *name, uint16_t pref)
 {
 	d->t = xrealloc(d->t, (d->nt + 1) * sizeof *d->t);
 	memset(&d->t[d->nt].sa, 0, sizeof d->t[d->nt].sa);
@@ -546,6 +591,7 @@ dest_add_target(struct dest *d, const struct sockaddr *sa, const char *name)
 		((struct sockaddr_in *)&d->t[d->nt].sa)->sin_port = htons(d->port);
 	}
 	d->t[d->nt].name = xstrdup(name);
+	d->t[d->nt].pref = pref;
 	d->nt++;
 }
 
@@ -577,7 +623,7 @@ on_mx(void *arg, mx_result_t *r)
 	for (size_t h = 0; h < r->nhosts; h++)
 		for (size_t a = 0; a < r->hosts[h].naddrs; a++)
 			dest_add_target(d, (const struct sockaddr *)&r->hosts[h].addrs[a],
-			    r->hosts[h].name);
+			    r->hosts[h].name, r->hosts[h].pref);
 	mx_result_free(r);
 	if (d->nt == 0) {
 		dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.4.3 no address for the next hop");
@@ -600,7 +646,7 @@ on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		d->gai = NULL;
 		for (struct addrinfo *ai = res; ai && status == 0; ai = ai->ai_next)
 			if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) && d->nt < MX_MAX_ADDRS)
-				dest_add_target(d, ai->ai_addr, d->host);
+				dest_add_target(d, ai->ai_addr, d->host, 0);
 		if (d->nt == 0) {
 			char *t = xasprintf("451 4.4.3 cannot resolve next hop %s: %s", d->host,
 			    status ? uv_strerror(status) : "no address");
@@ -655,7 +701,7 @@ dest_resolve(struct dest *d)
 		return;
 	}
 	if (parse_ip(d->host, &sa) == 0) {
-		dest_add_target(d, (const struct sockaddr *)&sa, d->host);
+		dest_add_target(d, (const struct sockaddr *)&sa, d->host, 0);
 		d->rstate = R_READY;
 		dest_pump(d);
 		return;

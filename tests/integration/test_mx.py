@@ -426,6 +426,36 @@ def test_equal_preferences_shuffled(mx):
     assert on2 + on3 == 20
 
 
+def test_sessions_of_one_destination_spread_over_equal_hosts(mx):
+    """One domain, two MX hosts of equal preference, mail arriving in
+    parallel: the destination's sessions start at the hosts in turn, so both
+    get mail (not only the first host of the one shuffled answer)."""
+    import threading
+    mx.peers.start("127.0.0.2")
+    mx.peers.start("127.0.0.3")
+    t = mx.tern(destination_concurrency="4")
+    errors = []
+
+    def sender(n):
+        try:
+            for i in range(4):
+                t.send("u%d@eq1.example" % (n * 10 + i), sender=SENDER)
+        except Exception as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    got = mx.peers.wait(16)
+    on2 = sum(1 for g in got if g["addr"] == "127.0.0.2")
+    on3 = sum(1 for g in got if g["addr"] == "127.0.0.3")
+    assert on2 + on3 == 16
+    assert mx.peers.connections["127.0.0.2"] >= 1 and mx.peers.connections["127.0.0.3"] >= 1, (
+        on2, on3, dict(mx.peers.connections))
+
+
 def test_all_addresses_of_a_host_before_the_next_host(mx):
     """h1 has a dead and a live address: the live one gets the mail, never h2
     (the resolver may hand out an RRset's addresses in any order)."""
