@@ -1202,14 +1202,23 @@ sched_stop(sched_t *s, void (*done)(void *arg), void *arg)
 	stop_check(s);
 }
 
+static void
+sched_timer_closed(uv_handle_t *h)
+{
+	xfree(h->data);
+}
+
+/* The struct is freed from the timer's close callback: libuv still writes
+ * to a closing handle until the loop has run once more (valgrind saw it;
+ * ASan cannot, libuv itself is not instrumented). */
 void
 sched_free(sched_t *s)
 {
 	while (s->all.next != &s->all)
 		msg_free(s, s->all.next);
 	xfree(s->heap);
-	uv_close((uv_handle_t *)&s->timer, NULL);
-	xfree(s);
+	s->heap = NULL;
+	uv_close((uv_handle_t *)&s->timer, sched_timer_closed);
 }
 
 /* ---- the administrator's view ---- */
