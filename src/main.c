@@ -270,10 +270,63 @@ add_interface_addrs(struct sockaddr_storage *out, size_t n, size_t max)
 /* Outbound delivery: DNS (libunbound), MX options that know our own names
  * and addresses (RFC 5321 §5.1 loop detection), the limits and timeouts.
  * These are read once at start; a SIGHUP does not change them. */
+/*
+ * The relayhost credentials: one line "user password" (the password is the
+ * rest of the line) in a file nobody but tern's user may read. They go to
+ * the relay host only under TLS (smtp_client.h).
+ */
+static char relay_user[256], relay_pass[512];
+
+static int
+load_relay_auth(const char *path, buf_t *err)
+{
+	struct stat st;
+	char *data = NULL;
+	if (stat(path, &st) < 0 || read_file(path, &data, NULL, 64 * 1024) < 0) {
+		buf_printf(err, "relayhost_auth_file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		buf_printf(err, "relayhost_auth_file %s is readable by group or others (mode %04o): chmod 600 %s",
+		    path, (unsigned)(st.st_mode & 07777), path);
+		explicit_bzero(data, strlen(data));
+		xfree(data);
+		return -1;
+	}
+	int r = -1;
+	for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (*line == '#' || *line == '\0' || *line == '\r')
+			continue;
+		size_t ul = strcspn(line, " \t");
+		char *pw = line + ul;
+		while (*pw == ' ' || *pw == '\t')
+			pw++;
+		size_t pl = strcspn(pw, "\r");
+		if (ul == 0 || pl == 0 || ul >= sizeof relay_user || pl >= sizeof relay_pass)
+			break;
+		memcpy(relay_user, line, ul);
+		relay_user[ul] = '\0';
+		memcpy(relay_pass, pw, pl);
+		relay_pass[pl] = '\0';
+		r = 0;
+		break;
+	}
+	if (r < 0)
+		buf_printf(err, "relayhost_auth_file %s: expected one line \"user password\"", path);
+	explicit_bzero(data, strlen(data));
+	xfree(data);
+	return r;
+}
+
 static outbound_t *
 make_outbound(tern_t *t, buf_t *err)
 {
 	const config_t *c = t->cfg;
+	/* checked first: nothing to undo when it fails */
+	if (c->relayhost_auth_file && load_relay_auth(c->relayhost_auth_file, err) < 0)
+		return NULL;
 	static char *servers[33];
 	static char dnsbuf[1024];
 	size_t ns = 0;
@@ -318,6 +371,10 @@ make_outbound(tern_t *t, buf_t *err)
 	o.hostname = c->hostname;
 	o.spool_dir = queue_spool_dir(t->queue);
 	o.relayhost = c->relayhost;
+	if (c->relayhost_auth_file) {
+		o.relay_auth_user = relay_user;
+		o.relay_auth_pass = relay_pass;
+	}
 	o.dest_concurrency = c->destination_concurrency;
 	o.total_concurrency = c->outbound_connections;
 	o.max_per_conn = c->max_messages_per_connection;
@@ -373,6 +430,7 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	T.queue = queue_open(T.loop, T.cfg->spool_dir, &err);
 	if (!T.queue) {
 		log_err("queue %s: %s", T.cfg->spool_dir, buf_cstr(&err));
+		buf_free(&err);
 		return 1;
 	}
 	if (check_spool_safe(T.cfg->spool_dir) < 0)
@@ -383,6 +441,7 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	outbound = make_outbound(&T, &err);
 	if (!outbound) {
 		log_err("outbound delivery: %s", buf_cstr(&err));
+		buf_free(&err);
 		return 1;
 	}
 	sched_set_outbound(T.sched, outbound);

@@ -86,6 +86,7 @@ typedef struct config {
 
 	/* outbound (src/deliver/outbound.h) */
 	char *relayhost;             /* "[host]:port" or "host": all remote mail goes there; NULL = MX */
+	char *relayhost_auth_file;   /* "user password" for AUTH to the relayhost (under TLS); NULL = none */
 	char *transport_file;        /* key "transport": domain -> smtp:[host]:port | lmtp:...; NULL = none */
 	char *dns_servers;           /* "IP[@PORT] ..." forwarders; NULL = /etc/resolv.conf */
 	unsigned dns_timeout;        /* seconds per DNS query, default 15 */

@@ -57,6 +57,7 @@ struct dest {
 	char *host;
 	uint16_t port;
 	bool is_relay; /* a configured next hop (relayhost/transport), not the recipient's domain */
+	bool use_auth; /* the relayhost, with credentials configured */
 	enum tls_policy tls_policy;
 
 	enum rstate rstate;
@@ -111,6 +112,7 @@ struct outbound {
 	char *hostname;
 	char *spool_dir;
 	char *relayhost;
+	char *relay_auth_user, *relay_auth_pass;
 	unsigned dest_limit, total_limit, max_per_conn, idle_ms;
 	smtp_timeouts_t timeouts;
 	dns_t *dns;
@@ -444,6 +446,10 @@ sess_connect(struct sess *s)
 	co.t = o->timeouts;
 	co.tls_policy = s->no_tls ? TLS_POLICY_NONE : d->tls_policy;
 	co.tls_ctx = o->tls_ctx;
+	if (d->use_auth) {
+		co.auth_user = o->relay_auth_user;
+		co.auth_pass = o->relay_auth_pass;
+	}
 	struct target *t = &d->t[sess_target(s, s->ti)];
 	o->st.connections++;
 	s->c = smtp_client_new(o->loop, (const struct sockaddr *)&t->sa, t->name, &co, on_client, s);
@@ -811,7 +817,7 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 {
 	char *transport = NULL;
 	const char *spec = NULL;
-	bool lmtp = false, relay = true;
+	bool lmtp = false, relay = true, use_auth = false;
 	if (o->route) {
 		const char *r = o->route(o->route_arg, domain);
 		if (r)
@@ -830,6 +836,7 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 		}
 	} else if (o->relayhost) {
 		spec = o->relayhost;
+		use_auth = o->relay_auth_user != NULL;
 	} else {
 		relay = false;
 	}
@@ -848,6 +855,7 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 	d->o = o;
 	d->key = key;
 	d->lmtp = lmtp;
+	d->use_auth = use_auth;
 	d->is_relay = relay;
 	if (spec) {
 		if (hop_parse(spec, lmtp, &d->kind, &d->host, &d->port) < 0) {
@@ -897,6 +905,10 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 	o->hostname = xstrdup(opt->hostname && opt->hostname[0] ? opt->hostname : "localhost");
 	o->spool_dir = xstrdup(opt->spool_dir ? opt->spool_dir : ".");
 	o->relayhost = opt->relayhost && opt->relayhost[0] ? xstrdup(opt->relayhost) : NULL;
+	if (opt->relay_auth_user && opt->relay_auth_pass) {
+		o->relay_auth_user = xstrdup(opt->relay_auth_user);
+		o->relay_auth_pass = xstrdup(opt->relay_auth_pass);
+	}
 	o->dest_limit = opt->dest_concurrency ? opt->dest_concurrency : 20;
 	o->total_limit = opt->total_concurrency ? opt->total_concurrency : 100;
 	o->max_per_conn = opt->max_per_conn ? opt->max_per_conn : 100;
@@ -930,6 +942,8 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 			xfree(o->hostname);
 			xfree(o->spool_dir);
 			xfree(o->relayhost);
+			xfree(o->relay_auth_user);
+			xfree(o->relay_auth_pass);
 			xfree(o);
 			return NULL;
 		}
@@ -1005,6 +1019,10 @@ on_handle_closed(uv_handle_t *h)
 	xfree(o->hostname);
 	xfree(o->spool_dir);
 	xfree(o->relayhost);
+	if (o->relay_auth_pass)
+		explicit_bzero(o->relay_auth_pass, strlen(o->relay_auth_pass));
+	xfree(o->relay_auth_user);
+	xfree(o->relay_auth_pass);
 	table_free(o->tls_policies);
 	SSL_CTX_free(o->tls_ctx);
 	xfree(o);

@@ -62,6 +62,10 @@ typedef struct outbound_options {
 	/* NULL, or "[host]:port", "[host]", "host:port", "host": all remote
 	 * mail goes there (bracketed or literal IP: no MX lookup) */
 	const char *relayhost;
+	/* AUTH to the relayhost (not to transports or MX hosts), under TLS
+	 * only; NULL: none */
+	const char *relay_auth_user;
+	const char *relay_auth_pass;
 	unsigned dest_concurrency; /* connections per destination, 0: 20 */
 	unsigned total_concurrency; /* outbound connections in all, 0: 100 */
 	unsigned max_per_conn;     /* transactions per connection, 0: 100 */

@@ -22,6 +22,8 @@
  */
 #include "deliver/smtp_client.h"
 
+#include <openssl/evp.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +47,9 @@ enum cstate {
 	CS_STARTTLS, /* waiting for the reply to STARTTLS */
 	CS_TLS,      /* handshake */
 	CS_HELO,
+	CS_AUTH,       /* waiting for 235 */
+	CS_AUTH_USER,  /* AUTH LOGIN: waiting for the 334 that asks for the user name */
+	CS_AUTH_PASS,  /* AUTH LOGIN: waiting for the 334 that asks for the password */
 	CS_IDLE,
 	CS_TXN,
 	CS_RSET,
@@ -293,6 +298,44 @@ kw_is(const char *p, size_t n, const char *kw, const char **rest, size_t *rn)
 	return true;
 }
 
+/* "prefix" + base64(p[0..n)) + CRLF (RFC 4954 §4) */
+static void
+send_b64(smtp_client_t *c, const char *prefix, const unsigned char *p, size_t n)
+{
+	buf_t b = BUF_INIT;
+	buf_puts(&b, prefix);
+	buf_reserve(&b, 4 * ((n + 2) / 3) + 3);
+	int k = EVP_EncodeBlock((unsigned char *)b.data + b.len, p, (int)n);
+	b.len += (size_t)k;
+	buf_append(&b, "\r\n", 2);
+	conn_write(c->conn, b.data, b.len);
+	explicit_bzero(b.data, b.len);
+	buf_free(&b);
+}
+
+/* After EHLO (under TLS): authenticate to the server. */
+static void
+auth_start(smtp_client_t *c)
+{
+	set_timeout(c, c->o.t.helo);
+	if (c->ext & SMTP_EXT_AUTH_PLAIN) {
+		/* RFC 4616: authzid NUL authcid NUL passwd */
+		size_t ul = strlen(c->o.auth_user), pl = strlen(c->o.auth_pass);
+		unsigned char *m = xmalloc(ul + pl + 2);
+		m[0] = '\0';
+		memcpy(m + 1, c->o.auth_user, ul);
+		m[1 + ul] = '\0';
+		memcpy(m + 2 + ul, c->o.auth_pass, pl);
+		send_b64(c, "AUTH PLAIN ", m, ul + pl + 2);
+		explicit_bzero(m, ul + pl + 2);
+		xfree(m);
+		c->st = CS_AUTH;
+	} else {
+		conn_write(c->conn, "AUTH LOGIN\r\n", 12);
+		c->st = CS_AUTH_USER;
+	}
+}
+
 static void
 parse_ehlo(smtp_client_t *c)
 {
@@ -318,6 +361,20 @@ parse_ehlo(smtp_client_t *c)
 			c->ext |= SMTP_EXT_BINARYMIME;
 		else if (kw_is(p, n, "STARTTLS", &rest, &rn))
 			c->ext |= SMTP_EXT_STARTTLS;
+		else if (kw_is(p, n, "AUTH", &rest, &rn)) {
+			/* RFC 4954 §3: AUTH mechanism-list */
+			for (size_t k = 0; k < rn;) {
+				while (k < rn && rest[k] == ' ')
+					k++;
+				size_t w = k;
+				while (k < rn && rest[k] != ' ')
+					k++;
+				if (k - w == 5 && strncasecmp(rest + w, "PLAIN", 5) == 0)
+					c->ext |= SMTP_EXT_AUTH_PLAIN;
+				else if (k - w == 5 && strncasecmp(rest + w, "LOGIN", 5) == 0)
+					c->ext |= SMTP_EXT_AUTH_LOGIN;
+			}
+		}
 		else if (kw_is(p, n, "ENHANCEDSTATUSCODES", &rest, &rn))
 			c->ext |= SMTP_EXT_ENHANCEDSTATUSCODES;
 		else if (kw_is(p, n, "SIZE", &rest, &rn)) {
@@ -748,6 +805,22 @@ handle_reply(smtp_client_t *c)
 					break;
 				}
 			}
+			if (c->o.auth_user && c->o.auth_pass) {
+				if (!c->tls_on) {
+					conn_write(c->conn, "QUIT\r\n", 6);
+					session_fail(c, SMTP_TEMPFAIL, "451 4.7.0 AUTH to %s not attempted: the session is not encrypted (credentials are never sent in clear)",
+					    c->relay);
+					break;
+				}
+				if (!(c->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN))) {
+					conn_write(c->conn, "QUIT\r\n", 6);
+					session_fail(c, SMTP_TEMPFAIL, "451 4.7.0 %s offers no AUTH PLAIN or LOGIN, and credentials are configured for it",
+					    c->relay);
+					break;
+				}
+				auth_start(c);
+				break;
+			}
 			c->ready = true;
 			become_idle(c);
 			emit(c, SMTP_CLIENT_READY);
@@ -763,6 +836,29 @@ handle_reply(smtp_client_t *c)
 		if (code != 421)
 			conn_write(c->conn, "QUIT\r\n", 6);
 		session_fail(c, oc, "%s", buf_cstr(&b));
+		break;
+	case CS_AUTH_USER:
+	case CS_AUTH_PASS:
+		if (code == 334) {
+			const char *v = c->st == CS_AUTH_USER ? c->o.auth_user : c->o.auth_pass;
+			send_b64(c, "", (const unsigned char *)v, strlen(v));
+			c->st = c->st == CS_AUTH_USER ? CS_AUTH_PASS : CS_AUTH;
+			set_timeout(c, c->o.t.helo);
+			break;
+		}
+		/* FALLTHROUGH */
+	case CS_AUTH:
+		if (code == 235) {
+			c->ready = true;
+			become_idle(c);
+			emit(c, SMTP_CLIENT_READY);
+			break;
+		}
+		/* a refused login is our configuration's problem: the mail waits */
+		smtp_reply_format(&c->reply, "4.7.8", REPLY_TEXT_MAX, &b);
+		if (code != 421)
+			conn_write(c->conn, "QUIT\r\n", 6);
+		session_fail(c, SMTP_TEMPFAIL, "451 4.7.8 AUTH to %s failed: %s", c->relay, buf_cstr(&b));
 		break;
 	case CS_TXN:
 		if (code == 421) {

@@ -74,6 +74,8 @@ typedef struct smtp_timeouts {
 #define SMTP_EXT_STARTTLS 0x040
 #define SMTP_EXT_ENHANCEDSTATUSCODES 0x080
 #define SMTP_EXT_BINARYMIME 0x100
+#define SMTP_EXT_AUTH_PLAIN 0x200 /* AUTH with the PLAIN mechanism (RFC 4954, RFC 4616) */
+#define SMTP_EXT_AUTH_LOGIN 0x400 /* AUTH with the LOGIN mechanism */
 
 enum smtp_outcome {
 	SMTP_UNDECIDED = 0,
@@ -138,6 +140,13 @@ typedef struct smtp_client_options {
 	smtp_timeouts_t t;
 	enum tls_policy tls_policy; /* 0 = MAY */
 	SSL_CTX *tls_ctx;      /* client context (tls.h); NULL: no STARTTLS (MAY goes on in clear) */
+	/* AUTH to the server (a relay host, RFC 4954): after EHLO, and only
+	 * under TLS (credentials are never sent in clear: without TLS the
+	 * session fails with 4.7.0). PLAIN when offered, else LOGIN. A refusal
+	 * is a temporary failure (a configuration problem: mail waits, it is
+	 * not bounced). NULL: no AUTH. The strings must outlive the client. */
+	const char *auth_user;
+	const char *auth_pass;
 } smtp_client_options_t;
 
 /*
