@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "lib/fileerr.h"
 #include "lib/fsutil.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
@@ -218,19 +219,10 @@ static void cfg_error(cfg_parser_t *p, unsigned line, const char *fmt, ...)
 static void
 cfg_error(cfg_parser_t *p, unsigned line, const char *fmt, ...)
 {
-	p->nerrors++;
-	if (p->errors == NULL || p->nerrors > CONFIG_MAX_ERRORS + 1)
-		return;
-	buf_printf(p->errors, "%s:%u: ", p->name, line);
-	if (p->nerrors == CONFIG_MAX_ERRORS + 1) {
-		buf_puts(p->errors, "too many errors, giving up\n");
-		return;
-	}
 	va_list ap;
 	va_start(ap, fmt);
-	buf_vprintf(p->errors, fmt, ap);
+	fileerr_vadd(p->errors, &p->nerrors, CONFIG_MAX_ERRORS, p->name, line, fmt, ap);
 	va_end(ap);
-	buf_putc(p->errors, '\n');
 }
 
 /* values quoted in messages are cut to this many octets */

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "lib/fileerr.h"
 #include "lib/fsutil.h"
 #include "lib/xalloc.h"
 
@@ -155,19 +156,10 @@ static void tp_error(tparser_t *p, unsigned line, const char *fmt, ...)
 static void
 tp_error(tparser_t *p, unsigned line, const char *fmt, ...)
 {
-	p->nerrors++;
-	if (p->errors == NULL || p->nerrors > TABLE_MAX_ERRORS + 1)
-		return;
-	buf_printf(p->errors, "%s:%u: ", p->t->file, line);
-	if (p->nerrors == TABLE_MAX_ERRORS + 1) {
-		buf_puts(p->errors, "too many errors, giving up\n");
-		return;
-	}
 	va_list ap;
 	va_start(ap, fmt);
-	buf_vprintf(p->errors, fmt, ap);
+	fileerr_vadd(p->errors, &p->nerrors, TABLE_MAX_ERRORS, p->t->file, line, fmt, ap);
 	va_end(ap);
-	buf_putc(p->errors, '\n');
 }
 
 #define SHOW 80
