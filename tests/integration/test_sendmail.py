@@ -20,8 +20,8 @@ from tern_harness import TERN_BIN, Mail, tf
 EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL = 64, 65, 69, 75
 
 
-def sendmail(t, *args, data=b"", user=None, config=None):
-    cmd = [TERN_BIN, "-c", str(config or t.conf_path), "sendmail"] + list(args)
+def sendmail(t, *args, data=b"", user=None, config=None, binary=None):
+    cmd = [binary or TERN_BIN, "-c", str(config or t.conf_path), "sendmail"] + list(args)
     kw = {"user": user} if user else {}
     return subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=t.env(), timeout=tf(30), **kw)
@@ -156,9 +156,14 @@ def test_ordinary_user_cannot_choose_the_sender(make_tern):
         shutil.copy(t.conf_path, conf)
         os.chmod(conf, 0o644)
         assert oct(os.stat(sock).st_mode & 0o777) == "0o666"
+        # and a copy of the binary: the checkout may sit in a directory
+        # only root can enter (a mktemp -d clone is 0700)
+        binary = os.path.join(shared, "tern")
+        shutil.copy(TERN_BIN, binary)
+        os.chmod(binary, 0o755)
         nobody = pwd.getpwnam("nobody")
         r = sendmail(t, "-f", "boss@example.com", "-t", user=nobody.pw_uid, config=conf,
-                     data=b"To: alice@localhost\nSubject: forged?\n\nx\n")
+                     binary=binary, data=b"To: alice@localhost\nSubject: forged?\n\nx\n")
         assert r.returncode == 0, r.stderr
         m = Mail(t.wait_delivered("alice@localhost", 1)[0])
         assert m.get("Return-Path") == "<nobody@localhost>"
@@ -171,7 +176,7 @@ def test_ordinary_user_cannot_choose_the_sender(make_tern):
         shutil.copy(t.conf_path, conf)
         t.start()
         r = sendmail(t, "-f", "boss@example.com", "bob@localhost", user=nobody.pw_uid, config=conf,
-                     data=b"Subject: trusted\n\nx\n")
+                     binary=binary, data=b"Subject: trusted\n\nx\n")
         assert r.returncode == 0, r.stderr
         m = Mail(t.wait_delivered("bob@localhost", 1)[0])
         assert m.get("Return-Path") == "<boss@example.com>"
