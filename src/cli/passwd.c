@@ -189,8 +189,8 @@ cli_passwd(const char *config, int argc, char **argv)
 	bool add = strcmp(op, "add") == 0, del = strcmp(op, "del") == 0, list = strcmp(op, "list") == 0;
 	if (!(add || del || list) || (list && argc != 2) || (!list && argc != 3))
 		return usage();
-	const char *user = list ? NULL : argv[2];
-	if (user && !auth_user_name_ok(user)) {
+	const char *user = list ? NULL : argv[2]; /* argc == 3: not NULL */
+	if (!list && !auth_user_name_ok(user)) {
 		fprintf(stderr, "tern passwd: \"%s\": a user name is 1-64 of letters, digits and . _ @ + -\n",
 		    user);
 		return 1;

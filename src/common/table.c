@@ -260,6 +260,10 @@ finish_current(tparser_t *p)
 		t->cap = t->cap ? t->cap * 2 : 16;
 		t->e = xrealloc(t->e, t->cap * sizeof *t->e);
 	}
+	/* The analyzer takes table_get()'s &t->e[v - 1] as possibly NULL, hence
+	 * t->e NULL with t->n != t->cap; but t->e is NULL only while t->cap is
+	 * 0, and then t->n == t->cap == 0 took the xrealloc() above. */
+	// NOLINTNEXTLINE(clang-analyzer-core.NullDereference): t->e is non-NULL here, see above
 	t->e[t->n++] = p->cur;
 	if (t->n * 2 > t->nidx)
 		rehash(t, t->nidx ? t->nidx * 2 : 32);

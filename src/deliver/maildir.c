@@ -315,10 +315,8 @@ linked:
 	}
 	rc = 0;
 fail_unlink:
-	if (fd >= 0) {
+	if (fd >= 0)
 		close(fd);
-		fd = -1;
-	}
 	(void)unlink(buf_cstr(&tmp));
 out:
 	buf_free(&base);

@@ -249,17 +249,20 @@ list_insert(dns_t *dns, dns_query_t *q)
 		dns->head = q;
 }
 
+/* The ends are tested by identity, not by q->prev/q->next being NULL (the
+ * same thing in a well-formed list), so that the static analyzer sees that
+ * q is no longer dns->head once removed (docs/security.md, static analysis). */
 static void
 list_remove(dns_t *dns, dns_query_t *q)
 {
-	if (q->prev)
-		q->prev->next = q->next;
-	else
+	if (dns->head == q)
 		dns->head = q->next;
-	if (q->next)
-		q->next->prev = q->prev;
 	else
+		q->prev->next = q->next;
+	if (dns->tail == q)
 		dns->tail = q->prev;
+	else
+		q->next->prev = q->prev;
 	q->prev = q->next = NULL;
 }
 

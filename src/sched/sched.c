@@ -259,6 +259,7 @@ heap_push(sched_t *s, smsg_t *m)
 		return;
 	if (s->nheap == s->capheap) {
 		s->capheap = s->capheap ? s->capheap * 2 : 256;
+		// NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sized by its element
 		s->heap = xrealloc(s->heap, s->capheap * sizeof *s->heap);
 	}
 	m->heap_idx = s->nheap;
@@ -1214,8 +1215,12 @@ sched_timer_closed(uv_handle_t *h)
 void
 sched_free(sched_t *s)
 {
-	while (s->all.next != &s->all)
-		msg_free(s, s->all.next);
+	/* next is read before m is freed: the static analyzer cannot know that
+	 * m->prev is &s->all, i.e. that msg_free() advances s->all.next */
+	for (smsg_t *m = s->all.next, *next; m != &s->all; m = next) {
+		next = m->next;
+		msg_free(s, m);
+	}
 	xfree(s->heap);
 	s->heap = NULL;
 	uv_close((uv_handle_t *)&s->timer, sched_timer_closed);

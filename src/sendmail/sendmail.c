@@ -97,9 +97,9 @@ read_message(const struct opts *o, uint64_t limit, buf_t *msg)
 {
 	buf_t line = BUF_INIT;
 	char chunk[65536];
-	bool eof = false, done = false;
+	bool eof = false;
 	size_t have = 0, pos = 0;
-	while (!done) {
+	for (;;) {
 		if (pos == have) {
 			if (eof)
 				break;
@@ -134,10 +134,8 @@ read_message(const struct opts *o, uint64_t limit, buf_t *msg)
 		size_t n = line.len;
 		if (n > 0 && line.data[n - 1] == '\r')
 			n--;
-		if (!o->i && n == 1 && line.data[0] == '.') {
-			done = true;
+		if (!o->i && n == 1 && line.data[0] == '.')
 			break;
-		}
 		buf_append(msg, line.data ? line.data : "", n);
 		buf_puts(msg, "\r\n");
 		buf_reset(&line);
@@ -327,18 +325,31 @@ sock_write(smtp_t *s, const char *p, size_t n)
 	return 0;
 }
 
+/* The code of a reply line: three digits, then a space, "-" or the end
+ * (RFC 5321 §4.2); 0 for anything else. */
+static int
+reply_code(const char *s)
+{
+	for (int i = 0; i < 3; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	if (s[3] != '\0' && s[3] != ' ' && s[3] != '-')
+		return 0;
+	return (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+}
+
 /* Read one reply; its code, or -1 when the connection broke. */
 static int
 sock_reply(smtp_t *s)
 {
 	for (;;) {
 		char *eol;
-		while ((eol = memmem(s->in.data ? s->in.data : "", s->in.len, "\r\n", 2)) != NULL) {
+		while (s->in.len > 0 && (eol = memmem(s->in.data, s->in.len, "\r\n", 2)) != NULL) {
 			size_t ll = (size_t)(eol - s->in.data);
 			bool last = ll < 4 || s->in.data[3] != '-';
 			if (last) {
 				snprintf(s->reply, sizeof s->reply, "%.*s", (int)ll, s->in.data);
-				s->code = ll >= 3 ? atoi(s->reply) : 0;
+				s->code = reply_code(s->reply);
 			}
 			buf_consume(&s->in, ll + 2);
 			if (last)
@@ -389,11 +400,12 @@ connect_socket(const char *path)
 	struct sockaddr_un sun;
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sun.sun_path) {
+	size_t len = strlen(path);
+	if (len >= sizeof sun.sun_path) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	strcpy(sun.sun_path, path);
+	memcpy(sun.sun_path, path, len + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
