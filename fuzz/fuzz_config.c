@@ -15,17 +15,9 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                      \
-	do {                                                                          \
-		if (!(c)) {                                                           \
-			fprintf(stderr, "invariant failed: %s (%s:%d)\n", #c, __FILE__, \
-			    __LINE__);                                                \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
 
 static void
 check_errors(const char *e)

@@ -22,17 +22,9 @@
 #include "common/config.h"
 #include "common/table.h"
 #include "deliver/router.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                      \
-	do {                                                                          \
-		if (!(c)) {                                                           \
-			fprintf(stderr, "invariant failed: %s (%s:%d)\n", #c, __FILE__, \
-			    __LINE__);                                                \
-			abort();                                                      \
-		}                                                                     \
-	} while (0)
 
 static void
 check_errors(const char *e)

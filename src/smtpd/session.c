@@ -64,6 +64,7 @@
 #include "queue/space.h"
 #include "sched/sched.h"
 #include "smtpd/dataread.h"
+#include "smtpd/header.h"
 
 #define OUT_HIGH (64 * 1024)   /* stop reading while this much output is unsent */
 #define INPUT_MAX (64 * 1024)  /* conn input bound */
@@ -148,9 +149,7 @@ struct session {
 	char *local_sender;     /* user@domain */
 	bool hdr_scan;          /* collecting the header section of the content */
 	/* counting Received: fields in the header section (RFC 5321 §6.3) */
-	unsigned hops;
-	int hops_pos;           /* octets of "received:" matched at line start; -1: no match */
-	bool hops_bol, hops_cr, hops_done;
+	hdr_hops_t hops;        /* Received: fields counted as the content streams in */
 	buf_t hdr;
 };
 
@@ -326,46 +325,12 @@ static void
 hdr_emit(session_t *s, bool at_end)
 {
 	const char *d = s->hdr.data ? s->hdr.data : "";
-	size_t len = s->hdr.len, pos = 0;
-	bool have_date = false, have_from = false, have_mid = false, in_field = false, complete = false;
-	while (pos < len) {
-		const char *eol = memmem(d + pos, len - pos, "\r\n", 2);
-		if (!eol) {
-			complete = at_end; /* an unterminated last line is no header field */
-			break;
-		}
-		size_t ll = (size_t)(eol - (d + pos));
-		if (ll == 0) {
-			complete = true; /* the blank line */
-			break;
-		}
-		if (d[pos] == ' ' || d[pos] == '\t') {
-			if (!in_field) {
-				complete = true;
-				break;
-			}
-			pos += ll + 2;
-			continue;
-		}
-		/* RFC 5322 §2.2: field name = printable US-ASCII but ':' */
-		size_t k = 0;
-		while (k < ll && d[pos + k] > ' ' && d[pos + k] < 0x7f && d[pos + k] != ':')
-			k++;
-		if (k == 0 || k >= ll || d[pos + k] != ':') {
-			complete = true; /* the body starts without a blank line */
-			break;
-		}
-		if (k == 4 && strncasecmp(d + pos, "Date", 4) == 0)
-			have_date = true;
-		else if (k == 4 && strncasecmp(d + pos, "From", 4) == 0)
-			have_from = true;
-		else if (k == 10 && strncasecmp(d + pos, "Message-ID", 10) == 0)
-			have_mid = true;
-		in_field = true;
-		pos += ll + 2;
-	}
-	if (pos >= len && !complete)
-		complete = at_end;
+	size_t len = s->hdr.len;
+	unsigned have;
+	bool complete;
+	size_t pos = hdr_fields_scan(d, len, at_end, &have, &complete);
+	bool have_date = have & HDR_HAVE_DATE, have_from = have & HDR_HAVE_FROM,
+	     have_mid = have & HDR_HAVE_MSGID;
 	queue_write(s->qm, d, pos);
 	if (complete && (!have_date || !have_from || !have_mid)) {
 		buf_t h = BUF_INIT;
@@ -393,55 +358,13 @@ hdr_emit(session_t *s, bool at_end)
 	buf_free(&s->hdr);
 }
 
-/*
- * RFC 5321 §6.3: a message that has passed too many relays is in a loop.
- * Counts the "Received:" fields of the header section as the content
- * streams by (fields only at the start of a line; the section ends at the
- * first empty line), without keeping any of it.
- */
-static void
-hops_scan(session_t *s, const char *p, size_t n)
-{
-	static const char key[] = "received:";
-	for (size_t i = 0; i < n && !s->hops_done; i++) {
-		char ch = p[i];
-		if (s->hops_bol) {
-			s->hops_bol = false;
-			s->hops_pos = 0;
-			if (ch == '\r') {
-				s->hops_cr = true; /* an empty line, if LF follows */
-				continue;
-			}
-		}
-		if (ch == '\n') {
-			if (s->hops_cr) {
-				s->hops_done = true;
-				break;
-			}
-			s->hops_bol = true;
-			continue;
-		}
-		s->hops_cr = false;
-		if (s->hops_pos >= 0) {
-			char lc = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-			if (lc == key[s->hops_pos]) {
-				if (++s->hops_pos == (int)sizeof key - 1) {
-					s->hops++;
-					s->hops_pos = -1;
-				}
-			} else {
-				s->hops_pos = -1;
-			}
-		}
-	}
-}
-
 static void
 content_out(void *arg, const char *p, size_t n)
 {
 	session_t *s = arg;
-	if (!s->hops_done)
-		hops_scan(s, p, n);
+	/* RFC 5321 §6.3: a message that has passed too many relays is in a loop */
+	if (!s->hops.done)
+		hdr_hops_feed(&s->hops, p, n);
 	if (!s->hdr_scan) {
 		queue_write(s->qm, p, n);
 		return;
@@ -460,11 +383,7 @@ content_begin(session_t *s, bool raw)
 	const config_t *c = CFG(s);
 	qid_new(s->qid);
 	memcpy(s->env->qid, s->qid, QID_SIZE);
-	s->hops = 0;
-	s->hops_pos = 0;
-	s->hops_bol = true;
-	s->hops_cr = false;
-	s->hops_done = false;
+	hdr_hops_init(&s->hops);
 	s->started_us = now_us();
 	s->env->arrival_us = s->started_us;
 	s->qm = queue_begin(T(s)->queue, s->env);
@@ -559,10 +478,10 @@ content_end(session_t *s, const char *cmd)
 		    "550 5.6.0 Error: message line longer than %zu octets (RFC 5321 section 4.5.3.1.6)",
 		    CFG(s)->max_line_length);
 		bad = line;
-	} else if (s->hops > CFG(s)->max_hops) {
+	} else if (s->hops.hops > CFG(s)->max_hops) {
 		snprintf(line, sizeof line,
 		    "554 5.4.6 Error: too many hops (%u Received: header fields); mail loop? (RFC 5321 section 6.3)",
-		    s->hops);
+		    s->hops.hops);
 		bad = line;
 	} else if (queue_write(s->qm, "", 0) < 0) {
 		bad = "451 4.3.0 Error: queue file write error";
