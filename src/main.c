@@ -36,6 +36,7 @@
 #include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/sandbox.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
@@ -147,6 +148,7 @@ on_signal(uv_signal_t *h, int signum)
 		T.cfg = c;
 		T.tables = t;
 		log_info("reloaded configuration and tables from %s", c->path);
+		sandbox_check_tables(c, t); /* warns of Maildirs Landlock keeps closed */
 		server_reload(T.server); /* certificate, password file, sender_login */
 		return;
 	}
@@ -195,20 +197,50 @@ check_spool_safe(const char *spool)
 	return 0;
 }
 
-static int
-drop_privileges(const config_t *c)
+/*
+ * Delivery writes into Maildirs and talks to the network on behalf of
+ * strangers: never as root. Root is only for binding ports below 1024, so
+ * started as root, tern needs "user" naming an unprivileged account; this
+ * is checked before anything is bound, so a bad setting fails at once.
+ */
+static struct passwd *
+run_user(const config_t *c)
 {
-	if (geteuid() != 0)
-		return 0;
 	if (!c->user) {
-		log_warn("running as root: set \"user\" in %s to run as an unprivileged user", c->path);
-		return 0;
+		log_err("refusing to run as root: set \"user\" in %s to an unprivileged account "
+		    "(e.g. user = tern, created with: useradd --system --home-dir /var/spool/tern tern); "
+		    "tern binds its ports as root, then runs as that user", c->path);
+		return NULL;
 	}
 	struct passwd *pw = getpwnam(c->user);
 	if (!pw) {
-		log_err("user \"%s\" (config %s) does not exist", c->user, c->path);
-		return -1;
+		log_err("user \"%s\" (config %s) does not exist: create it (useradd --system %s) "
+		    "or name another unprivileged account", c->user, c->path, c->user);
+		return NULL;
 	}
+	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+		log_err("refusing to run as root: user \"%s\" in %s has uid %d gid %d; name an "
+		    "unprivileged account", c->user, c->path, (int)pw->pw_uid, (int)pw->pw_gid);
+		return NULL;
+	}
+	return pw;
+}
+
+static int
+drop_privileges(const config_t *c)
+{
+	if (geteuid() != 0) {
+		if (c->user) {
+			struct passwd *me = getpwuid(geteuid());
+			if (!me || strcmp(me->pw_name, c->user) != 0)
+				log_info("not started as root: running as uid %d, not as user %s (config %s)",
+				    (int)geteuid(), c->user, c->path);
+		}
+		return 0;
+	}
+	struct passwd *pw = run_user(c);
+	if (!pw)
+		return -1;
 	/* the spool and the Maildirs belong to the mail user */
 	mkdir_p(c->spool_dir, 0700);
 	mkdir_p(c->maildir_base, 0700);
@@ -224,6 +256,17 @@ drop_privileges(const config_t *c)
 	if (setuid(0) == 0) {
 		log_err("privileges could be regained after dropping them; refusing to run");
 		return -1;
+	}
+	/* the directories were made by root: say plainly when the user cannot
+	 * reach them (a parent directory closed to it, e.g. mode 0700) */
+	const char *dirs[2] = {c->spool_dir, c->maildir_base};
+	for (size_t i = 0; i < 2; i++) {
+		if (access(dirs[i], R_OK | W_OK | X_OK) < 0) {
+			log_err("user %s cannot use %s (%s): every parent directory must be searchable "
+			    "by it (chmod o+x), and the directory its own (try: runuser -u %s -- ls %s)",
+			    c->user, dirs[i], strerror(errno), c->user, dirs[i]);
+			return -1;
+		}
 	}
 	log_info("running as user %s (uid %d)", c->user, (int)pw->pw_uid);
 	return 0;
@@ -414,6 +457,8 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
 	uv_signal_start(&sig_hup, on_signal, SIGHUP);
+	if (geteuid() == 0 && !run_user(T.cfg))
+		return 1;
 	buf_t err = BUF_INIT;
 	T.server = server_new(&T, &err);
 	if (!T.server) {
@@ -450,6 +495,14 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 	control = control_start(&T, &err);
 	if (!control) {
 		log_err("%s", buf_cstr(&err));
+		return 1;
+	}
+	/* everything is bound, open and recovered: confine the rest of the
+	 * run (lib/sandbox.h, docs/security.md "Confinement") */
+	if (sandbox_daemon(T.cfg, T.tables, &err) < 0) {
+		log_err("sandbox: %s; tern cannot confine itself on this system: fix that, or set "
+		    "\"sandbox = no\" in %s to run unconfined", buf_cstr(&err), T.cfg->path);
+		buf_free(&err);
 		return 1;
 	}
 

@@ -85,6 +85,7 @@ static const char *check_yesno(const char *v);
 
 static const struct cfg_key cfg_keys[] = {
 	{"hostname", CT_DOMAIN, FLD(hostname), 0, 0, NULL, 0, 0, NULL},
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
 	{"listen", CT_LISTEN, LST(listen, nlisten), CF_REPEAT, "127.0.0.1:2525 smtp", 0, 0, NULL},
 	{"user", CT_STRING, FLD(user), 0, CF_OPTIONAL, NULL, 0, 0, check_user},
 	{"spool_dir", CT_PATH, FLD(spool_dir), 0, 0, "/var/spool/tern", 0, 0, NULL},
@@ -97,6 +98,7 @@ static const struct cfg_key cfg_keys[] = {
 	{"virtual", CT_PATH, FLD(virtual_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"recipient_delimiter", CT_CHAR, FLD(recipient_delimiter), 0, 0, "+", 0, 0,
 	    check_delimiter},
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
 	{"mynetworks", CT_NETS, LST(mynetworks, nmynetworks), 0, "127.0.0.0/8 ::1/128", 0, 0,
 	    NULL},
 	{"message_size_limit", CT_SIZE, FLD(message_size_limit), 0, 0, "25M", 1, 1024 * GIB, NULL},
@@ -151,6 +153,8 @@ static const struct cfg_key cfg_keys[] = {
 	/* default (set in apply_defaults): <spool_dir>/../tern.sock */
 	{"local_socket", CT_PATH, FLD(local_socket), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"trusted_users", CT_WORDS, LST(trusted_users, ntrusted_users), 0, "", 0, 0, check_user},
+	/* seccomp and Landlock after start-up (lib/sandbox.h) */
+	{"sandbox", CT_STRING, FLD(sandbox), 0, 0, "yes", 0, 0, check_yesno},
 };
 
 #define NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -210,7 +214,11 @@ typedef struct cfg_parser {
 	config_t *c;
 	unsigned set_line[NKEYS]; /* line each key was (first) set on; 0 = not set */
 	bool failed[NKEYS];       /* its value was refused */
-	unsigned *listen_line;    /* parallel to c->listen */
+	/* parallel to c->listen; a fixed array (set_listen() keeps nlisten below
+	 * CONFIG_MAX_LIST), not a growing one, because the static analyzer
+	 * cannot see that c->nlisten starts at 0 (xcalloc) and reported the
+	 * growing array's initial NULL as dereferenced */
+	unsigned listen_line[CONFIG_MAX_LIST];
 } cfg_parser_t;
 
 static void cfg_error(cfg_parser_t *p, unsigned line, const char *fmt, ...)
@@ -1018,7 +1026,6 @@ set_listen(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 			}
 		}
 		c->listen = xrealloc(c->listen, (c->nlisten + 1) * sizeof *c->listen);
-		p->listen_line = xrealloc(p->listen_line, (c->nlisten + 1) * sizeof *p->listen_line);
 		c->listen[c->nlisten] = (listen_spec_t){addr, port, LISTEN_SMTP};
 		p->listen_line[c->nlisten] = line;
 		c->nlisten++;
@@ -1301,6 +1308,19 @@ apply_defaults(cfg_parser_t *p)
 		h[sizeof h - 1] = '\0';
 		p->c->hostname = xstrdup(valid_domain(h) ? h : "localhost");
 	}
+	/* The spool and the Maildirs are reached by the unprivileged user after
+	 * the daemon drops root: resolve the symbolic links of their existing
+	 * part now, so that a link to a place that user can reach is followed
+	 * from there (e.g. ./var -> /var/tmp/... under a directory only root
+	 * may enter). */
+	for (size_t i = 0; i < 2; i++) {
+		char **f = i == 0 ? &p->c->spool_dir : &p->c->maildir_base;
+		if (*f) {
+			char *r = path_resolve(*f);
+			xfree(*f);
+			*f = r;
+		}
+	}
 	/* the sendmail command's socket sits next to the spool directory */
 	if (!p->set_line[key_index("local_socket")] && p->c->spool_dir) {
 		char *sock = make_absolute(p->c->spool_dir, "../tern.sock");
@@ -1372,7 +1392,6 @@ config_parse(const char *name, const char *abspath, const char *data, size_t len
 	cross_checks(&p);
 
 	xfree(dir);
-	xfree(p.listen_line);
 	if (p.nerrors) {
 		config_free(p.c);
 		return NULL;

@@ -117,6 +117,8 @@ typedef struct config {
 	char *local_socket;          /* sendmail's socket; default <spool_dir>/../tern.sock; NULL = none */
 	char **trusted_users;        /* local users who may set any envelope sender (root always) */
 	size_t ntrusted_users;
+
+	char *sandbox;               /* "yes" (default): seccomp + Landlock after start (lib/sandbox.h); "no": off */
 } config_t;
 
 /*

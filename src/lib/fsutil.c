@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -135,4 +136,41 @@ read_file(const char *path, char **out, size_t *len, size_t max)
 	if (len)
 		*len = (size_t)r;
 	return 0;
+}
+
+char *
+path_resolve(const char *path)
+{
+	size_t n = strlen(path);
+	if (n == 0 || n >= PATH_MAX)
+		return xstrdup(path);
+	char *pre = xstrdup(path);
+	/* cut components off the end until what is left exists */
+	size_t cut = n;
+	for (;;) {
+		char *r = realpath(pre, NULL);
+		if (r) {
+			size_t rl = strlen(r);
+			const char *rest = path + cut;
+			while (*rest == '/')
+				rest++;
+			char *out = xmalloc(rl + 1 + strlen(rest) + 1);
+			memcpy(out, r, rl + 1);
+			if (*rest) {
+				if (rl == 0 || out[rl - 1] != '/')
+					out[rl++] = '/';
+				memcpy(out + rl, rest, strlen(rest) + 1);
+			}
+			free(r);
+			xfree(pre);
+			return out;
+		}
+		char *slash = strrchr(pre, '/');
+		if (slash == NULL || slash == pre)
+			break;
+		*slash = '\0';
+		cut = (size_t)(slash - pre);
+	}
+	xfree(pre);
+	return xstrdup(path);
 }

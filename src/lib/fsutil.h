@@ -21,5 +21,9 @@ int fsync_dir(const char *path);
 int mkdir_p(const char *path, mode_t mode);
 /* read a whole (small) file into a fresh NUL-terminated allocation */
 int read_file(const char *path, char **out, size_t *len, size_t max);
+/* An absolute path with the symbolic links of its longest existing prefix
+ * resolved (realpath(3) of what exists, the rest appended as written), in a
+ * fresh allocation; a copy of path when nothing of it can be resolved. */
+char *path_resolve(const char *path);
 
 #endif

@@ -30,6 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TERN_BIN = os.environ.get("TERN_BIN") or str(REPO / "build" / "tern")
 ASAN = os.environ.get("TERN_ASAN") == "1"
+# tern refuses to run as root: started by root (as in CI), the daemon binds
+# its ports, then runs as this unprivileged user, like a real installation
+RUN_AS = "nobody" if os.geteuid() == 0 else None
 TIME_FACTOR = 3.0 if ASAN else 1.0
 
 # RFC 3463 enhanced status code right after the reply code (RFC 2034 §4)
@@ -73,7 +76,31 @@ DEFAULT_CONFIG = {
     "timeout_command": "30s",
     "timeout_data": "30s",
     "local_concurrency": "8",
+    "user": RUN_AS,
 }
+
+
+def open_for(user, path):
+    """Let user reach path as the daemon would after dropping root: give
+    every ancestor directory that lacks it search permission for others
+    (pytest's tmp dirs are 0700), and hand the daemon's own directory tree
+    to the user (tables, keys and spool, as an administrator would)."""
+    import pwd
+    pw = pwd.getpwnam(user)
+    p = Path(path).resolve()
+    for anc in list(p.parents)[::-1]:
+        mode = anc.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(anc, (mode & 0o7777) | 0o001)
+    for root, dirs, files in os.walk(p):
+        for name in [root] + [os.path.join(root, x) for x in dirs + files]:
+            try:
+                os.lchown(name, pw.pw_uid, pw.pw_gid)
+            except FileNotFoundError:
+                pass
+    mode = p.stat().st_mode
+    if not mode & 0o001:
+        os.chmod(p, (mode & 0o7777) | 0o001)
 
 
 class Tern:
@@ -147,6 +174,8 @@ class Tern:
         assert self.proc is None, "already running"
         assert os.path.exists(TERN_BIN), "no daemon binary at %s (set TERN_BIN)" % TERN_BIN
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        if RUN_AS and self.config.get("user") == RUN_AS:
+            open_for(RUN_AS, self.dir)
         logf = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(self.command("run"), stdin=subprocess.DEVNULL,
@@ -730,6 +759,7 @@ def make_cert(directory, name="cert", cn="tern.test", dns=("tern.test", "localho
                     "-keyout", str(key), "-out", str(cert), "-subj", "/CN=" + cn,
                     "-addext", "subjectAltName=" + san],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.chmod(key, 0o600)  # tern refuses a key others can read
     return cert, key
 
 

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tern_harness import REPO, TERN_BIN, Tern, tf
 
 SENDER = "sender@example.com"
@@ -65,6 +67,27 @@ def test_shipped_dev_config():
     p = run(["-c", "etc/dev/tern.conf", "check-config"], cwd=str(REPO))
     assert p.returncode == 0, p.stdout + p.stderr
     assert "config ok:" in p.stdout + p.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is for a daemon started as root")
+def test_root_without_user_is_refused(make_tern):
+    # issue 6: tern binds as root, then runs as "user"; it never delivers as root
+    t = make_tern(config={"user": None})
+    p = run(["-c", str(t.conf_path), "run"])
+    assert p.returncode == 1
+    assert re.search(r'error: refusing to run as root: set "user" in %s'
+                     % re.escape(str(t.conf_path)), p.stderr), p.stderr
+    assert "listening on" not in p.stderr  # refused before binding anything
+    t.config["user"] = "root"
+    t.write_files()
+    p = run(["-c", str(t.conf_path), "run"])
+    assert p.returncode == 1
+    assert 'refusing to run as root: user "root"' in p.stderr, p.stderr
+    t.config["user"] = "no-such-user-here"
+    t.write_files()
+    p = run(["-c", str(t.conf_path), "run"])
+    assert p.returncode == 1
+    assert 'user "no-such-user-here" (config %s) does not exist' % t.conf_path in p.stderr
 
 
 def rcpt_code(t, rcpt):

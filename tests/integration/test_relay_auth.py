@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tern_harness import TERN_BIN, make_cert, tf
+from tern_harness import RUN_AS, TERN_BIN, make_cert, open_for, tf
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 from aiosmtpd.smtp import AuthResult  # noqa: E402
@@ -125,6 +125,8 @@ def test_no_tls_no_credentials(make_tern, relay_peer, tmp_path):
 def test_credentials_file_must_be_private(make_tern, tmp_path):
     t = make_tern(config={"relayhost": "[127.0.0.1]:9",
                           "relayhost_auth_file": str(auth_file(tmp_path, mode=0o644))})
+    if RUN_AS:
+        open_for(RUN_AS, t.dir)
     r = subprocess.run(t.command("run"), capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "readable by group or others" in r.stdout + r.stderr

@@ -253,3 +253,15 @@ def test_certificate_reloaded_on_sighup(tls_tern, tmp_path):
     t.signal(signal.SIGHUP)
     t.wait_log(r"reload: tls_key .*keeping the previous certificate")
     assert "renewed.test" in subject()
+
+
+def test_key_readable_by_others_is_refused(make_tern, tmp_path):
+    # issue 6: key files are checked for safe modes at start, with a clear error
+    cert, key = make_cert(tmp_path)
+    key.chmod(0o644)
+    t = make_tern(config={"tls_cert": str(cert), "tls_key": str(key)})
+    with pytest.raises(AssertionError, match=r"tls_key .*cert\.key: readable or writable by "
+                       r"others \(mode 0644\): chmod 600"):
+        t.start()
+    key.chmod(0o600)
+    t.start()

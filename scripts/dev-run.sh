@@ -1,0 +1,22 @@
+#!/bin/sh
+# dev-run.sh - what `make run` runs: tern on 127.0.0.1:2525 with the spool
+# and the Maildirs under ./var (etc/dev/tern.conf).
+#
+# Started by an ordinary user, tern runs as that user. Started by root, it
+# binds its port, then runs as "nobody" (the `user` key of etc/dev/tern.conf):
+# tern refuses to deliver mail as root. nobody must then be able to reach
+# ./var; when the checkout sits under a directory only root may enter (a
+# `mktemp -d` clone is mode 0700), ./var becomes a link to a directory under
+# /var/tmp that nobody can reach, and tern follows it.
+set -e
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ] && { [ ! -e var ] || [ -L var ]; } &&
+	! runuser -u nobody -- test -x "$PWD" 2>/dev/null; then
+	alt=/var/tmp/tern-dev-$(printf '%s' "$PWD" | sha1sum | cut -c1-12)
+	mkdir -p "$alt"
+	chmod 711 "$alt"
+	ln -sfn "$alt" var
+	echo "make run: user nobody cannot enter $PWD, so ./var links to $alt"
+fi
+mkdir -p var
+exec ./build/tern -c etc/dev/tern.conf run
