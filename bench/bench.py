@@ -365,6 +365,10 @@ class Tern:
         ]
         if relay:
             lines.append(f"relayhost = [127.0.0.1]:{sink_port}")
+        if os.geteuid() == 0:
+            # tern refuses to deliver as root: it binds, then runs as nobody
+            # (Postfix, beside it, runs as its own postfix user)
+            lines.append("user = nobody")
         return "\n".join(lines) + "\n"
 
     def check_config(self, relay=True):
@@ -386,6 +390,7 @@ class Tern:
 
     def start(self, sink_port):
         self.dir = tempfile.mkdtemp(prefix="tern-bench-", dir=self.parent)
+        os.chmod(self.dir, 0o711)  # reachable by the user tern runs as
         os.makedirs(os.path.join(self.dir, "spool"))
         os.makedirs(os.path.join(self.dir, "mail"))
         conf = os.path.join(self.dir, "tern.conf")
