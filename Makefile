@@ -143,6 +143,11 @@ install: build/tern
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/tern/
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/tern.service \
 		> $(DESTDIR)/lib/systemd/system/tern.service
+	# tern refuses to deliver as root: the system account it runs as
+	# ("user = tern" in tern.conf), made on a real install only
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! getent passwd tern >/dev/null; then \
+		useradd --system --user-group --home-dir /var/spool/tern --no-create-home \
+			--shell /usr/sbin/nologin tern; fi
 
 clean:
 	rm -rf build
