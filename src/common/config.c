@@ -1057,17 +1057,22 @@ cfg_set(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t 
 /* unknown keys                                                        */
 
 static size_t
-edit_distance(const char *a, const char *b)
+edit_distance(const char *a, const char *b, size_t max)
 {
 	size_t la = strlen(a), lb = strlen(b);
 	if (la > 64 || lb > 64)
 		return (size_t)-1;
+	/* the distance is at least the difference in length: most keys are
+	 * ruled out before any work (a file of junk keys stays cheap) */
+	if ((la > lb ? la - lb : lb - la) > max)
+		return max + 1;
 	size_t row[65];
 	for (size_t j = 0; j <= lb; j++)
 		row[j] = j;
 	for (size_t i = 1; i <= la; i++) {
 		size_t diag = row[0];
 		row[0] = i;
+		size_t rowmin = row[0];
 		for (size_t j = 1; j <= lb; j++) {
 			size_t up = row[j];
 			size_t cost = (a[i - 1] | 0x20) == (b[j - 1] | 0x20) ? 0 : 1;
@@ -1078,7 +1083,11 @@ edit_distance(const char *a, const char *b)
 				best = row[j - 1] + 1;
 			row[j] = best;
 			diag = up;
+			if (best < rowmin)
+				rowmin = best;
 		}
+		if (rowmin > max)
+			return max + 1; /* the rows never decrease */
 	}
 	return row[lb];
 }
@@ -1094,7 +1103,7 @@ key_hint(const char *name)
 	for (size_t i = 0; i < NKEYS; i++) {
 		size_t len = strlen(cfg_keys[i].name);
 		size_t limit = len <= 5 ? 1 : len <= 10 ? 2 : 3;
-		size_t d = edit_distance(name, cfg_keys[i].name);
+		size_t d = edit_distance(name, cfg_keys[i].name, limit);
 		if (d <= limit && d < bestd) {
 			best = cfg_keys[i].name;
 			bestd = d;
