@@ -548,6 +548,19 @@ cmd_check(const char *path)
 		dest_list_free(&d);
 		addr_free(&a);
 	}
+	/* what "run" as root would refuse (run_user), said ahead of time */
+	if (!c->user) {
+		fprintf(stderr, "%s: warning: \"user\" is not set: started as root, tern refuses to run "
+		    "(set user = tern, an unprivileged account)\n", c->path);
+	} else {
+		struct passwd *pw = getpwnam(c->user);
+		if (!pw)
+			fprintf(stderr, "%s: warning: user \"%s\" does not exist (useradd --system %s)\n",
+			    c->path, c->user, c->user);
+		else if (pw->pw_uid == 0 || pw->pw_gid == 0)
+			fprintf(stderr, "%s: warning: user \"%s\" has uid %d gid %d: tern refuses to run as "
+			    "root\n", c->path, c->user, (int)pw->pw_uid, (int)pw->pw_gid);
+	}
 	printf("config ok: %s (%zu listeners, %zu local domains, %zu mailboxes)\n", c->path, c->nlisten,
 	    c->nlocal_domains, table_count(t->mailboxes));
 	tables_free(t);

@@ -78,6 +78,8 @@ def test_root_without_user_is_refused(make_tern):
     assert re.search(r'error: refusing to run as root: set "user" in %s'
                      % re.escape(str(t.conf_path)), p.stderr), p.stderr
     assert "listening on" not in p.stderr  # refused before binding anything
+    c = run(["-c", str(t.conf_path), "check-config"])  # says so ahead of time
+    assert c.returncode == 0 and 'warning: "user" is not set: started as root, tern refuses' in c.stderr
     t.config["user"] = "root"
     t.write_files()
     p = run(["-c", str(t.conf_path), "run"])
