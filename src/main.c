@@ -329,9 +329,10 @@ load_relay_auth(const char *path, buf_t *err)
 		buf_printf(err, "relayhost_auth_file %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (st.st_mode & 077) {
-		buf_printf(err, "relayhost_auth_file %s is readable by group or others (mode %04o): chmod 600 %s",
-		    path, (unsigned)(st.st_mode & 07777), path);
+	const char *why = fs_secret_problem(&st, geteuid(), false);
+	if (why) {
+		buf_printf(err, "relayhost_auth_file %s %s (owner uid %d, mode %04o)", path, why,
+		    (int)st.st_uid, (unsigned)(st.st_mode & 07777));
 		explicit_bzero(data, strlen(data));
 		xfree(data);
 		return -1;

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1545,4 +1546,11 @@ bool
 config_is_virtual_domain(const config_t *c, const char *domain)
 {
 	return domain_in(c->virtual_domains, c->nvirtual_domains, domain);
+}
+
+uid_t
+config_run_uid(const config_t *c)
+{
+	struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
+	return pw ? pw->pw_uid : geteuid();
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "lib/buf.h"
 
@@ -136,6 +137,9 @@ void config_free(config_t *c);
 
 /* true when the address (AF_INET/AF_INET6 sockaddr) is inside mynetworks */
 bool config_in_mynetworks(const config_t *c, const struct sockaddr *sa);
+/* The uid tern runs as: that of "user" when it names an account, else the
+ * current effective uid. */
+uid_t config_run_uid(const config_t *c);
 bool config_is_local_domain(const config_t *c, const char *domain);
 bool config_is_virtual_domain(const config_t *c, const char *domain);
 

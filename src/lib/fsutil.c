@@ -174,3 +174,17 @@ path_resolve(const char *path)
 	xfree(pre);
 	return xstrdup(path);
 }
+
+const char *
+fs_secret_problem(const struct stat *st, uid_t uid, bool group_read)
+{
+	if (st->st_uid != 0 && st->st_uid != uid)
+		return "belongs to another user: chown it to root or to the user tern runs as";
+	if (st->st_mode & (S_IWGRP | S_IWOTH))
+		return "is writable by group or others: chmod 600";
+	if (group_read && (st->st_mode & S_IROTH))
+		return "is readable by others: chmod 600 (or 640 with the group tern runs as)";
+	if (!group_read && (st->st_mode & (S_IRGRP | S_IROTH)))
+		return "is readable by group or others: chmod 600";
+	return NULL;
+}

@@ -8,6 +8,7 @@
 #ifndef TERN_FSUTIL_H
 #define TERN_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -25,5 +26,13 @@ int read_file(const char *path, char **out, size_t *len, size_t max);
  * resolved (realpath(3) of what exists, the rest appended as written), in a
  * fresh allocation; a copy of path when nothing of it can be resolved. */
 char *path_resolve(const char *path);
+
+struct stat;
+/* A file that holds secrets (a private key, password hashes, credentials)
+ * must belong to root or to uid (the user tern runs as), be writable by
+ * nobody else, and be readable by nobody but its owner and, when
+ * group_read, its group. NULL when st describes such a file, else what is
+ * wrong and how to fix it (static text, to follow the file's name). */
+const char *fs_secret_problem(const struct stat *st, uid_t uid, bool group_read);
 
 #endif

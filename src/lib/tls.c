@@ -13,7 +13,6 @@
 #include <openssl/err.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <strings.h>
 
 /* append OpenSSL's reason for the last failure, and clear its queue */
@@ -109,14 +108,6 @@ tls_server_ctx_new(const char *cert_file, const char *key_file, const char *prot
 		goto fail;
 	}
 	const char *kf = key_file && key_file[0] ? key_file : cert_file;
-	/* the private key is the server's identity: refuse one that other
-	 * local users could read or replace */
-	struct stat kst;
-	if (stat(kf, &kst) == 0 && (kst.st_mode & (S_IRWXO | S_IWGRP))) {
-		buf_printf(err, "tls_key %s: readable or writable by others (mode %04o): chmod 600 "
-		    "(or 640 with the group tern runs as)", kf, (unsigned)(kst.st_mode & 07777));
-		goto fail;
-	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, kf, SSL_FILETYPE_PEM) != 1) {
 		buf_printf(err, "tls_key %s: cannot load the private key", kf);
 		ssl_reason(err);

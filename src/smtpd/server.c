@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "lib/conn.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
@@ -219,6 +220,26 @@ load_shared(server_t *s, buf_t *err)
 	SSL_CTX *ctx = NULL;
 	auth_db_t *db = NULL;
 	table_t *sl = NULL;
+	/* the private key and the password hashes: only root and tern's user
+	 * may write them, nobody else read them (issue 6: checked at start,
+	 * and again at every reload) */
+	uid_t uid = config_run_uid(c);
+	struct {
+		const char *key, *path;
+	} secret[2] = {
+	    {"tls_key", c->tls_key && c->tls_key[0] ? c->tls_key : c->tls_cert},
+	    {"auth_users", c->auth_users},
+	};
+	for (size_t i = 0; i < 2; i++) {
+		struct stat st;
+		const char *why;
+		if (secret[i].path && stat(secret[i].path, &st) == 0 &&
+		    (why = fs_secret_problem(&st, uid, true)) != NULL) {
+			buf_printf(err, "%s %s %s (owner uid %d, mode %04o)", secret[i].key, secret[i].path,
+			    why, (int)st.st_uid, (unsigned)(st.st_mode & 07777));
+			return -1;
+		}
+	}
 	if (c->tls_cert) {
 		ctx = tls_server_ctx_new(c->tls_cert, c->tls_key, c->tls_protocols, c->tls_ciphers, err);
 		if (!ctx)

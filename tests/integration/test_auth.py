@@ -88,7 +88,7 @@ def test_passwd_command(auth_tern, tmp_path):
 def test_world_readable_password_file_refused(auth_tern, tmp_path):
     t = auth_tern(start=False)
     (tmp_path / "users").chmod(0o644)
-    with pytest.raises(AssertionError, match="readable or writable by others"):
+    with pytest.raises(AssertionError, match=r"auth_users .*users is readable by others: chmod 600"):
         t.start()
 
 

@@ -5,6 +5,8 @@ injection (CVE-2011-0411), TLS in the Received header and the log, certificate
 reload on SIGHUP, and handshakes that do not hold up other sessions.
 """
 
+import os
+import pwd
 import re
 import signal
 import smtplib
@@ -14,6 +16,8 @@ import subprocess
 import time
 
 import pytest
+
+import tern_harness
 
 from tern_harness import Client, Mail, check_enhanced, make_cert, tf, tls_client_context
 
@@ -260,8 +264,23 @@ def test_key_readable_by_others_is_refused(make_tern, tmp_path):
     cert, key = make_cert(tmp_path)
     key.chmod(0o644)
     t = make_tern(config={"tls_cert": str(cert), "tls_key": str(key)})
-    with pytest.raises(AssertionError, match=r"tls_key .*cert\.key: readable or writable by "
-                       r"others \(mode 0644\): chmod 600"):
+    with pytest.raises(AssertionError, match=r"tls_key .*cert\.key is readable by others: "
+                       r"chmod 600 \(or 640 with the group tern runs as\) \(owner uid \d+, mode 0644\)"):
         t.start()
     key.chmod(0o600)
+    if os.geteuid() == 0:
+        # nor may it belong to another user (who could replace it)
+        other = pwd.getpwnam("daemon")
+        orig_open_for = tern_harness.open_for
+
+        def open_for_then_give_key_away(user, path):
+            orig_open_for(user, path)
+            os.chown(key, other.pw_uid, other.pw_gid)
+        tern_harness.open_for = open_for_then_give_key_away
+        try:
+            with pytest.raises(AssertionError, match=r"tls_key .*cert\.key belongs to another "
+                               r"user: chown it to root or to the user tern runs as"):
+                t.start()
+        finally:
+            tern_harness.open_for = orig_open_for
     t.start()
