@@ -552,6 +552,76 @@ addr_set(addr_t *a, char *str, size_t local_len, bool has_domain)
 			a->utf8 = true;
 }
 
+/* A-d-l ":" after "<" - a source route, accepted and ignored (RFC 5321
+ * §4.1.2, §C). p->i is at the first '@'; tmp is scratch. */
+static int
+p_source_route(struct ap *p, buf_t *tmp, enum aerr *e)
+{
+	for (;;) {
+		p->i++; /* '@' */
+		buf_reset(tmp);
+		if (p_domain(p, tmp, false, e) < 0)
+			return -1;
+		if (p->i < p->n && p->s[p->i] == ',') {
+			p->i++;
+			if (p->i < p->n && p->s[p->i] == '@')
+				continue;
+		} else if (p->i < p->n && p->s[p->i] == ':') {
+			p->i++;
+			return 0;
+		}
+		*e = p->i >= p->n ? AE_UNTERMINATED : bad_char(p, AE_SYNTAX);
+		return -1;
+	}
+}
+
+/* A local-part (starting at ls) not followed by "@domain": only a bare
+ * "Postmaster" may stand alone (RFC 5321 §4.1.1.3); 0 when it is that. */
+static int
+p_no_domain(struct ap *p, bool br, bool quoted, size_t ls, enum aerr *e)
+{
+	bool end = br ? (p->i < p->n && p->s[p->i] == '>') :
+			(p->i >= p->n || p->s[p->i] == ' ' || p->s[p->i] == '\t');
+	if (end && !quoted && ls == (br ? 1u : 0u) && (p->flags & ADDR_POSTMASTER_OK) &&
+	    ascii_ieq((const char *)p->s + ls, p->i - ls, "postmaster"))
+		return 0;
+	if (end)
+		*e = AE_NODOMAIN;
+	else if (p->i >= p->n)
+		*e = br ? AE_UNTERMINATED : AE_NODOMAIN;
+	else
+		*e = bad_char(p, AE_LOCAL);
+	return -1;
+}
+
+/* The closing ">" when bracketed, then the path length limit (RFC 5321
+ * §4.5.3.1.3: 256 octets including the brackets). */
+static int
+p_path_end(struct ap *p, bool br, enum aerr *e)
+{
+	if (!br) {
+		if (p->i > PATH_MAX_OCTETS - 2) {
+			*e = AE_PATH_LONG;
+			return -1;
+		}
+		return 0;
+	}
+	if (p->i >= p->n) {
+		*e = AE_UNTERMINATED;
+		return -1;
+	}
+	if (p->s[p->i] != '>') {
+		*e = bad_char(p, AE_SYNTAX);
+		return -1;
+	}
+	p->i++;
+	if (p->i > PATH_MAX_OCTETS) {
+		*e = AE_PATH_LONG;
+		return -1;
+	}
+	return 0;
+}
+
 static int
 parse_path(const char *s, size_t n, unsigned flags, addr_t *out, size_t *used, enum aerr *e)
 {
@@ -575,26 +645,8 @@ parse_path(const char *s, size_t n, unsigned flags, addr_t *out, size_t *used, e
 			p.i++;
 			goto done;
 		}
-		if (p.i < n && p.s[p.i] == '@') {
-			/* A-d-l ":" - a source route, accepted and ignored
-			 * (RFC 5321 §4.1.2, §C) */
-			for (;;) {
-				p.i++; /* '@' */
-				buf_reset(&tmp);
-				if (p_domain(&p, &tmp, false, e) < 0)
-					goto fail;
-				if (p.i < n && p.s[p.i] == ',') {
-					p.i++;
-					if (p.i < n && p.s[p.i] == '@')
-						continue;
-				} else if (p.i < n && p.s[p.i] == ':') {
-					p.i++;
-					break;
-				}
-				*e = p.i >= n ? AE_UNTERMINATED : bad_char(&p, AE_SYNTAX);
-				goto fail;
-			}
-		}
+		if (p.i < n && p.s[p.i] == '@' && p_source_route(&p, &tmp, e) < 0)
+			goto fail;
 	} else if (n == 0) {
 		if (flags & ADDR_NULL_OK) {
 			null = true;
@@ -623,42 +675,13 @@ parse_path(const char *s, size_t n, unsigned flags, addr_t *out, size_t *used, e
 		p.i++;
 		if (p_domain(&p, &dom, true, e) < 0)
 			goto fail;
-	} else {
-		bool end = br ? (p.i < n && p.s[p.i] == '>') :
-				(p.i >= n || p.s[p.i] == ' ' || p.s[p.i] == '\t');
-		if (end && !quoted && ls == (br ? 1u : 0u) && (flags & ADDR_POSTMASTER_OK) &&
-		    ascii_ieq((const char *)p.s + ls, p.i - ls, "postmaster")) {
-			postmaster = true; /* RFC 5321 §4.1.1.3 */
-		} else if (end) {
-			*e = AE_NODOMAIN;
-			goto fail;
-		} else if (p.i >= n) {
-			*e = br ? AE_UNTERMINATED : AE_NODOMAIN;
-			goto fail;
-		} else {
-			*e = bad_char(&p, AE_LOCAL);
-			goto fail;
-		}
-	}
-
-	if (br) {
-		if (p.i >= n) {
-			*e = AE_UNTERMINATED;
-			goto fail;
-		}
-		if (p.s[p.i] != '>') {
-			*e = bad_char(&p, AE_SYNTAX);
-			goto fail;
-		}
-		p.i++;
-		if (p.i > PATH_MAX_OCTETS) {
-			*e = AE_PATH_LONG;
-			goto fail;
-		}
-	} else if (p.i > PATH_MAX_OCTETS - 2) {
-		*e = AE_PATH_LONG;
+	} else if (p_no_domain(&p, br, quoted, ls, e) < 0) {
 		goto fail;
+	} else {
+		postmaster = true;
 	}
+	if (p_path_end(&p, br, e) < 0)
+		goto fail;
 
 done:
 	/* the path must be followed by the end or by the space before the
