@@ -1,5 +1,5 @@
 /*
- * passwd.c (cli) - `tern passwd add|del|list` (see passwd.h).
+ * passwd.c (cli) - `tern passwd add|change|del|list` (see passwd.h).
  *
  * Guarantees: the password file is never half written: the new version is
  * written to "<file>.tmp", fsync'd, renamed over the old one, and the
@@ -32,10 +32,26 @@
 #define PASSWD_MAX_FILE (16u * 1024 * 1024)
 
 static int
-usage(void)
+usage(FILE *to)
 {
-	fprintf(stderr, "usage: tern [-c config] passwd add USER | del USER | list\n");
-	return 2;
+	fprintf(to, "usage: tern [-c config] passwd add USER      add a user (refused if USER exists)\n"
+	    "       tern [-c config] passwd change USER   set a new password for USER\n"
+	    "       tern [-c config] passwd del USER      remove USER\n"
+	    "       tern [-c config] passwd list          print the user names\n"
+	    "The password is read twice from the terminal, or once from stdin; it needs at least\n"
+	    "auth_min_password_length characters (default 8). The file is auth_users.\n");
+	return to == stdout ? 0 : 2;
+}
+
+/* characters (UTF-8 code points; any other byte counts as one) */
+static size_t
+char_count(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
 }
 
 /* one line from fd 0 without its line end; -1 at EOF or when too long */
@@ -83,7 +99,7 @@ prompt(const char *text, char *out, size_t cap)
 }
 
 static int
-read_password(char *pw, size_t cap)
+read_password(char *pw, size_t cap, const config_t *c)
 {
 	char again[AUTH_MAX_FIELD + 2];
 	if (!isatty(0)) {
@@ -111,6 +127,12 @@ read_password(char *pw, size_t cap)
 	}
 	if (strlen(pw) > AUTH_MAX_FIELD) {
 		fprintf(stderr, "tern passwd: password longer than %d octets\n", AUTH_MAX_FIELD);
+		return -1;
+	}
+	if (char_count(pw) < c->auth_min_password_length) {
+		fprintf(stderr, "tern passwd: password too short: it needs at least %u characters "
+		    "(auth_min_password_length in %s); nothing changed\n", c->auth_min_password_length,
+		    c->path);
 		return -1;
 	}
 	return 0;
@@ -184,11 +206,14 @@ int
 cli_passwd(const char *config, int argc, char **argv)
 {
 	if (argc < 2)
-		return usage();
+		return usage(stderr);
 	const char *op = argv[1];
+	if (strcmp(op, "-h") == 0 || strcmp(op, "--help") == 0 || strcmp(op, "help") == 0)
+		return usage(stdout);
 	bool add = strcmp(op, "add") == 0, del = strcmp(op, "del") == 0, list = strcmp(op, "list") == 0;
-	if (!(add || del || list) || (list && argc != 2) || (!list && argc != 3))
-		return usage();
+	bool change = strcmp(op, "change") == 0;
+	if (!(add || change || del || list) || (list && argc != 2) || (!list && argc != 3))
+		return usage(stderr);
 	const char *user = list ? NULL : argv[2]; /* argc == 3: not NULL */
 	if (!list && !auth_user_name_ok(user)) {
 		fprintf(stderr, "tern passwd: \"%s\": a user name is 1-64 of letters, digits and . _ @ + -\n",
@@ -210,6 +235,7 @@ cli_passwd(const char *config, int argc, char **argv)
 	char *lockpath = NULL;
 	buf_t out = BUF_INIT;
 	bool found = false;
+	size_t where = 0; /* offset in out of the user's line */
 	char hash[512];
 	hash[0] = '\0';
 	if (!c->auth_users) {
@@ -233,19 +259,6 @@ cli_passwd(const char *config, int argc, char **argv)
 		data = xstrdup("");
 		len = 0;
 	}
-	if (add) {
-		char pw[AUTH_MAX_FIELD + 2];
-		if (read_password(pw, sizeof pw) < 0) {
-			explicit_bzero(pw, sizeof pw);
-			goto out_buf;
-		}
-		int hr = auth_hash_password(pw, hash, sizeof hash);
-		explicit_bzero(pw, sizeof pw);
-		if (hr < 0) {
-			fprintf(stderr, "tern passwd: cannot hash the password (libxcrypt yescrypt)\n");
-			goto out_buf;
-		}
-	}
 	size_t pos = 0;
 	while (pos < len) {
 		const char *line = data + pos;
@@ -260,9 +273,10 @@ cli_passwd(const char *config, int argc, char **argv)
 			continue;
 		}
 		if (line_user(line, n, user)) {
+			/* its place is kept for change: the hash is written there below */
+			if (!found)
+				where = out.len;
 			found = true;
-			if (add)
-				buf_printf(&out, "%s:%s\n", user, hash);
 			continue; /* del: dropped */
 		}
 		buf_append(&out, line, n);
@@ -272,16 +286,45 @@ cli_passwd(const char *config, int argc, char **argv)
 		rc = 0;
 		goto out_buf;
 	}
-	if (del && !found) {
-		fprintf(stderr, "tern passwd: no user %s in %s\n", user, path);
+	if ((del || change) && !found) {
+		fprintf(stderr, "tern passwd: no user %s in %s%s\n", user, path,
+		    change ? " (to add one: tern passwd add USER)" : "");
 		goto out_buf;
 	}
-	if (add && !found)
-		buf_printf(&out, "%s:%s\n", user, hash);
+	if (add && found) {
+		fprintf(stderr, "tern passwd: user %s already exists in %s; nothing changed (to set a new "
+		    "password: tern passwd change %s)\n", user, path, user);
+		goto out_buf;
+	}
+	if (add || change) {
+		/* asked only now: nobody types a password for a refused command */
+		char pw[AUTH_MAX_FIELD + 2];
+		if (read_password(pw, sizeof pw, c) < 0) {
+			explicit_bzero(pw, sizeof pw);
+			goto out_buf;
+		}
+		int hr = auth_hash_password(pw, hash, sizeof hash);
+		explicit_bzero(pw, sizeof pw);
+		if (hr < 0) {
+			fprintf(stderr, "tern passwd: cannot hash the password (libxcrypt yescrypt)\n");
+			goto out_buf;
+		}
+		/* the user's line goes where the old one was (add: at the end) */
+		buf_t all = BUF_INIT;
+		if (add)
+			where = out.len;
+		buf_append(&all, out.data ? out.data : "", where);
+		buf_printf(&all, "%s:%s\n", user, hash);
+		buf_append(&all, out.data ? out.data + where : "", out.len - where);
+		if (out.data)
+			explicit_bzero(out.data, out.len);
+		buf_free(&out);
+		out = all;
+	}
 	if (replace_file(path, &out, c) < 0)
 		goto out_buf;
 	printf("%s %s in %s; reload tern (systemctl reload tern) to apply\n", user,
-	    del ? "removed" : found ? "updated" : "added", path);
+	    del ? "removed" : change ? "changed" : "added", path);
 	rc = 0;
 out_buf:
 	if (out.data)

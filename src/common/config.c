@@ -75,6 +75,7 @@ static const char *check_dns_servers(const char *v);
 static const char *check_delimiter(const char *v);
 static const char *check_tls_protocols(const char *v);
 static const char *check_yesno(const char *v);
+static const char *check_list_user(const char *v);
 
 #define FLD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
 #define LST(f, n) offsetof(config_t, f), sizeof(((config_t *)0)->f), offsetof(config_t, n)
@@ -154,6 +155,11 @@ static const struct cfg_key cfg_keys[] = {
 	/* default (set in apply_defaults): <spool_dir>/../tern.sock */
 	{"local_socket", CT_PATH, FLD(local_socket), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"trusted_users", CT_WORDS, LST(trusted_users, ntrusted_users), 0, "", 0, 0, check_user},
+	{"auth_min_password_length", CT_NUMBER, FLD(auth_min_password_length), 0, 0, "8", 1, 1024,
+	    NULL},
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"queue_list_users", CT_WORDS, LST(queue_list_users, nqueue_list_users), 0, "anyone", 0, 0,
+	    check_list_user},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_STRING, FLD(sandbox), 0, 0, "yes", 0, 0, check_yesno},
 };
@@ -457,6 +463,17 @@ check_user(const char *v)
 			return "not a valid user name";
 	}
 	return NULL;
+}
+
+/* queue_list_users: anyone, none, a user name, or %group */
+static const char *
+check_list_user(const char *v)
+{
+	if (strcmp(v, "anyone") == 0 || strcmp(v, "none") == 0)
+		return NULL;
+	if (v[0] == '%')
+		return v[1] == '\0' || check_user(v + 1) ? "not a valid %group" : NULL;
+	return check_user(v);
 }
 
 /* boolean keys are written yes or no */

@@ -118,6 +118,11 @@ typedef struct config {
 	char *local_socket;          /* sendmail's socket; default <spool_dir>/../tern.sock; NULL = none */
 	char **trusted_users;        /* local users who may set any envelope sender (root always) */
 	size_t ntrusted_users;
+	unsigned auth_min_password_length; /* `tern passwd add|change` refuses shorter; default 8 */
+	/* who may list the queue (mailq) besides root and tern's user: "anyone"
+	 * (default), "none", or user names and %groups (control/control.h) */
+	char **queue_list_users;
+	size_t nqueue_list_users;
 
 	char *sandbox;               /* "yes" (default): seccomp + Landlock after start (lib/sandbox.h); "no": off */
 } config_t;

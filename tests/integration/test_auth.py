@@ -16,7 +16,7 @@ import pytest
 
 from tern_harness import Client, Mail, check_enhanced, make_cert, tf, tls_client_context
 
-PASSWORDS = {"alice": "alice-secret-1", "bob@localhost": "bob pass 2", "carol@localhost": "c3"}
+PASSWORDS = {"alice": "alice-secret-1", "bob@localhost": "bob pass 2", "carol@localhost": "carol-c3c3"}
 
 
 def passwd(t, *args, password=None):
@@ -72,8 +72,35 @@ def test_passwd_command(auth_tern, tmp_path):
     r = passwd(t, "list")
     assert r.returncode == 0 and r.stdout.decode().split() == ["alice", "bob@localhost", "carol@localhost"]
     old = users.read_text()
-    assert passwd(t, "add", "alice", password="changed").returncode == 0  # a new password
-    assert users.read_text() != old and users.read_text().count("alice:") == 1
+    # add never replaces a password (issue 11.10): change does, in place
+    r = passwd(t, "add", "alice", password="changed-pw")
+    assert r.returncode == 1 and users.read_text() == old
+    assert b"user alice already exists" in r.stderr and b"tern passwd change alice" in r.stderr
+    r = passwd(t, "change", "alice", password="changed-pw")
+    assert r.returncode == 0 and b"alice changed in" in r.stdout, r.stderr
+    new = users.read_text()
+    assert new != old and new.count("alice:") == 1
+    assert new.splitlines()[0].startswith("alice:")  # its line kept its place
+    assert [x for x in new.splitlines()[1:]] == old.splitlines()[1:]
+    r = passwd(t, "change", "erin", password="erin-password")
+    assert r.returncode == 1 and b"no user erin" in r.stderr and b"tern passwd add" in r.stderr
+    # a minimum length, auth_min_password_length (default 8), said in the error
+    r = passwd(t, "add", "erin", password="1234567")
+    assert r.returncode == 1 and b"at least 8 characters (auth_min_password_length" in r.stderr
+    r = passwd(t, "change", "alice", password="x")
+    assert r.returncode == 1 and b"at least 8 characters" in r.stderr
+    assert users.read_text() == new
+    assert passwd(t, "add", "erin", password="12345678").returncode == 0
+    # help on stdout, exit 0
+    for h in ("-h", "--help", "help"):
+        r = passwd(t, h)
+        assert r.returncode == 0 and b"passwd change USER" in r.stdout, (h, r.stderr)
+    t.config["auth_min_password_length"] = "12"
+    t.write_files()
+    r = passwd(t, "add", "frank", password="12345678901")
+    assert r.returncode == 1 and b"at least 12 characters" in r.stderr
+    r = passwd(t, "del", "erin")
+    assert r.returncode == 0
     r = passwd(t, "del", "carol@localhost")
     assert r.returncode == 0
     assert passwd(t, "list").stdout.decode().split() == ["alice", "bob@localhost"]
@@ -230,7 +257,7 @@ def test_sender_must_belong_to_the_user(auth_tern, tmp_path):
     c.expect("MAIL FROM:<alice@localhost>", r"^250")
     c.close()
     c = raw_tls(t)
-    c.expect("AUTH PLAIN " + b64("\0carol@localhost\0c3"), r"^235")
+    c.expect("AUTH PLAIN " + b64("\0carol@localhost\0carol-c3c3"), r"^235")
     c.expect("MAIL FROM:<anyone@example.org>", r"^250")  # the domain entry
     c.close()
     t.wait_log(r"reject cmd=MAIL reply=\"553 5\.7\.1 .*user=bob@localhost from=<alice@localhost>")
@@ -239,14 +266,14 @@ def test_sender_must_belong_to_the_user(auth_tern, tmp_path):
 def test_password_file_reloaded_on_sighup(auth_tern):
     import signal
     t = auth_tern()
-    assert passwd(t, "add", "dave@localhost", password="dave-pw").returncode == 0
+    assert passwd(t, "add", "dave@localhost", password="dave-pw-4444").returncode == 0
     c = raw_tls(t)
-    c.expect("AUTH PLAIN " + b64("\0dave@localhost\0dave-pw"), r"^535")
+    c.expect("AUTH PLAIN " + b64("\0dave@localhost\0dave-pw-4444"), r"^535")
     c.close()
     t.signal(signal.SIGHUP)
     t.wait_log(r"reloaded TLS certificate, password file \(4 users\)")
     c = raw_tls(t)
-    c.expect("AUTH PLAIN " + b64("\0dave@localhost\0dave-pw"), r"^235")
+    c.expect("AUTH PLAIN " + b64("\0dave@localhost\0dave-pw-4444"), r"^235")
     c.close()
 
 
