@@ -138,6 +138,11 @@ install: build/tern
 	# tern called as sendmail is the local submission command (docs/sendmail.md);
 	# a sendmail that is already there is left alone
 	[ -e $(DESTDIR)$(PREFIX)/sbin/sendmail ] || ln -s tern $(DESTDIR)$(PREFIX)/sbin/sendmail
+	# and as mailq (docs/queue-tools.md) and newaliases (a no-op scripts call),
+	# in bin/ where users look for mailq; existing ones are left alone too
+	install -d $(DESTDIR)$(PREFIX)/bin
+	[ -e $(DESTDIR)$(PREFIX)/bin/mailq ] || ln -s ../sbin/tern $(DESTDIR)$(PREFIX)/bin/mailq
+	[ -e $(DESTDIR)$(PREFIX)/bin/newaliases ] || ln -s ../sbin/tern $(DESTDIR)$(PREFIX)/bin/newaliases
 	for f in tern.conf mailboxes aliases virtual; do \
 		[ -e $(DESTDIR)$(SYSCONFDIR)/tern/$$f ] || install -m 0644 etc/$$f $(DESTDIR)$(SYSCONFDIR)/tern/$$f; done
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/tern/

@@ -3,6 +3,7 @@
  *
  *   tern [-c CONFIG] [-d] run [--syslog]   the daemon, in the foreground
  *   tern [-c CONFIG] check-config          validate config and tables
+ *   tern --help | --version, COMMAND --help (usage on stdout, exit 0)
  *
  * Start-up order matters: load and check everything first (a bad config
  * never half-starts), bind the listeners while still root, then drop
@@ -25,6 +26,7 @@
 #include <uv.h>
 
 #include "common/addr.h"
+#include "cli/address.h"
 #include "cli/passwd.h"
 #include "cli/queue.h"
 #include "common/config.h"
@@ -58,20 +60,30 @@ static int stop_pending;
 static int exit_code;
 
 static void
-usage(void)
+usage(int code)
 {
-	fprintf(stderr,
+	fprintf(code ? stderr : stdout,
 	    "usage: tern [-c config] [-d] command\n"
+	    "       tern --help | --version\n"
 	    "commands:\n"
 	    "  run [--syslog]   run the daemon in the foreground (log to stderr, or syslog)\n"
 	    "  check-config     check the configuration and tables, then exit\n"
 	    "  version          print the version\n"
+	    "  address ADDRESS...   how tern would route each address (nothing is sent)\n"
 	    "  queue list|show|flush|hold|release|delete ...   the queue tools (docs/queue-tools.md)\n"
 	    "  mailq [--json]   the queue in mailq format\n"
-	    "  passwd add|del|list [USER]   the AUTH password file (auth_users)\n"
+	    "  passwd add|change|del|list [USER]   the AUTH password file (auth_users)\n"
 	    "  sendmail [options] [rcpt...] submit a message (also as argv[0] \"sendmail\")\n"
+	    "  COMMAND --help   the command's own usage\n"
 	    "default config: " DEFAULT_CONFIG "\n");
-	exit(2);
+	exit(code);
+}
+
+/* -h, --help or help: the usage on stdout, exit 0 (every command) */
+static bool
+is_help(const char *a)
+{
+	return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "help") == 0;
 }
 
 /* Load config and tables; on error print every problem and return -1. */
@@ -467,6 +479,11 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 		buf_free(&err);
 		return 1;
 	}
+	/* the public queue socket (mailq for everyone) may live in root's directory */
+	if (control_bind_public(T.cfg, &err) < 0) {
+		log_warn("%s; only root and tern's user can list the queue", buf_cstr(&err));
+		buf_reset(&err);
+	}
 	if (drop_privileges(T.cfg) < 0)
 		return 1;
 	/* tern never needs to gain privileges again (it executes nothing):
@@ -575,32 +592,61 @@ main(int argc, char **argv)
 	const char *config = DEFAULT_CONFIG;
 	bool debug = false;
 	int ch;
+	static const struct option longopts[] = {
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 
-	if (strcmp(strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0], "mailq") == 0)
+	if (strcmp(prog, "mailq") == 0)
 		return cli_mailq_argv0(DEFAULT_CONFIG, argc, argv);
-	if (strcmp(strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0], "sendmail") == 0)
+	if (strcmp(prog, "sendmail") == 0 || strcmp(prog, "newaliases") == 0)
 		return sendmail_main(DEFAULT_CONFIG, argc, argv);
-	while ((ch = getopt(argc, argv, "+c:dh")) != -1) {
+	while ((ch = getopt_long(argc, argv, "+c:dh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': config = optarg; break;
 		case 'd': debug = true; break;
-		default: usage();
+		case 'h': usage(0); break;
+		case 'V': printf("tern %s\n", TERN_VERSION); return 0;
+		default: usage(2);
 		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (argc < 1)
-		usage();
+		usage(2);
+	if (strcmp(argv[0], "help") == 0)
+		usage(0);
+	bool help = argc > 1 && is_help(argv[1]);
 	if (strcmp(argv[0], "run") == 0) {
+		if (help) {
+			printf("usage: tern [-c config] [-d] run [--syslog]\n"
+			    "Run the daemon in the foreground; log to stderr, or to syslog (facility mail)\n"
+			    "with --syslog; -d adds debug lines. Stop it with SIGTERM, reload with SIGHUP.\n");
+			return 0;
+		}
 		bool use_syslog = argc > 1 && strcmp(argv[1], "--syslog") == 0;
 		return cmd_run(config, use_syslog, debug);
 	}
-	if (strcmp(argv[0], "check-config") == 0)
+	if (strcmp(argv[0], "check-config") == 0) {
+		if (help) {
+			printf("usage: tern [-c config] check-config\n"
+			    "Check the configuration and its tables; errors as FILE:LINE: message, exit 1.\n");
+			return 0;
+		}
 		return cmd_check(config);
+	}
 	if (strcmp(argv[0], "version") == 0) {
+		if (help) {
+			printf("usage: tern version (or tern --version)\n");
+			return 0;
+		}
 		printf("tern %s\n", TERN_VERSION);
 		return 0;
 	}
+	if (strcmp(argv[0], "address") == 0)
+		return cli_address(config, argc, argv);
 	if (strcmp(argv[0], "queue") == 0)
 		return cli_queue(config, argc, argv);
 	if (strcmp(argv[0], "mailq") == 0)
@@ -609,6 +655,6 @@ main(int argc, char **argv)
 		return cli_passwd(config, argc, argv);
 	if (strcmp(argv[0], "sendmail") == 0)
 		return sendmail_main(config, argc, argv);
-	usage();
+	usage(2);
 	return 2;
 }

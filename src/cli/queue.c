@@ -4,7 +4,9 @@
  *
  * A short-lived command, not the daemon: blocking I/O is fine here. The
  * request goes to <spool_dir>/control.sock (protocol in control/control.h)
- * and the reply body is printed as it comes. Without a daemon, the
+ * and the reply body is printed as it comes. A user who cannot reach it
+ * (only root and tern's user can) is sent to the public queue socket
+ * (control_public_path), where the daemon decides what that user may do. Without a daemon, the
  * read-only commands load the queue files with queue_load (which never
  * changes a file; queue_scan would move damaged ones) and format them with
  * the daemon's own formatter (control/qview.h), so the output is the same.
@@ -32,21 +34,33 @@
 #include "lib/buf.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
+#include "version.h"
 
 #define REPLY_TIMEOUT_S 120
 #define REPLY_MAX ((size_t)1 << 30)
 
 static void
-usage(void)
+usage(int code)
 {
-	fprintf(stderr,
+	fprintf(code ? stderr : stdout,
 	    "usage: tern [-c config] queue list [--json]\n"
 	    "       tern [-c config] queue show QUEUE_ID [--json]\n"
 	    "       tern [-c config] queue flush [DOMAIN] [--json]\n"
 	    "       tern [-c config] queue hold|release|delete QUEUE_ID [--json]\n"
-	    "       tern [-c config] mailq [--json]     (also: mailq, when tern is called so)\n");
-	exit(2);
+	    "       tern [-c config] mailq [--json]\n"
+	    "       mailq [-c|-C config] [--json]     (tern called as mailq)\n"
+	    "Listing is open to the users queue_list_users names (default anyone); the other\n"
+	    "commands need root or tern's user (docs/queue-tools.md).\n");
+	exit(code);
 }
+
+static bool
+is_help(const char *a)
+{
+	return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "help") == 0;
+}
+
+static char *public_path; /* the public queue socket, from the same config */
 
 static char *
 spool_of(const char *config)
@@ -61,6 +75,8 @@ spool_of(const char *config)
 		return NULL;
 	}
 	char *spool = xstrdup(c->spool_dir);
+	xfree(public_path);
+	public_path = control_public_path(c);
 	config_free(c);
 	buf_free(&err);
 	return spool;
@@ -73,37 +89,60 @@ enum { ASK_OK = 0, ASK_NO_DAEMON = -1, ASK_FAILED = -2 };
  * status line's text in *errtext), ASK_NO_DAEMON when nobody listens,
  * ASK_FAILED (message printed) otherwise.
  */
+/* a connected socket, or -1 with errno */
 static int
-ask(const char *spool, const char *req, bool *ok, buf_t *body, buf_t *errtext)
+connect_to(const char *path)
 {
-	char *path = xasprintf("%s/%s", spool, CONTROL_SOCKET_NAME);
 	struct sockaddr_un sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sa.sun_path) {
-		fprintf(stderr, "tern: control socket path %s is too long\n", path);
-		xfree(path);
-		return ASK_FAILED;
+		errno = ENAMETOOLONG;
+		return -1;
 	}
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		fprintf(stderr, "tern: socket: %s\n", strerror(errno));
-		xfree(path);
-		return ASK_FAILED;
-	}
+	if (fd < 0)
+		return -1;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
 		int e = errno;
 		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static int
+ask(const char *spool, const char *req, bool *ok, buf_t *body, buf_t *errtext)
+{
+	char *path = xasprintf("%s/%s", spool, CONTROL_SOCKET_NAME);
+	int fd = connect_to(path);
+	if (fd < 0 && (errno == EACCES || errno == EPERM) && public_path) {
+		/* not root nor tern's user: the public socket, where the daemon
+		 * says what this user may do */
+		int e = errno;
+		fd = connect_to(public_path);
+		if (fd < 0 && (errno == ENOENT || errno == ECONNREFUSED))
+			fprintf(stderr, "tern: the daemon is not running (nothing answers on %s), and "
+			    "without it only root and the daemon's user may read the queue\n", public_path);
+		else if (fd < 0)
+			fprintf(stderr, "tern: %s: %s (only root and the daemon's user may use it), and "
+			    "%s: %s\n", path, strerror(e), public_path, strerror(errno));
+		if (fd < 0) {
+			xfree(path);
+			return ASK_FAILED;
+		}
+		xfree(path);
+		path = xstrdup(public_path);
+	}
+	if (fd < 0) {
+		int e = errno;
 		if (e == ENOENT || e == ECONNREFUSED) {
 			xfree(path);
 			return ASK_NO_DAEMON;
 		}
-		if (e == EACCES || e == EPERM)
-			fprintf(stderr, "tern: %s: %s (run as root or as the daemon's user)\n", path,
-			    strerror(e));
-		else
-			fprintf(stderr, "tern: %s: %s\n", path, strerror(e));
+		fprintf(stderr, "tern: %s: %s\n", path, strerror(e));
 		xfree(path);
 		return ASK_FAILED;
 	}
@@ -329,14 +368,16 @@ parse_args(int argc, char **argv, int first, bool *json, char **args, int max, i
 	for (int i = first; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0) {
 			*json = true;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(0);
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			fprintf(stderr, "tern: unknown option %s\n", argv[i]);
-			usage();
+			usage(2);
 		} else if (*nargs < max) {
 			args[(*nargs)++] = argv[i];
 		} else {
 			fprintf(stderr, "tern: too many arguments\n");
-			usage();
+			usage(2);
 		}
 	}
 }
@@ -345,15 +386,17 @@ int
 cli_queue(const char *config, int argc, char **argv)
 {
 	if (argc < 2)
-		usage();
+		usage(2);
 	const char *verb = argv[1];
+	if (is_help(verb))
+		usage(0);
 	bool json;
 	char *args[1] = {NULL};
 	int n;
 	parse_args(argc, argv, 2, &json, args, 1, &n);
 	if (strcmp(verb, "list") == 0 || strcmp(verb, "mailq") == 0) {
 		if (n != 0)
-			usage();
+			usage(2);
 		return run(config, verb, NULL, json);
 	}
 	if (strcmp(verb, "flush") == 0)
@@ -361,10 +404,10 @@ cli_queue(const char *config, int argc, char **argv)
 	if (strcmp(verb, "show") == 0 || strcmp(verb, "hold") == 0 || strcmp(verb, "release") == 0 ||
 	    strcmp(verb, "delete") == 0) {
 		if (n != 1)
-			usage();
+			usage(2);
 		return run(config, verb, args[0], json);
 	}
-	usage();
+	usage(2);
 	return 2;
 }
 
@@ -374,6 +417,8 @@ cli_mailq(const char *config, int argc, char **argv)
 	bool json;
 	char *args[1];
 	int n;
+	if (argc > 1 && is_help(argv[1]))
+		usage(0);
 	parse_args(argc, argv, 1, &json, args, 0, &n);
 	return run(config, "mailq", NULL, json);
 }
@@ -384,12 +429,20 @@ cli_mailq_argv0(const char *default_config, int argc, char **argv)
 	const char *config = default_config;
 	bool json = false;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+		/* -C like sendmail's (mailq is sendmail -bp), -c like tern's */
+		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "-C") == 0) && i + 1 < argc)
 			config = argv[++i];
+		else if (strncmp(argv[i], "-C", 2) == 0 && argv[i][2] != '\0')
+			config = argv[i] + 2;
 		else if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
 			json = true;
-		else
-			usage();
+		else if (is_help(argv[i]))
+			usage(0);
+		else if (strcmp(argv[i], "--version") == 0) {
+			printf("mailq (tern %s)\n", TERN_VERSION);
+			return 0;
+		} else
+			usage(2);
 	}
 	return run(config, "mailq", NULL, json);
 }

@@ -14,7 +14,7 @@
 int cli_queue(const char *config, int argc, char **argv);
 /* argv[0] is "mailq" (or the program name when tern runs as mailq) */
 int cli_mailq(const char *config, int argc, char **argv);
-/* tern called as "mailq": its own options, -c CONFIG and --json */
+/* tern called as "mailq": its own options, -c or -C CONFIG, --json, --help, --version */
 int cli_mailq_argv0(const char *default_config, int argc, char **argv);
 
 #endif

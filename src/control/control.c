@@ -8,12 +8,21 @@
  * the scheduler or a job stays allocated until that answer comes, even when
  * its handle was closed meanwhile (peer gone, or control_stop).
  *
+ * The public socket (control.h) takes anyone: each connection remembers
+ * whether its peer is root or our user (privileged); for others only list
+ * and mailq are answered, after queue_list_users allows the peer (a user
+ * or group list is looked up on the pool: NSS may block), from a snapshot
+ * cut down to what mailq shows (redact).
+ *
  * Must not: block the loop after start-up, trust the request (bounded line,
- * queue IDs checked), or answer a peer that is not our user or root.
+ * queue IDs checked), or change the queue or show a message for a peer
+ * that is not our user or root.
  */
 #include "control/control.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +42,10 @@
 struct control {
 	tern_t *t;
 	uv_pipe_t listener;
+	uv_pipe_t public_;  /* the public queue socket, when bound */
+	bool have_public;
 	char *path;
+	char *public_path;
 	struct cconn *conns;
 	bool stopping;
 	unsigned open_handles; /* listener + connections not yet closed */
@@ -50,6 +62,9 @@ typedef struct cconn {
 	bool answered;     /* a reply has been queued */
 	bool pending;      /* waiting for the scheduler or a job */
 	bool closing;      /* uv_close called on pipe and timer */
+	bool privileged;   /* the peer is root or our user */
+	uid_t uid;         /* the peer (SO_PEERCRED) */
+	gid_t gid;
 	unsigned handles;  /* pipe and timer not yet closed */
 	struct cconn *next, *prev;
 } cconn_t;
@@ -67,6 +82,11 @@ typedef struct showjob {
 } showjob_t;
 
 static void ctl_maybe_free(control_t *c);
+static void answer_list(cconn_t *cc, const char *verb);
+
+/* the public socket, bound by control_bind_public before control_start */
+static int public_fd = -1;
+static char *public_bound;
 
 /* ---- connection lifetime ---- */
 
@@ -223,6 +243,181 @@ parse_qid(const char *arg, char out[QID_SIZE])
 	return qid_valid(out, QID_LEN);
 }
 
+/* ---- what others may see ---- */
+
+/*
+ * Cut a snapshot down to what Postfix's mailq shows: queue ID, size,
+ * arrival, sender, held/active marks, and the recipients still to be
+ * delivered with their last reply. Gone: delivered and failed recipients,
+ * original addresses, ORCPT, relays, ENVID, RET, the client and its login.
+ */
+static void
+redact(qview_entry_t *e, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		envelope_t *env = e[k].env;
+		xfree(env->envid);
+		xfree(env->client_addr);
+		xfree(env->client_helo);
+		xfree(env->auth_user);
+		env->envid = env->client_addr = env->client_helo = env->auth_user = NULL;
+		env->ret = 0;
+		size_t kept = 0;
+		for (size_t i = 0; i < env->nrcpt; i++) {
+			env_rcpt_t *r = &env->rcpt[i];
+			bool act = e[k].active && e[k].active[i];
+			xfree(r->orig);
+			xfree(r->orcpt);
+			xfree(r->relay);
+			r->orig = r->orcpt = r->relay = NULL;
+			if (!act && r->status != RCPT_PENDING) {
+				xfree(r->addr);
+				xfree(r->reply);
+				continue;
+			}
+			env->rcpt[kept] = *r;
+			if (e[k].active)
+				e[k].active[kept] = act;
+			kept++;
+		}
+		env->nrcpt = kept;
+	}
+}
+
+/* queue_list_users: "anyone", "none", user names, %groups */
+enum list_rule { LIST_ANYONE, LIST_NONE, LIST_SOME };
+
+static enum list_rule
+list_rule(const config_t *c)
+{
+	for (size_t i = 0; i < c->nqueue_list_users; i++)
+		if (strcmp(c->queue_list_users[i], "none") == 0)
+			return LIST_NONE;
+	for (size_t i = 0; i < c->nqueue_list_users; i++)
+		if (strcmp(c->queue_list_users[i], "anyone") == 0)
+			return LIST_ANYONE;
+	return c->nqueue_list_users ? LIST_SOME : LIST_NONE;
+}
+
+/* a user or group list: looked up on the pool (NSS may block) */
+typedef struct listcheck {
+	uv_work_t req;
+	cconn_t *cc;
+	char *verb;
+	char **names; /* a copy of queue_list_users */
+	size_t n;
+	bool allowed;
+	char user[64];
+} listcheck_t;
+
+static void
+listcheck_work(uv_work_t *req)
+{
+	listcheck_t *j = req->data;
+	struct passwd pw, *pres = NULL;
+	char buf[16384];
+	snprintf(j->user, sizeof j->user, "uid %u", (unsigned)j->cc->uid);
+	if (getpwuid_r(j->cc->uid, &pw, buf, sizeof buf, &pres) != 0 || !pres)
+		return;
+	snprintf(j->user, sizeof j->user, "%s", pw.pw_name);
+	gid_t groups[256];
+	int ng = 256;
+	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &ng) < 0)
+		ng = 256; /* more than that: the first 256 */
+	for (size_t i = 0; i < j->n && !j->allowed; i++) {
+		const char *w = j->names[i];
+		if (w[0] != '%') {
+			j->allowed = strcmp(w, pw.pw_name) == 0;
+			continue;
+		}
+		struct group gr, *gres = NULL;
+		char gbuf[16384];
+		if (getgrnam_r(w + 1, &gr, gbuf, sizeof gbuf, &gres) != 0 || !gres)
+			continue;
+		j->allowed = gr.gr_gid == j->cc->gid;
+		for (int g = 0; g < ng && !j->allowed; g++)
+			j->allowed = groups[g] == gr.gr_gid;
+	}
+}
+
+static void
+listcheck_done(uv_work_t *req, int status)
+{
+	listcheck_t *j = req->data;
+	cconn_t *cc = j->cc;
+	cc->pending = false;
+	if (j->allowed) {
+		answer_list(cc, j->verb);
+	} else {
+		char text[300];
+		snprintf(text, sizeof text, "permission denied: %s may not list the queue "
+		    "(queue_list_users in %s)", j->user, cc->ctl->t->cfg->path);
+		conn_reply(cc, false, text, NULL);
+	}
+	for (size_t i = 0; i < j->n; i++)
+		xfree(j->names[i]);
+	xfree(j->names);
+	xfree(j->verb);
+	xfree(j);
+	conn_maybe_free(cc);
+}
+
+/* list or mailq, for anyone allowed to see it (redacted unless privileged) */
+static void
+answer_list(cconn_t *cc, const char *verb)
+{
+	size_t n;
+	buf_t body = BUF_INIT;
+	qview_entry_t *e = sched_snapshot(cc->ctl->t->sched, NULL, &n);
+	if (!cc->privileged)
+		redact(e, n);
+	if (cc->json)
+		qview_list_json(&body, e, n);
+	else if (strcmp(verb, "mailq") == 0)
+		qview_mailq(&body, e, n);
+	else
+		qview_list_text(&body, e, n);
+	qview_entries_free(e, n);
+	conn_reply(cc, true, NULL, &body);
+	buf_free(&body);
+}
+
+/* A peer that is neither root nor our user: list and mailq, if allowed. */
+static void
+handle_unprivileged(cconn_t *cc, const char *verb)
+{
+	const config_t *c = cc->ctl->t->cfg;
+	char text[300];
+	if (strcmp(verb, "list") != 0 && strcmp(verb, "mailq") != 0) {
+		const char *me = c->user ? c->user : "the user tern runs as";
+		snprintf(text, sizeof text, "permission denied: only root and %s may %s; others may "
+		    "only list the queue", me, verb[0] ? verb : "do that");
+		conn_reply(cc, false, text, NULL);
+		return;
+	}
+	enum list_rule rule = list_rule(c);
+	if (rule == LIST_ANYONE) {
+		answer_list(cc, verb);
+		return;
+	}
+	if (rule == LIST_NONE) {
+		snprintf(text, sizeof text, "permission denied: listing the queue is for root and %s "
+		    "only (queue_list_users = none in %s)", c->user ? c->user : "tern's user", c->path);
+		conn_reply(cc, false, text, NULL);
+		return;
+	}
+	listcheck_t *j = xcalloc(1, sizeof *j);
+	j->cc = cc;
+	j->verb = xstrdup(verb);
+	j->n = c->nqueue_list_users;
+	j->names = xcalloc(j->n, sizeof *j->names);
+	for (size_t i = 0; i < j->n; i++)
+		j->names[i] = xstrdup(c->queue_list_users[i]);
+	j->req.data = j;
+	cc->pending = true;
+	uv_queue_work(cc->ctl->t->loop, &j->req, listcheck_work, listcheck_done);
+}
+
 static void
 handle_request(cconn_t *cc, char *line)
 {
@@ -243,20 +438,15 @@ handle_request(cconn_t *cc, char *line)
 		conn_reply(cc, false, "too many arguments", NULL);
 		return;
 	}
+	if (!cc->privileged) {
+		handle_unprivileged(cc, verb);
+		return;
+	}
 	buf_t body = BUF_INIT, text = BUF_INIT;
 	char qid[QID_SIZE];
 
 	if (strcmp(verb, "list") == 0 || strcmp(verb, "mailq") == 0) {
-		size_t n;
-		qview_entry_t *e = sched_snapshot(s, NULL, &n);
-		if (cc->json)
-			qview_list_json(&body, e, n);
-		else if (strcmp(verb, "mailq") == 0)
-			qview_mailq(&body, e, n);
-		else
-			qview_list_text(&body, e, n);
-		qview_entries_free(e, n);
-		conn_reply(cc, true, NULL, &body);
+		answer_list(cc, verb);
 	} else if (strcmp(verb, "show") == 0) {
 		size_t n = 0;
 		qview_entry_t *e = NULL;
@@ -354,18 +544,22 @@ on_conn_timeout(uv_timer_t *t)
 	conn_reply(cc, false, "timeout waiting for the request", NULL);
 }
 
-/* SO_PEERCRED: our own user or root */
-static bool
-peer_allowed(cconn_t *cc)
+/* SO_PEERCRED: who the peer is, and whether it is root or our own user;
+ * -1 when the kernel does not say */
+static int
+peer_creds(cconn_t *cc)
 {
 	uv_os_fd_t fd;
 	if (uv_fileno((uv_handle_t *)&cc->pipe, &fd) != 0)
-		return false;
+		return -1;
 	struct ucred cr;
 	socklen_t len = sizeof cr;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
-		return false;
-	return cr.uid == 0 || cr.uid == geteuid();
+		return -1;
+	cc->uid = cr.uid;
+	cc->gid = cr.gid;
+	cc->privileged = cr.uid == 0 || cr.uid == geteuid();
+	return 0;
 }
 
 static void
@@ -389,7 +583,8 @@ on_connection(uv_stream_t *server, int status)
 		conn_close(cc);
 		return;
 	}
-	if (!peer_allowed(cc)) {
+	bool public_ = server == (uv_stream_t *)&c->public_;
+	if (peer_creds(cc) < 0 || (!cc->privileged && !public_)) {
 		log_warn("control: connection from a user that is neither root nor ours refused");
 		conn_reply(cc, false, "permission denied", NULL);
 		return;
@@ -459,7 +654,77 @@ control_start(tern_t *t, buf_t *err)
 		return NULL;
 	}
 	log_info("control socket %s", path);
+	if (public_fd >= 0) {
+		uv_pipe_init(t->loop, &c->public_, 0);
+		c->public_.data = c;
+		c->open_handles++;
+		c->have_public = true;
+		c->public_path = public_bound;
+		public_bound = NULL;
+		rc = uv_pipe_open(&c->public_, public_fd);
+		public_fd = -1;
+		if (rc == 0)
+			rc = uv_listen((uv_stream_t *)&c->public_, 16, on_connection);
+		if (rc < 0)
+			log_warn("queue socket %s: %s; only root and %s can list the queue", c->public_path,
+			    uv_strerror(rc), t->cfg->user ? t->cfg->user : "tern's user");
+		else
+			log_info("queue socket %s (listing for queue_list_users)", c->public_path);
+	}
 	return c;
+}
+
+char *
+control_public_path(const config_t *c)
+{
+	const char *base = c->local_socket && c->local_socket[0] ? c->local_socket : c->spool_dir;
+	char *dir = xstrdup(base);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	char *p = xasprintf("%s%s%s", slash ? dir : ".", slash == dir ? "" : "/", "tern-queue.sock");
+	xfree(dir);
+	return p;
+}
+
+int
+control_bind_public(const config_t *c, buf_t *err)
+{
+	char *path = control_public_path(c);
+	struct sockaddr_un sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sa.sun_path) {
+		buf_printf(err, "queue socket %s: path too long", path);
+		xfree(path);
+		return -1;
+	}
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	if (socket_alive(path)) {
+		buf_printf(err, "queue socket %s: another daemon answers on it", path);
+		xfree(path);
+		return -1;
+	}
+	unlink(path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof sa);
+	/* anyone may connect: each request is checked (SO_PEERCRED) */
+	if (r == 0)
+		r = chmod(path, 0666);
+	if (r == 0)
+		r = listen(fd, 16);
+	if (r < 0) {
+		buf_printf(err, "queue socket %s: %s%s", path, strerror(errno),
+		    errno == ENOENT ? " (the directory does not exist)" : "");
+		if (fd >= 0)
+			close(fd);
+		xfree(path);
+		return -1;
+	}
+	public_fd = fd;
+	xfree(public_bound);
+	public_bound = path;
+	return 0;
 }
 
 static void
@@ -476,6 +741,7 @@ ctl_maybe_free(control_t *c)
 	if (!c->stopping || c->open_handles > 0 || c->conns)
 		return;
 	xfree(c->path);
+	xfree(c->public_path);
 	xfree(c);
 }
 
@@ -487,6 +753,10 @@ control_stop(control_t *c)
 	c->stopping = true;
 	unlink(c->path);
 	uv_close((uv_handle_t *)&c->listener, on_listener_closed);
+	if (c->have_public) {
+		unlink(c->public_path); /* fails in a directory that is root's: replaced at start */
+		uv_close((uv_handle_t *)&c->public_, on_listener_closed);
+	}
 	for (cconn_t *cc = c->conns; cc; cc = cc->next)
 		conn_close(cc);
 }

@@ -4,8 +4,18 @@
  *
  * A unix stream socket at <spool_dir>/control.sock, mode 0600, owned by the
  * daemon's user (the spool directory itself is 0700); a client must also
- * be that user or root (checked with SO_PEERCRED). One request per
- * connection:
+ * be that user or root (checked with SO_PEERCRED).
+ *
+ * The public queue socket (control_public_path: tern-queue.sock beside the
+ * local_socket), mode 0666, speaks the same protocol to anyone, and decides
+ * per request with SO_PEERCRED: root and the daemon's user may do
+ * everything; others may only `list` and `mailq`, when queue_list_users
+ * lets them (anyone, none, user names, %groups; like Postfix's
+ * authorized_mailq_users), and they get what mailq shows: the recipients
+ * still to be delivered, without client, ENVID, ORCPT, original address
+ * or relay. Never `show` (the message's header section) for them.
+ *
+ * One request per connection:
  *
  *   request  one line, at most 1024 octets, ending in LF:
  *            [json ] VERB [ARG]
@@ -36,6 +46,14 @@ typedef struct control control_t;
  * Blocking (start-up only). NULL with a message in *err.
  */
 control_t *control_start(tern_t *t, buf_t *err);
+/* The public queue socket's path (allocated): "tern-queue.sock" in the
+ * directory of local_socket, or beside spool_dir when local_socket is off. */
+char *control_public_path(const config_t *c);
+/* Bind and listen on the public queue socket (mode 0666), before the
+ * privileges are dropped (its directory may be root's); control_start
+ * serves it. A socket nobody answers on is replaced. -1 with *err: the
+ * daemon runs on without it (only root and its user can list the queue). */
+int control_bind_public(const config_t *c, buf_t *err);
 /* Stop listening and close every connection (requests waiting for the
  * scheduler get no reply); c is freed once its handles are closed, while
  * the loop runs. Unlinks the socket file. */

@@ -500,10 +500,12 @@ typedef struct xctx {
 	int npath;
 	size_t nodes;
 	const char *err;
+	router_trace_fn *trace; /* router_expand_trace, or NULL */
+	void *trace_arg;
 } xctx_t;
 
 static void
-add_final(xctx_t *x, const char *local, const char *domain)
+add_final(xctx_t *x, const char *local, const char *domain, int depth)
 {
 	char *a = fmt_addr(local, domain);
 	char *id = xstrdup(a);
@@ -511,6 +513,8 @@ add_final(xctx_t *x, const char *local, const char *domain)
 	if (strset_has(&x->finals, id)) {
 		xfree(a);
 	} else {
+		if (x->trace)
+			x->trace(x->trace_arg, depth, NULL, NULL, a);
 		strset_add(&x->finals, id);
 		x->out->addrs = xrealloc(x->out->addrs, (x->out->n + 1) * sizeof *x->out->addrs);
 		x->out->addrs[x->out->n++] = a;
@@ -529,6 +533,8 @@ expand_values(xctx_t *x, const table_entry_t *e, const char *local, const char *
 {
 	for (size_t i = 0; i < e->nvalues; i++) {
 		const char *v = e->values[i];
+		if (x->trace)
+			x->trace(x->trace_arg, depth, self_skip & SKIP_ALIAS ? "aliases" : "virtual", e->key, v);
 		char *vl, *vd;
 		int r;
 		if (v[0] == '@') /* "@other.domain": the same local part there */
@@ -614,7 +620,7 @@ expand_node(xctx_t *x, const char *local, const char *domain, int depth, bool fr
 		char *mlocal = NULL;
 		if (mailbox_find(c, t, local, domain, &mlocal)) {
 			xfree(mlocal);
-			add_final(x, local, domain);
+			add_final(x, local, domain, depth);
 			st = ROUTER_OK;
 		} else {
 			x->err = depth ? ERR_UNKNOWN_TARGET : ERR_UNKNOWN;
@@ -633,7 +639,7 @@ expand_node(xctx_t *x, const char *local, const char *domain, int depth, bool fr
 	/* 4. elsewhere: relaying, allowed for trusted clients and for what our
 	 * own tables produced */
 	if (x->relay_ok || from_alias) {
-		add_final(x, local, domain);
+		add_final(x, local, domain, depth);
 		st = ROUTER_OK;
 	} else {
 		x->err = ERR_RELAY;
@@ -684,6 +690,13 @@ enum router_status
 router_expand(const config_t *c, const tables_t *t, const addr_t *rcpt, bool relay_ok,
     dest_list_t *out, const char **err)
 {
+	return router_expand_trace(c, t, rcpt, relay_ok, out, err, NULL, NULL);
+}
+
+enum router_status
+router_expand_trace(const config_t *c, const tables_t *t, const addr_t *rcpt, bool relay_ok,
+    dest_list_t *out, const char **err, router_trace_fn *trace, void *arg)
+{
 	out->addrs = NULL;
 	out->n = 0;
 	*err = NULL;
@@ -713,6 +726,8 @@ router_expand(const config_t *c, const tables_t *t, const addr_t *rcpt, bool rel
 	x.t = t;
 	x.relay_ok = relay_ok;
 	x.out = out;
+	x.trace = trace;
+	x.trace_arg = arg;
 	enum router_status st = expand(&x, local, dom, 0, false, 0);
 	strset_free(&x.finals);
 	strset_free(&x.done);

@@ -69,6 +69,16 @@ enum router_status router_expand(const config_t *c, const tables_t *t, const add
     bool relay_ok, dest_list_t *out, const char **err);
 void dest_list_free(dest_list_t *d);
 
+/* The same expansion, reporting each step as it is taken (`tern address`):
+ * a table hit (table "virtual" or "aliases", the key as written in the
+ * table, one call per value, depth 0 for the address asked about) and each
+ * final address (table NULL, key NULL, value the final address). A step
+ * the expansion already took elsewhere (a duplicate) is not reported. */
+typedef void router_trace_fn(void *arg, int depth, const char *table, const char *key,
+    const char *value);
+enum router_status router_expand_trace(const config_t *c, const tables_t *t, const addr_t *rcpt,
+    bool relay_ok, dest_list_t *out, const char **err, router_trace_fn *trace, void *arg);
+
 enum route_kind { ROUTE_LOCAL, ROUTE_REMOTE, ROUTE_NONE };
 
 typedef struct route {

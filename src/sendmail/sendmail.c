@@ -4,7 +4,11 @@
  *
  * Modes: -bm (the default) reads a message on stdin and submits it; -bs
  * speaks SMTP on stdin/stdout, relayed to the daemon as is; -bp lists the
- * queue (the queue tool's mailq). Options understood: -t (recipients from
+ * queue (the queue tool's mailq); -bv and -bt print how each address
+ * would be routed (cli/address.h), sending nothing; -bi (and the name
+ * "newaliases") and -q succeed doing nothing, with a note on stderr: tern
+ * reads its tables as text and runs its queue itself, but scripts call
+ * them. --version and --help print to stdout. Options understood: -t (recipients from
  * To, Cc and Bcc; Bcc removed), -i / -oi (a lone "." does not end the
  * input), -f / -r sender, -F full name, -N notify, -R ret, -V envid, -C
  * config; other classic options (-o..., -v, -B, -L, -m, -U, -h, -X, -O)
@@ -34,11 +38,13 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "cli/address.h"
 #include "cli/queue.h"
 #include "common/config.h"
 #include "lib/buf.h"
 #include "lib/xalloc.h"
 #include "smtpd/auth.h"
+#include "version.h"
 
 #define REPLY_TIMEOUT_MS (10 * 60 * 1000) /* RFC 5321 §4.5.3.2.6: 10 min for the final reply */
 #define MAX_RCPTS 10000
@@ -68,7 +74,7 @@ strv_free(strv_t *s)
 
 struct opts {
 	const char *config;
-	char mode;          /* 'm' message, 's' SMTP, 'p' print the queue */
+	char mode;          /* 'm' message, 's' SMTP, 'p' queue, 'v' verify, 'i' -bi, 'q' -q */
 	bool t;             /* recipients from the header */
 	bool i;             /* dots are not special */
 	const char *from;
@@ -83,10 +89,26 @@ usage(const char *why)
 {
 	if (why)
 		fprintf(stderr, "sendmail: %s\n", why);
-	fprintf(stderr, "usage: sendmail [-t] [-i] [-f sender] [-F name] [-C config] [-bs|-bp|-bm] "
-	    "[recipient ...]\n");
-	return EX_USAGE;
+	fprintf(why ? stderr : stdout,
+	    "usage: sendmail [-t] [-i] [-f sender] [-F name] [-C config] [-bm|-bs|-bp] [recipient ...]\n"
+	    "       sendmail -bv|-bt ADDRESS...   how each address would be routed (nothing is sent)\n"
+	    "       sendmail -bi, newaliases, sendmail -q   accepted; nothing to do in tern\n"
+	    "       sendmail --version | --help\n"
+	    "The message is read on stdin and handed to the tern daemon (docs/sendmail.md).\n");
+	return why ? EX_USAGE : 0;
 }
+
+/* -bi, newaliases, -q: scripts call them after editing aliases or to push
+ * the queue; say what tern does instead and succeed */
+static int
+no_op(const char *what, const char *note)
+{
+	fprintf(stderr, "%s: nothing to do: %s\n", what, note);
+	return 0;
+}
+
+#define NOTE_ALIASES "tern reads the aliases table as text (systemctl reload tern applies changes)"
+
 
 /* ---- the message ---- */
 
@@ -635,15 +657,29 @@ sendmail_main(const char *config, int argc, char **argv)
 	o.config = config;
 	o.mode = 'm';
 	int ch;
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	if (strcmp(prog, "newaliases") == 0)
+		return no_op("newaliases", NOTE_ALIASES);
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("sendmail (tern %s)\n", TERN_VERSION);
+			return 0;
+		}
+		if (strcmp(argv[i], "--help") == 0)
+			return usage(NULL);
+	}
 	optind = 0; /* main() may have run getopt already */
 	opterr = 0;
 	while ((ch = getopt(argc, argv, "+B:b:C:F:f:h:iL:mN:nO:o:p:q::R:r:tUV:vX:")) != -1) {
 		switch (ch) {
 		case 'b':
-			if (strcmp(optarg, "s") == 0 || strcmp(optarg, "p") == 0 || strcmp(optarg, "m") == 0)
+			if (strcmp(optarg, "s") == 0 || strcmp(optarg, "p") == 0 || strcmp(optarg, "m") == 0 ||
+			    strcmp(optarg, "v") == 0 || strcmp(optarg, "i") == 0)
 				o.mode = optarg[0];
+			else if (strcmp(optarg, "t") == 0)
+				o.mode = 'v';
 			else
-				return usage("only -bm, -bs and -bp are supported");
+				return usage("only -bm, -bs, -bp, -bv, -bt and -bi are supported");
 			break;
 		case 'C': o.config = optarg; break;
 		case 'F': o.fullname = optarg; break;
@@ -658,7 +694,7 @@ sendmail_main(const char *config, int argc, char **argv)
 		case 'N': o.notify = optarg; break;
 		case 'R': o.ret = optarg; break;
 		case 'V': o.envid = optarg; break;
-		case 'q': return usage("-q: the daemon runs the queue itself (see tern queue flush)");
+		case 'q': o.mode = 'q'; break;
 		case '?': return usage("unknown option");
 		default: break; /* accepted and ignored */
 		}
@@ -666,6 +702,17 @@ sendmail_main(const char *config, int argc, char **argv)
 	if (o.mode == 'p') {
 		char *av[] = {(char *)"mailq", NULL};
 		return cli_mailq(o.config, 1, av);
+	}
+	if (o.mode == 'i')
+		return no_op("sendmail -bi", NOTE_ALIASES);
+	if (o.mode == 'q')
+		return no_op("sendmail -q", "the tern daemon runs its queue itself (tern queue flush retries "
+		    "deferred mail now)");
+	if (o.mode == 'v') {
+		if (optind >= argc)
+			return usage("-bv and -bt need the addresses to test");
+		int r = cli_address_report(o.config, "sendmail", argc - optind, argv + optind);
+		return r < 0 ? EX_CONFIG : r > 0 ? EX_NOUSER : 0;
 	}
 	if (o.notify && !word_ok(o.notify))
 		return usage("-N takes never, or a list of success, failure, delay");
