@@ -13,6 +13,7 @@
  * or run on the event loop.
  */
 #include "deliver/maildir.h"
+#include "deliver/outcome.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -52,8 +53,7 @@ set_err(buf_t *err, const char *maildir, const char *what, int e)
 {
 	char eb[128];
 	const char *es = strerror_r(e, eb, sizeof eb);
-	/* RFC 3463: 4.2.2 mailbox full; 4.3.0 other mail system problem */
-	const char *code = (e == ENOSPC || e == EDQUOT) ? "4.2.2" : "4.3.0";
+	const char *code = outcome_maildir_code(e); /* the rule lives in outcome.c */
 	buf_reset(err);
 	buf_printf(err, "%s maildir %s: %s: %s", code, maildir, what, es);
 }

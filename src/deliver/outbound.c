@@ -215,8 +215,10 @@ job_finish(struct job *j)
 
 /* every recipient of the job gets the same outcome */
 static void
-job_fail(struct job *j, int outcome, const char *reply)
+job_fail(struct job *j, const outcome_t *oc)
 {
+	int outcome = oc->kind;
+	const char *reply = oc->text;
 	for (size_t k = 0; k < j->n; k++) {
 		if (j->txn.res[k].outcome != SMTP_UNDECIDED)
 			continue;
@@ -230,8 +232,10 @@ job_fail(struct job *j, int outcome, const char *reply)
 static void
 job_cancel(struct job *j)
 {
+	outcome_t oc;
 	j->cancelled = true;
-	job_fail(j, SMTP_TEMPFAIL, "451 4.3.2 shutting down");
+	outcome_shutdown(&oc);
+	job_fail(j, &oc);
 }
 
 static struct job *
@@ -269,7 +273,7 @@ dest_push(struct dest *d, struct job *j, bool front)
 
 /* fail (or cancel) everything queued at d */
 static void
-dest_fail_queue(struct dest *d, int outcome, const char *reply, const char *relay)
+dest_fail_queue(struct dest *d, const outcome_t *oc, const char *relay)
 {
 	struct job *j;
 	while ((j = dest_pop(d)) != NULL) {
@@ -279,7 +283,7 @@ dest_fail_queue(struct dest *d, int outcome, const char *reply, const char *rela
 		}
 		if (relay && !j->relay)
 			j->relay = xstrdup(relay);
-		job_fail(j, outcome, reply);
+		job_fail(j, oc);
 	}
 }
 
@@ -306,10 +310,9 @@ sess_take_job(struct sess *s)
 		j->relay = xstrdup(smtp_client_relay(s->c));
 		j->dsn_offered = (smtp_client_ext(s->c) & SMTP_EXT_DSN) != 0;
 		if (j->txn.fd < 0) {
-			char *t = xasprintf("451 4.3.0 cannot open the queued message: %s",
-			    strerror(errno));
-			job_fail(j, SMTP_TEMPFAIL, t);
-			xfree(t);
+			outcome_t oc;
+			outcome_queue_read(&oc, errno, true);
+			job_fail(j, &oc);
 			continue;
 		}
 		s->job = j; /* before sending: events may follow at once */
@@ -392,7 +395,9 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 			/* cannot happen: DONE precedes CLOSED for a transaction */
 			struct job *j = s->job;
 			s->job = NULL;
-			job_fail(j, SMTP_TEMPFAIL, "451 4.4.2 session ended");
+			outcome_t oc;
+			outcome_session(&oc, "451 4.4.2 session ended");
+			job_fail(j, &oc);
 		}
 		if (!smtp_client_was_ready(c)) {
 			const char *err = smtp_client_error(c);
@@ -417,8 +422,11 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 			if (d->nsess == 1 || o->shutting) {
 				/* nobody else will take the queue: it fails with the
 				 * last error (permanent only for a 5xx greeting/HELO) */
-				dest_fail_queue(d, oc == SMTP_PERMFAIL ? SMTP_PERMFAIL : SMTP_TEMPFAIL,
-				    err[0] ? err : "451 4.4.1 no server answered", smtp_client_relay(c));
+				outcome_t fo;
+				fo.kind = oc == SMTP_PERMFAIL ? OUTCOME_PERMFAIL : OUTCOME_TEMPFAIL;
+				snprintf(fo.text, sizeof fo.text, "%s",
+				    err[0] ? err : "451 4.4.1 no server answered");
+				dest_fail_queue(d, &fo, smtp_client_relay(c));
 			}
 		}
 		sess_free(s);
@@ -578,10 +586,19 @@ dest_maybe_free(struct dest *d)
 /* resolution failed: the queue fails; the caller frees the dest (it is
  * resolved again next time) */
 static void
-dest_resolve_failed(struct dest *d, int outcome, const char *reply)
+dest_resolve_failed(struct dest *d, const outcome_t *oc)
 {
 	d->rstate = R_NEW;
-	dest_fail_queue(d, outcome, reply, NULL);
+	dest_fail_queue(d, oc, NULL);
+}
+
+/* the next hop cannot be resolved for a local reason: outcome_next_hop */
+static void
+dest_unreachable(struct dest *d, const char *text)
+{
+	outcome_t oc;
+	outcome_next_hop(&oc, text);
+	dest_resolve_failed(d, &oc);
 }
 
 static void
@@ -607,22 +624,12 @@ on_mx(void *arg, mx_result_t *r)
 	struct dest *d = arg;
 	d->mxreq = NULL;
 	if (r->status != MX_OK) {
-		const char *reply = r->reply && r->reply[0] ? r->reply : "451 4.4.3 DNS failure";
-		log_info("outbound: %s: %s (%s)", d->host, reply, r->detail ? r->detail : "");
-		/* a broken configured next hop is our problem, not the recipient's:
-		 * only the recipient domain's own DNS answer may bounce (RFC 7505,
-		 * RFC 5321 §5.1) */
-		int oc = reply[0] == '5' && !d->is_relay ? SMTP_PERMFAIL : SMTP_TEMPFAIL;
-		char *t = NULL;
-		if (oc == SMTP_TEMPFAIL && reply[0] != '4')
-			reply = t = xasprintf("451 4.4.3 next hop %s: %s", d->host, reply);
-		/* the recipients' reply, and so the DSN, says what DNS said */
-		char *full = r->detail && r->detail[0] ? xasprintf("%s (%.300s)", reply, r->detail)
-		                                       : xstrdup(reply);
+		outcome_t oc;
+		log_info("outbound: %s: %s (%s)", d->host,
+		    r->reply && r->reply[0] ? r->reply : "451 4.4.3 DNS failure", r->detail ? r->detail : "");
+		outcome_dns(&oc, r->reply, r->detail, d->host, d->is_relay);
 		mx_result_free(r);
-		dest_resolve_failed(d, oc, full);
-		xfree(full);
-		xfree(t);
+		dest_resolve_failed(d, &oc);
 		dest_maybe_free(d);
 		return;
 	}
@@ -632,7 +639,7 @@ on_mx(void *arg, mx_result_t *r)
 			    r->hosts[h].name, r->hosts[h].pref);
 	mx_result_free(r);
 	if (d->nt == 0) {
-		dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.4.3 no address for the next hop");
+		dest_unreachable(d, "451 4.4.3 no address for the next hop");
 		dest_maybe_free(d);
 		return;
 	}
@@ -656,7 +663,7 @@ on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		if (d->nt == 0) {
 			char *t = xasprintf("451 4.4.3 cannot resolve next hop %s: %s", d->host,
 			    status ? uv_strerror(status) : "no address");
-			dest_resolve_failed(d, SMTP_TEMPFAIL, t);
+			dest_unreachable(d, t);
 			xfree(t);
 			dest_maybe_free(d);
 		} else {
@@ -694,7 +701,7 @@ dest_resolve(struct dest *d)
 		memset(&su, 0, sizeof su);
 		su.sun_family = AF_UNIX;
 		if (strlen(d->host) >= sizeof su.sun_path) {
-			dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.3.5 LMTP socket path too long");
+			dest_unreachable(d, "451 4.3.5 LMTP socket path too long");
 			return;
 		}
 		memcpy(su.sun_path, d->host, strlen(d->host));
@@ -714,7 +721,7 @@ dest_resolve(struct dest *d)
 	}
 	if (d->kind == HOP_MX) {
 		if (!o->dns) {
-			dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.3.5 no DNS resolver configured");
+			dest_unreachable(d, "451 4.3.5 no DNS resolver configured");
 			return;
 		}
 		mx_options_t mo;
@@ -737,7 +744,7 @@ dest_resolve(struct dest *d)
 	hints.ai_family = AF_UNSPEC;
 	if (uv_getaddrinfo(o->loop, &g->req, on_gai, d->host, NULL, &hints) != 0) {
 		xfree(g);
-		dest_resolve_failed(d, SMTP_TEMPFAIL, "451 4.3.0 cannot start a host lookup");
+		dest_unreachable(d, "451 4.3.0 cannot start a host lookup");
 		return;
 	}
 	d->gai = g;
@@ -999,8 +1006,9 @@ outbound_submit(outbound_t *o, envelope_t *env, const size_t *idx, size_t n,
 	struct dest *d = domain[0] ? dest_get(o, domain, &err) : NULL;
 	xfree(domain);
 	if (!d) {
-		job_fail(j, err ? SMTP_TEMPFAIL : SMTP_PERMFAIL,
-		    err ? err : "550 5.1.3 recipient address has no domain");
+		outcome_t oc;
+		outcome_bad_domain(&oc, err);
+		job_fail(j, &oc);
 		return;
 	}
 	dest_push(d, j, false);

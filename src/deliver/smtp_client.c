@@ -135,53 +135,11 @@ smtp_txn_clear(smtp_txn_t *t)
 	}
 }
 
-/*
- * The error policy (docs/outbound.md has the table with the reasons).
- * 2xx success, 4xx temporary, 5xx permanent (RFC 5321 §4.2.1), with these
- * refinements:
- *  - 421 anywhere: the server is closing the channel: temporary.
- *  - RCPT 552: RFC 5321 §4.5.3.1.10 says old servers use it for "too many
- *    recipients", which must be treated as 452: temporary.
- *  - a reply of a class the command cannot have (354 to MAIL, 250 to DATA,
- *    anything but 220 as a greeting) is a protocol error: temporary, the
- *    next attempt may meet a saner server.
- */
+/* The reply rules are outcome.c's (outcome_smtp_kind). */
 enum smtp_outcome
 smtp_decide(enum smtp_stage stage, int code)
 {
-	int cls = code / 100;
-	if (stage == SMTP_STAGE_CONNECT || stage == SMTP_STAGE_CONTENT)
-		return SMTP_TEMPFAIL;
-	if (code == 421)
-		return SMTP_TEMPFAIL;
-	switch (stage) {
-	case SMTP_STAGE_GREETING:
-		if (code == 220)
-			return SMTP_OK;
-		return cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL;
-	case SMTP_STAGE_DATA:
-		if (code == 354)
-			return SMTP_OK;
-		return cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL;
-	case SMTP_STAGE_RCPT:
-		if (code == 552)
-			return SMTP_TEMPFAIL;
-		break;
-	case SMTP_STAGE_STARTTLS:
-		/* RFC 3207 §4: 220 goes ahead; a refusal costs only TLS, and a
-		 * destination whose policy requires TLS is tried again later */
-		return code == 220 ? SMTP_OK : SMTP_TEMPFAIL;
-	default:
-		break;
-	}
-	switch (cls) {
-	case 2:
-		return SMTP_OK;
-	case 5:
-		return SMTP_PERMFAIL;
-	default:
-		return SMTP_TEMPFAIL;
-	}
+	return (enum smtp_outcome)outcome_smtp_kind((enum outcome_stage)stage, code);
 }
 
 static const char *
@@ -267,6 +225,25 @@ session_fail(smtp_client_t *c, int outcome, const char *fmt, ...)
 	/* a failed session owes the peer nothing: close now rather than wait
 	 * (up to 2 s) for a peer that may be the reason we failed */
 	conn_abort(c->conn, UV_ECONNABORTED);
+}
+
+/* A session-level failure (connect, timeout, TLS that the policy requires,
+ * AUTH, the connection lost, ...): its fate is outcome_session's. */
+static void
+session_trouble(smtp_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+session_trouble(smtp_client_t *c, const char *fmt, ...)
+{
+	buf_t b = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	outcome_t oc;
+	outcome_session(&oc, buf_cstr(&b));
+	session_fail(c, oc.kind, "%s", oc.text);
+	buf_free(&b);
 }
 
 static void
@@ -504,7 +481,9 @@ finish_txn(smtp_client_t *c)
 	for (size_t i = 0; i < t->n; i++)
 		if (t->res[i].outcome == SMTP_UNDECIDED) {
 			char *s = xasprintf("451 4.5.0 no final reply from %s", c->relay);
-			set_result(c, i, SMTP_TEMPFAIL, s);
+			outcome_t oc;
+			outcome_session(&oc, s);
+			set_result(c, i, (enum smtp_outcome)oc.kind, oc.text);
 			xfree(s);
 		}
 	c->sending = false;
@@ -584,7 +563,7 @@ pump_content(smtp_client_t *c)
 		if (r <= 0) {
 			int saved = r < 0 ? errno : EIO;
 			/* never send the dot after partial content: drop the session */
-			session_fail(c, SMTP_TEMPFAIL, "451 4.3.0 cannot read the queued message: %s",
+			session_trouble(c, "451 4.3.0 cannot read the queued message: %s",
 			    r < 0 ? strerror(saved) : "file too short");
 			return;
 		}
@@ -765,7 +744,7 @@ handle_reply(smtp_client_t *c)
 			c->st = CS_TLS;
 			if (conn_starttls(c->conn, c->o.tls_ctx, false, c->host) < 0) {
 				c->tls_failed = true;
-				session_fail(c, SMTP_TEMPFAIL, "451 4.7.5 cannot start TLS with %s: %s", c->relay,
+				session_trouble(c, "451 4.7.5 cannot start TLS with %s: %s", c->relay,
 				    conn_tls_error(c->conn));
 			}
 			break;
@@ -779,7 +758,7 @@ handle_reply(smtp_client_t *c)
 			break;
 		}
 		smtp_reply_format(&c->reply, "4.7.4", REPLY_TEXT_MAX, &b);
-		session_fail(c, SMTP_TEMPFAIL, "451 4.7.4 TLS is required for %s but STARTTLS was refused: %s",
+		session_trouble(c, "451 4.7.4 TLS is required for %s but STARTTLS was refused: %s",
 		    c->relay, buf_cstr(&b));
 		break;
 	case CS_EHLO:
@@ -799,7 +778,7 @@ handle_reply(smtp_client_t *c)
 				}
 				if (c->o.tls_policy != TLS_POLICY_MAY) {
 					conn_write(c->conn, "QUIT\r\n", 6);
-					session_fail(c, SMTP_TEMPFAIL, "451 4.7.4 TLS is required for %s but %s",
+					session_trouble(c, "451 4.7.4 TLS is required for %s but %s",
 					    c->relay, offered ? "no TLS client context could be made"
 					                      : "it does not offer STARTTLS");
 					break;
@@ -808,13 +787,13 @@ handle_reply(smtp_client_t *c)
 			if (c->o.auth_user && c->o.auth_pass) {
 				if (!c->tls_on) {
 					conn_write(c->conn, "QUIT\r\n", 6);
-					session_fail(c, SMTP_TEMPFAIL, "451 4.7.0 AUTH to %s not attempted: the session is not encrypted (credentials are never sent in clear)",
+					session_trouble(c, "451 4.7.0 AUTH to %s not attempted: the session is not encrypted (credentials are never sent in clear)",
 					    c->relay);
 					break;
 				}
 				if (!(c->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN))) {
 					conn_write(c->conn, "QUIT\r\n", 6);
-					session_fail(c, SMTP_TEMPFAIL, "451 4.7.0 %s offers no AUTH PLAIN or LOGIN, and credentials are configured for it",
+					session_trouble(c, "451 4.7.0 %s offers no AUTH PLAIN or LOGIN, and credentials are configured for it",
 					    c->relay);
 					break;
 				}
@@ -858,13 +837,13 @@ handle_reply(smtp_client_t *c)
 		smtp_reply_format(&c->reply, "4.7.8", REPLY_TEXT_MAX, &b);
 		if (code != 421)
 			conn_write(c->conn, "QUIT\r\n", 6);
-		session_fail(c, SMTP_TEMPFAIL, "451 4.7.8 AUTH to %s failed: %s", c->relay, buf_cstr(&b));
+		session_trouble(c, "451 4.7.8 AUTH to %s failed: %s", c->relay, buf_cstr(&b));
 		break;
 	case CS_TXN:
 		if (code == 421) {
 			/* RFC 5321 §3.8: the server is going away */
 			smtp_reply_format(&c->reply, "4.4.2", REPLY_TEXT_MAX, &b);
-			session_fail(c, SMTP_TEMPFAIL, "%s", buf_cstr(&b));
+			session_trouble(c, "%s", buf_cstr(&b));
 			break;
 		}
 		txn_reply(c);
@@ -875,7 +854,7 @@ handle_reply(smtp_client_t *c)
 			become_idle(c);
 		} else {
 			smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_RSET, code), REPLY_TEXT_MAX, &b);
-			session_fail(c, SMTP_TEMPFAIL, "%s", buf_cstr(&b));
+			session_trouble(c, "%s", buf_cstr(&b));
 		}
 		emit(c, SMTP_CLIENT_DONE);
 		break;
@@ -886,7 +865,7 @@ handle_reply(smtp_client_t *c)
 	case CS_IDLE:
 		/* unsolicited: typically "421 idle timeout"; the session is over */
 		smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_QUIT, code), REPLY_TEXT_MAX, &b);
-		session_fail(c, SMTP_TEMPFAIL, "%s", buf_cstr(&b));
+		session_trouble(c, "%s", buf_cstr(&b));
 		break;
 	default:
 		break;
@@ -907,7 +886,7 @@ process_input(smtp_client_t *c)
 		int r = smtp_reply_feed(&c->reply, in->data, in->len, &used);
 		conn_consume(c->conn, used);
 		if (r == SMTP_REPLY_ERROR) {
-			session_fail(c, SMTP_TEMPFAIL, "451 4.5.0 protocol error from %s after %s: %s",
+			session_trouble(c, "451 4.5.0 protocol error from %s after %s: %s",
 			    c->relay, stage_name(c->stage), c->reply.err);
 			return;
 		}
@@ -948,6 +927,7 @@ report_end(smtp_client_t *c, int err)
 		}
 		c->err_outcome = SMTP_TEMPFAIL;
 	}
+	/* the session-level texts above are outcome_session's rule (temporary) */
 	c->st = CS_CLOSING;
 	if (c->txn) {
 		/* everything not final yet is a tempfail with the reason */
@@ -1007,7 +987,7 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 			conn_close(c->conn);
 			break;
 		}
-		session_fail(c, SMTP_TEMPFAIL, "451 4.4.2 timeout with %s during %s", c->relay,
+		session_trouble(c, "451 4.4.2 timeout with %s during %s", c->relay,
 		    stage_name(c->stage));
 		/* A server that stopped reading keeps our last write in flight
 		 * and conn_close() waits for it: report the end now, and let
@@ -1028,7 +1008,7 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 		    verified ? "ok" : "failed", verified ? "" : " reason=", verified ? "" : why);
 		if (c->o.tls_policy == TLS_POLICY_VERIFY && !verified) {
 			conn_write(c->conn, "QUIT\r\n", 6);
-			session_fail(c, SMTP_TEMPFAIL,
+			session_trouble(c,
 			    "451 4.7.5 TLS certificate verification failed for %s: %s", c->relay, why);
 			break;
 		}
@@ -1118,8 +1098,10 @@ smtp_client_send(smtp_client_t *c, smtp_txn_t *t)
 		    c->relay);
 	}
 	if (text) {
+		outcome_t oc;
+		outcome_capability(&oc, text);
 		for (size_t i = 0; i < t->n; i++)
-			set_result(c, i, SMTP_PERMFAIL, text);
+			set_result(c, i, (enum smtp_outcome)oc.kind, oc.text);
 		xfree(text);
 		c->txn = NULL;
 		return 1;

@@ -47,6 +47,7 @@
 #include <uv.h>
 
 #include "common/envelope.h"
+#include "deliver/outcome.h"
 #include "deliver/smtp_reply.h"
 #include "lib/tls.h"
 
@@ -77,32 +78,34 @@ typedef struct smtp_timeouts {
 #define SMTP_EXT_AUTH_PLAIN 0x200 /* AUTH with the PLAIN mechanism (RFC 4954, RFC 4616) */
 #define SMTP_EXT_AUTH_LOGIN 0x400 /* AUTH with the LOGIN mechanism */
 
+/* the outcome type and the stages are deliver/outcome.h's, by these names */
 enum smtp_outcome {
-	SMTP_UNDECIDED = 0,
-	SMTP_OK,
-	SMTP_TEMPFAIL,
-	SMTP_PERMFAIL,
+	SMTP_UNDECIDED = OUTCOME_UNDECIDED,
+	SMTP_OK = OUTCOME_OK,
+	SMTP_TEMPFAIL = OUTCOME_TEMPFAIL,
+	SMTP_PERMFAIL = OUTCOME_PERMFAIL,
 };
 
 /* where in the dialogue a reply (or a failure) came */
 enum smtp_stage {
-	SMTP_STAGE_CONNECT,
-	SMTP_STAGE_GREETING,
-	SMTP_STAGE_HELO,
-	SMTP_STAGE_MAIL,
-	SMTP_STAGE_RCPT,
-	SMTP_STAGE_DATA,      /* DATA initiation */
-	SMTP_STAGE_CONTENT,   /* sending the content */
-	SMTP_STAGE_DOT,       /* the final reply (after "." or BDAT LAST) */
-	SMTP_STAGE_RSET,
-	SMTP_STAGE_QUIT,
-	SMTP_STAGE_STARTTLS,
+	SMTP_STAGE_CONNECT = OUTCOME_STAGE_CONNECT,
+	SMTP_STAGE_GREETING = OUTCOME_STAGE_GREETING,
+	SMTP_STAGE_HELO = OUTCOME_STAGE_HELO,
+	SMTP_STAGE_MAIL = OUTCOME_STAGE_MAIL,
+	SMTP_STAGE_RCPT = OUTCOME_STAGE_RCPT,
+	SMTP_STAGE_DATA = OUTCOME_STAGE_DATA,
+	SMTP_STAGE_CONTENT = OUTCOME_STAGE_CONTENT,
+	SMTP_STAGE_DOT = OUTCOME_STAGE_DOT,
+	SMTP_STAGE_RSET = OUTCOME_STAGE_RSET,
+	SMTP_STAGE_QUIT = OUTCOME_STAGE_QUIT,
+	SMTP_STAGE_STARTTLS = OUTCOME_STAGE_STARTTLS,
 };
 
 /*
- * THE policy: the outcome of a server reply code at a stage. Everything
- * in smtp_client.c and outbound.c that turns a reply into a recipient's
- * fate goes through here.
+ * The outcome of a server reply code at a stage: outcome_smtp_kind
+ * (deliver/outcome.c, where every rule lives). Everything in smtp_client.c
+ * and outbound.c that turns a reply into a recipient's fate goes through
+ * here.
  */
 enum smtp_outcome smtp_decide(enum smtp_stage stage, int code);
 
