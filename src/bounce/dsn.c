@@ -506,6 +506,17 @@ put_headers_safe(buf_t *out, const char *s, size_t n)
 		buf_puts(out, "\r\n");
 }
 
+/* What a DSN shows of a recipient's last reply. A local delivery's note
+ * names the Maildir on our file system: outside senders learn only that it
+ * was delivered to the mailbox (issue #11.7; the log keeps the path). */
+static const char *
+shown_reply(const env_rcpt_t *r, enum dsn_kind kind)
+{
+	if (kind == DSN_SUCCESS && r->status == RCPT_SENT && !relay_is_remote(r->relay))
+		return "delivered to mailbox";
+	return r->reply;
+}
+
 /* ---- the parts ---- */
 
 typedef struct ctx {
@@ -601,9 +612,10 @@ build_text(const ctx_t *x, const content_t *c, bool have_content, buf_t *t)
 			if (r->reply != NULL)
 				buf_puts(&line, p->kind == DSN_SUCCESS ? ", which said:" : " said:");
 		}
-		if (r->reply != NULL) {
+		const char *reply = shown_reply(r, p->kind);
+		if (reply != NULL) {
 			buf_putc(&line, ' ');
-			put_clean_str(&line, r->reply, x->text_utf8);
+			put_clean_str(&line, reply, x->text_utf8);
 		} else if (!remote) {
 			buf_puts(&line, p->kind == DSN_FAILURE ? " delivery failed"
 			    : p->kind == DSN_DELAY           ? " not yet delivered"
@@ -720,16 +732,17 @@ build_status(const ctx_t *x, buf_t *st)
 				put_field(st, "Remote-MTA", buf_cstr(&v));
 			buf_free(&v);
 		}
-		if (r->reply != NULL && r->reply[0] != '\0') {
+		const char *reply = shown_reply(r, p->kind);
+		if (reply != NULL && reply[0] != '\0') {
 			/* RFC 3464 §2.3.6: "smtp" for SMTP replies; local
 			 * outcomes ("4.2.2 reason") get our own type */
-			const char *s = r->reply;
+			const char *s = reply;
 			bool smtp = s[0] >= '1' && s[0] <= '5' && s[1] >= '0' && s[1] <= '9' &&
 			    s[2] >= '0' && s[2] <= '9' && (s[3] == ' ' || s[3] == '-' || s[3] == '\0');
 			buf_t v = BUF_INIT;
 			buf_puts(&v, smtp ? "smtp; " : "x-tern; ");
 			size_t before = v.len;
-			put_clean_str(&v, r->reply, x->status_utf8);
+			put_clean_str(&v, reply, x->status_utf8);
 			if (v.len > before)
 				put_field(st, "Diagnostic-Code", buf_cstr(&v));
 			buf_free(&v);

@@ -856,6 +856,35 @@ test_no_body(void **state)
 	}
 }
 
+/* issue #11.7: a success DSN for a local delivery does not show the
+ * Maildir path (the recipient's reply keeps it, for the log) */
+static void
+test_success_hides_maildir(void **state)
+{
+	fixture_t f;
+	fixture_init(&f, orig_msg, strlen(orig_msg));
+	f.rcpt[0].status = RCPT_SENT;
+	f.rcpt[0].relay = "local";
+	f.rcpt[0].reply = "delivered to maildir /var/mail/tern/example.net/bob";
+	f.rcpt[1].status = RCPT_SENT;
+	f.rcpt[1].relay = "mx.example.net[192.0.2.25]:25";
+	f.rcpt[1].reply = "250 2.0.0 Ok: queued as X1";
+	size_t idx[] = {0, 1};
+	dsn_params_t p = params(DSN_SUCCESS);
+	buf_t out = BUF_INIT, err = BUF_INIT;
+	assert_int_equal(dsn_build(&out, &f.env, idx, 2, &p, f.fd, NULL, &err), 0);
+	const char *o = buf_cstr(&out);
+	assert_null(strstr(o, "/var/mail"));
+	assert_null(strstr(o, "maildir"));
+	assert_non_null(strstr(o, "Diagnostic-Code: x-tern; delivered to mailbox\r\n"));
+	assert_non_null(strstr(o, "<bob@example.net>: delivered to mailbox"));
+	/* a relayed recipient still shows what the next server said */
+	assert_non_null(strstr(o, "Diagnostic-Code: smtp; 250 2.0.0 Ok: queued as X1"));
+	buf_free(&out);
+	buf_free(&err);
+	fixture_done(&f);
+}
+
 int
 main(void)
 {
@@ -881,6 +910,7 @@ main(void)
 		cmocka_unit_test(test_smtputf8),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_no_body),
+		cmocka_unit_test(test_success_hides_maildir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
