@@ -500,7 +500,7 @@ cmd_run(const char *path, bool use_syslog, bool debug)
 		return 1;
 	if (mkdir_p(T.cfg->maildir_base, 0700) < 0)
 		log_warn("cannot create maildir_base %s: %s", T.cfg->maildir_base, strerror(errno));
-	T.sched = sched_new(&T);
+	T.sched = sched_new(&(sched_ctx_t){T.loop, queue_spool_dir(T.queue), &T.cfg, &T.tables});
 	outbound = make_outbound(&T, &err);
 	if (!outbound) {
 		log_err("outbound delivery: %s", buf_cstr(&err));

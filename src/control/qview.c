@@ -26,27 +26,13 @@
 void
 qview_entries_free(qview_entry_t *e, size_t n)
 {
-	if (!e)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		envelope_free(e[i].env);
-		xfree(e[i].active);
-	}
-	xfree(e);
-}
-
-static int
-cmp_entry(const void *a, const void *b)
-{
-	const qview_entry_t *x = a, *y = b;
-	return strcmp(x->env->qid, y->env->qid);
+	sched_entries_free(e, n);
 }
 
 void
 qview_sort(qview_entry_t *e, size_t n)
 {
-	if (n > 1)
-		qsort(e, n, sizeof *e, cmp_entry);
+	sched_entries_sort(e, n);
 }
 
 const char *

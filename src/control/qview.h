@@ -22,12 +22,12 @@
 
 #include "common/envelope.h"
 #include "lib/buf.h"
+#include "sched/sched.h"
 
-typedef struct qview_entry {
-	envelope_t *env; /* owned by the entry */
-	bool *active;    /* per recipient: in a delivery right now; NULL: none */
-} qview_entry_t;
+/* a message as listed: the scheduler's snapshot entry (sched.h) */
+typedef sched_entry_t qview_entry_t;
 
+/* sched_entries_free and sched_entries_sort, under this module's prefix */
 void qview_entries_free(qview_entry_t *e, size_t n);
 /* in queue ID (arrival) order */
 void qview_sort(qview_entry_t *e, size_t n);

@@ -1,39 +1,37 @@
 /*
- * sched.c - SCHEDULE: the in-memory queue index, the delivery jobs, retries,
- * DSNs and the administrator's operations (see sched.h).
+ * sched.c - SCHEDULE: the in-memory queue index, dispatch, retries and
+ * expiry, when DSNs are due, and the administrator's operations (see
+ * sched.h). The work itself is the stages': local and remote delivery
+ * (deliver/local.c, deliver/outbound.c), DSNs (bounce/finish.c).
  *
  * Each queued message is one smsg_t, in a min-heap ordered by the time its
  * next recipient is due (or its delay warning). A due message is split by
- * route: its local recipients become one Maildir job on libuv's thread pool
- * (at most local_concurrency at once, the rest wait in a FIFO); remote
- * recipients go to the outbound manager grouped by domain. A recipient that
- * is in a job is marked busy and is not dispatched again until the job is
- * back, so no two jobs ever touch the same recipient.
+ * route: its local recipients become one local submission, its remote
+ * recipients one submission per domain. A recipient that is in a
+ * submission is marked busy and is not dispatched again until its outcome
+ * is back and recorded, so no two jobs ever touch the same recipient.
  *
- * Threads: a Maildir job's worker writes the delivery state of its own
- * (busy) recipients and nothing else; every other job works on a copy of
- * the envelope. So the loop may read any field of an envelope at any time
+ * Threads: a stage may write the delivery state of its own (busy)
+ * recipients until its callback; every other job works on a copy of the
+ * envelope. So the loop may read any field of an envelope at any time
  * except the delivery state of busy recipients, and changes the message
  * flags only when no job of the message is in flight (m->inflight == 0):
  * every status record a job appends then carries the same flags, and the
  * administrator's hold is written after them, in order.
  *
- * When a message has no job in flight, msg_settle decides the next step,
+ * Outcomes: stage_done is the one place a stage's outcome becomes a
+ * schedule (next_try from the current retry_min/retry_max/queue_lifetime,
+ * for local and remote recipients alike), is logged and recorded.
+ *
+ * When a message has no job in flight, msg_step decides the next step,
  * in this order: a pending delete (remove the file), a hold/release to
- * write, finishing (no pending recipient: DSNs, then remove), nothing
- * (held), a delay warning that is due, or back into the heap.
+ * write, finishing (no pending recipient: DSNs, then remove), a failure
+ * DSN for recipients that failed in the last round, nothing (held), a
+ * delay warning that is due, or back into the heap.
  *
  * Retries: a deferred recipient waits sched_backoff(attempts) but never
  * beyond the message's expiry (arrival + queue_lifetime); a pending
  * recipient that was tried and is due after expiry fails with 4.4.7.
- *
- * DSNs (RFC 3461, 3464), made when the message is finished: one failure DSN
- * listing every failed recipient that wants one; one success DSN for the
- * NOTIFY=SUCCESS recipients delivered here or relayed to a server that did
- * not take the NOTIFY parameter; for a message from <> (never bounced, RFC
- * 5321 §4.5.5) a log line, and with bounce_to_postmaster = yes a
- * headers-only notice to the postmaster. Every DSN is queued durably (from
- * <>, ENV_IS_BOUNCE) before the original is removed.
  *
  * Must not: block the loop (all disk work is in jobs), or free an smsg_t
  * while a job for it is in flight.
@@ -50,9 +48,9 @@
 
 #include "bounce/dsn.h"
 #include "common/addr.h"
-#include "deliver/maildir.h"
+#include "common/maillog.h"
 #include "deliver/outbound.h"
-#include "deliver/router.h"
+#include "deliver/outcome.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
@@ -70,54 +68,17 @@ typedef struct smsg {
 	size_t heap_idx;  /* SIZE_MAX when not in the heap */
 	unsigned inflight; /* jobs of this message in flight, of any kind */
 	bool *busy;       /* per recipient: in a delivery job */
-	unsigned *att;    /* per recipient: attempts before its remote submission */
+	unsigned *att;    /* per recipient: attempts before its submission */
 	bool recovered;
 	bool finishing;
 	bool held;        /* wanted hold state; env->flags follows when inflight == 0 */
 	bool deleting;    /* the administrator deleted it: remove when inflight == 0 */
 	int64_t warn_after; /* a delay warning failed: not again before this */
+	int64_t round_after; /* a failure DSN failed: not again before this */
 	waiter_t *waiters; /* control requests waiting for a flag or delete job */
 	struct smsg *next; /* all messages list */
 	struct smsg *prev;
 } smsg_t;
-
-typedef struct ljob {
-	uv_work_t req;
-	sched_t *s;
-	smsg_t *m;
-	size_t *idx;
-	char **maildirs;
-	size_t n;
-	char *spool_dir;
-	char *hostname;
-	unsigned retry_min, retry_max, lifetime;
-	bool check_dup;
-	struct ljob *next; /* waiting FIFO */
-} ljob_t;
-
-#define MAX_DSNS 3
-
-/* finishing a message, or sending its delay warning */
-typedef struct fjob {
-	uv_work_t req;
-	sched_t *s;
-	smsg_t *m;
-	envelope_t *env;    /* a copy: the worker may change it */
-	bool warn;          /* a delay warning, not the finish */
-	char *spool_dir;
-	char *hostname;
-	int64_t retry_until; /* warn: Will-Retry-Until */
-	char **pm;          /* bounce_to_postmaster: the postmaster's final addresses */
-	size_t npm;
-	char *pm_addr;      /* ... and the address they came from */
-	/* results */
-	envelope_t *out[MAX_DSNS]; /* DSNs queued */
-	const char *what[MAX_DSNS]; /* their log words */
-	size_t nout;
-	size_t discarded;   /* failed recipients of a message from <> */
-	int err;
-	char errtext[256];
-} fjob_t;
 
 /* the administrator's flag change or delete */
 typedef struct ajob {
@@ -132,21 +93,26 @@ typedef struct ajob {
 } ajob_t;
 
 struct sched {
-	tern_t *t;
+	sched_ctx_t ctx;   /* spool_dir is our copy */
+	sched_stages_t st;
+	local_t *own_local; /* the real local stage, when sched_set_outbound made it */
 	uv_timer_t timer;
 	smsg_t **heap;
 	size_t nheap, capheap;
 	smsg_t all;        /* list head of every message */
 	size_t nmsgs;
-	unsigned local_running;
-	ljob_t *wait_head, *wait_tail;
 	unsigned jobs;     /* every job in flight, of any kind */
-	unsigned remote_running;
 	bool stopping;
 	void (*stop_done)(void *);
 	void *stop_arg;
-	outbound_t *outbound;
 };
+
+/* the configuration of this moment (a SIGHUP may swap it between events) */
+static const config_t *
+cfg(const sched_t *s)
+{
+	return *s->ctx.cfg;
+}
 
 static void sched_arm(sched_t *s);
 static void msg_settle(sched_t *s, smsg_t *m);
@@ -189,11 +155,13 @@ expiry_of(const envelope_t *env, unsigned lifetime)
 }
 
 static int64_t
-retry_at(const envelope_t *env, unsigned attempts, unsigned rmin, unsigned rmax, unsigned lifetime)
+retry_at(const sched_t *s, const envelope_t *env, unsigned attempts)
 {
+	const config_t *c = cfg(s);
+	unsigned lifetime = c->queue_lifetime;
 	/* whole seconds, rounded up: never sooner than the backoff */
 	int64_t now = (int64_t)now_f() + 1;
-	int64_t t = now + sched_backoff(attempts, rmin, rmax);
+	int64_t t = now + sched_backoff(attempts, c->retry_min, c->retry_max);
 	if (lifetime) {
 		int64_t exp = expiry_of(env, lifetime);
 		if (t > exp)
@@ -325,120 +293,7 @@ waiters_notify(smsg_t *m, int err, const char *text)
 	}
 }
 
-static void
-rcpt_set_reply(env_rcpt_t *r, const char *reply, const char *relay)
-{
-	xfree(r->reply);
-	r->reply = reply ? xstrdup(reply) : NULL;
-	if (relay) {
-		xfree(r->relay);
-		r->relay = xstrdup(relay);
-	}
-}
-
-static void
-log_rcpt(const envelope_t *env, const env_rcpt_t *r, const char *how)
-{
-	double delay = now_f() - (double)env->arrival_us / 1e6;
-	const char *st = r->status == RCPT_SENT ? "sent" : r->status == RCPT_PENDING ? "deferred" : "bounced";
-	log_info("%s: to=<%s>%s%s%s relay=%s delay=%.2f attempts=%u status=%s (%s)", env->qid, r->addr,
-	    r->orig ? " orig_to=<" : "", r->orig ? r->orig : "", r->orig ? ">" : "",
-	    r->relay ? r->relay : "none", delay < 0 ? 0.0 : delay, r->attempts, st,
-	    how ? how : (r->reply ? r->reply : ""));
-}
-
-/* ---- local delivery jobs ---- */
-
-static void
-ljob_work(uv_work_t *req)
-{
-	ljob_t *j = req->data;
-	envelope_t *env = j->m->env;
-	int64_t now = now_s();
-	int fd = queue_open_content(j->spool_dir, env);
-	int open_errno = errno;
-	buf_t err = BUF_INIT;
-
-	for (size_t k = 0; k < j->n; k++) {
-		env_rcpt_t *r = &env->rcpt[j->idx[k]];
-		r->attempts++;
-		r->last_try = now;
-		buf_reset(&err);
-		int rc;
-		if (fd < 0) {
-			buf_printf(&err, "4.3.0 cannot open queue file: %s", strerror(open_errno));
-			rc = -1;
-		} else {
-			rc = maildir_deliver(j->maildirs[k], env, j->idx[k], fd, j->hostname, j->check_dup, &err);
-		}
-		if (rc == 0) {
-			r->status = RCPT_SENT;
-			buf_reset(&err);
-			buf_printf(&err, "delivered to maildir %s", j->maildirs[k]);
-			rcpt_set_reply(r, err.data, "local");
-		} else {
-			r->status = RCPT_PENDING;
-			r->next_try = retry_at(env, r->attempts, j->retry_min, j->retry_max, j->lifetime);
-			rcpt_set_reply(r, buf_cstr(&err), "local");
-		}
-	}
-	if (fd >= 0)
-		close(fd);
-	/* no fsync: a lost "sent" record only means a retry, and the retry
-	 * finds the Maildir file already there (maildir.h) */
-	if (queue_append_status(j->spool_dir, env, j->idx, j->n, false) < 0)
-		log_warn("%s: cannot append status records: %s", env->qid, strerror(errno));
-	buf_free(&err);
-}
-
-static void ljob_start(sched_t *s, ljob_t *j);
-
-static void
-ljob_free(ljob_t *j)
-{
-	for (size_t k = 0; k < j->n; k++)
-		xfree(j->maildirs[k]);
-	xfree(j->maildirs);
-	xfree(j->idx);
-	xfree(j->spool_dir);
-	xfree(j->hostname);
-	xfree(j);
-}
-
-static void
-ljob_done(uv_work_t *req, int status)
-{
-	ljob_t *j = req->data;
-	sched_t *s = j->s;
-	smsg_t *m = j->m;
-	for (size_t k = 0; k < j->n; k++) {
-		env_rcpt_t *r = &m->env->rcpt[j->idx[k]];
-		m->busy[j->idx[k]] = false;
-		log_rcpt(m->env, r, NULL);
-	}
-	ljob_free(j);
-	s->local_running--;
-	s->jobs--;
-	m->inflight--;
-	if (s->wait_head && !s->stopping) {
-		ljob_t *w = s->wait_head;
-		s->wait_head = w->next;
-		if (!s->wait_head)
-			s->wait_tail = NULL;
-		ljob_start(s, w);
-	}
-	msg_settle(s, m);
-}
-
-static void
-ljob_start(sched_t *s, ljob_t *j)
-{
-	s->local_running++;
-	j->req.data = j;
-	uv_queue_work(s->t->loop, &j->req, ljob_work, ljob_done);
-}
-
-/* ---- remote delivery ---- */
+/* ---- outcomes ---- */
 
 /*
  * Recording a remote outcome: a status append on the pool, not fsync'd.
@@ -480,31 +335,36 @@ rjob_done(uv_work_t *req, int status)
 	msg_settle(s, m);
 }
 
+/*
+ * A stage's outcomes for recipients idx[0..n) of m (local or remote): the
+ * one place where they become a schedule. A deferred recipient is due
+ * again after the backoff of the configuration in force now; a submission
+ * cancelled at shutdown was not an attempt: it stays due.
+ */
 static void
-remote_done(void *arg, envelope_t *env, const size_t *idx, size_t n)
+stage_done(void *arg, envelope_t *env, const size_t *idx, size_t n)
 {
 	smsg_t *m = arg;
 	sched_t *s = m->s;
 	int64_t now = now_s();
-	const config_t *c = s->t->cfg;
+	bool attempted = false;
 	for (size_t k = 0; k < n; k++) {
 		env_rcpt_t *r = &env->rcpt[idx[k]];
+		bool tried = r->attempts != m->att[idx[k]];
+		attempted |= tried;
 		if (r->status == RCPT_PENDING) {
-			/* a submission cancelled at shutdown was not an attempt:
-			 * it stays due */
-			if (r->attempts != m->att[idx[k]])
-				r->next_try = retry_at(env, r->attempts, c->retry_min, c->retry_max,
-				    c->queue_lifetime);
+			if (tried)
+				r->next_try = retry_at(s, env, r->attempts);
 			else if (r->next_try > now)
 				r->next_try = now;
 		}
-		log_rcpt(env, r, NULL);
+		maillog_rcpt(env, r);
 	}
-	s->remote_running--;
-	if (m->inflight == 1 && envelope_pending(env) == 0) {
-		/* the last outcome of the message: finishing it (DSNs, then
-		 * removal) comes next, so a status record would be written only
-		 * to be unlinked a moment later */
+	if (!attempted || (m->inflight == 1 && envelope_pending(env) == 0)) {
+		/* nothing changed (cancelled), or the last outcome of the
+		 * message: finishing it (DSNs, then removal) comes next, so a
+		 * status record would be written only to be unlinked a moment
+		 * later */
 		for (size_t k = 0; k < n; k++)
 			m->busy[idx[k]] = false;
 		s->jobs--;
@@ -518,243 +378,19 @@ remote_done(void *arg, envelope_t *env, const size_t *idx, size_t n)
 	j->idx = xmalloc(n * sizeof *idx);
 	memcpy(j->idx, idx, n * sizeof *idx);
 	j->n = n;
-	j->spool_dir = xstrdup(queue_spool_dir(s->t->queue));
+	j->spool_dir = xstrdup(s->ctx.spool_dir);
 	j->req.data = j;
-	uv_queue_work(s->t->loop, &j->req, rjob_work, rjob_done);
+	uv_queue_work(s->ctx.loop, &j->req, rjob_work, rjob_done);
 }
 
-/* ---- DSNs: finishing a message, and delay warnings ---- */
-
-/*
- * Build a DSN of `kind` about env's recipients idx[0..n) and queue it from
- * <> to the addresses to[0..nto). Blocking (worker). The stored envelope,
- * or NULL with j->err and j->errtext set.
- */
-static envelope_t *
-dsn_queue(fjob_t *j, const envelope_t *env, const size_t *idx, size_t n, enum dsn_kind kind,
-    char *const *to, size_t nto, unsigned flags)
-{
-	buf_t msg = BUF_INIT, err = BUF_INIT;
-	envelope_t *stored = NULL;
-	int fd = queue_open_content(j->spool_dir, env);
-	int open_errno = errno;
-	char from[300];
-	snprintf(from, sizeof from, "MAILER-DAEMON@%s", j->hostname);
-	dsn_params_t p = {0};
-	p.hostname = j->hostname;
-	p.postmaster = from;
-	p.now = now_s();
-	p.kind = kind;
-	p.retry_until = kind == DSN_DELAY ? j->retry_until : 0;
-	char bqid[QID_SIZE];
-	qid_new(bqid);
-	p.unique = bqid;
-	dsn_info_t info = {0};
-	if (fd < 0) {
-		j->err = open_errno;
-		snprintf(j->errtext, sizeof j->errtext, "cannot build DSN: %s", strerror(open_errno));
-	} else if (dsn_build(&msg, env, idx, n, &p, fd, &info, &err) < 0) {
-		j->err = EIO;
-		snprintf(j->errtext, sizeof j->errtext, "cannot build DSN: %s", buf_cstr(&err));
-	} else {
-		envelope_t *b = envelope_new();
-		memcpy(b->qid, bqid, QID_SIZE);
-		b->arrival_us = (int64_t)(now_f() * 1e6);
-		b->sender = xstrdup("");
-		b->flags = ENV_IS_BOUNCE | flags;
-		b->client_addr = xstrdup("local");
-		b->smtputf8 = info.smtputf8;
-		b->body = info.body;
-		for (size_t i = 0; i < nto; i++)
-			envelope_add_rcpt(b, to[i], NULL, NULL, NOTIFY_NEVER);
-		stored = queue_store(j->spool_dir, b, msg.data, msg.len);
-		if (!stored) {
-			j->err = errno;
-			snprintf(j->errtext, sizeof j->errtext, "cannot queue DSN: %s", strerror(errno));
-		}
-		envelope_free(b);
-	}
-	if (fd >= 0)
-		close(fd);
-	buf_free(&msg);
-	buf_free(&err);
-	return stored;
-}
-
-static void
-fjob_add(fjob_t *j, envelope_t *b, const char *what)
-{
-	if (b && j->nout < MAX_DSNS) {
-		j->out[j->nout] = b;
-		j->what[j->nout++] = what;
-	} else if (b) {
-		envelope_free(b);
-	}
-}
-
-/* the delay warning: pending recipients that want one (RFC 3461 §4.1) */
-static void
-warn_work(fjob_t *j)
-{
-	envelope_t *env = j->env;
-	size_t *idx = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof *idx);
-	size_t n = 0;
-	for (size_t i = 0; i < env->nrcpt; i++)
-		if (env->rcpt[i].status == RCPT_PENDING && dsn_wanted(env, i, DSN_DELAY))
-			idx[n++] = i;
-	if (n > 0) {
-		char *to = env->sender;
-		envelope_t *b = dsn_queue(j, env, idx, n, DSN_DELAY, &to, 1, 0);
-		fjob_add(j, b, "sender delay notification");
-	}
-	xfree(idx);
-	if (j->err == 0) {
-		/* recorded with fsync, so that it is sent once, even across restarts */
-		env->flags |= ENV_DELAY_WARNED;
-		if (queue_append_status(j->spool_dir, env, NULL, 0, true) < 0) {
-			j->err = errno;
-			snprintf(j->errtext, sizeof j->errtext, "cannot record the delay warning: %s",
-			    strerror(errno));
-		}
-	}
-}
-
-static void
-fjob_work(uv_work_t *req)
-{
-	fjob_t *j = req->data;
-	envelope_t *env = j->env;
-	if (j->warn) {
-		warn_work(j);
-		return;
-	}
-	size_t nr = env->nrcpt ? env->nrcpt : 1;
-	size_t *failed = xcalloc(nr, sizeof *failed), *want = xcalloc(nr, sizeof *want);
-	size_t nfailed = 0, nwant = 0;
-	bool null_sender = !env->sender || env->sender[0] == '\0';
-
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		if (env->rcpt[i].status != RCPT_FAILED)
-			continue;
-		failed[nfailed++] = i;
-		if (dsn_wanted(env, i, DSN_FAILURE))
-			want[nwant++] = i;
-	}
-	/* 1. failures: one DSN to the sender listing every recipient that wants one */
-	if (nwant > 0) {
-		char *to = env->sender;
-		envelope_t *b = dsn_queue(j, env, want, nwant, DSN_FAILURE, &to, 1, 0);
-		fjob_add(j, b, "sender non-delivery notification");
-	}
-	/* 2. a message from <> is never bounced (RFC 5321 §4.5.5); the
-	 * postmaster may get a notice with the headers only */
-	if (j->err == 0 && nfailed > 0 && null_sender) {
-		j->discarded = nfailed;
-		if (j->npm > 0) {
-			envelope_t *pe = envelope_dup(env);
-			xfree(pe->sender);
-			pe->sender = xstrdup(j->pm_addr);
-			pe->ret = RET_HDRS;
-			envelope_t *b = dsn_queue(j, pe, failed, nfailed, DSN_FAILURE, j->pm, j->npm,
-			    ENV_PM_NOTICE);
-			fjob_add(j, b, "postmaster notification of an undeliverable bounce");
-			envelope_free(pe);
-		}
-	}
-	if (j->err == 0 && nfailed > 0) {
-		/* the DSNs are durable; the failures are reported */
-		for (size_t k = 0; k < nfailed; k++)
-			env->rcpt[failed[k]].status = RCPT_REPORTED;
-		queue_append_status(j->spool_dir, env, failed, nfailed, false);
-	}
-	/* 3. success (RFC 3461 §6.2.2): delivered here, or relayed to a server
-	 * that did not take NOTIFY; one DSN for all */
-	if (j->err == 0) {
-		size_t nok = 0;
-		for (size_t i = 0; i < env->nrcpt; i++)
-			if (env->rcpt[i].status == RCPT_SENT && !env->rcpt[i].dsn_passed &&
-			    dsn_wanted(env, i, DSN_SUCCESS))
-				want[nok++] = i;
-		if (nok > 0) {
-			char *to = env->sender;
-			envelope_t *b = dsn_queue(j, env, want, nok, DSN_SUCCESS, &to, 1, 0);
-			fjob_add(j, b, "sender delivery status notification");
-		}
-	}
-	if (j->err == 0 && queue_remove(j->spool_dir, env->qid) < 0 && errno != ENOENT) {
-		j->err = errno;
-		snprintf(j->errtext, sizeof j->errtext, "cannot remove queue file: %s", strerror(errno));
-	}
-	xfree(failed);
-	xfree(want);
-}
-
-static void
-fjob_done(uv_work_t *req, int status)
-{
-	fjob_t *j = req->data;
-	sched_t *s = j->s;
-	smsg_t *m = j->m;
-	s->jobs--;
-	m->inflight--;
-	for (size_t k = 0; k < j->nout; k++) {
-		log_info("%s: %s: %s", m->env->qid, j->what[k], j->out[k]->qid);
-		log_info("%s: accepted session=local client=local from=<> size=%llu nrcpt=%zu proto=DSN",
-		    j->out[k]->qid, (unsigned long long)j->out[k]->body_len, j->out[k]->nrcpt);
-	}
-	if (j->discarded)
-		log_info("%s: undeliverable bounce discarded (%zu recipient%s; the sender is <>)%s",
-		    m->env->qid, j->discarded, j->discarded == 1 ? "" : "s",
-		    j->npm ? "" : "; set bounce_to_postmaster = yes to notify the postmaster");
-	bool settle = true; /* the message is still there and may go on now */
-	if (j->warn) {
-		if (j->err) {
-			log_err("%s: cannot send the delay warning: %s; retrying later", m->env->qid, j->errtext);
-			m->warn_after = now_s() + 60;
-		} else {
-			m->env->flags |= ENV_DELAY_WARNED;
-		}
-	} else {
-		m->finishing = false;
-		/* what the job reported stays reported, even if a later step failed */
-		for (size_t i = 0; i < m->env->nrcpt; i++)
-			if (j->env->rcpt[i].status == RCPT_REPORTED)
-				m->env->rcpt[i].status = RCPT_REPORTED;
-		if (j->err) {
-			/* back in the heap: the timer's dispatch settles it again */
-			log_err("%s: cannot finish message: %s; retrying later", m->env->qid, j->errtext);
-			m->due = now_s() + 60;
-			heap_push(s, m);
-			settle = false;
-		} else {
-			log_info("%s: removed", m->env->qid);
-			msg_free(s, m);
-			settle = false;
-		}
-	}
-	/* the DSNs are new messages (never "recovered": nothing was tried) */
-	for (size_t k = 0; k < j->nout; k++)
-		sched_submit(s, j->out[k], false);
-	envelope_free(j->env);
-	for (size_t k = 0; k < j->npm; k++)
-		xfree(j->pm[k]);
-	xfree(j->pm);
-	xfree(j->pm_addr);
-	xfree(j->spool_dir);
-	xfree(j->hostname);
-	xfree(j);
-	if (settle)
-		msg_settle(s, m);
-	sched_arm(s);
-	stop_check(s);
-}
+/* ---- DSNs: when they are due (bounce/finish.c builds and stores them) ---- */
 
 /* bounce_to_postmaster: the postmaster of our first local domain, expanded
  * through the tables as at RCPT time */
 static void
-pm_lookup(sched_t *s, fjob_t *j)
+pm_lookup(sched_t *s, bounce_job_t *j)
 {
-	const config_t *c = s->t->cfg;
+	const config_t *c = cfg(s);
 	if (!c->bounce_to_postmaster || strcmp(c->bounce_to_postmaster, "yes") != 0 ||
 	    c->nlocal_domains == 0)
 		return;
@@ -765,7 +401,7 @@ pm_lookup(sched_t *s, fjob_t *j)
 	dest_list_t dl = {0};
 	const char *why = NULL;
 	int prc = addr_parse(a, strlen(a), ADDR_NO_BRACKETS, &addr, &used, &why);
-	if (prc < 0 || router_expand(c, s->t->tables, &addr, true, &dl, &why) != ROUTER_OK ||
+	if (prc < 0 || router_expand(c, *s->ctx.tables, &addr, true, &dl, &why) != ROUTER_OK ||
 	    dl.n == 0) {
 		log_warn("bounce_to_postmaster: %s cannot be delivered (%s)", a, why ? why : "no address");
 		xfree(a);
@@ -781,32 +417,78 @@ pm_lookup(sched_t *s, fjob_t *j)
 		addr_free(&addr);
 }
 
-static void
-fjob_start(sched_t *s, smsg_t *m, bool warn)
+static bool
+any_failed(const envelope_t *env)
 {
-	fjob_t *j = xcalloc(1, sizeof *j);
-	const config_t *c = s->t->cfg;
-	j->s = s;
-	j->m = m;
-	j->warn = warn;
-	j->env = envelope_dup(m->env);
-	j->spool_dir = xstrdup(queue_spool_dir(s->t->queue));
-	j->hostname = xstrdup(c->hostname);
-	j->retry_until = c->queue_lifetime ? expiry_of(m->env, c->queue_lifetime) : 0;
-	if (!warn && !(m->env->flags & ENV_PM_NOTICE) && (!m->env->sender || !m->env->sender[0])) {
-		bool any_failed = false;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].status == RCPT_FAILED)
+			return true;
+	return false;
+}
+
+static void
+bounce_done(void *arg, bounce_job_t *j)
+{
+	smsg_t *m = arg;
+	sched_t *s = m->s;
+	s->jobs--;
+	m->inflight--;
+	bool settle = true; /* the message is still there and may go on now */
+	if (j->what == BOUNCE_WARN) {
+		if (j->err) {
+			log_err("%s: cannot send the delay warning: %s; retrying later", m->env->qid, j->errtext);
+			m->warn_after = now_s() + 60;
+		} else {
+			m->env->flags |= ENV_DELAY_WARNED;
+		}
+	} else {
+		/* what the job reported stays reported, even if a later step failed */
 		for (size_t i = 0; i < m->env->nrcpt; i++)
-			if (m->env->rcpt[i].status == RCPT_FAILED)
-				any_failed = true;
-		if (any_failed)
-			pm_lookup(s, j);
+			if (j->env->rcpt[i].status == RCPT_REPORTED)
+				m->env->rcpt[i].status = RCPT_REPORTED;
 	}
-	j->req.data = j;
-	if (!warn)
+	if (j->what == BOUNCE_ROUND && j->err) {
+		log_err("%s: cannot send the failure DSN: %s; retrying later", m->env->qid, j->errtext);
+		m->round_after = now_s() + 60;
+	} else if (j->what == BOUNCE_FINISH) {
+		m->finishing = false;
+		settle = false;
+		if (j->err) {
+			/* back in the heap: the timer's dispatch settles it again */
+			log_err("%s: cannot finish message: %s; retrying later", m->env->qid, j->errtext);
+			m->due = now_s() + 60;
+			heap_push(s, m);
+		} else {
+			maillog_removed(m->env->qid);
+			msg_free(s, m);
+		}
+	}
+	/* the DSNs are new messages (never "recovered": nothing was tried) */
+	for (size_t k = 0; k < j->nout; k++) {
+		sched_submit(s, j->out[k], false);
+		j->out[k] = NULL;
+	}
+	j->nout = 0;
+	bounce_job_free(j);
+	if (settle)
+		msg_settle(s, m);
+	sched_arm(s);
+	stop_check(s);
+}
+
+static void
+bounce_start(sched_t *s, smsg_t *m, enum bounce_what what)
+{
+	const config_t *c = cfg(s);
+	bounce_job_t *j = bounce_job_new(what, m->env, s->ctx.spool_dir, c->hostname);
+	j->retry_until = c->queue_lifetime ? expiry_of(m->env, c->queue_lifetime) : 0;
+	if (bounce_wants_postmaster(j))
+		pm_lookup(s, j);
+	if (what == BOUNCE_FINISH)
 		m->finishing = true;
 	m->inflight++;
 	s->jobs++;
-	uv_queue_work(s->t->loop, &j->req, fjob_work, fjob_done);
+	s->st.bounce_run(s->st.bounce, j, bounce_done, m);
 }
 
 /* ---- the administrator's jobs ---- */
@@ -851,7 +533,7 @@ ajob_done(uv_work_t *req, int status)
 			snprintf(t, sizeof t, "%s: deleted", m->env->qid);
 			log_info("%s: deleted by the administrator (%zu recipient%s not delivered, no DSN)",
 			    m->env->qid, envelope_pending(m->env), envelope_pending(m->env) == 1 ? "" : "s");
-			log_info("%s: removed", m->env->qid);
+			maillog_removed(m->env->qid);
 			waiters_notify(m, 0, t);
 			msg_free(s, m);
 			sched_arm(s);
@@ -880,7 +562,7 @@ ajob_start(sched_t *s, smsg_t *m, bool remove)
 {
 	ajob_t *j = xcalloc(1, sizeof *j);
 	j->m = m;
-	j->spool_dir = xstrdup(queue_spool_dir(s->t->queue));
+	j->spool_dir = xstrdup(s->ctx.spool_dir);
 	memcpy(j->qid, m->env->qid, QID_SIZE);
 	j->flags = m->env->flags;
 	j->nrcpt = m->env->nrcpt;
@@ -888,7 +570,7 @@ ajob_start(sched_t *s, smsg_t *m, bool remove)
 	j->req.data = j;
 	m->inflight++;
 	s->jobs++;
-	uv_queue_work(s->t->loop, &j->req, ajob_work, ajob_done);
+	uv_queue_work(s->ctx.loop, &j->req, ajob_work, ajob_done);
 }
 
 /* ---- settling: the next step of a message with no job in flight ---- */
@@ -897,7 +579,7 @@ ajob_start(sched_t *s, smsg_t *m, bool remove)
 static int64_t
 warn_time(sched_t *s, smsg_t *m)
 {
-	const config_t *c = s->t->cfg;
+	const config_t *c = cfg(s);
 	const envelope_t *env = m->env;
 	if (c->delay_warning == 0 || (env->flags & ENV_DELAY_WARNED))
 		return 0;
@@ -937,15 +619,25 @@ msg_step(sched_t *s, smsg_t *m)
 	}
 	if (due == INT64_MAX) {
 		if (!s->stopping)
-			fjob_start(s, m, false);
+			bounce_start(s, m, BOUNCE_FINISH);
 		return;
+	}
+	/* issue #11.3: recipients that failed in the last round are reported
+	 * now, not when the others are done (one DSN per round) */
+	if (any_failed(env) && !s->stopping) {
+		if (m->round_after <= now_s()) {
+			bounce_start(s, m, BOUNCE_ROUND);
+			return;
+		}
+		if (m->round_after < due)
+			due = m->round_after;
 	}
 	if (m->held)
 		return; /* out of the heap until released */
 	int64_t wt = warn_time(s, m);
 	if (wt && !s->stopping) {
 		if (wt <= now_s()) {
-			fjob_start(s, m, true);
+			bounce_start(s, m, BOUNCE_WARN);
 			return;
 		}
 		if (wt < due)
@@ -967,89 +659,43 @@ msg_settle(sched_t *s, smsg_t *m)
 
 /* ---- dispatch ---- */
 
+/* the recipient cannot be tried any more: it fails now */
 static void
-msg_dispatch(sched_t *s, smsg_t *m)
+rcpt_fail_now(const envelope_t *env, env_rcpt_t *r, const outcome_t *oc, const char *relay)
 {
-	const config_t *c = s->t->cfg;
-	int64_t now = now_s();
+	outcome_apply(oc, r, relay);
+	maillog_rcpt(env, r);
+}
+
+/* recipients lidx[0..nl) go to the local stage, one submission */
+static void
+dispatch_local(sched_t *s, smsg_t *m, const size_t *lidx, char *const *lpaths, size_t nl)
+{
+	const config_t *c = cfg(s);
+	local_job_opts_t o = {0};
+	o.spool_dir = s->ctx.spool_dir;
+	o.hostname = c->hostname;
+	o.concurrency = c->local_concurrency;
+	o.check_dup = m->recovered;
+	for (size_t k = 0; k < nl; k++) {
+		m->busy[lidx[k]] = true;
+		m->att[lidx[k]] = m->env->rcpt[lidx[k]].attempts;
+	}
+	m->inflight++;
+	s->jobs++;
+	s->st.local_submit(s->st.local, m->env, lidx, lpaths, nl, &o, stage_done, m);
+}
+
+/* recipients ridx[0..nr) (domains rdom[]) go to the remote stage, one
+ * submission per domain */
+static void
+dispatch_remote(sched_t *s, smsg_t *m, const size_t *ridx, char **rdom, size_t nr)
+{
 	envelope_t *env = m->env;
-	size_t n = env->nrcpt;
-	size_t *lidx = xcalloc(n, sizeof *lidx);
-	char **lpaths = xcalloc(n, sizeof *lpaths);
-	size_t nl = 0;
-	size_t *ridx = xcalloc(n, sizeof *ridx);
-	char **rdom = xcalloc(n, sizeof *rdom);
-	size_t nr = 0;
-
-	bool expired = c->queue_lifetime &&
-	    now_f() * 1e6 - (double)env->arrival_us >= (double)c->queue_lifetime * 1e6;
-
-	for (size_t i = 0; i < n && !m->held && !m->deleting; i++) {
-		env_rcpt_t *r = &env->rcpt[i];
-		if (r->status != RCPT_PENDING || m->busy[i] || r->next_try > now)
-			continue;
-		if (expired && r->attempts > 0) {
-			char line[600];
-			/* RFC 3463 4.4.7: delivery time expired; the last reason follows */
-			snprintf(line, sizeof line, "4.4.7 message expired after %u seconds in the queue: %s",
-			    c->queue_lifetime, r->reply ? r->reply : "no attempt succeeded");
-			r->status = RCPT_FAILED;
-			rcpt_set_reply(r, line, NULL);
-			log_rcpt(env, r, NULL);
-			continue;
-		}
-		route_t rt = {0};
-		router_final(c, s->t->tables, r->addr, &rt);
-		if (rt.kind == ROUTE_LOCAL) {
-			lidx[nl] = i;
-			lpaths[nl++] = xstrdup(rt.maildir);
-		} else if (rt.kind == ROUTE_REMOTE) {
-			ridx[nr] = i;
-			rdom[nr++] = xstrdup(rt.domain);
-		} else {
-			r->status = RCPT_FAILED;
-			r->attempts++;
-			r->last_try = now;
-			rcpt_set_reply(r, "550 5.1.1 mailbox no longer exists", "local");
-			log_rcpt(env, r, NULL);
-		}
-		route_free(&rt);
-	}
-	if (nl > 0) {
-		ljob_t *j = xcalloc(1, sizeof *j);
-		j->s = s;
-		j->m = m;
-		j->idx = lidx;
-		j->maildirs = lpaths;
-		j->n = nl;
-		j->spool_dir = xstrdup(queue_spool_dir(s->t->queue));
-		j->hostname = xstrdup(c->hostname);
-		j->retry_min = c->retry_min;
-		j->retry_max = c->retry_max;
-		j->lifetime = c->queue_lifetime;
-		j->check_dup = m->recovered;
-		for (size_t k = 0; k < nl; k++)
-			m->busy[lidx[k]] = true;
-		m->inflight++;
-		s->jobs++;
-		if (s->local_running < c->local_concurrency) {
-			ljob_start(s, j);
-		} else {
-			if (s->wait_tail)
-				s->wait_tail->next = j;
-			else
-				s->wait_head = j;
-			s->wait_tail = j;
-		}
-	} else {
-		xfree(lidx);
-		xfree(lpaths);
-	}
-	/* remote: one submission per domain */
+	size_t *grp = xcalloc(nr ? nr : 1, sizeof *grp);
 	for (size_t k = 0; k < nr; k++) {
 		if (!rdom[k])
 			continue;
-		size_t *grp = xcalloc(nr, sizeof *grp);
 		size_t ng = 0;
 		for (size_t q = k; q < nr; q++) {
 			if (rdom[q] && strcmp(rdom[q], rdom[k]) == 0) {
@@ -1065,12 +711,63 @@ msg_dispatch(sched_t *s, smsg_t *m)
 		}
 		m->inflight++;
 		s->jobs++;
-		s->remote_running++;
-		outbound_submit(s->outbound, env, grp, ng, remote_done, m);
-		xfree(grp);
+		s->st.remote_submit(s->st.remote, env, grp, ng, stage_done, m);
 		xfree(rdom[k]);
 		rdom[k] = NULL;
 	}
+	xfree(grp);
+}
+
+static void
+msg_dispatch(sched_t *s, smsg_t *m)
+{
+	const config_t *c = cfg(s);
+	int64_t now = now_s();
+	envelope_t *env = m->env;
+	size_t n = env->nrcpt;
+	size_t *lidx = xcalloc(n ? n : 1, sizeof *lidx);
+	char **lpaths = xcalloc(n ? n : 1, sizeof *lpaths);
+	size_t nl = 0;
+	size_t *ridx = xcalloc(n ? n : 1, sizeof *ridx);
+	char **rdom = xcalloc(n ? n : 1, sizeof *rdom);
+	size_t nr = 0;
+
+	bool expired = c->queue_lifetime &&
+	    now_f() * 1e6 - (double)env->arrival_us >= (double)c->queue_lifetime * 1e6;
+
+	for (size_t i = 0; i < n && !m->held && !m->deleting; i++) {
+		env_rcpt_t *r = &env->rcpt[i];
+		outcome_t oc;
+		if (r->status != RCPT_PENDING || m->busy[i] || r->next_try > now)
+			continue;
+		if (expired && r->attempts > 0) {
+			outcome_expired(&oc, c->queue_lifetime, r->reply);
+			rcpt_fail_now(env, r, &oc, NULL);
+			continue;
+		}
+		route_t rt = {0};
+		router_final(c, *s->ctx.tables, r->addr, &rt);
+		if (rt.kind == ROUTE_LOCAL) {
+			lidx[nl] = i;
+			lpaths[nl++] = xstrdup(rt.maildir);
+		} else if (rt.kind == ROUTE_REMOTE) {
+			ridx[nr] = i;
+			rdom[nr++] = xstrdup(rt.domain);
+		} else {
+			r->attempts++;
+			r->last_try = now;
+			outcome_no_mailbox(&oc);
+			rcpt_fail_now(env, r, &oc, "local");
+		}
+		route_free(&rt);
+	}
+	if (nl > 0)
+		dispatch_local(s, m, lidx, lpaths, nl);
+	dispatch_remote(s, m, ridx, rdom, nr);
+	for (size_t k = 0; k < nl; k++)
+		xfree(lpaths[k]);
+	xfree(lidx);
+	xfree(lpaths);
 	xfree(ridx);
 	xfree(rdom);
 	msg_settle(s, m);
@@ -1108,20 +805,65 @@ sched_arm(sched_t *s)
 }
 
 sched_t *
-sched_new(tern_t *t)
+sched_new(const sched_ctx_t *ctx)
 {
 	sched_t *s = xcalloc(1, sizeof *s);
-	s->t = t;
+	s->ctx = *ctx;
+	s->ctx.spool_dir = xstrdup(ctx->spool_dir);
 	s->all.next = s->all.prev = &s->all;
-	uv_timer_init(t->loop, &s->timer);
+	uv_timer_init(ctx->loop, &s->timer);
 	s->timer.data = s;
 	return s;
 }
 
 void
+sched_set_stages(sched_t *s, const sched_stages_t *st)
+{
+	s->st = *st;
+}
+
+/* ---- the real stages ---- */
+
+static void
+real_local_submit(void *l, envelope_t *env, const size_t *idx, char *const *maildirs, size_t n,
+    const local_job_opts_t *o, sched_stage_cb cb, void *arg)
+{
+	local_submit(l, env, idx, maildirs, n, o, cb, arg);
+}
+
+static void
+real_local_stop(void *l)
+{
+	local_stop(l);
+}
+
+static void
+real_remote_submit(void *o, envelope_t *env, const size_t *idx, size_t n, sched_stage_cb cb,
+    void *arg)
+{
+	outbound_submit(o, env, idx, n, cb, arg);
+}
+
+static void
+real_bounce_run(void *loop, bounce_job_t *j, bounce_done_cb cb, void *arg)
+{
+	bounce_run(loop, j, cb, arg);
+}
+
+void
 sched_set_outbound(sched_t *s, outbound_t *o)
 {
-	s->outbound = o;
+	sched_stages_t st = {0};
+	if (!s->own_local)
+		s->own_local = local_new(s->ctx.loop);
+	st.local = s->own_local;
+	st.local_submit = real_local_submit;
+	st.local_stop = real_local_stop;
+	st.remote = o;
+	st.remote_submit = real_remote_submit;
+	st.bounce = s->ctx.loop;
+	st.bounce_run = real_bounce_run;
+	sched_set_stages(s, &st);
 }
 
 void
@@ -1187,17 +929,10 @@ sched_stop(sched_t *s, void (*done)(void *arg), void *arg)
 {
 	s->stopping = true;
 	uv_timer_stop(&s->timer);
-	/* jobs waiting for a slot are not started: their recipients stay pending */
-	while (s->wait_head) {
-		ljob_t *j = s->wait_head;
-		s->wait_head = j->next;
-		for (size_t k = 0; k < j->n; k++)
-			j->m->busy[j->idx[k]] = false;
-		j->m->inflight--;
-		s->jobs--;
-		ljob_free(j);
-	}
-	s->wait_tail = NULL;
+	/* local jobs waiting for a slot are not started: their recipients
+	 * stay pending (their outcomes come back from inside this call) */
+	if (s->st.local_stop)
+		s->st.local_stop(s->st.local);
 	s->stop_done = done;
 	s->stop_arg = arg;
 	stop_check(s);
@@ -1223,10 +958,41 @@ sched_free(sched_t *s)
 	}
 	xfree(s->heap);
 	s->heap = NULL;
+	if (s->own_local)
+		local_free(s->own_local);
+	s->own_local = NULL;
+	xfree((char *)s->ctx.spool_dir);
+	s->ctx.spool_dir = NULL;
 	uv_close((uv_handle_t *)&s->timer, sched_timer_closed);
 }
 
 /* ---- the administrator's view ---- */
+
+void
+sched_entries_free(sched_entry_t *e, size_t n)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		envelope_free(e[i].env);
+		xfree(e[i].active);
+	}
+	xfree(e);
+}
+
+static int
+cmp_entry(const void *a, const void *b)
+{
+	const sched_entry_t *x = a, *y = b;
+	return strcmp(x->env->qid, y->env->qid);
+}
+
+void
+sched_entries_sort(sched_entry_t *e, size_t n)
+{
+	if (n > 1)
+		qsort(e, n, sizeof *e, cmp_entry);
+}
 
 static char *
 dup_or_null(const char *p)
@@ -1236,7 +1002,7 @@ dup_or_null(const char *p)
 
 /* a copy safe to make while workers run: busy recipients' state is theirs */
 static void
-snap_one(const smsg_t *m, qview_entry_t *e)
+snap_one(const smsg_t *m, sched_entry_t *e)
 {
 	const envelope_t *src = m->env;
 	envelope_t *d = envelope_new();
@@ -1271,17 +1037,17 @@ snap_one(const smsg_t *m, qview_entry_t *e)
 	e->env = d;
 }
 
-qview_entry_t *
+sched_entry_t *
 sched_snapshot(sched_t *s, const char *qid, size_t *n)
 {
-	qview_entry_t *out = xcalloc(s->nmsgs ? s->nmsgs : 1, sizeof *out);
+	sched_entry_t *out = xcalloc(s->nmsgs ? s->nmsgs : 1, sizeof *out);
 	size_t k = 0;
 	for (smsg_t *m = s->all.next; m != &s->all; m = m->next) {
 		if (m->deleting || (qid && strcmp(m->env->qid, qid) != 0))
 			continue;
 		snap_one(m, &out[k++]);
 	}
-	qview_sort(out, k);
+	sched_entries_sort(out, k);
 	*n = k;
 	return out;
 }

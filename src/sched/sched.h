@@ -4,14 +4,20 @@
  * The scheduler holds the in-memory index of the queue (rebuilt from disk
  * at start by queue_scan), a min-heap of next-attempt times and a timer on
  * the earliest. When a message is due it routes each pending recipient
- * (router_final) and hands local ones to Maildir jobs on the thread pool and
- * remote ones to the outbound manager, bounded by concurrency limits. When
- * results come back it records them (status records in the queue file),
- * reschedules deferred recipients with exponential backoff (never beyond
- * the message's expiry), sends one delay warning per message after
- * delay_warning, turns expired or permanently failed recipients into one
- * DSN per message, sends success DSNs that were asked for, and removes the
- * message when every recipient is done.
+ * (router_final) and hands local ones to the local stage (deliver/local.h)
+ * and remote ones to the remote stage (deliver/outbound.h), grouped by
+ * domain. Outcomes come back through one function on the loop that
+ * records them (status records in the queue file) and reschedules
+ * deferred recipients with exponential backoff (never beyond the message's
+ * expiry), from the current configuration, for local and remote recipients
+ * alike. It decides when DSNs are due and leaves building and storing them
+ * to the bounce stage (bounce/finish.h): after a round with permanent
+ * failures, one delay warning per message after delay_warning, and when
+ * no recipient is pending (then the message is removed).
+ *
+ * The stages are reached only through sched_stages_t (tests pass fakes);
+ * the configuration and tables through sched_ctx_t, read afresh at every
+ * event (a SIGHUP swaps them).
  *
  * The administrator's operations (hold, release, delete, flush) act on the
  * index; their effect on disk (a flags-only status record, or the removal)
@@ -26,16 +32,50 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <uv.h>
+
+#include "bounce/finish.h"
+#include "common/config.h"
 #include "common/envelope.h"
-#include "control/qview.h"
-#include "daemon.h"
+#include "deliver/local.h"
+#include "deliver/router.h"
 #include "lib/buf.h"
 
 typedef struct sched sched_t;
 
-sched_t *sched_new(tern_t *t);
+/* What the scheduler needs from the daemon. */
+typedef struct sched_ctx {
+	uv_loop_t *loop;
+	const char *spool_dir;        /* copied */
+	config_t *const *cfg;         /* the current configuration: *cfg at each use */
+	tables_t *const *tables;      /* the current tables */
+} sched_ctx_t;
+
+/* A stage's outcome callback: recipients idx[0..n) of env have their
+ * outcome written (deliver/outbound.h, deliver/local.h). */
+typedef void (*sched_stage_cb)(void *arg, envelope_t *env, const size_t *idx, size_t n);
+
+/* The stages a due message goes to; each call's cb runs exactly once, on
+ * the loop, never from inside the submit call (local_stop excepted). */
+typedef struct sched_stages {
+	void *local;
+	void (*local_submit)(void *local, envelope_t *env, const size_t *idx, char *const *maildirs,
+	    size_t n, const local_job_opts_t *o, sched_stage_cb cb, void *arg);
+	void (*local_stop)(void *local);
+	void *remote;
+	void (*remote_submit)(void *remote, envelope_t *env, const size_t *idx, size_t n,
+	    sched_stage_cb cb, void *arg);
+	void *bounce;
+	/* run j (bounce/finish.h); the scheduler frees it after cb */
+	void (*bounce_run)(void *bounce, bounce_job_t *j, bounce_done_cb cb, void *arg);
+} sched_stages_t;
+
+sched_t *sched_new(const sched_ctx_t *ctx);
+/* The stages (copied); before the first sched_submit. */
+void sched_set_stages(sched_t *s, const sched_stages_t *st);
 struct outbound;
-/* The outbound manager that takes remote recipients (deliver/outbound.h). */
+/* The real stages: a local stage of its own (local.h), the outbound
+ * manager o for remote recipients, bounce_run on the loop's pool. */
 void sched_set_outbound(sched_t *s, struct outbound *o);
 /* Take ownership of a committed message. recovered: it was found in the
  * spool at start (a delivery may have happened before a crash). A message
@@ -55,14 +95,24 @@ unsigned sched_backoff(unsigned attempts, unsigned retry_min, unsigned retry_max
 
 /* ---- the administrator's view (src/control/) ---- */
 
+/* One message of a snapshot. */
+typedef struct sched_entry {
+	envelope_t *env; /* owned by the entry */
+	bool *active;    /* per recipient: in a delivery right now; NULL: none */
+} sched_entry_t;
+
+void sched_entries_free(sched_entry_t *e, size_t n);
+/* in queue ID (arrival) order */
+void sched_entries_sort(sched_entry_t *e, size_t n);
+
 /*
  * A copy of every message in the queue (qid NULL) or of one, in queue ID
- * order, for listing: *n entries (free with qview_entries_free). Recipients
+ * order, for listing: *n entries (free with sched_entries_free). Recipients
  * in a delivery job right now have active set and only their addresses
  * copied (a worker thread owns their state). A held message has ENV_HELD in
  * its flags; messages being deleted are left out.
  */
-qview_entry_t *sched_snapshot(sched_t *s, const char *qid, size_t *n);
+sched_entry_t *sched_snapshot(sched_t *s, const char *qid, size_t *n);
 
 /* Completion of an operation that had to wait for a job: err 0 or an errno
  * value, text a one-line message for the administrator. */

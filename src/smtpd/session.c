@@ -54,6 +54,7 @@
 
 #include "common/addr.h"
 #include "common/envelope.h"
+#include "common/maillog.h"
 #include "common/qid.h"
 #include "daemon.h"
 #include "deliver/router.h"
@@ -417,6 +418,13 @@ content_begin(session_t *s, bool raw)
 }
 
 static void
+log_accepted(session_t *s, const envelope_t *env, char *un, size_t unsz, bool gone)
+{
+	maillog_accepted(env->qid, s->id, s->ip, s->helo ? s->helo : "", env->sender, env->body_len,
+	    env->nrcpt, proto_word(s), user_note(s, un, unsz), gone);
+}
+
+static void
 commit_done(void *arg, int err, envelope_t *env)
 {
 	session_t *s = arg;
@@ -425,10 +433,7 @@ commit_done(void *arg, int err, envelope_t *env)
 	if (s->gone) {
 		/* client left while we synced: the message is queued all the same */
 		if (err == 0) {
-			log_info("%s: accepted session=%s client=%s helo=%s from=<%s> size=%llu nrcpt=%zu proto=%s%s (client gone before reply)",
-			    env->qid, s->id, s->ip, s->helo ? s->helo : "", env->sender,
-			    (unsigned long long)env->body_len, env->nrcpt, proto_word(s),
-			    user_note(s, un, sizeof un));
+			log_accepted(s, env, un, sizeof un, true);
 			sched_submit(T(s)->sched, env, false);
 		}
 		work_returned(s);
@@ -442,10 +447,7 @@ commit_done(void *arg, int err, envelope_t *env)
 		reply_error(s, "DATA", line, false);
 	} else {
 		char line[128];
-		log_info("%s: accepted session=%s client=%s helo=%s from=<%s> size=%llu nrcpt=%zu proto=%s%s",
-		    env->qid, s->id, s->ip, s->helo ? s->helo : "", env->sender,
-		    (unsigned long long)env->body_len, env->nrcpt, proto_word(s),
-		    user_note(s, un, sizeof un));
+		log_accepted(s, env, un, sizeof un, false);
 		snprintf(line, sizeof line, "250 2.0.0 Ok: queued as %s", env->qid);
 		reply(s, line);
 		s->nmessages++;

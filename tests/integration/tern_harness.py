@@ -591,6 +591,8 @@ class Peer:
       rcpt451     451 4.3.0 to every RCPT
       rcpt550     550 5.1.1 to every RCPT
       temp:N      451 4.3.0 to the first N RCPTs, then 250
+      bylocal     by the recipient's local part: bad* 550 5.1.1, later* 451 4.3.0,
+                  anything else 250
       dropdata    after 354, read one line of content and drop the connection
       hang        accept the connection and say nothing
       slow:S      wait S seconds before answering MAIL
@@ -661,8 +663,10 @@ class Peer:
         m = self.mode
         if m == "rcpt451" or (m.startswith("temp:") and n <= int(m[5:])):
             return b"451 4.3.0 <%s>: try again later\r\n" % addr, False
-        if m == "rcpt550":
+        if m == "rcpt550" or (m == "bylocal" and addr.startswith(b"bad")):
             return b"550 5.1.1 <%s>: no such user here\r\n" % addr, False
+        if m == "bylocal" and addr.startswith(b"later"):
+            return b"451 4.3.0 <%s>: try again later\r\n" % addr, False
         return b"250 2.1.5 Ok\r\n", True
 
     async def _handle(self, reader, writer):

@@ -10,10 +10,11 @@ email package parses them as RFC 3464 reports.
 
 import email
 import email.policy
+import json
 import re
 import time
 
-from tern_harness import Mail, Peer, free_port, make_message, tf
+from tern_harness import Mail, Peer, free_port, make_message, run_tool, tf
 
 FAST = {
     "retry_min": "1s",
@@ -105,6 +106,33 @@ def test_550_one_dsn_for_all_failed(make_tern):
         assert orig is not None and "Subject: doomed" in orig.as_string()
         # the DSN itself was delivered locally, from <>
         t.wait_log(r"to=<alice@localhost> relay=local .*status=sent")
+
+
+def test_hard_bounce_does_not_wait_for_deferred(make_tern):
+    """Issue #11.3: one recipient fails permanently, two are deferred: the
+    sender gets the failure DSN after that delivery round, while the other
+    two are still in the queue; it lists only the failed one, once."""
+    with Peer("bylocal") as peer:
+        t = relay_tern(make_tern, peer, retry_min="600s", retry_max="600s")
+        qid = t.send(["bad@remote.test", "later1@remote.test", "later2@remote.test"],
+                     sender=LOCAL_SENDER, subject="partly doomed")
+        t.wait_log(r"%s: to=<later2@remote\.test> .*status=deferred" % qid)
+        t.wait_log(r"%s: sender non-delivery notification: ([0-9A-Z]{16})" % qid)
+        files = t.wait_delivered(LOCAL_SENDER, 1)
+        # the other two are still deferred, in the queue
+        r = run_tool(t, "queue", "list", "--json")
+        assert r.returncode == 0, r.stderr
+        q = json.loads(r.stdout)
+        msgs = [m for m in q["messages"] if m["queue_id"] == qid]
+        assert len(msgs) == 1, q
+        st = {r["address"]: r["status"] for r in msgs[0]["recipients"]}
+        assert st == {"bad@remote.test": "reported", "later1@remote.test": "deferred",
+                      "later2@remote.test": "deferred"}, st
+        text, blocks, orig = report_parts(parse(files[0]))
+        finals = [b["Final-Recipient"] for b in blocks[1:]]
+        assert len(finals) == 1 and "bad@remote.test" in finals[0], finals
+        time.sleep(0.5)
+        assert len(t.messages(LOCAL_SENDER)) == 1
 
 
 def test_null_sender_never_bounced(make_tern):

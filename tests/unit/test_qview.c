@@ -109,21 +109,6 @@ test_list_json(void **state)
 	qview_entries_free(q, 1);
 }
 
-static void
-test_backoff(void **state)
-{
-	static const struct {
-		unsigned attempts, min, max, want;
-	} cases[] = {
-		{1, 300, 3600, 300}, {2, 300, 3600, 600}, {3, 300, 3600, 1200}, {4, 300, 3600, 2400},
-		{5, 300, 3600, 3600}, {40, 300, 3600, 3600}, {0, 300, 3600, 300}, {3, 1, 2, 2},
-		{1, 0, 10, 1}, {100000, 1, 4000000000u, 4000000000u},
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-		assert_int_equal(sched_backoff(cases[i].attempts, cases[i].min, cases[i].max),
-		    cases[i].want);
-}
-
 int
 main(void)
 {
@@ -131,7 +116,6 @@ main(void)
 		cmocka_unit_test(test_json_str),
 		cmocka_unit_test(test_mailq),
 		cmocka_unit_test(test_list_json),
-		cmocka_unit_test(test_backoff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

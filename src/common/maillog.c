@@ -1,0 +1,55 @@
+/*
+ * maillog.c - the mail log's lines, one function per event (see maillog.h).
+ */
+#include "common/maillog.h"
+
+#include <time.h>
+
+#include "lib/log.h"
+
+void
+maillog_accepted(const char *qid, const char *session, const char *client, const char *helo,
+    const char *from, uint64_t size, size_t nrcpt, const char *proto, const char *note,
+    bool client_gone)
+{
+	log_info("%s: accepted session=%s client=%s%s%s from=<%s> size=%llu nrcpt=%zu proto=%s%s%s",
+	    qid, session, client, helo ? " helo=" : "", helo ? helo : "", from,
+	    (unsigned long long)size, nrcpt, proto, note ? note : "",
+	    client_gone ? " (client gone before reply)" : "");
+}
+
+void
+maillog_rcpt(const envelope_t *env, const env_rcpt_t *r)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	double delay = now - (double)env->arrival_us / 1e6;
+	const char *st = r->status == RCPT_SENT ? "sent" : r->status == RCPT_PENDING ? "deferred" : "bounced";
+	log_info("%s: to=<%s>%s%s%s relay=%s delay=%.2f attempts=%u status=%s (%s)", env->qid, r->addr,
+	    r->orig ? " orig_to=<" : "", r->orig ? r->orig : "", r->orig ? ">" : "",
+	    r->relay ? r->relay : "none", delay < 0 ? 0.0 : delay, r->attempts, st,
+	    r->reply ? r->reply : "");
+}
+
+void
+maillog_dsn(const char *qid, const char *what, const envelope_t *dsn)
+{
+	log_info("%s: %s: %s", qid, what, dsn->qid);
+	maillog_accepted(dsn->qid, "local", "local", NULL, "", dsn->body_len, dsn->nrcpt, "DSN", "",
+	    false);
+}
+
+void
+maillog_bounce_discarded(const char *qid, size_t n, bool postmaster_notified)
+{
+	log_info("%s: undeliverable bounce discarded (%zu recipient%s; the sender is <>)%s", qid, n,
+	    n == 1 ? "" : "s",
+	    postmaster_notified ? "" : "; set bounce_to_postmaster = yes to notify the postmaster");
+}
+
+void
+maillog_removed(const char *qid)
+{
+	log_info("%s: removed", qid);
+}
