@@ -762,11 +762,11 @@ occurs(const buf_t *b, const char *needle, size_t nlen)
 
 /* ---- dsn_build ---- */
 
-int
-dsn_build(buf_t *out, const envelope_t *env, const size_t *rcpt_idx, size_t n,
-    const dsn_params_t *p, int content_fd, dsn_info_t *info, buf_t *err)
+/* The arguments make sense: 0, or -1 with err. */
+static int
+check_args(const envelope_t *env, const size_t *rcpt_idx, size_t n, const dsn_params_t *p,
+    buf_t *err)
 {
-	buf_reset(err);
 	if (env == NULL || p == NULL || p->hostname == NULL || p->hostname[0] == '\0') {
 		buf_puts(err, "dsn: no envelope or no hostname");
 		return -1;
@@ -790,77 +790,72 @@ dsn_build(buf_t *out, const envelope_t *env, const size_t *rcpt_idx, size_t n,
 			return -1;
 		}
 	}
+	return 0;
+}
 
-	ctx_t x = {.env = env, .idx = rcpt_idx, .n = n, .p = p};
-	content_t c = {.data = BUF_INIT};
-	bool have_content = content_fd >= 0;
+/* Read the content (when there is some) and decide how it is returned and
+ * which parts need UTF-8. 0, or -1 with err. */
+static int
+prepare(ctx_t *x, content_t *c, int content_fd, buf_t *err)
+{
+	const envelope_t *env = x->env;
+	const dsn_params_t *p = x->p;
 	uint64_t max_full = p->max_full ? p->max_full : DSN_MAX_FULL;
 	/* RFC 3461 §4.3: HDRS asks for the headers only; FULL, or no RET
 	 * (the MTA's choice), gets the whole message up to max_full. */
 	bool want_full = env->ret != RET_HDRS;
 
-	if (have_content) {
-		if (read_content(content_fd, env, want_full, max_full, &c, err) < 0) {
-			buf_free(&c.data);
+	if (content_fd >= 0) {
+		if (read_content(content_fd, env, want_full, max_full, c, err) < 0)
 			return -1;
-		}
-		x.headers_only = !(want_full && c.fits);
-		x.ret_reason = !want_full ? 1 : c.too_big ? 2 : !c.fits ? 3 : 0;
+		x->headers_only = !(want_full && c->fits);
+		x->ret_reason = !want_full ? 1 : c->too_big ? 2 : !c->fits ? 3 : 0;
 		/* RFC 6533 §3: an SMTPUTF8 message with UTF-8 in its header section */
-		x.content_global = env->smtputf8 && c.hdr8;
+		x->content_global = env->smtputf8 && c->hdr8;
 	}
-	for (size_t i = 0; i < n; i++) {
-		const env_rcpt_t *r = &env->rcpt[rcpt_idx[i]];
+	for (size_t i = 0; i < x->n; i++) {
+		const env_rcpt_t *r = &env->rcpt[x->idx[i]];
 		if (str_8bit(r->addr) || str_8bit(r->orcpt))
-			x.status_utf8 = true;
+			x->status_utf8 = true;
 		if (str_8bit(r->addr) || str_8bit(r->orig))
-			x.text_utf8 = true;
+			x->text_utf8 = true;
 	}
+	return 0;
+}
 
-	/* part bodies */
-	buf_t text = BUF_INIT, status = BUF_INIT, hdrs = BUF_INIT;
-	build_text(&x, &c, have_content, &text);
-	build_status(&x, &status);
-	const buf_t *orig = NULL;
-	if (have_content) {
-		if (x.headers_only) {
-			put_headers_safe(&hdrs, c.data.data, c.hdr_len);
-			orig = &hdrs;
-		} else {
-			orig = &c.data;
-		}
-	}
-
-	/* Message-ID and boundary: unique token, boundary absent from every part */
+/* Message-ID token (tok) and a MIME boundary (bnd, "--" included) that
+ * occurs in none of the parts. */
+static void
+pick_boundary(const dsn_params_t *p, const buf_t *text, const buf_t *status, const buf_t *orig,
+    buf_t *tok, buf_t *bnd)
+{
 	char fresh[QID_SIZE];
 	const char *unique = p->unique;
 	if (unique == NULL || unique[0] == '\0') {
 		qid_new(fresh);
 		unique = fresh;
 	}
-	buf_t tok = BUF_INIT, bnd = BUF_INIT;
-	put_token(&tok, unique, BOUNDARY_UNIQUE_MAX);
-	if (tok.len == 0)
-		buf_puts(&tok, "dsn");
+	put_token(tok, unique, BOUNDARY_UNIQUE_MAX);
+	if (tok->len == 0)
+		buf_puts(tok, "dsn");
 	for (unsigned k = 0;; k++) {
-		buf_reset(&bnd);
-		buf_puts(&bnd, "--=_tern_");
-		buf_append(&bnd, tok.data, tok.len);
+		buf_reset(bnd);
+		buf_puts(bnd, "--=_tern_");
+		buf_append(bnd, tok->data, tok->len);
 		if (k > 0)
-			buf_printf(&bnd, "_%u", k);
-		if (!occurs(&text, bnd.data, bnd.len) && !occurs(&status, bnd.data, bnd.len) &&
-		    (orig == NULL || !occurs(orig, bnd.data, bnd.len)))
+			buf_printf(bnd, "_%u", k);
+		if (!occurs(text, bnd->data, bnd->len) && !occurs(status, bnd->data, bnd->len) &&
+		    (orig == NULL || !occurs(orig, bnd->data, bnd->len)))
 			break;
 	}
-	const char *boundary = bnd.data + 2;
+}
 
-	bool text8 = has_8bit(text.data, text.len);
-	bool status8 = has_8bit(status.data, status.len);
-	bool orig8 = orig != NULL && has_8bit(orig->data, orig->len);
-	bool sender8 = str_8bit(env->sender);
-	size_t start = out->len;
-
-	/* top-level header section */
+/* The top-level header section. */
+static void
+put_top(buf_t *out, const ctx_t *x, const buf_t *tok, const char *boundary, bool any8)
+{
+	const envelope_t *env = x->env;
+	const dsn_params_t *p = x->p;
 	if (p->postmaster != NULL && p->postmaster[0] != '\0') {
 		buf_puts(out, "From: Mail Delivery System <");
 		put_clean_str(out, p->postmaster, false);
@@ -878,7 +873,7 @@ dsn_build(buf_t *out, const envelope_t *env, const size_t *rcpt_idx, size_t n,
 				       : "Successful Mail Delivery Report");
 	put_date_field(out, "Date", p->now);
 	buf_puts(out, "Message-ID: <");
-	buf_append(out, tok.data, tok.len);
+	buf_append(out, tok->data, tok->len);
 	if (env->qid[0] != '\0') {
 		buf_putc(out, '.');
 		put_token(out, env->qid, QID_SIZE);
@@ -889,10 +884,20 @@ dsn_build(buf_t *out, const envelope_t *env, const size_t *rcpt_idx, size_t n,
 	buf_puts(out, "Auto-Submitted: auto-replied\r\n"); /* RFC 3834 §5 */
 	buf_puts(out, "MIME-Version: 1.0\r\n");
 	buf_printf(out, "Content-Type: multipart/report; report-type=%s;\r\n\tboundary=\"%s\"\r\n",
-	    x.status_utf8 ? "global-delivery-status" : "delivery-status", boundary);
-	if (text8 || status8 || orig8)
+	    x->status_utf8 ? "global-delivery-status" : "delivery-status", boundary);
+	if (any8)
 		buf_puts(out, "Content-Transfer-Encoding: 8bit\r\n");
 	buf_puts(out, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+}
+
+/* The three parts and the closing boundary. */
+static void
+put_parts(buf_t *out, const ctx_t *x, const char *boundary, const buf_t *text,
+    const buf_t *status, const buf_t *orig)
+{
+	bool text8 = has_8bit(text->data, text->len);
+	bool status8 = has_8bit(status->data, status->len);
+	bool orig8 = orig != NULL && has_8bit(orig->data, orig->len);
 
 	/* 1: human-readable (RFC 6522 §3) */
 	buf_printf(out, "--%s\r\nContent-Description: Notification\r\n", boundary);
@@ -900,25 +905,25 @@ dsn_build(buf_t *out, const envelope_t *env, const size_t *rcpt_idx, size_t n,
 	if (text8)
 		buf_puts(out, "Content-Transfer-Encoding: 8bit\r\n");
 	buf_puts(out, "\r\n");
-	buf_append(out, text.data, text.len);
+	buf_append(out, text->data, text->len);
 
 	/* 2: machine-readable (RFC 3464 §2, RFC 6533 §6.2) */
 	buf_printf(out, "\r\n--%s\r\nContent-Description: Delivery report\r\n", boundary);
 	buf_printf(out, "Content-Type: message/%s\r\n",
-	    x.status_utf8 ? "global-delivery-status" : "delivery-status");
+	    x->status_utf8 ? "global-delivery-status" : "delivery-status");
 	if (status8)
 		buf_puts(out, "Content-Transfer-Encoding: 8bit\r\n");
 	buf_puts(out, "\r\n");
-	buf_append(out, status.data, status.len);
+	buf_append(out, status->data, status->len);
 
 	/* 3: the original (RFC 3462 §3 text/rfc822-headers, RFC 6533 §6.3-6.4) */
 	if (orig != NULL) {
 		static const char *const what[] = {"Undelivered", "Delayed", "Delivered"};
-		const char *type = x.headers_only
-		    ? (x.content_global ? "message/global-headers" : "text/rfc822-headers")
-		    : (x.content_global ? "message/global" : "message/rfc822");
+		const char *type = x->headers_only
+		    ? (x->content_global ? "message/global-headers" : "text/rfc822-headers")
+		    : (x->content_global ? "message/global" : "message/rfc822");
 		buf_printf(out, "\r\n--%s\r\nContent-Description: %s Message%s\r\n", boundary,
-		    what[p->kind], x.headers_only ? " Headers" : "");
+		    what[x->p->kind], x->headers_only ? " Headers" : "");
 		buf_printf(out, "Content-Type: %s\r\n", type);
 		if (orig8)
 			buf_puts(out, "Content-Transfer-Encoding: 8bit\r\n");
@@ -926,10 +931,50 @@ dsn_build(buf_t *out, const envelope_t *env, const size_t *rcpt_idx, size_t n,
 		buf_append(out, orig->data, orig->len);
 	}
 	buf_printf(out, "\r\n--%s--\r\n", boundary);
+}
+
+int
+dsn_build(buf_t *out, const envelope_t *env, const size_t *rcpt_idx, size_t n,
+    const dsn_params_t *p, int content_fd, dsn_info_t *info, buf_t *err)
+{
+	buf_reset(err);
+	if (check_args(env, rcpt_idx, n, p, err) < 0)
+		return -1;
+	ctx_t x = {.env = env, .idx = rcpt_idx, .n = n, .p = p};
+	content_t c = {.data = BUF_INIT};
+	bool have_content = content_fd >= 0;
+	if (prepare(&x, &c, content_fd, err) < 0) {
+		buf_free(&c.data);
+		return -1;
+	}
+
+	/* part bodies */
+	buf_t text = BUF_INIT, status = BUF_INIT, hdrs = BUF_INIT;
+	build_text(&x, &c, have_content, &text);
+	build_status(&x, &status);
+	const buf_t *orig = NULL;
+	if (have_content) {
+		if (x.headers_only) {
+			put_headers_safe(&hdrs, c.data.data, c.hdr_len);
+			orig = &hdrs;
+		} else {
+			orig = &c.data;
+		}
+	}
+
+	/* Message-ID and boundary: unique token, boundary absent from every part */
+	buf_t tok = BUF_INIT, bnd = BUF_INIT;
+	pick_boundary(p, &text, &status, orig, &tok, &bnd);
+	const char *boundary = bnd.data + 2;
+	bool any8 = has_8bit(text.data, text.len) || has_8bit(status.data, status.len) ||
+	    (orig != NULL && has_8bit(orig->data, orig->len));
+	size_t start = out->len;
+	put_top(out, &x, &tok, boundary, any8);
+	put_parts(out, &x, boundary, &text, &status, orig);
 
 	if (info != NULL) {
 		info->body = has_8bit(out->data + start, out->len - start) ? BODY_8BITMIME : BODY_7BIT;
-		info->smtputf8 = sender8;
+		info->smtputf8 = str_8bit(env->sender);
 		info->returned_full = orig != NULL && !x.headers_only;
 	}
 	buf_free(&text);

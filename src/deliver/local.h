@@ -18,8 +18,9 @@
  * (sched.c, rcpt_outcome), and it also writes the status records.
  *
  * local_stop(): jobs still waiting for a slot are not started; their
- * callbacks follow (next loop turn) with the recipients untouched
- * (attempts not counted). Jobs already on the pool finish.
+ * callbacks run from inside local_stop, each recipient RCPT_PENDING with
+ * reply "451 4.3.2 shutting down" (attempts not counted, as outbound does
+ * at shutdown). Jobs already on the pool finish.
  *
  * Must not: block the loop; call a callback twice or from inside
  * local_submit().

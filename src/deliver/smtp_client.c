@@ -715,147 +715,190 @@ txn_reply(smtp_client_t *c)
 
 /* ---- input ---- */
 
+/* Fail the session with the server's reply as the reason (esc: the default
+ * enhanced code); oc SMTP_UNDECIDED: session trouble, outcome_session decides. */
+static void
+fail_with_reply(smtp_client_t *c, enum smtp_outcome oc, const char *esc)
+{
+	buf_t b = BUF_INIT;
+	smtp_reply_format(&c->reply, esc, REPLY_TEXT_MAX, &b);
+	if (oc == SMTP_UNDECIDED)
+		session_trouble(c, "%s", buf_cstr(&b));
+	else
+		session_fail(c, oc, "%s", buf_cstr(&b));
+	buf_free(&b);
+}
+
+static void
+session_ready(smtp_client_t *c)
+{
+	c->ready = true;
+	become_idle(c);
+	emit(c, SMTP_CLIENT_READY);
+}
+
+static void
+reply_greeting(smtp_client_t *c, int code)
+{
+	enum smtp_outcome oc = smtp_decide(SMTP_STAGE_GREETING, code);
+	if (oc != SMTP_OK) {
+		/* RFC 5321 §3.1: a 554 greeting: say QUIT, go away */
+		if (code / 100 == 5)
+			conn_write(c->conn, "QUIT\r\n", 6);
+		fail_with_reply(c, oc, default_esc(SMTP_STAGE_GREETING, code));
+		return;
+	}
+	c->st = CS_EHLO;
+	c->stage = SMTP_STAGE_HELO;
+	send_helo(c, c->o.lmtp ? "LHLO" : "EHLO");
+}
+
+static void
+reply_starttls(smtp_client_t *c, int code)
+{
+	if (smtp_decide(SMTP_STAGE_STARTTLS, code) == SMTP_OK) {
+		/* RFC 3207 §4: the handshake starts now */
+		c->st = CS_TLS;
+		if (conn_starttls(c->conn, c->o.tls_ctx, false, c->host) < 0) {
+			c->tls_failed = true;
+			session_trouble(c, "451 4.7.5 cannot start TLS with %s: %s", c->relay,
+			    conn_tls_error(c->conn));
+		}
+		return;
+	}
+	if (c->o.tls_policy == TLS_POLICY_MAY && code != 421) {
+		/* opportunistic: carry on in clear (RFC 3207 §4.1) */
+		log_info("outbound: %s refused STARTTLS (%d); going on without TLS", c->relay, code);
+		session_ready(c);
+		return;
+	}
+	buf_t b = BUF_INIT;
+	smtp_reply_format(&c->reply, "4.7.4", REPLY_TEXT_MAX, &b);
+	session_trouble(c, "451 4.7.4 TLS is required for %s but STARTTLS was refused: %s",
+	    c->relay, buf_cstr(&b));
+	buf_free(&b);
+}
+
+/* EHLO/HELO accepted: STARTTLS, AUTH, or ready */
+static void
+after_helo(smtp_client_t *c)
+{
+	if (c->st == CS_EHLO)
+		parse_ehlo(c);
+	if (!c->tls_on && c->o.tls_policy != TLS_POLICY_NONE) {
+		bool offered = (c->ext & SMTP_EXT_STARTTLS) && c->st == CS_EHLO;
+		if (offered && c->o.tls_ctx) {
+			conn_write(c->conn, "STARTTLS\r\n", 10);
+			c->st = CS_STARTTLS;
+			c->stage = SMTP_STAGE_STARTTLS;
+			set_timeout(c, c->o.t.helo);
+			return;
+		}
+		if (c->o.tls_policy != TLS_POLICY_MAY) {
+			conn_write(c->conn, "QUIT\r\n", 6);
+			session_trouble(c, "451 4.7.4 TLS is required for %s but %s", c->relay,
+			    offered ? "no TLS client context could be made" : "it does not offer STARTTLS");
+			return;
+		}
+	}
+	if (c->o.auth_user && c->o.auth_pass) {
+		if (!c->tls_on) {
+			conn_write(c->conn, "QUIT\r\n", 6);
+			session_trouble(c, "451 4.7.0 AUTH to %s not attempted: the session is not encrypted (credentials are never sent in clear)",
+			    c->relay);
+			return;
+		}
+		if (!(c->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN))) {
+			conn_write(c->conn, "QUIT\r\n", 6);
+			session_trouble(c, "451 4.7.0 %s offers no AUTH PLAIN or LOGIN, and credentials are configured for it",
+			    c->relay);
+			return;
+		}
+		auth_start(c);
+		return;
+	}
+	session_ready(c);
+}
+
+static void
+reply_helo(smtp_client_t *c, int code)
+{
+	enum smtp_outcome oc = smtp_decide(SMTP_STAGE_HELO, code);
+	if (oc == SMTP_OK) {
+		after_helo(c);
+		return;
+	}
+	if (c->st == CS_EHLO && !c->o.lmtp && code / 100 == 5) {
+		/* RFC 5321 §3.2: a server that does not know EHLO */
+		c->st = CS_HELO;
+		send_helo(c, "HELO");
+		return;
+	}
+	if (code != 421)
+		conn_write(c->conn, "QUIT\r\n", 6);
+	fail_with_reply(c, oc, default_esc(SMTP_STAGE_HELO, code));
+}
+
+static void
+reply_auth(smtp_client_t *c, int code)
+{
+	if (code == 334 && (c->st == CS_AUTH_USER || c->st == CS_AUTH_PASS)) {
+		const char *v = c->st == CS_AUTH_USER ? c->o.auth_user : c->o.auth_pass;
+		send_b64(c, "", (const unsigned char *)v, strlen(v));
+		c->st = c->st == CS_AUTH_USER ? CS_AUTH_PASS : CS_AUTH;
+		set_timeout(c, c->o.t.helo);
+		return;
+	}
+	if (code == 235) {
+		session_ready(c);
+		return;
+	}
+	/* a refused login is our configuration's problem: the mail waits */
+	buf_t b = BUF_INIT;
+	smtp_reply_format(&c->reply, "4.7.8", REPLY_TEXT_MAX, &b);
+	if (code != 421)
+		conn_write(c->conn, "QUIT\r\n", 6);
+	session_trouble(c, "451 4.7.8 AUTH to %s failed: %s", c->relay, buf_cstr(&b));
+	buf_free(&b);
+}
+
+/* A complete reply: the next step of the state machine, one function per
+ * state of the session. */
 static void
 handle_reply(smtp_client_t *c)
 {
 	int code = c->reply.code;
-	enum smtp_outcome oc;
-	buf_t b = BUF_INIT;
 
 	switch (c->st) {
 	case CS_GREETING:
-		oc = smtp_decide(SMTP_STAGE_GREETING, code);
-		if (oc != SMTP_OK) {
-			/* RFC 5321 §3.1: a 554 greeting: say QUIT, go away */
-			smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_GREETING, code),
-			    REPLY_TEXT_MAX, &b);
-			if (code / 100 == 5)
-				conn_write(c->conn, "QUIT\r\n", 6);
-			session_fail(c, oc, "%s", buf_cstr(&b));
-			break;
-		}
-		c->st = CS_EHLO;
-		c->stage = SMTP_STAGE_HELO;
-		send_helo(c, c->o.lmtp ? "LHLO" : "EHLO");
+		reply_greeting(c, code);
 		break;
 	case CS_STARTTLS:
-		if (smtp_decide(SMTP_STAGE_STARTTLS, code) == SMTP_OK) {
-			/* RFC 3207 §4: the handshake starts now */
-			c->st = CS_TLS;
-			if (conn_starttls(c->conn, c->o.tls_ctx, false, c->host) < 0) {
-				c->tls_failed = true;
-				session_trouble(c, "451 4.7.5 cannot start TLS with %s: %s", c->relay,
-				    conn_tls_error(c->conn));
-			}
-			break;
-		}
-		if (c->o.tls_policy == TLS_POLICY_MAY && code != 421) {
-			/* opportunistic: carry on in clear (RFC 3207 §4.1) */
-			log_info("outbound: %s refused STARTTLS (%d); going on without TLS", c->relay, code);
-			c->ready = true;
-			become_idle(c);
-			emit(c, SMTP_CLIENT_READY);
-			break;
-		}
-		smtp_reply_format(&c->reply, "4.7.4", REPLY_TEXT_MAX, &b);
-		session_trouble(c, "451 4.7.4 TLS is required for %s but STARTTLS was refused: %s",
-		    c->relay, buf_cstr(&b));
+		reply_starttls(c, code);
 		break;
 	case CS_EHLO:
 	case CS_HELO:
-		oc = smtp_decide(SMTP_STAGE_HELO, code);
-		if (oc == SMTP_OK) {
-			if (c->st == CS_EHLO)
-				parse_ehlo(c);
-			if (!c->tls_on && c->o.tls_policy != TLS_POLICY_NONE) {
-				bool offered = (c->ext & SMTP_EXT_STARTTLS) && c->st == CS_EHLO;
-				if (offered && c->o.tls_ctx) {
-					conn_write(c->conn, "STARTTLS\r\n", 10);
-					c->st = CS_STARTTLS;
-					c->stage = SMTP_STAGE_STARTTLS;
-					set_timeout(c, c->o.t.helo);
-					break;
-				}
-				if (c->o.tls_policy != TLS_POLICY_MAY) {
-					conn_write(c->conn, "QUIT\r\n", 6);
-					session_trouble(c, "451 4.7.4 TLS is required for %s but %s",
-					    c->relay, offered ? "no TLS client context could be made"
-					                      : "it does not offer STARTTLS");
-					break;
-				}
-			}
-			if (c->o.auth_user && c->o.auth_pass) {
-				if (!c->tls_on) {
-					conn_write(c->conn, "QUIT\r\n", 6);
-					session_trouble(c, "451 4.7.0 AUTH to %s not attempted: the session is not encrypted (credentials are never sent in clear)",
-					    c->relay);
-					break;
-				}
-				if (!(c->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN))) {
-					conn_write(c->conn, "QUIT\r\n", 6);
-					session_trouble(c, "451 4.7.0 %s offers no AUTH PLAIN or LOGIN, and credentials are configured for it",
-					    c->relay);
-					break;
-				}
-				auth_start(c);
-				break;
-			}
-			c->ready = true;
-			become_idle(c);
-			emit(c, SMTP_CLIENT_READY);
-			break;
-		}
-		if (c->st == CS_EHLO && !c->o.lmtp && code / 100 == 5) {
-			/* RFC 5321 §3.2: a server that does not know EHLO */
-			c->st = CS_HELO;
-			send_helo(c, "HELO");
-			break;
-		}
-		smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_HELO, code), REPLY_TEXT_MAX, &b);
-		if (code != 421)
-			conn_write(c->conn, "QUIT\r\n", 6);
-		session_fail(c, oc, "%s", buf_cstr(&b));
+		reply_helo(c, code);
 		break;
 	case CS_AUTH_USER:
 	case CS_AUTH_PASS:
-		if (code == 334) {
-			const char *v = c->st == CS_AUTH_USER ? c->o.auth_user : c->o.auth_pass;
-			send_b64(c, "", (const unsigned char *)v, strlen(v));
-			c->st = c->st == CS_AUTH_USER ? CS_AUTH_PASS : CS_AUTH;
-			set_timeout(c, c->o.t.helo);
-			break;
-		}
-		/* FALLTHROUGH */
 	case CS_AUTH:
-		if (code == 235) {
-			c->ready = true;
-			become_idle(c);
-			emit(c, SMTP_CLIENT_READY);
-			break;
-		}
-		/* a refused login is our configuration's problem: the mail waits */
-		smtp_reply_format(&c->reply, "4.7.8", REPLY_TEXT_MAX, &b);
-		if (code != 421)
-			conn_write(c->conn, "QUIT\r\n", 6);
-		session_trouble(c, "451 4.7.8 AUTH to %s failed: %s", c->relay, buf_cstr(&b));
+		reply_auth(c, code);
 		break;
 	case CS_TXN:
 		if (code == 421) {
 			/* RFC 5321 §3.8: the server is going away */
-			smtp_reply_format(&c->reply, "4.4.2", REPLY_TEXT_MAX, &b);
-			session_trouble(c, "%s", buf_cstr(&b));
+			fail_with_reply(c, SMTP_UNDECIDED, "4.4.2");
 			break;
 		}
 		txn_reply(c);
 		break;
 	case CS_RSET:
 		c->txn = NULL;
-		if (smtp_decide(SMTP_STAGE_RSET, code) == SMTP_OK) {
+		if (smtp_decide(SMTP_STAGE_RSET, code) == SMTP_OK)
 			become_idle(c);
-		} else {
-			smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_RSET, code), REPLY_TEXT_MAX, &b);
-			session_trouble(c, "%s", buf_cstr(&b));
-		}
+		else
+			fail_with_reply(c, SMTP_UNDECIDED, default_esc(SMTP_STAGE_RSET, code));
 		emit(c, SMTP_CLIENT_DONE);
 		break;
 	case CS_QUIT:
@@ -864,13 +907,11 @@ handle_reply(smtp_client_t *c)
 		break;
 	case CS_IDLE:
 		/* unsolicited: typically "421 idle timeout"; the session is over */
-		smtp_reply_format(&c->reply, default_esc(SMTP_STAGE_QUIT, code), REPLY_TEXT_MAX, &b);
-		session_trouble(c, "%s", buf_cstr(&b));
+		fail_with_reply(c, SMTP_UNDECIDED, default_esc(SMTP_STAGE_QUIT, code));
 		break;
 	default:
 		break;
 	}
-	buf_free(&b);
 }
 
 static void

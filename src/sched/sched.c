@@ -1,7 +1,8 @@
 /*
  * sched.c - SCHEDULE: the in-memory queue index, dispatch, retries and
- * expiry, when DSNs are due, and the administrator's operations (see
- * sched.h). The work itself is the stages': local and remote delivery
+ * expiry, and when DSNs are due (see sched.h); the administrator's
+ * operations and the snapshot are in admin.c (state shared through
+ * sched_int.h). The work itself is the stages': local and remote delivery
  * (deliver/local.c, deliver/outbound.c), DSNs (bounce/finish.c).
  *
  * Each queued message is one smsg_t, in a min-heap ordered by the time its
@@ -54,68 +55,14 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
+#include "sched/sched_int.h"
 
-typedef struct waiter {
-	sched_op_cb cb;
-	void *arg;
-	struct waiter *next;
-} waiter_t;
-
-typedef struct smsg {
-	struct sched *s;
-	envelope_t *env;
-	int64_t due;      /* unix seconds */
-	size_t heap_idx;  /* SIZE_MAX when not in the heap */
-	unsigned inflight; /* jobs of this message in flight, of any kind */
-	bool *busy;       /* per recipient: in a delivery job */
-	unsigned *att;    /* per recipient: attempts before its submission */
-	bool recovered;
-	bool finishing;
-	bool held;        /* wanted hold state; env->flags follows when inflight == 0 */
-	bool deleting;    /* the administrator deleted it: remove when inflight == 0 */
-	int64_t warn_after; /* a delay warning failed: not again before this */
-	int64_t round_after; /* a failure DSN failed: not again before this */
-	waiter_t *waiters; /* control requests waiting for a flag or delete job */
-	struct smsg *next; /* all messages list */
-	struct smsg *prev;
-} smsg_t;
-
-/* the administrator's flag change or delete */
-typedef struct ajob {
-	uv_work_t req;
-	smsg_t *m;
-	char *spool_dir;
-	char qid[QID_SIZE];
-	unsigned flags;
-	size_t nrcpt;
-	bool remove;
-	int err;
-} ajob_t;
-
-struct sched {
-	sched_ctx_t ctx;   /* spool_dir is our copy */
-	sched_stages_t st;
-	local_t *own_local; /* the real local stage, when sched_set_outbound made it */
-	uv_timer_t timer;
-	smsg_t **heap;
-	size_t nheap, capheap;
-	smsg_t all;        /* list head of every message */
-	size_t nmsgs;
-	unsigned jobs;     /* every job in flight, of any kind */
-	bool stopping;
-	void (*stop_done)(void *);
-	void *stop_arg;
-};
-
-/* the configuration of this moment (a SIGHUP may swap it between events) */
 static const config_t *
 cfg(const sched_t *s)
 {
 	return *s->ctx.cfg;
 }
 
-static void sched_arm(sched_t *s);
-static void msg_settle(sched_t *s, smsg_t *m);
 
 static int64_t
 now_s(void)
@@ -170,8 +117,8 @@ retry_at(const sched_t *s, const envelope_t *env, unsigned attempts)
 	return t;
 }
 
-static void
-stop_check(sched_t *s)
+void
+sched_stop_check(sched_t *s)
 {
 	if (s->stopping && s->jobs == 0 && s->stop_done) {
 		void (*cb)(void *) = s->stop_done;
@@ -192,8 +139,8 @@ heap_swap(sched_t *s, size_t a, size_t b)
 	s->heap[b]->heap_idx = b;
 }
 
-static void
-heap_up(sched_t *s, size_t i)
+void
+sched_heap_up(sched_t *s, size_t i)
 {
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
@@ -232,11 +179,11 @@ heap_push(sched_t *s, smsg_t *m)
 	}
 	m->heap_idx = s->nheap;
 	s->heap[s->nheap++] = m;
-	heap_up(s, m->heap_idx);
+	sched_heap_up(s, m->heap_idx);
 }
 
-static void
-heap_remove(sched_t *s, smsg_t *m)
+void
+sched_heap_remove(sched_t *s, smsg_t *m)
 {
 	size_t i = m->heap_idx;
 	if (i == SIZE_MAX)
@@ -246,17 +193,17 @@ heap_remove(sched_t *s, smsg_t *m)
 		s->heap[i] = s->heap[s->nheap];
 		s->heap[i]->heap_idx = i;
 		heap_down(s, i);
-		heap_up(s, i);
+		sched_heap_up(s, i);
 	}
 	m->heap_idx = SIZE_MAX;
 }
 
 /* ---- messages ---- */
 
-static void
-msg_free(sched_t *s, smsg_t *m)
+void
+sched_msg_free(sched_t *s, smsg_t *m)
 {
-	heap_remove(s, m);
+	sched_heap_remove(s, m);
 	m->prev->next = m->next;
 	m->next->prev = m->prev;
 	s->nmsgs--;
@@ -269,28 +216,6 @@ msg_free(sched_t *s, smsg_t *m)
 	xfree(m->busy);
 	xfree(m->att);
 	xfree(m);
-}
-
-static smsg_t *
-msg_find(sched_t *s, const char *qid)
-{
-	for (smsg_t *m = s->all.next; m != &s->all; m = m->next)
-		if (strcmp(m->env->qid, qid) == 0)
-			return m;
-	return NULL;
-}
-
-static void
-waiters_notify(smsg_t *m, int err, const char *text)
-{
-	waiter_t *w = m->waiters;
-	m->waiters = NULL;
-	while (w) {
-		waiter_t *next = w->next;
-		w->cb(w->arg, err, text);
-		xfree(w);
-		w = next;
-	}
 }
 
 /* ---- outcomes ---- */
@@ -332,7 +257,7 @@ rjob_done(uv_work_t *req, int status)
 	xfree(j->idx);
 	xfree(j->spool_dir);
 	xfree(j);
-	msg_settle(s, m);
+	sched_settle(s, m);
 }
 
 /*
@@ -369,7 +294,7 @@ stage_done(void *arg, envelope_t *env, const size_t *idx, size_t n)
 			m->busy[idx[k]] = false;
 		s->jobs--;
 		m->inflight--;
-		msg_settle(s, m);
+		sched_settle(s, m);
 		return;
 	}
 	/* the recipients stay busy until their outcome is recorded */
@@ -460,7 +385,7 @@ bounce_done(void *arg, bounce_job_t *j)
 			heap_push(s, m);
 		} else {
 			maillog_removed(m->env->qid);
-			msg_free(s, m);
+			sched_msg_free(s, m);
 		}
 	}
 	/* the DSNs are new messages (never "recovered": nothing was tried) */
@@ -471,9 +396,9 @@ bounce_done(void *arg, bounce_job_t *j)
 	j->nout = 0;
 	bounce_job_free(j);
 	if (settle)
-		msg_settle(s, m);
+		sched_settle(s, m);
 	sched_arm(s);
-	stop_check(s);
+	sched_stop_check(s);
 }
 
 static void
@@ -489,88 +414,6 @@ bounce_start(sched_t *s, smsg_t *m, enum bounce_what what)
 	m->inflight++;
 	s->jobs++;
 	s->st.bounce_run(s->st.bounce, j, bounce_done, m);
-}
-
-/* ---- the administrator's jobs ---- */
-
-static void
-ajob_work(uv_work_t *req)
-{
-	ajob_t *j = req->data;
-	if (j->remove) {
-		if (queue_remove(j->spool_dir, j->qid) < 0 && errno != ENOENT)
-			j->err = errno;
-		return;
-	}
-	/* a flags-only status batch (no recipient), fsync'd */
-	envelope_t e;
-	memset(&e, 0, sizeof e);
-	memcpy(e.qid, j->qid, QID_SIZE);
-	e.flags = j->flags;
-	e.nrcpt = j->nrcpt;
-	if (queue_append_status(j->spool_dir, &e, NULL, 0, true) < 0)
-		j->err = errno;
-}
-
-static void
-ajob_done(uv_work_t *req, int status)
-{
-	ajob_t *j = req->data;
-	smsg_t *m = j->m;
-	sched_t *s = m->s;
-	s->jobs--;
-	m->inflight--;
-	if (j->remove) {
-		if (j->err) {
-			char t[300];
-			snprintf(t, sizeof t, "%s: cannot delete: %s", m->env->qid, strerror(j->err));
-			log_err("%s", t);
-			m->deleting = false;
-			waiters_notify(m, j->err, t);
-			msg_settle(s, m);
-		} else {
-			char t[300];
-			snprintf(t, sizeof t, "%s: deleted", m->env->qid);
-			log_info("%s: deleted by the administrator (%zu recipient%s not delivered, no DSN)",
-			    m->env->qid, envelope_pending(m->env), envelope_pending(m->env) == 1 ? "" : "s");
-			maillog_removed(m->env->qid);
-			waiters_notify(m, 0, t);
-			msg_free(s, m);
-			sched_arm(s);
-			stop_check(s);
-		}
-	} else {
-		char t[300];
-		bool held = (j->flags & ENV_HELD) != 0;
-		if (j->err) {
-			snprintf(t, sizeof t, "%s: cannot record the %s: %s", m->env->qid,
-			    held ? "hold" : "release", strerror(j->err));
-			log_err("%s", t);
-		} else {
-			snprintf(t, sizeof t, "%s: %s", m->env->qid, held ? "held" : "released");
-			log_info("%s: %s by the administrator", m->env->qid, held ? "held" : "released");
-		}
-		waiters_notify(m, j->err, t);
-		msg_settle(s, m);
-	}
-	xfree(j->spool_dir);
-	xfree(j);
-}
-
-static void
-ajob_start(sched_t *s, smsg_t *m, bool remove)
-{
-	ajob_t *j = xcalloc(1, sizeof *j);
-	j->m = m;
-	j->spool_dir = xstrdup(s->ctx.spool_dir);
-	memcpy(j->qid, m->env->qid, QID_SIZE);
-	j->flags = m->env->flags;
-	j->nrcpt = m->env->nrcpt;
-	j->remove = remove;
-	j->req.data = j;
-	m->inflight++;
-	s->jobs++;
-	uv_queue_work(s->ctx.loop, &j->req, ajob_work, ajob_done);
 }
 
 /* ---- settling: the next step of a message with no job in flight ---- */
@@ -597,9 +440,9 @@ static void
 msg_step(sched_t *s, smsg_t *m)
 {
 	envelope_t *env = m->env;
-	heap_remove(s, m);
+	sched_heap_remove(s, m);
 	if (m->deleting) {
-		ajob_start(s, m, true);
+		sched_admin_job(s, m, true);
 		return;
 	}
 	if (m->held != ((env->flags & ENV_HELD) != 0)) {
@@ -608,7 +451,7 @@ msg_step(sched_t *s, smsg_t *m)
 			env->flags |= ENV_HELD;
 		else
 			env->flags &= ~(unsigned)ENV_HELD;
-		ajob_start(s, m, false);
+		sched_admin_job(s, m, false);
 		return;
 	}
 	int64_t due = INT64_MAX;
@@ -648,13 +491,13 @@ msg_step(sched_t *s, smsg_t *m)
 }
 
 /* After a job, or a change: the next step when no job is in flight. */
-static void
-msg_settle(sched_t *s, smsg_t *m)
+void
+sched_settle(sched_t *s, smsg_t *m)
 {
 	if (m->inflight == 0 && !m->finishing)
 		msg_step(s, m);
 	sched_arm(s);
-	stop_check(s);
+	sched_stop_check(s);
 }
 
 /* ---- dispatch ---- */
@@ -770,7 +613,7 @@ msg_dispatch(sched_t *s, smsg_t *m)
 	xfree(lpaths);
 	xfree(ridx);
 	xfree(rdom);
-	msg_settle(s, m);
+	sched_settle(s, m);
 }
 
 static void
@@ -782,13 +625,13 @@ on_timer(uv_timer_t *t)
 		smsg_t *m = s->heap[0];
 		if (m->due > now)
 			break;
-		heap_remove(s, m);
+		sched_heap_remove(s, m);
 		msg_dispatch(s, m);
 	}
 	sched_arm(s);
 }
 
-static void
+void
 sched_arm(sched_t *s)
 {
 	if (s->stopping || s->nheap == 0) {
@@ -885,43 +728,7 @@ sched_submit(sched_t *s, envelope_t *env, bool recovered)
 	s->nmsgs++;
 	if (m->held)
 		log_info("%s: held (recovered from the queue)", env->qid);
-	msg_settle(s, m);
-}
-
-/* the domain of a recipient address, after the last '@' */
-static bool
-rcpt_in_domain(const char *addr, const char *domain)
-{
-	const char *at = strrchr(addr, '@');
-	return at && strcasecmp(at + 1, domain) == 0;
-}
-
-size_t
-sched_flush(sched_t *s, const char *domain)
-{
-	size_t count = 0;
-	for (smsg_t *m = s->all.next; m != &s->all; m = m->next) {
-		if (m->held || m->deleting || m->finishing)
-			continue;
-		bool any = false;
-		for (size_t i = 0; i < m->env->nrcpt; i++) {
-			env_rcpt_t *r = &m->env->rcpt[i];
-			/* not busy: no worker touches this recipient */
-			if (r->status == RCPT_PENDING && !m->busy[i] &&
-			    (!domain || rcpt_in_domain(r->addr, domain))) {
-				r->next_try = 0;
-				any = true;
-				count++;
-			}
-		}
-		if (any && m->heap_idx != SIZE_MAX) {
-			m->due = 0;
-			heap_up(s, m->heap_idx);
-		}
-	}
-	uv_timer_stop(&s->timer);
-	sched_arm(s);
-	return count;
+	sched_settle(s, m);
 }
 
 void
@@ -935,7 +742,7 @@ sched_stop(sched_t *s, void (*done)(void *arg), void *arg)
 		s->st.local_stop(s->st.local);
 	s->stop_done = done;
 	s->stop_arg = arg;
-	stop_check(s);
+	sched_stop_check(s);
 }
 
 static void
@@ -951,10 +758,10 @@ void
 sched_free(sched_t *s)
 {
 	/* next is read before m is freed: the static analyzer cannot know that
-	 * m->prev is &s->all, i.e. that msg_free() advances s->all.next */
+	 * m->prev is &s->all, i.e. that sched_msg_free() advances s->all.next */
 	for (smsg_t *m = s->all.next, *next; m != &s->all; m = next) {
 		next = m->next;
-		msg_free(s, m);
+		sched_msg_free(s, m);
 	}
 	xfree(s->heap);
 	s->heap = NULL;
@@ -966,158 +773,3 @@ sched_free(sched_t *s)
 	uv_close((uv_handle_t *)&s->timer, sched_timer_closed);
 }
 
-/* ---- the administrator's view ---- */
-
-void
-sched_entries_free(sched_entry_t *e, size_t n)
-{
-	if (!e)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		envelope_free(e[i].env);
-		xfree(e[i].active);
-	}
-	xfree(e);
-}
-
-static int
-cmp_entry(const void *a, const void *b)
-{
-	const sched_entry_t *x = a, *y = b;
-	return strcmp(x->env->qid, y->env->qid);
-}
-
-void
-sched_entries_sort(sched_entry_t *e, size_t n)
-{
-	if (n > 1)
-		qsort(e, n, sizeof *e, cmp_entry);
-}
-
-static char *
-dup_or_null(const char *p)
-{
-	return p ? xstrdup(p) : NULL;
-}
-
-/* a copy safe to make while workers run: busy recipients' state is theirs */
-static void
-snap_one(const smsg_t *m, sched_entry_t *e)
-{
-	const envelope_t *src = m->env;
-	envelope_t *d = envelope_new();
-	memcpy(d->qid, src->qid, QID_SIZE);
-	d->arrival_us = src->arrival_us;
-	d->sender = dup_or_null(src->sender);
-	d->envid = dup_or_null(src->envid);
-	d->ret = src->ret;
-	d->body = src->body;
-	d->smtputf8 = src->smtputf8;
-	d->client_addr = dup_or_null(src->client_addr);
-	d->client_helo = dup_or_null(src->client_helo);
-	d->auth_user = dup_or_null(src->auth_user);
-	d->flags = (src->flags & ~(unsigned)ENV_HELD) | (m->held ? ENV_HELD : 0);
-	d->body_off = src->body_off;
-	d->body_len = src->body_len;
-	e->active = xcalloc(src->nrcpt ? src->nrcpt : 1, sizeof *e->active);
-	for (size_t i = 0; i < src->nrcpt; i++) {
-		const env_rcpt_t *r = &src->rcpt[i];
-		env_rcpt_t *x = envelope_add_rcpt(d, r->addr, r->orig, r->orcpt, r->notify);
-		if (m->busy[i]) {
-			e->active[i] = true;
-			continue;
-		}
-		x->status = r->status;
-		x->attempts = r->attempts;
-		x->next_try = r->next_try;
-		x->last_try = r->last_try;
-		x->reply = dup_or_null(r->reply);
-		x->relay = dup_or_null(r->relay);
-	}
-	e->env = d;
-}
-
-sched_entry_t *
-sched_snapshot(sched_t *s, const char *qid, size_t *n)
-{
-	sched_entry_t *out = xcalloc(s->nmsgs ? s->nmsgs : 1, sizeof *out);
-	size_t k = 0;
-	for (smsg_t *m = s->all.next; m != &s->all; m = m->next) {
-		if (m->deleting || (qid && strcmp(m->env->qid, qid) != 0))
-			continue;
-		snap_one(m, &out[k++]);
-	}
-	sched_entries_sort(out, k);
-	*n = k;
-	return out;
-}
-
-static smsg_t *
-op_find(sched_t *s, const char *qid, buf_t *text)
-{
-	smsg_t *m = msg_find(s, qid);
-	if (!m || m->deleting) {
-		buf_printf(text, "%s: no such message in the queue", qid);
-		return NULL;
-	}
-	if (m->finishing) {
-		buf_printf(text, "%s: every recipient is done; the message is being removed", qid);
-		return NULL;
-	}
-	return m;
-}
-
-static void
-add_waiter(smsg_t *m, sched_op_cb cb, void *arg)
-{
-	waiter_t *w = xcalloc(1, sizeof *w);
-	w->cb = cb;
-	w->arg = arg;
-	w->next = m->waiters;
-	m->waiters = w;
-}
-
-int
-sched_hold(sched_t *s, const char *qid, bool hold, sched_op_cb cb, void *arg, buf_t *text)
-{
-	smsg_t *m = op_find(s, qid, text);
-	if (!m)
-		return -1;
-	bool on_disk = (m->env->flags & ENV_HELD) != 0;
-	if (m->held == hold && on_disk == hold && m->inflight == 0) {
-		buf_printf(text, "%s: already %s", qid, hold ? "held" : "released");
-		return 0;
-	}
-	/* released: back to its schedule (like Postfix's postsuper -H);
-	 * sched_flush makes it due now */
-	m->held = hold;
-	if (m->inflight > 0) {
-		buf_printf(text, "%s: %s (deliveries in progress finish first)", qid,
-		    hold ? "held" : "released");
-		log_info("%s: %s by the administrator (deliveries in progress finish first)", qid,
-		    hold ? "hold" : "release");
-		return 0;
-	}
-	add_waiter(m, cb, arg);
-	msg_settle(s, m); /* starts the flag job */
-	return 1;
-}
-
-int
-sched_delete(sched_t *s, const char *qid, sched_op_cb cb, void *arg, buf_t *text)
-{
-	smsg_t *m = op_find(s, qid, text);
-	if (!m)
-		return -1;
-	m->deleting = true;
-	heap_remove(s, m);
-	if (m->inflight > 0) {
-		buf_printf(text, "%s: deleted (removed when the deliveries in progress are back)", qid);
-		log_info("%s: delete requested by the administrator; deliveries in progress finish first",
-		    qid);
-		return 0;
-	}
-	add_waiter(m, cb, arg);
-	msg_settle(s, m); /* starts the delete job */
-	return 1;
-}

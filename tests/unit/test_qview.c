@@ -1,7 +1,7 @@
 /*
- * test_qview.c - the queue tools' formats (control/qview.h) and the retry
- * backoff (sched_backoff): JSON strings stay valid whatever the bytes,
- * the mailq listing has Postfix's shape, the backoff doubles and caps.
+ * test_qview.c - the queue tools' formats (control/qview.h): JSON strings
+ * stay valid whatever the bytes, the mailq listing has Postfix's shape.
+ * (The backoff's test is in test_sched.c.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
