@@ -38,12 +38,17 @@
 #include "sched/sched.h"
 
 #define REQUEST_TIMEOUT_MS 10000
+/* connections from ordinary users at once (each may wait up to 10 s for
+ * its request): beyond, new ones are answered "busy" and closed, so that
+ * nobody can use up the daemon's file descriptors through the public socket */
+#define PUBLIC_MAX_CONNS 32
 
 struct control {
 	tern_t *t;
 	uv_pipe_t listener;
 	uv_pipe_t public_;  /* the public queue socket, when bound */
 	bool have_public;
+	unsigned nunprivileged; /* open connections from ordinary users */
 	char *path;
 	char *public_path;
 	struct cconn *conns;
@@ -63,6 +68,7 @@ typedef struct cconn {
 	bool pending;      /* waiting for the scheduler or a job */
 	bool closing;      /* uv_close called on pipe and timer */
 	bool privileged;   /* the peer is root or our user */
+	bool counted;      /* in nunprivileged */
 	uid_t uid;         /* the peer (SO_PEERCRED) */
 	gid_t gid;
 	unsigned handles;  /* pipe and timer not yet closed */
@@ -102,6 +108,8 @@ conn_maybe_free(cconn_t *cc)
 		c->conns = cc->next;
 	if (cc->next)
 		cc->next->prev = cc->prev;
+	if (cc->counted)
+		c->nunprivileged--;
 	buf_free(&cc->in);
 	buf_free(&cc->out);
 	xfree(cc);
@@ -588,6 +596,14 @@ on_connection(uv_stream_t *server, int status)
 		log_warn("control: connection from a user that is neither root nor ours refused");
 		conn_reply(cc, false, "permission denied", NULL);
 		return;
+	}
+	if (!cc->privileged) {
+		if (c->nunprivileged >= PUBLIC_MAX_CONNS) {
+			conn_reply(cc, false, "busy: too many queue listings at once; try again", NULL);
+			return;
+		}
+		cc->counted = true;
+		c->nunprivileged++;
 	}
 	uv_timer_start(&cc->timer, on_conn_timeout, REQUEST_TIMEOUT_MS, 0);
 	uv_read_start((uv_stream_t *)&cc->pipe, on_alloc, on_read);

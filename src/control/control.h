@@ -13,7 +13,8 @@
  * lets them (anyone, none, user names, %groups; like Postfix's
  * authorized_mailq_users), and they get what mailq shows: the recipients
  * still to be delivered, without client, ENVID, ORCPT, original address
- * or relay. Never `show` (the message's header section) for them.
+ * or relay. Never `show` (the message's header section) for them, and at
+ * most 32 of their connections at once (then "error: busy: ...").
  *
  * One request per connection:
  *

@@ -285,6 +285,18 @@ def test_ordinary_user_lists_the_queue_but_cannot_change_it(make_tern):
                 assert "permission denied: only root and nobody may" in r.stderr or \
                     "permission denied: only root and" in r.stderr, (args, r.stderr)
             assert qid in run(["-c", str(t.conf_path), "mailq"]).stdout.decode()  # still there
+            # a user cannot tie up the daemon's descriptors: 32 idle connections at most
+            hog = ("import socket\n"
+                   "s = [socket.socket(socket.AF_UNIX) for _ in range(33)]\n"
+                   "[x.connect(%r) for x in s]\n"
+                   "print(s[32].recv(100).decode().strip())\n"
+                   "s[0].close(); import time; time.sleep(0.3)\n"
+                   "x = socket.socket(socket.AF_UNIX); x.connect(%r); x.sendall(b'mailq\\n')\n"
+                   "print(x.recv(3).decode())\n" % (qsock, qsock))
+            r = subprocess.run(["/usr/bin/python3", "-c", hog], capture_output=True, text=True,
+                               timeout=tf(30), **user.run_as)
+            assert r.stdout.split("\n")[:2] == ["error: busy: too many queue listings at once; "
+                                                 "try again", "ok"], (r.stdout, r.stderr)
 
             # a list of users and groups
             for value, allowed in (("someoneelse", False), (user.name, True),
