@@ -6,33 +6,117 @@
  * router_transport: the daemon's own code, not a copy of its rules) and
  * prints the answer. The expansion runs first as for a client outside
  * mynetworks; when that is a relay refusal, the refusal is printed and the
- * expansion runs again as for a client allowed to relay.
- * Must not: send anything, query DNS, or write any file.
+ * expansion runs again as for a client allowed to relay. With --mx, the
+ * MX lookup of a remote domain is done by the daemon's own resolver code
+ * (mx_resolve on dns_servers, with its ordering and loop checks).
+ * Must not: send anything, query DNS unless --mx, or write any file.
  */
 #include "cli/address.h"
 
+#include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <uv.h>
 
 #include "common/addr.h"
 #include "common/config.h"
+#include "deliver/mx.h"
 #include "deliver/router.h"
 #include "lib/buf.h"
+#include "lib/dns.h"
 #include "lib/xalloc.h"
 
 typedef struct report {
 	const config_t *c;
 	const tables_t *t;
+	dns_t *dns;        /* --mx: the resolver; NULL: no DNS */
+	uv_loop_t *loop;
 } report_t;
+
+/* ---- --mx: one lookup, run to its end on a private loop ---- */
+
+typedef struct mxwait {
+	bool done;
+	mx_result_t *r;
+} mxwait_t;
+
+static void
+on_mx(void *arg, mx_result_t *r)
+{
+	mxwait_t *w = arg;
+	w->r = r;
+	w->done = true;
+}
+
+static void
+print_mx(const report_t *r, int depth, const char *domain)
+{
+	const config_t *c = r->c;
+	const char *self[2] = {c->hostname, NULL};
+	mx_options_t o;
+	memset(&o, 0, sizeof o);
+	o.self_names = self;
+	o.port = (uint16_t)c->smtp_port;
+	mxwait_t w = {false, NULL};
+	mx_req_t *req = mx_resolve(r->dns, domain, &o, on_mx, &w);
+	(void)req;
+	while (!w.done)
+		uv_run(r->loop, UV_RUN_ONCE);
+	mx_result_t *res = w.r;
+	if (res->status != MX_OK) {
+		printf("%*s%s (%s)\n", 4 + 2 * depth, "", res->reply, res->detail);
+	} else {
+		for (size_t i = 0; i < res->nhosts; i++) {
+			const mx_host_t *h = &res->hosts[i];
+			printf("%*s%s %u %s:", 4 + 2 * depth, "", res->implicit ? "implicit MX" : "MX",
+			    (unsigned)h->pref, h->name);
+			for (size_t k = 0; k < h->naddrs; k++) {
+				char ip[INET6_ADDRSTRLEN] = "?";
+				const struct sockaddr_storage *sa = &h->addrs[k];
+				if (sa->ss_family == AF_INET)
+					inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+				else if (sa->ss_family == AF_INET6)
+					inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip,
+					    sizeof ip);
+				printf(" %s", ip);
+			}
+			printf("\n");
+		}
+	}
+	mx_result_free(res);
+}
+
+/* The daemon's resolver settings (dns_servers, dns_timeout, trust anchor) */
+static dns_t *
+open_dns(const config_t *c, uv_loop_t *loop, buf_t *err)
+{
+	char *servers[33];
+	char *list = c->dns_servers ? xstrdup(c->dns_servers) : NULL;
+	size_t ns = 0;
+	char *save = NULL;
+	for (char *tok = list ? strtok_r(list, " \t,", &save) : NULL; tok && ns < 32;
+	     tok = strtok_r(NULL, " \t,", &save))
+		servers[ns++] = tok;
+	servers[ns] = NULL;
+	dns_options_t o;
+	memset(&o, 0, sizeof o);
+	o.servers = ns ? (const char *const *)servers : NULL;
+	o.timeout_ms = c->dns_timeout * 1000u;
+	o.trust_anchor_file = c->dnssec_trust_anchor;
+	dns_t *d = dns_new(loop, &o, err);
+	xfree(list);
+	return d;
+}
 
 static void
 usage(FILE *to)
 {
-	fprintf(to, "usage: tern [-c config] address ADDRESS...\n"
+	fprintf(to, "usage: tern [-c config] address [--mx] ADDRESS...\n"
 	    "How tern would route each address: alias and virtual expansion, then the local\n"
 	    "mailbox (Maildir) or the next hop (transport, relayhost, MX), or the refusal.\n"
-	    "Nothing is sent and DNS is not queried. A bare name is in the first local domain.\n");
+	    "Nothing is sent; DNS is queried only with --mx (the MX hosts and their addresses,\n"
+	    "in the order tern would try them). A bare name is in the first local domain.\n");
 }
 
 /* Where one final address goes: the same decisions as the scheduler and
@@ -42,6 +126,7 @@ print_final(const report_t *r, int depth, const char *addr)
 {
 	route_t rt;
 	printf("%*s<%s>: ", 2 + 2 * depth, "", addr);
+	fflush(stdout);
 	if (router_final(r->c, r->t, addr, &rt) < 0 || rt.kind == ROUTE_NONE) {
 		printf("no route (550 5.1.1 at delivery)\n");
 	} else if (rt.kind == ROUTE_LOCAL) {
@@ -52,9 +137,14 @@ print_final(const report_t *r, int depth, const char *addr)
 			printf("remote, next hop %s (transport table)\n", tr);
 		else if (r->c->relayhost)
 			printf("remote, next hop smtp:%s (relayhost)\n", r->c->relayhost);
-		else
-			printf("remote, MX lookup for %s, then SMTP to port %u (DNS not queried here)\n",
-			    rt.domain, r->c->smtp_port);
+		else if (!r->dns)
+			printf("remote, MX lookup for %s, then SMTP to port %u (DNS not queried here; "
+			    "--mx does)\n", rt.domain, r->c->smtp_port);
+		else {
+			printf("remote, MX lookup for %s, then SMTP to port %u:\n", rt.domain,
+			    r->c->smtp_port);
+			print_mx(r, depth, rt.domain);
+		}
 	}
 	route_free(&rt);
 }
@@ -117,8 +207,8 @@ report_one(const report_t *r, const char *prog, const char *arg)
 	return st == ROUTER_OK ? 0 : -1;
 }
 
-int
-cli_address_report(const char *config, const char *prog, int n, char **addrs)
+static int
+report(const char *config, const char *prog, int n, char **addrs, bool mx)
 {
 	buf_t err = BUF_INIT;
 	config_t *c = config_load(config, &err);
@@ -132,16 +222,41 @@ cli_address_report(const char *config, const char *prog, int n, char **addrs)
 		config_free(c);
 		return -1;
 	}
+	report_t r = {c, t, NULL, NULL};
+	uv_loop_t loop;
+	if (mx) {
+		uv_loop_init(&loop);
+		r.loop = &loop;
+		r.dns = open_dns(c, &loop, &err);
+		if (!r.dns) {
+			fprintf(stderr, "%s: DNS: %s\n", prog, buf_cstr(&err));
+			buf_free(&err);
+			uv_loop_close(&loop);
+			tables_free(t);
+			config_free(c);
+			return -1;
+		}
+	}
 	buf_free(&err);
-	report_t r = {c, t};
 	int rc = 0;
 	for (int i = 0; i < n; i++)
 		if (report_one(&r, prog, addrs[i]) < 0)
 			rc = 1;
 	fflush(stdout);
+	if (mx) {
+		dns_free(r.dns);
+		uv_run(&loop, UV_RUN_DEFAULT); /* the resolver's close callbacks */
+		uv_loop_close(&loop);
+	}
 	tables_free(t);
 	config_free(c);
 	return rc;
+}
+
+int
+cli_address_report(const char *config, const char *prog, int n, char **addrs)
+{
+	return report(config, prog, n, addrs, false);
 }
 
 int
@@ -152,16 +267,18 @@ cli_address(const char *config, int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (argc < 2) {
+	bool mx = argc > 1 && strcmp(argv[1], "--mx") == 0;
+	int first = mx ? 2 : 1;
+	if (argc <= first) {
 		usage(stderr);
 		return 2;
 	}
-	for (int i = 1; i < argc; i++) {
+	for (int i = first; i < argc; i++) {
 		if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			fprintf(stderr, "tern address: unknown option %s\n", argv[i]);
 			usage(stderr);
 			return 2;
 		}
 	}
-	return cli_address_report(config, "tern address", argc - 1, argv + 1) == 0 ? 0 : 1;
+	return report(config, "tern address", argc - first, argv + first, mx) == 0 ? 0 : 1;
 }

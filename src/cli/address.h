@@ -7,7 +7,8 @@
  * router's own expansion, router_expand_trace, on the tables as the files
  * say now: a running daemon uses them after its next reload), then each
  * final address with its mailbox and Maildir, or its next hop (transport
- * table, relayhost, or "MX lookup for DOMAIN": DNS is not queried), or the
+ * table, relayhost, or "MX lookup for DOMAIN": DNS is queried only with
+ * --mx, then with the daemon's own MX code), or the
  * refusal the RCPT command would get (550 5.1.1, 554 5.7.1 relay denied
  * for clients outside mynetworks). Exit status: 0 when every address is
  * deliverable (for a client allowed to relay), 1 when one is refused or

@@ -322,3 +322,25 @@ def test_ordinary_user_lists_the_queue_but_cannot_change_it(make_tern):
             assert r.returncode == 1 and "the daemon is not running" in r.stderr, r.stderr
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_address_mx_lookup_when_asked(make_tern):
+    from test_mx import DNS
+    dns = DNS()
+    try:
+        t = make_tern(config={"dns_servers": "127.0.0.1@%d" % dns.port, "dns_timeout": "5s"})
+        rc, out, err = address(t, "u@pref.example")  # not asked: no query
+        assert rc == 0 and "(DNS not queried here; --mx does)" in out and dns.queries == []
+        r = run(["-c", str(t.conf_path), "address", "--mx", "u@pref.example", "u@implicit.example",
+                 "u@nullmx.example", "u@nx.example"])
+        out = r.stdout.decode()
+        assert r.returncode == 0, r.stderr
+        # the daemon's own MX code: preference order, addresses, implicit and null MX
+        assert ("<u@pref.example>: remote, MX lookup for pref.example, then SMTP to port 25:\n"
+                "    MX 10 mx1.pref.example: 127.0.0.2\n"
+                "    MX 20 mx2.pref.example: 127.0.0.3\n") in out, out
+        assert "    implicit MX 0 implicit.example: 127.0.0.2\n" in out, out
+        assert "    556 5.1.10 " in out and "    550 5.1.2 " in out, out
+        assert dns.count("pref.example", "MX") == 1
+    finally:
+        dns.close()
