@@ -13,7 +13,7 @@
 #include <uv.h>
 
 #include "common/config.h"
-#include "deliver/router.h"
+#include "common/tables.h"
 #include "queue/queue.h"
 
 struct sched;

@@ -1,25 +1,18 @@
 /*
- * router.c - recipient expansion at RCPT time and routing at delivery time
- * (see router.h for the lookup order).
+ * router.c - recipient expansion at RCPT time, routing and transport
+ * lookup at delivery time (see router.h for the lookup order).
  *
- * Keys. Every lookup key is built in canonical SMTP form: the unquoted
- * local part formatted by addr_format() (quoted only when it is not a
- * Dot-string) and the lowercased domain; tables compare keys ignoring ASCII
- * case. tables_load() refuses table keys that are not written that way, so
- * a key can never silently fail to match.
+ * Keys. Every lookup key is built in canonical SMTP form by tables_key()
+ * (common/tables.h), the form tables_load() requires of every table key,
+ * so a key can never silently fail to match.
  *
- * Guarantees: tables_load() validates every entry (addresses parse, mailbox
- * keys belong to local domains and are safe as directory names: no '/', no
- * leading '.', so a Maildir path built from them stays under maildir_base;
- * no pipes, files or :include: in aliases) and reports all problems as
- * "file:line: message". router_expand() terminates: it stops at depth 16,
- * on any cycle, and after ROUTER_MAX_NODES addresses. Maildir paths are
- * built only from validated table keys, never from what a client sent.
- * It must not: do I/O after tables_load(), or modify the tables.
+ * Guarantees: router_expand() terminates: it stops at depth 16, on any
+ * cycle, and after ROUTER_MAX_NODES addresses. Maildir paths are built only
+ * from validated table keys, never from what a client sent.
+ * It must not: do I/O, or modify the tables.
  */
 #include "deliver/router.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,62 +41,6 @@ lowercase(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
-/* canonical "local@domain" for an unquoted local part */
-static char *
-fmt_addr(const char *local, const char *domain)
-{
-	buf_t b = BUF_INIT;
-	addr_format(&b, local, strlen(local), domain);
-	return buf_steal(&b);
-}
-
-/* canonical local part alone (quoted when needed) */
-static char *
-fmt_local(const char *local)
-{
-	char *s = fmt_addr(local, "x");
-	char *at = strrchr(s, '@');
-	if (at)
-		*at = '\0';
-	return s;
-}
-
-/* Parse "local@domain" (or "local" + default_domain) into its unquoted local
- * part and lowercased domain. -1 when it is not a valid address. */
-static int
-split_addr(const char *s, const char *default_domain, char **local, char **domain)
-{
-	char *tmp = NULL;
-	const char *in = s;
-	/* a bare local part: borrow a domain to have addr_parse check it */
-	bool bare = strchr(s, '@') == NULL;
-	if (bare) {
-		if (default_domain == NULL)
-			return -1;
-		tmp = xasprintf("%s@%s", s, default_domain[0] ? default_domain : "x");
-		in = tmp;
-	}
-	addr_t a;
-	size_t used = 0;
-	const char *err;
-	size_t n = strlen(in);
-	int r = addr_parse(in, n, ADDR_NO_BRACKETS | ADDR_UTF8, &a, &used, &err);
-	xfree(tmp);
-	if (r < 0)
-		return -1;
-	if (used != n || a.domain == NULL) {
-		addr_free(&a);
-		return -1;
-	}
-	buf_t b = BUF_INIT;
-	addr_local_unquoted(&a, &b);
-	*local = buf_steal(&b);
-	*domain = xstrdup(bare ? default_domain : a.domain);
-	lowercase(*domain);
-	addr_free(&a);
-	return 0;
-}
-
 /* local part without its +detail, or NULL when it has none */
 static char *
 base_of(const config_t *c, const char *local)
@@ -114,12 +51,6 @@ base_of(const config_t *c, const char *local)
 	if (d == NULL || d == local)
 		return NULL;
 	return xstrndup(local, (size_t)(d - local));
-}
-
-static bool
-local_part_safe(const char *l)
-{
-	return l[0] != '\0' && l[0] != '.' && strchr(l, '/') == NULL;
 }
 
 /* unquote a table value used as a path: "a b" -> a b */
@@ -139,237 +70,7 @@ unquote_value(const char *v)
 }
 
 /* ------------------------------------------------------------------ */
-/* loading and validation                                              */
-
-static void terr(buf_t *errors, const table_entry_t *e, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-terr(buf_t *errors, const table_entry_t *e, const char *fmt, ...)
-{
-	if (errors == NULL)
-		return;
-	buf_printf(errors, "%s:%u: ", e->file, e->line);
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vprintf(errors, fmt, ap);
-	va_end(ap);
-	buf_putc(errors, '\n');
-}
-
-/* the key must be written as fmt_local()/fmt_addr() would write it */
-static int
-check_canonical(buf_t *errors, const table_entry_t *e, const char *local, const char *domain,
-    bool with_domain)
-{
-	char *want = with_domain ? fmt_addr(local, domain) : fmt_local(local);
-	int r = 0;
-	if (strcasecmp(want, e->key) != 0) {
-		terr(errors, e, "key \"%s\" must be written as \"%s\"", e->key, want);
-		r = -1;
-	}
-	xfree(want);
-	return r;
-}
-
-static int
-check_mailboxes(const config_t *c, const table_t *t, buf_t *errors)
-{
-	int r = 0;
-	for (size_t i = 0; i < table_count(t); i++) {
-		const table_entry_t *e = table_entry_at(t, i);
-		bool bare = strchr(e->key, '@') == NULL;
-		char *local, *domain;
-		if (split_addr(e->key, bare ? "" : NULL, &local, &domain) < 0) {
-			terr(errors, e, "mailbox \"%s\" is not a valid address or local part", e->key);
-			r = -1;
-			continue;
-		}
-		if (check_canonical(errors, e, local, domain, !bare) < 0) {
-			r = -1;
-		} else if (!local_part_safe(local) || strcmp(local, "..") == 0) {
-			terr(errors, e, "mailbox \"%s\": a local part used as a directory name must "
-			    "not contain '/' or start with '.' (give the Maildir path explicitly)",
-			    e->key);
-			r = -1;
-		} else if (!bare && !config_is_local_domain(c, domain)) {
-			terr(errors, e, "mailbox \"%s\": domain %s is not in local_domains", e->key,
-			    domain);
-			r = -1;
-		}
-		if (e->nvalues > 1) {
-			terr(errors, e, "mailbox \"%s\": expected at most one value (the Maildir "
-			    "path), got %zu", e->key, e->nvalues);
-			r = -1;
-		}
-		xfree(local);
-		xfree(domain);
-	}
-	return r;
-}
-
-/* an alias or virtual value: "local", "local@domain" or "@domain" */
-static int
-check_value(buf_t *errors, const table_entry_t *e, const char *v, bool bare_ok, bool at_ok)
-{
-	if (v[0] == '|' || v[0] == '/' || strncasecmp(v, ":include:", 9) == 0) {
-		terr(errors, e, "\"%s\": delivery to commands, files and :include: lists is not "
-		    "supported", v);
-		return -1;
-	}
-	char *local, *domain;
-	if (v[0] == '@') {
-		if (!at_ok || strchr(v + 1, '@') != NULL ||
-		    split_addr("x", v + 1, &local, &domain) < 0) {
-			terr(errors, e, "\"%s\" is not a valid address", v);
-			return -1;
-		}
-	} else if (strchr(v, '@') == NULL && !bare_ok) {
-		terr(errors, e, "\"%s\": a virtual alias target must be a full address "
-		    "(user@domain)", v);
-		return -1;
-	} else if (split_addr(v, "x", &local, &domain) < 0) {
-		terr(errors, e, "\"%s\" is not a valid address", v);
-		return -1;
-	}
-	xfree(local);
-	xfree(domain);
-	return 0;
-}
-
-static int
-check_aliases(const table_t *t, buf_t *errors)
-{
-	int r = 0;
-	for (size_t i = 0; i < table_count(t); i++) {
-		const table_entry_t *e = table_entry_at(t, i);
-		char *local, *domain;
-		if (strchr(e->key, '@')) {
-			terr(errors, e, "alias \"%s\": an alias is a local part without @domain (use "
-			    "the virtual table for full addresses)", e->key);
-			r = -1;
-		} else if (split_addr(e->key, "x", &local, &domain) < 0) {
-			terr(errors, e, "alias \"%s\" is not a valid local part", e->key);
-			r = -1;
-		} else {
-			if (check_canonical(errors, e, local, domain, false) < 0)
-				r = -1;
-			xfree(local);
-			xfree(domain);
-		}
-		for (size_t j = 0; j < e->nvalues; j++)
-			if (check_value(errors, e, e->values[j], true, false) < 0)
-				r = -1;
-	}
-	return r;
-}
-
-static int
-check_virtual(const table_t *t, buf_t *errors)
-{
-	int r = 0;
-	for (size_t i = 0; i < table_count(t); i++) {
-		const table_entry_t *e = table_entry_at(t, i);
-		char *local, *domain;
-		if (e->key[0] == '@') {
-			/* catch-all "@domain" */
-			if (split_addr("x", e->key + 1, &local, &domain) < 0 ||
-			    strchr(e->key + 1, '@') != NULL) {
-				terr(errors, e, "\"%s\" is not a valid \"@domain\" key", e->key);
-				r = -1;
-			} else {
-				if (strcasecmp(domain, e->key + 1) != 0) {
-					terr(errors, e, "key \"%s\" must be written as \"@%s\"", e->key,
-					    domain);
-					r = -1;
-				}
-				xfree(local);
-				xfree(domain);
-			}
-		} else if (strchr(e->key, '@') == NULL ||
-		    split_addr(e->key, NULL, &local, &domain) < 0) {
-			terr(errors, e, "\"%s\" is not a valid key (user@domain or @domain)", e->key);
-			r = -1;
-		} else {
-			if (check_canonical(errors, e, local, domain, true) < 0)
-				r = -1;
-			xfree(local);
-			xfree(domain);
-		}
-		if (e->nvalues == 0) {
-			terr(errors, e, "\"%s\" has no value", e->key);
-			r = -1;
-		}
-		for (size_t j = 0; j < e->nvalues; j++)
-			if (check_value(errors, e, e->values[j], false, true) < 0)
-				r = -1;
-	}
-	return r;
-}
-
-/* Every transport entry: one value, "smtp:" or "lmtp:" and a next hop. */
-static int
-check_transport(const table_t *t, buf_t *errors)
-{
-	int r = 0;
-	for (size_t i = 0; i < table_count(t); i++) {
-		const table_entry_t *e = table_entry_at(t, i);
-		if (e->nvalues != 1) {
-			terr(errors, e, "transport for \"%s\" needs exactly one next hop, e.g. smtp:[10.0.0.1]:25",
-			    e->key);
-			r = -1;
-			continue;
-		}
-		const char *v = e->values[0];
-		if ((strncmp(v, "smtp:", 5) != 0 && strncmp(v, "lmtp:", 5) != 0) || v[5] == '\0') {
-			terr(errors, e, "transport \"%s\": expected smtp:HOST[:PORT], lmtp:HOST:PORT or lmtp:unix:/path", v);
-			r = -1;
-		}
-	}
-	return r;
-}
-
-tables_t *
-tables_load(const config_t *c, buf_t *errors)
-{
-	tables_t *t = xcalloc(1, sizeof *t);
-	t->mailboxes = c->mailboxes_file ? table_load(c->mailboxes_file, TABLE_MAP, errors)
-	    : table_new_empty();
-	t->aliases = c->aliases_file ? table_load(c->aliases_file, TABLE_ALIASES, errors)
-	    : table_new_empty();
-	t->virtual_ = c->virtual_file ? table_load(c->virtual_file, TABLE_MAP, errors)
-	    : table_new_empty();
-	t->transport = c->transport_file ? table_load(c->transport_file, TABLE_MAP, errors)
-	    : table_new_empty();
-	int r = 0;
-	if (t->mailboxes == NULL || t->aliases == NULL || t->virtual_ == NULL || t->transport == NULL)
-		r = -1;
-	if (t->transport && check_transport(t->transport, errors) < 0)
-		r = -1;
-	if (t->mailboxes && check_mailboxes(c, t->mailboxes, errors) < 0)
-		r = -1;
-	if (t->aliases && check_aliases(t->aliases, errors) < 0)
-		r = -1;
-	if (t->virtual_ && check_virtual(t->virtual_, errors) < 0)
-		r = -1;
-	if (r < 0) {
-		tables_free(t);
-		return NULL;
-	}
-	return t;
-}
-
-void
-tables_free(tables_t *t)
-{
-	if (t == NULL)
-		return;
-	table_free(t->mailboxes);
-	table_free(t->aliases);
-	table_free(t->virtual_);
-	table_free(t->transport);
-	xfree(t);
-}
+/* transports                                                          */
 
 const char *
 router_transport(const tables_t *t, const char *domain)
@@ -403,11 +104,11 @@ mailbox_find(const config_t *c, const tables_t *t, const char *local, const char
 	const char *cand[2] = {local, base};
 	const table_entry_t *e = NULL;
 	for (int i = 0; i < 2 && e == NULL && cand[i]; i++) {
-		char *k = fmt_addr(cand[i], domain);
+		char *k = tables_key(cand[i], domain);
 		e = table_get(t->mailboxes, k);
 		xfree(k);
 		if (e == NULL) {
-			k = fmt_local(cand[i]);
+			k = tables_key_local(cand[i]);
 			e = table_get(t->mailboxes, k);
 			xfree(k);
 		}
@@ -507,7 +208,7 @@ typedef struct xctx {
 static void
 add_final(xctx_t *x, const char *local, const char *domain, int depth)
 {
-	char *a = fmt_addr(local, domain);
+	char *a = tables_key(local, domain);
 	char *id = xstrdup(a);
 	lowercase(id);
 	if (strset_has(&x->finals, id)) {
@@ -538,14 +239,14 @@ expand_values(xctx_t *x, const table_entry_t *e, const char *local, const char *
 		char *vl, *vd;
 		int r;
 		if (v[0] == '@') /* "@other.domain": the same local part there */
-			r = split_addr(local, v + 1, &vl, &vd);
+			r = tables_split_addr(local, v + 1, &vl, &vd);
 		else
-			r = split_addr(v, domain, &vl, &vd);
+			r = tables_split_addr(v, domain, &vl, &vd);
 		if (r < 0) { /* tables_load() refuses these; be safe anyway */
 			x->err = ERR_UNKNOWN_TARGET;
 			return ROUTER_UNKNOWN_USER;
 		}
-		char *id = fmt_addr(vl, vd);
+		char *id = tables_key(vl, vd);
 		lowercase(id);
 		enum router_status st;
 		if (strcmp(id, matched) == 0)
@@ -569,7 +270,7 @@ lookup(const table_t *tab, char *key, const char *cand, const char *domain, char
 	const table_entry_t *e = table_get(tab, key);
 	xfree(key);
 	if (e) {
-		*matched = fmt_addr(cand, domain);
+		*matched = tables_key(cand, domain);
 		lowercase(*matched);
 	}
 	return e;
@@ -588,9 +289,9 @@ expand_node(xctx_t *x, const char *local, const char *domain, int depth, bool fr
 
 	/* 1. virtual: local@domain, base@domain, @domain (Postfix virtual(5) order) */
 	if (!(skip & SKIP_VIRTUAL)) {
-		e = lookup(t->virtual_, fmt_addr(local, domain), local, domain, &matched);
+		e = lookup(t->virtual_, tables_key(local, domain), local, domain, &matched);
 		if (e == NULL && base)
-			e = lookup(t->virtual_, fmt_addr(base, domain), base, domain, &matched);
+			e = lookup(t->virtual_, tables_key(base, domain), base, domain, &matched);
 		if (e == NULL) {
 			char *k = xasprintf("@%s", domain);
 			e = table_get(t->virtual_, k);
@@ -608,9 +309,9 @@ expand_node(xctx_t *x, const char *local, const char *domain, int depth, bool fr
 	/* 2. local domains: aliases, then mailboxes */
 	if (config_is_local_domain(c, domain)) {
 		if (!(skip & SKIP_ALIAS)) {
-			e = lookup(t->aliases, fmt_local(local), local, domain, &matched);
+			e = lookup(t->aliases, tables_key_local(local), local, domain, &matched);
 			if (e == NULL && base)
-				e = lookup(t->aliases, fmt_local(base), base, domain, &matched);
+				e = lookup(t->aliases, tables_key_local(base), base, domain, &matched);
 			if (e) {
 				st = expand_values(x, e, local, domain, matched, depth,
 				    SKIP_VIRTUAL | SKIP_ALIAS);
@@ -664,7 +365,7 @@ expand(xctx_t *x, const char *local, const char *domain, int depth, bool from_al
 		return ROUTER_LOOP;
 	}
 	/* the node: address, what it skips, and whether it may go remote */
-	char *a = fmt_addr(local, domain);
+	char *a = tables_key(local, domain);
 	char *id = xasprintf("%u%c%s", skip, from_alias ? 'a' : '-', a);
 	xfree(a);
 	lowercase(id);
@@ -766,7 +467,7 @@ router_final(const config_t *c, const tables_t *t, const char *addr, route_t *ou
 	memset(out, 0, sizeof *out);
 	out->kind = ROUTE_NONE;
 	char *local, *domain;
-	if (addr == NULL || strchr(addr, '@') == NULL || split_addr(addr, NULL, &local, &domain) < 0)
+	if (addr == NULL || strchr(addr, '@') == NULL || tables_split_addr(addr, NULL, &local, &domain) < 0)
 		return -1;
 	if (config_is_local_domain(c, domain)) {
 		char *mlocal = NULL;
@@ -776,7 +477,7 @@ router_final(const config_t *c, const tables_t *t, const char *addr, route_t *ou
 			char *lc = xstrdup(mlocal);
 			lowercase(lc);
 			out->kind = ROUTE_LOCAL;
-			out->mailbox = fmt_addr(lc, domain);
+			out->mailbox = tables_key(lc, domain);
 			lowercase(out->mailbox);
 			if (e->nvalues > 0) {
 				char *p = unquote_value(e->values[0]);

@@ -9,8 +9,10 @@
  *    is allowed only when relay_ok (client in mynetworks or authenticated),
  *    otherwise 554 5.7.1.
  *  - at delivery (router_final): for one final address, local Maildir (and
- *    which directory) or remote (which domain); later issues add LMTP,
- *    relay hosts and per-domain transports here.
+ *    which directory) or remote (which domain); for a remote domain,
+ *    router_transport() names the transport table's next hop (smtp: or
+ *    lmtp:), if any. Outbound delivery (deliver/outbound_conf.c) asks it;
+ *    the transports themselves are run by outbound.c and smtp_client.c.
  *
  * Lookup order for an address local@domain (keys are case-insensitive):
  *  1. virtual table: "local@domain", then "base@domain" when local is
@@ -26,7 +28,8 @@
  * Expansion is recursive (depth at most 16: beyond that 554 5.4.6 loop),
  * the result has no duplicates, and an alias that names itself delivers to
  * its own mailbox (the classic "keep a copy and forward").
- * The tables object is immutable; a SIGHUP builds a new one.
+ * The four tables (mailboxes, aliases, virtual, transport) are loaded and
+ * validated by common/tables.c; they are immutable, a SIGHUP builds new ones.
  */
 #ifndef TERN_ROUTER_H
 #define TERN_ROUTER_H
@@ -37,18 +40,7 @@
 #include "common/addr.h"
 #include "common/config.h"
 #include "common/table.h"
-
-typedef struct tables {
-	table_t *mailboxes; /* TABLE_MAP: "user@domain [maildir-path]" */
-	table_t *aliases;   /* TABLE_ALIASES */
-	table_t *virtual_;  /* TABLE_MAP */
-	table_t *transport; /* TABLE_MAP: "domain smtp:[host]:port | lmtp:host:port | lmtp:unix:/path" */
-} tables_t;
-
-/* Loads the three tables named in c (absent ones are empty). NULL on error,
- * with "file:line: message" lines in *errors. */
-tables_t *tables_load(const config_t *c, buf_t *errors);
-void tables_free(tables_t *t);
+#include "common/tables.h"
 
 typedef struct dest_list {
 	char **addrs; /* final addresses in SMTP form ("local@domain"), allocated */
