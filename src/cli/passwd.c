@@ -24,10 +24,10 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/passwd_db.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/xalloc.h"
-#include "smtpd/auth.h"
 
 #define PASSWD_MAX_FILE (16u * 1024 * 1024)
 
@@ -101,16 +101,16 @@ prompt(const char *text, char *out, size_t cap)
 static int
 read_password(char *pw, size_t cap, const config_t *c)
 {
-	char again[AUTH_MAX_FIELD + 2];
+	char again[PASSWD_DB_MAX_FIELD + 2];
 	if (!isatty(0)) {
 		if (read_line(pw, cap) < 0) {
 			fprintf(stderr, "tern passwd: no password on stdin (at most %d octets)\n",
-			    AUTH_MAX_FIELD);
+			    PASSWD_DB_MAX_FIELD);
 			return -1;
 		}
 	} else {
 		if (prompt("New password: ", pw, cap) < 0 || prompt("Again: ", again, sizeof again) < 0) {
-			fprintf(stderr, "tern passwd: no password read (at most %d octets)\n", AUTH_MAX_FIELD);
+			fprintf(stderr, "tern passwd: no password read (at most %d octets)\n", PASSWD_DB_MAX_FIELD);
 			explicit_bzero(again, sizeof again);
 			return -1;
 		}
@@ -125,8 +125,8 @@ read_password(char *pw, size_t cap, const config_t *c)
 		fprintf(stderr, "tern passwd: empty password refused\n");
 		return -1;
 	}
-	if (strlen(pw) > AUTH_MAX_FIELD) {
-		fprintf(stderr, "tern passwd: password longer than %d octets\n", AUTH_MAX_FIELD);
+	if (strlen(pw) > PASSWD_DB_MAX_FIELD) {
+		fprintf(stderr, "tern passwd: password longer than %d octets\n", PASSWD_DB_MAX_FIELD);
 		return -1;
 	}
 	if (char_count(pw) < c->auth_min_password_length) {
@@ -215,7 +215,7 @@ cli_passwd(const char *config, int argc, char **argv)
 	if (!(add || change || del || list) || (list && argc != 2) || (!list && argc != 3))
 		return usage(stderr);
 	const char *user = list ? NULL : argv[2]; /* argc == 3: not NULL */
-	if (!list && !auth_user_name_ok(user)) {
+	if (!list && !passwd_db_user_ok(user)) {
 		fprintf(stderr, "tern passwd: \"%s\": a user name is 1-64 of letters, digits and . _ @ + -\n",
 		    user);
 		return 1;
@@ -298,12 +298,12 @@ cli_passwd(const char *config, int argc, char **argv)
 	}
 	if (add || change) {
 		/* asked only now: nobody types a password for a refused command */
-		char pw[AUTH_MAX_FIELD + 2];
+		char pw[PASSWD_DB_MAX_FIELD + 2];
 		if (read_password(pw, sizeof pw, c) < 0) {
 			explicit_bzero(pw, sizeof pw);
 			goto out_buf;
 		}
-		int hr = auth_hash_password(pw, hash, sizeof hash);
+		int hr = passwd_db_make_hash(pw, hash, sizeof hash);
 		explicit_bzero(pw, sizeof pw);
 		if (hr < 0) {
 			fprintf(stderr, "tern passwd: cannot hash the password (libxcrypt yescrypt)\n");

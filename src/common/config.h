@@ -147,6 +147,13 @@ bool config_in_mynetworks(const config_t *c, const struct sockaddr *sa);
 uid_t config_run_uid(const config_t *c);
 bool config_is_local_domain(const config_t *c, const char *domain);
 bool config_is_virtual_domain(const config_t *c, const char *domain);
+/* The domain of a local (sendmail) user's address: the first local domain,
+ * else the host name. */
+static inline const char *
+config_local_user_domain(const config_t *c)
+{
+	return c->nlocal_domains > 0 ? c->local_domains[0] : c->hostname;
+}
 
 /* parse helpers, exported for tests: return 0 or -1 */
 int config_parse_duration(const char *s, unsigned *out);

@@ -43,7 +43,6 @@
 #include "common/config.h"
 #include "lib/buf.h"
 #include "lib/xalloc.h"
-#include "smtpd/auth.h"
 #include "version.h"
 
 #define REPLY_TIMEOUT_MS (10 * 60 * 1000) /* RFC 5321 §4.5.3.2.6: 10 min for the final reply */
@@ -758,7 +757,7 @@ sendmail_main(const char *config, int argc, char **argv)
 
 	/* who we are (the daemon checks it with the kernel anyway) */
 	struct passwd *pw = getpwuid(getuid());
-	char *me = xasprintf("%s@%s", pw ? pw->pw_name : "nobody", auth_local_domain(c));
+	char *me = xasprintf("%s@%s", pw ? pw->pw_name : "nobody", config_local_user_domain(c));
 	strv_t rcpts = {0};
 	buf_t msg = BUF_INIT;
 	rc = read_message(&o, c->message_size_limit, &msg);
@@ -786,7 +785,7 @@ sendmail_main(const char *config, int argc, char **argv)
 		}
 		if (!strchr(rcpts.v[i], '@')) {
 			/* a local name: in our first local domain, like the sender */
-			char *full = xasprintf("%s@%s", rcpts.v[i], auth_local_domain(c));
+			char *full = xasprintf("%s@%s", rcpts.v[i], config_local_user_domain(c));
 			xfree(rcpts.v[i]);
 			rcpts.v[i] = full;
 		}

@@ -1,13 +1,9 @@
 /*
  * auth.h - SMTP AUTH (RFC 4954) pieces that do not depend on a session:
- * SASL PLAIN (RFC 4616) and LOGIN decoding, the password file, password
- * checks on the thread pool, the sender-login rule, and the identity of a
- * local (sendmail) user.
+ * SASL PLAIN (RFC 4616) and LOGIN decoding, password checks on the thread
+ * pool, and the sender-login rule. The password file itself (format,
+ * loading, new hashes) is common/passwd_db.h, shared with `tern passwd`.
  *
- * The password file: one "user:hash" a line, hash a crypt(5) string
- * (yescrypt "$y$..." by default, made by `tern passwd add`); '#' comments
- * and blank lines allowed. It holds secrets: it must not be readable by
- * others (mode 0600 or 0640), or it is refused.
  * Password checks are slow by design (yescrypt): auth_verify() runs them
  * on libuv's thread pool, never on the loop, and an unknown user costs
  * the same as a wrong password.
@@ -20,11 +16,11 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "common/config.h"
+#include "common/passwd_db.h"
 #include "common/table.h"
 #include "lib/buf.h"
 
-#define AUTH_MAX_FIELD 255   /* user names and passwords, octets */
+#define AUTH_MAX_FIELD PASSWD_DB_MAX_FIELD /* user names and passwords, octets */
 #define AUTH_MAX_B64 12288   /* RFC 4954 §4: the longest AUTH line */
 
 /* Decode base64 (RFC 4648 §4, padding required, no white space) into out
@@ -43,23 +39,6 @@ int auth_plain_decode(const char *b64, size_t n, char **user, char **pass, const
 /* One base64 field of LOGIN (user name or password): 0 or -1 with *why. */
 int auth_login_decode(const char *b64, size_t n, char **out, const char **why);
 
-/* ---- the password file ---- */
-typedef struct auth_db auth_db_t;
-
-/* NULL with a "path:line: message" in *err */
-auth_db_t *auth_db_load(const char *path, buf_t *err);
-void auth_db_free(auth_db_t *db);
-/* the hash for user, or NULL */
-const char *auth_db_hash(const auth_db_t *db, const char *user);
-size_t auth_db_count(const auth_db_t *db);
-
-/* A user name for the password file: 1-64 of [A-Za-z0-9._@+-], not
- * starting with '-' (an address is a good user name). */
-bool auth_user_name_ok(const char *user);
-
-/* A new yescrypt hash of pw into out (at least 256 octets): 0 or -1. */
-int auth_hash_password(const char *pw, char *out, size_t cap);
-
 /*
  * Check pw against hash (NULL: the user does not exist; a dummy hash is
  * checked so the time is the same) on the thread pool; cb(arg, ok) runs
@@ -76,9 +55,5 @@ void auth_verify(uv_loop_t *loop, const char *hash, const char *pw, auth_verify_
  * exactly, or "@domain" for the whole domain) names the user.
  */
 bool auth_sender_ok(const table_t *sender_login, const char *user, const char *sender);
-
-/* The domain of a local user's address: the first local domain, else the
- * host name. */
-const char *auth_local_domain(const config_t *c);
 
 #endif

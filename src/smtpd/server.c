@@ -68,7 +68,7 @@ struct server {
 	void *stop_arg;
 
 	SSL_CTX *tls_ctx;         /* NULL: no tls_cert */
-	auth_db_t *auth_db;       /* NULL: no auth_users */
+	passwd_db_t *auth_db;     /* NULL: no auth_users */
 	table_t *sender_login;    /* NULL: no sender_login table */
 	char *local_path;         /* the local socket we bound, to unlink at the end */
 };
@@ -218,7 +218,7 @@ load_shared(server_t *s, buf_t *err)
 {
 	const config_t *c = s->t->cfg;
 	SSL_CTX *ctx = NULL;
-	auth_db_t *db = NULL;
+	passwd_db_t *db = NULL;
 	table_t *sl = NULL;
 	/* the private key and the password hashes: only root and tern's user
 	 * may write them, nobody else read them (issue 6: checked at start,
@@ -246,7 +246,7 @@ load_shared(server_t *s, buf_t *err)
 			return -1;
 	}
 	if (c->auth_users) {
-		db = auth_db_load(c->auth_users, err);
+		db = passwd_db_load(c->auth_users, err);
 		if (!db) {
 			SSL_CTX_free(ctx);
 			return -1;
@@ -256,12 +256,12 @@ load_shared(server_t *s, buf_t *err)
 		sl = table_load(c->sender_login_file, TABLE_MAP, err);
 		if (!sl) {
 			SSL_CTX_free(ctx);
-			auth_db_free(db);
+			passwd_db_free(db);
 			return -1;
 		}
 	}
 	SSL_CTX_free(s->tls_ctx); /* sessions keep their own references */
-	auth_db_free(s->auth_db);
+	passwd_db_free(s->auth_db);
 	table_free(s->sender_login);
 	s->tls_ctx = ctx;
 	s->auth_db = db;
@@ -279,7 +279,7 @@ server_reload(server_t *s)
 		    buf_cstr(&err));
 	else
 		log_info("reloaded TLS certificate, password file (%zu users) and sender_login table",
-		    auth_db_count(s->auth_db));
+		    passwd_db_count(s->auth_db));
 	buf_free(&err);
 	return r;
 }
@@ -290,7 +290,7 @@ server_tls_ctx(struct server *srv)
 	return srv->tls_ctx;
 }
 
-const auth_db_t *
+const passwd_db_t *
 server_auth_db(struct server *srv)
 {
 	return srv->auth_db;
@@ -466,7 +466,7 @@ server_free(server_t *s)
 			unlink(s->local_path);
 	}
 	SSL_CTX_free(s->tls_ctx);
-	auth_db_free(s->auth_db);
+	passwd_db_free(s->auth_db);
 	table_free(s->sender_login);
 	xfree(s->local_path);
 	xfree(s->ls);

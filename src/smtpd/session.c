@@ -1003,8 +1003,8 @@ auth_verified(void *arg, bool ok)
 static void
 auth_check(session_t *s, char *user, char *pass)
 {
-	const auth_db_t *db = server_auth_db(s->srv);
-	const char *hash = db && auth_user_name_ok(user) ? auth_db_hash(db, user) : NULL;
+	const passwd_db_t *db = server_auth_db(s->srv);
+	const char *hash = db && passwd_db_user_ok(user) ? passwd_db_hash(db, user) : NULL;
 	xfree(s->auth_pending);
 	s->auth_pending = user;
 	session_pause(s);
@@ -1368,7 +1368,7 @@ pw_done(uv_work_t *w, int status)
 		return;
 	}
 	s->local_user = xstrdup(name);
-	s->local_sender = xasprintf("%s@%s", name, auth_local_domain(c));
+	s->local_sender = xasprintf("%s@%s", name, config_local_user_domain(c));
 	s->trusted = s->uid == 0 || s->uid == geteuid();
 	for (size_t i = 0; i < c->ntrusted_users && !s->trusted; i++)
 		s->trusted = strcmp(c->trusted_users[i], name) == 0;

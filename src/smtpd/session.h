@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "common/config.h"
+#include "common/passwd_db.h"
 #include "common/table.h"
 #include "lib/conn.h"
 #include "smtpd/auth.h"
@@ -25,7 +26,7 @@ void server_session_gone(struct server *srv, session_t *s, const char *ip);
 struct tern *server_tern(struct server *srv);
 /* shared by all sessions, renewed by server_reload(): do not keep across events */
 SSL_CTX *server_tls_ctx(struct server *srv);      /* NULL: no TLS */
-const auth_db_t *server_auth_db(struct server *srv); /* NULL: no AUTH */
+const passwd_db_t *server_auth_db(struct server *srv); /* NULL: no AUTH */
 const table_t *server_sender_login(struct server *srv);
 
 #endif

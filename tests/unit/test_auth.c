@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/passwd_db.h"
 #include "common/table.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
@@ -155,7 +156,7 @@ test_db(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char *path = write_tmp(cases[i].text, cases[i].mode);
 		buf_t err = BUF_INIT;
-		auth_db_t *db = auth_db_load(path, &err);
+		passwd_db_t *db = passwd_db_load(path, &err);
 		if (cases[i].ok) {
 			assert_non_null(db);
 		} else {
@@ -163,12 +164,12 @@ test_db(void **state)
 			assert_non_null(strstr(buf_cstr(&err), cases[i].err));
 		}
 		if (i == 0) {
-			assert_int_equal(auth_db_count(db), 2);
-			assert_string_equal(auth_db_hash(db, "alice"), "$y$j9T$abc$def");
-			assert_null(auth_db_hash(db, "Alice")); /* user names are exact */
-			assert_null(auth_db_hash(db, "carol"));
+			assert_int_equal(passwd_db_count(db), 2);
+			assert_string_equal(passwd_db_hash(db, "alice"), "$y$j9T$abc$def");
+			assert_null(passwd_db_hash(db, "Alice")); /* user names are exact */
+			assert_null(passwd_db_hash(db, "carol"));
 		}
-		auth_db_free(db);
+		passwd_db_free(db);
 		buf_free(&err);
 		unlink(path);
 		xfree(path);
@@ -193,7 +194,7 @@ test_hash_and_verify(void **state)
 {
 	(void)state;
 	char hash[256];
-	assert_int_equal(auth_hash_password("correct horse", hash, sizeof hash), 0);
+	assert_int_equal(passwd_db_make_hash("correct horse", hash, sizeof hash), 0);
 	assert_true(strncmp(hash, "$y$", 3) == 0);
 	uv_loop_t loop;
 	uv_loop_init(&loop);
