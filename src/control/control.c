@@ -35,6 +35,7 @@
 #include "control/qview.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "queue/queue.h"
 #include "sched/sched.h"
 
 #define REQUEST_TIMEOUT_MS 10000
@@ -44,7 +45,7 @@
 #define PUBLIC_MAX_CONNS 32
 
 struct control {
-	tern_t *t;
+	control_ctx_t ctx;
 	uv_pipe_t listener;
 	uv_pipe_t public_;  /* the public queue socket, when bound */
 	bool have_public;
@@ -359,7 +360,7 @@ listcheck_done(uv_work_t *req, int status)
 	} else {
 		char text[300];
 		snprintf(text, sizeof text, "permission denied: %s may not list the queue "
-		    "(queue_list_users in %s)", j->user, cc->ctl->t->cfg->path);
+		    "(queue_list_users in %s)", j->user, (*cc->ctl->ctx.cfg)->path);
 		conn_reply(cc, false, text, NULL);
 	}
 	for (size_t i = 0; i < j->n; i++)
@@ -376,7 +377,7 @@ answer_list(cconn_t *cc, const char *verb)
 {
 	size_t n;
 	buf_t body = BUF_INIT;
-	qview_entry_t *e = sched_snapshot(cc->ctl->t->sched, NULL, &n);
+	qview_entry_t *e = sched_snapshot(cc->ctl->ctx.sched, NULL, &n);
 	if (!cc->privileged)
 		redact(e, n);
 	if (cc->json)
@@ -394,7 +395,7 @@ answer_list(cconn_t *cc, const char *verb)
 static void
 handle_unprivileged(cconn_t *cc, const char *verb)
 {
-	const config_t *c = cc->ctl->t->cfg;
+	const config_t *c = (*cc->ctl->ctx.cfg);
 	char text[300];
 	if (strcmp(verb, "list") != 0 && strcmp(verb, "mailq") != 0) {
 		const char *me = c->user ? c->user : "the user tern runs as";
@@ -423,14 +424,14 @@ handle_unprivileged(cconn_t *cc, const char *verb)
 		j->names[i] = xstrdup(c->queue_list_users[i]);
 	j->req.data = j;
 	cc->pending = true;
-	uv_queue_work(cc->ctl->t->loop, &j->req, listcheck_work, listcheck_done);
+	uv_queue_work(cc->ctl->ctx.loop, &j->req, listcheck_work, listcheck_done);
 }
 
 static void
 handle_request(cconn_t *cc, char *line)
 {
 	control_t *c = cc->ctl;
-	sched_t *s = c->t->sched;
+	sched_t *s = c->ctx.sched;
 	char *words[4] = {0};
 	size_t nw = 0;
 	for (char *tok = strtok(line, " \t"); tok && nw < 4; tok = strtok(NULL, " \t"))
@@ -469,10 +470,10 @@ handle_request(cconn_t *cc, char *line)
 			j->cc = cc;
 			j->e = e;
 			j->n = n;
-			j->spool_dir = xstrdup(queue_spool_dir(c->t->queue));
+			j->spool_dir = xstrdup(queue_spool_dir(c->ctx.queue));
 			j->req.data = j;
 			cc->pending = true;
-			uv_queue_work(c->t->loop, &j->req, show_work, show_done);
+			uv_queue_work(c->ctx.loop, &j->req, show_work, show_done);
 		}
 	} else if (strcmp(verb, "flush") == 0) {
 		size_t n = sched_flush(s, arg);
@@ -578,8 +579,8 @@ on_connection(uv_stream_t *server, int status)
 		return;
 	cconn_t *cc = xcalloc(1, sizeof *cc);
 	cc->ctl = c;
-	uv_pipe_init(c->t->loop, &cc->pipe, 0);
-	uv_timer_init(c->t->loop, &cc->timer);
+	uv_pipe_init(c->ctx.loop, &cc->pipe, 0);
+	uv_timer_init(c->ctx.loop, &cc->timer);
 	cc->pipe.data = cc;
 	cc->timer.data = cc;
 	cc->handles = 2;
@@ -628,9 +629,9 @@ socket_alive(const char *path)
 }
 
 control_t *
-control_start(tern_t *t, buf_t *err)
+control_start(const control_ctx_t *ctx, buf_t *err)
 {
-	const char *spool = queue_spool_dir(t->queue);
+	const char *spool = queue_spool_dir(ctx->queue);
 	char *path = xasprintf("%s/%s", spool, CONTROL_SOCKET_NAME);
 	struct sockaddr_un sa;
 	if (strlen(path) >= sizeof sa.sun_path) {
@@ -651,9 +652,9 @@ control_start(tern_t *t, buf_t *err)
 		return NULL;
 	}
 	control_t *c = xcalloc(1, sizeof *c);
-	c->t = t;
+	c->ctx = *ctx;
 	c->path = path;
-	uv_pipe_init(t->loop, &c->listener, 0);
+	uv_pipe_init(ctx->loop, &c->listener, 0);
 	c->listener.data = c;
 	c->open_handles = 1;
 	/* owner-only from the start: no moment where others could connect */
@@ -671,7 +672,7 @@ control_start(tern_t *t, buf_t *err)
 	}
 	log_info("control socket %s", path);
 	if (public_fd >= 0) {
-		uv_pipe_init(t->loop, &c->public_, 0);
+		uv_pipe_init(ctx->loop, &c->public_, 0);
 		c->public_.data = c;
 		c->open_handles++;
 		c->have_public = true;
@@ -683,7 +684,7 @@ control_start(tern_t *t, buf_t *err)
 			rc = uv_listen((uv_stream_t *)&c->public_, 16, on_connection);
 		if (rc < 0)
 			log_warn("queue socket %s: %s; only root and %s can list the queue", c->public_path,
-			    uv_strerror(rc), t->cfg->user ? t->cfg->user : "tern's user");
+			    uv_strerror(rc), (*ctx->cfg)->user ? (*ctx->cfg)->user : "tern's user");
 		else
 			log_info("queue socket %s (listing for queue_list_users)", c->public_path);
 	}

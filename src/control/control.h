@@ -33,7 +33,9 @@
 #ifndef TERN_CONTROL_H
 #define TERN_CONTROL_H
 
-#include "daemon.h"
+#include <uv.h>
+
+#include "common/config.h"
 #include "lib/buf.h"
 
 #define CONTROL_SOCKET_NAME "control.sock"
@@ -41,12 +43,20 @@
 
 typedef struct control control_t;
 
+/* What the control socket needs of the daemon, and nothing more. */
+typedef struct control_ctx {
+	uv_loop_t *loop;
+	config_t *const *cfg; /* the configuration in force: *cfg at each use (SIGHUP swaps it) */
+	struct queue *queue;  /* the spool (control.sock lives there; show reads it) */
+	struct sched *sched;  /* the queue's index: list, flush, hold, release, delete */
+} control_ctx_t;
+
 /*
  * Listen on <spool_dir>/control.sock. A stale socket file (nobody
  * answering) is replaced; if another daemon answers on it, this fails.
- * Blocking (start-up only). NULL with a message in *err.
+ * Blocking (start-up only). ctx is copied. NULL with a message in *err.
  */
-control_t *control_start(tern_t *t, buf_t *err);
+control_t *control_start(const control_ctx_t *ctx, buf_t *err);
 /* The public queue socket's path (allocated): "tern-queue.sock" in the
  * directory of local_socket, or beside spool_dir when local_socket is off. */
 char *control_public_path(const config_t *c);

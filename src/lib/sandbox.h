@@ -1,5 +1,6 @@
 /*
- * sandbox.h - confine the running daemon: a seccomp deny-list and Landlock.
+ * sandbox.h - confine the running daemon: a seccomp deny-list and Landlock
+ * (the mechanisms; which directories is the daemon's policy, daemon/confine.h).
  *
  * Applied once, at the end of start-up (everything bound, opened, recovered),
  * to the whole process; it cannot be undone. After it:
@@ -64,24 +65,13 @@ int sandbox_landlock_abi(void);
  * when Landlock is not enforced */
 bool sandbox_may_write(const char *path);
 
-struct config;
-struct tables;
+/* realpath(3) of the directory path, or of its deepest existing ancestor
+ * directory (*exact false; a file in the way counts as missing: the
+ * administrator may replace it); NULL when nothing of it resolves. The
+ * result is malloc'd: free(3) it. */
+char *sandbox_existing_dir(const char *path, bool *exact);
 
-/*
- * The daemon's sandbox, from its configuration: does nothing (one info
- * line) with "sandbox = no"; otherwise allows writes beneath spool_dir,
- * maildir_base and every Maildir path of the mailboxes table that lies
- * outside them (each collected now: see sandbox.c), file removal in the
- * local_socket's directory, and applies. Returns sandbox_apply()'s result.
- */
-int sandbox_daemon(const struct config *c, const struct tables *t, buf_t *err);
-
-/*
- * After a reload (SIGHUP): log a warning for every Maildir of the new
- * tables (and a new maildir_base) outside the directories the running
- * sandbox allows; deliveries there fail (deferred) until a restart.
- * Returns how many; 0 when Landlock is not enforced.
- */
-size_t sandbox_check_tables(const struct config *c, const struct tables *t);
+/* canon (a canonical path) is one of dirs[0..n) or lies beneath one */
+bool sandbox_beneath_any(const char *canon, char *const *dirs, size_t n);
 
 #endif

@@ -56,7 +56,7 @@ typedef struct slist {
 } slist_t;
 
 struct server {
-	tern_t *t;
+	smtpd_ctx_t *t;
 	listener_t *ls;
 	size_t nls;
 	size_t nclosed;
@@ -127,8 +127,8 @@ ip_release(server_t *s, const char *ip)
 	}
 }
 
-tern_t *
-server_tern(struct server *srv)
+smtpd_ctx_t *
+server_ctx(struct server *srv)
 {
 	return srv->t;
 }
@@ -349,7 +349,7 @@ bind_local(server_t *s, listener_t *l, const char *path, buf_t *err)
 }
 
 server_t *
-server_new(tern_t *t, buf_t *err)
+server_new(smtpd_ctx_t *t, buf_t *err)
 {
 	const config_t *c = t->cfg;
 	server_t *s = xcalloc(1, sizeof *s);

@@ -11,19 +11,35 @@
 #ifndef TERN_SERVER_H
 #define TERN_SERVER_H
 
-#include "daemon.h"
+#include <uv.h>
+
+#include "common/config.h"
+#include "common/tables.h"
 #include "lib/buf.h"
 
 typedef struct server server_t;
 
+/*
+ * What the SMTP side needs of the daemon, and nothing more. The daemon owns
+ * it and keeps cfg and tables current (a SIGHUP swaps both between two
+ * events): read them through the context at each event, never keep them.
+ */
+typedef struct smtpd_ctx {
+	uv_loop_t *loop;
+	const config_t *cfg;
+	const tables_t *tables; /* RCPT: router_expand() */
+	struct queue *queue;    /* where accepted mail is committed */
+	struct sched *sched;    /* takes each committed message */
+} smtpd_ctx_t;
+
 /* Bind all listeners (before privileges are dropped). NULL on error, with
- * the reason in *err. Logs "listening on ADDR:PORT mode=MODE" for each. */
-server_t *server_new(tern_t *t, buf_t *err);
+ * the reason in *err. ctx must outlive the server. Logs "listening on ADDR:PORT mode=MODE" for each. */
+server_t *server_new(smtpd_ctx_t *ctx, buf_t *err);
 /* Start accepting. */
 int server_start(server_t *s);
 void server_stop(server_t *s, void (*done)(void *arg), void *arg);
 /* SIGHUP: load the TLS certificate and key, the password file and the
- * sender_login table again from the current configuration (tern_t's);
+ * sender_login table again from the current configuration (the context's);
  * on error keep the old ones and log why. 0 or -1. */
 int server_reload(server_t *s);
 void server_free(server_t *s);

@@ -56,7 +56,6 @@
 #include "common/envelope.h"
 #include "common/maillog.h"
 #include "common/qid.h"
-#include "daemon.h"
 #include "deliver/router.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -66,6 +65,7 @@
 #include "sched/sched.h"
 #include "smtpd/dataread.h"
 #include "smtpd/header.h"
+#include "smtpd/server.h"
 
 #define OUT_HIGH (64 * 1024)   /* stop reading while this much output is unsent */
 #define INPUT_MAX (64 * 1024)  /* conn input bound */
@@ -158,10 +158,10 @@ static void session_process(session_t *s);
 static void session_event(conn_t *c, enum conn_event ev, int err, void *arg);
 static void session_free(session_t *s);
 
-static tern_t *
+static smtpd_ctx_t *
 T(session_t *s)
 {
-	return server_tern(s->srv);
+	return server_ctx(s->srv);
 }
 
 static const config_t *

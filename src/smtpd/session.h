@@ -23,7 +23,7 @@ void session_shutdown(session_t *s);
 
 /* server.c side */
 void server_session_gone(struct server *srv, session_t *s, const char *ip);
-struct tern *server_tern(struct server *srv);
+struct smtpd_ctx *server_ctx(struct server *srv);
 /* shared by all sessions, renewed by server_reload(): do not keep across events */
 SSL_CTX *server_tls_ctx(struct server *srv);      /* NULL: no TLS */
 const passwd_db_t *server_auth_db(struct server *srv); /* NULL: no AUTH */

@@ -12,9 +12,9 @@
  * allowed directory work, writing anywhere else fails with EACCES, also
  * from a thread started afterwards, reading elsewhere still works, and so
  * do /dev/null and connecting to a unix socket outside (LMTP, /dev/log).
- * sandbox_daemon(): the directories come from the configuration and the
+ * confine_daemon(): the directories come from the configuration and the
  * mailboxes table (a Maildir path outside maildir_base is allowed, its
- * neighbour is not), sandbox_check_tables() reports a Maildir added later
+ * neighbour is not), confine_check_tables() reports a Maildir added later
  * outside them, and "sandbox = no" leaves the process alone.
  * Must not: apply the sandbox in the test runner's own process.
  */
@@ -42,7 +42,8 @@
 #include <unistd.h>
 
 #include "common/config.h"
-#include "deliver/router.h"
+#include "common/tables.h"
+#include "daemon/confine.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/sandbox.h"
@@ -297,7 +298,7 @@ test_apply(void **state)
 	run_child(child_basic);
 }
 
-/* sandbox_daemon(): spool_dir, maildir_base, a mailbox elsewhere */
+/* confine_daemon(): spool_dir, maildir_base, a mailbox elsewhere */
 static config_t *dcfg;
 static tables_t *dtab;
 static char other[400];
@@ -306,7 +307,7 @@ static void
 child_daemon(void)
 {
 	buf_t err = BUF_INIT;
-	int r = sandbox_daemon(dcfg, dtab, &err);
+	int r = confine_daemon(dcfg, dtab, &err);
 	if (r < 0)
 		fprintf(stderr, "sandbox_daemon: %s\n", buf_cstr(&err));
 	CHECK(r == 0);
@@ -330,10 +331,10 @@ child_daemon(void)
 		snprintf(p, sizeof p, "%s/tern.sock", top);
 		CHECK(unlink(p) == 0);
 		/* a reload that names a Maildir elsewhere is reported */
-		CHECK(sandbox_check_tables(dcfg, dtab) == 0);
+		CHECK(confine_check_tables(dcfg, dtab) == 0);
 		tables_t *t2 = tables_load(dcfg, &err);
 		CHECK(t2 != NULL);
-		CHECK(sandbox_check_tables(dcfg, t2) == 1);
+		CHECK(confine_check_tables(dcfg, t2) == 1);
 		tables_free(t2);
 	}
 	buf_free(&err);
@@ -343,7 +344,7 @@ static void
 child_daemon_off(void)
 {
 	buf_t err = BUF_INIT;
-	CHECK(sandbox_daemon(dcfg, dtab, &err) == 0);
+	CHECK(confine_daemon(dcfg, dtab, &err) == 0);
 	CHECK(status_has("Seccomp:\t0\n"));
 	CHECK(sandbox_landlock_state() == SANDBOX_LL_OFF);
 	CHECK(create_file(top, "unconfined") == 0);

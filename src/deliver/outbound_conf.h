@@ -1,0 +1,53 @@
+/*
+ * outbound_conf.h - outbound delivery built from the configuration.
+ *
+ * From a config_t: the DNS resolver (libunbound: dns_servers, dns_timeout,
+ * dnssec_trust_anchor), the MX options that know our own names and
+ * addresses (RFC 5321 §5.1 loop detection: hostname, every listen address,
+ * and every interface's address for a wildcard listener), the relay host
+ * and its credentials (relayhost_auth_file), limits, timeouts and the TLS
+ * policy; and the transport lookup, asked through the tables the daemon
+ * holds now (so a SIGHUP's new transport table applies to the next
+ * message). These are read once at start; a SIGHUP changes only the
+ * tables.
+ * Owns: the resolver, the MX options and the relay credentials (wiped when
+ * freed); outbound_new() copies the rest.
+ * Must not: keep anything of the config_t after outbound_conf_new().
+ */
+#ifndef TERN_OUTBOUND_CONF_H
+#define TERN_OUTBOUND_CONF_H
+
+#include <uv.h>
+
+#include "common/config.h"
+#include "common/tables.h"
+#include "deliver/outbound.h"
+#include "lib/buf.h"
+
+typedef struct outbound_conf outbound_conf_t;
+
+/*
+ * Build the outbound manager. *tables is read at each transport lookup
+ * (the caller keeps it pointing at its current tables). NULL with the
+ * reason in *err: the relay credentials cannot be read or are unsafe, or
+ * the resolver cannot start.
+ */
+outbound_conf_t *outbound_conf_new(uv_loop_t *loop, const config_t *c, tables_t *const *tables,
+    const char *spool_dir, buf_t *err);
+
+/* The manager; outbound_shutdown() frees it (then call outbound_conf_free). */
+outbound_t *outbound_conf_outbound(outbound_conf_t *oc);
+
+/* Free the resolver and wipe the credentials: after the manager is shut
+ * down (its callback has run). NULL is a no-op. */
+void outbound_conf_free(outbound_conf_t *oc);
+
+/*
+ * The relayhost credentials: one line "user password" (the password is the
+ * rest of the line) in a file that must belong to root or tern's user and
+ * be readable by nobody else (fs_secret_problem). 0, or -1 with the reason.
+ */
+int outbound_conf_relay_auth(const char *path, char *user, size_t ucap, char *pass, size_t pcap,
+    buf_t *err);
+
+#endif
