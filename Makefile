@@ -28,7 +28,7 @@ FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build/fuzz/%)
 FUZZ_TIME ?= 30
 
-.PHONY: lint all deps run test unit integration integration-asan asan install clean check-config fuzz bench
+.PHONY: lint layercheck all deps run test unit integration integration-asan asan install clean check-config fuzz bench
 
 all: build/tern
 
@@ -117,6 +117,10 @@ bench:
 TIDY_JOBS  ?= 2
 TIDY_FLAGS  = -std=gnu11 $(CPPFLAGS) \
 	$(foreach p,libuv libunbound openssl,$(shell pkg-config --cflags $(p) 2>/dev/null))
+# the layers (README.md "Layout"): no #include in src/ may run upward
+layercheck:
+	$(PYTHON) scripts/layercheck.py src
+
 lint: | build/.deps-ok
 	cppcheck --quiet --enable=warning,performance,portability --inline-suppr --std=c11 \
 		-D_GNU_SOURCE -Isrc --suppress=missingIncludeSystem --error-exitcode=1 src
