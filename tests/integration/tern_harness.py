@@ -14,7 +14,7 @@ with TERN_ASAN=1 every stop checks the log for sanitizer reports and every
 timeout is multiplied by TIME_FACTOR.
 
 Must not: touch anything outside its temp dir, or bend to a daemon behaviour
-that differs from notes/daemon-spec.md (the contract).
+that differs from the documented one (README.md and docs/: the contract).
 """
 
 import os

@@ -172,7 +172,7 @@ def test_incoming_emptied_at_restart(tern):
 
 
 def test_log_lines(tern):
-    """The log lines of notes/daemon-spec.md that operators and tests rely on."""
+    """The log lines operators and tests rely on (README.md and docs/flow.md show them)."""
     qid = tern.send(["carol@localhost", "postmaster@localhost"], subject="logged")
     tern.wait_log(r"%s: removed" % qid)
     with tern.client() as c:

@@ -1,5 +1,6 @@
 /*
- * test_sandbox.c - unit tests for src/lib/sandbox.c.
+ * test_sandbox.c - unit tests for src/lib/sandbox.c (the mechanisms) and
+ * src/daemon/confine.c (the policy).
  *
  * The sandbox cannot be undone, so every test applies it in a forked child
  * and the parent checks the child's exit status: 0 when every check held,
