@@ -19,8 +19,8 @@
 #include "cli/passwd.h"
 #include "cli/queue.h"
 #include "daemon/daemon.h"
+#include "lib/version.h"
 #include "sendmail/sendmail.h"
-#include "version.h"
 
 #define DEFAULT_CONFIG "/etc/tern/tern.conf"
 

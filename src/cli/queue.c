@@ -32,9 +32,9 @@
 #include "control/control.h"
 #include "control/qview.h"
 #include "lib/buf.h"
+#include "lib/version.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
-#include "version.h"
 
 #define REPLY_TIMEOUT_S 120
 #define REPLY_MAX ((size_t)1 << 30)

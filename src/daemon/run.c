@@ -38,10 +38,10 @@
 #include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/version.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 #include "smtpd/server.h"
-#include "version.h"
 
 
 /* the daemon's own state, one per process; no stage sees it whole: each

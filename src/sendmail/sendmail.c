@@ -42,8 +42,8 @@
 #include "cli/queue.h"
 #include "common/config.h"
 #include "lib/buf.h"
+#include "lib/version.h"
 #include "lib/xalloc.h"
-#include "version.h"
 
 #define REPLY_TIMEOUT_MS (10 * 60 * 1000) /* RFC 5321 §4.5.3.2.6: 10 min for the final reply */
 #define MAX_RCPTS 10000
