@@ -110,10 +110,11 @@ bench:
 	-$(MAKE) build/tern
 	QUICK=$(QUICK) TERN_BIN=$(CURDIR)/build/tern $(PYTHON) bench/bench.py
 
-# static analysis; CI fails on any cppcheck or clang-tidy finding. clang-tidy
-# reads its checks from .clang-tidy (why each: docs/security.md) and runs on
-# every src/**/*.c, TIDY_JOBS at a time, largest first; it prints nothing for
-# a clean file, and a file's findings (as errors) otherwise.
+# static analysis; CI fails on any upward include (layercheck), cppcheck or
+# clang-tidy finding. clang-tidy reads its checks from .clang-tidy (why each:
+# docs/security.md) and runs on every src/**/*.c, TIDY_JOBS at a time,
+# largest first; it prints nothing for a clean file, and a file's findings
+# (as errors) otherwise.
 TIDY_JOBS  ?= 2
 TIDY_FLAGS  = -std=gnu11 $(CPPFLAGS) \
 	$(foreach p,libuv libunbound openssl,$(shell pkg-config --cflags $(p) 2>/dev/null))
@@ -121,7 +122,7 @@ TIDY_FLAGS  = -std=gnu11 $(CPPFLAGS) \
 layercheck:
 	$(PYTHON) scripts/layercheck.py src
 
-lint: | build/.deps-ok
+lint: layercheck | build/.deps-ok
 	cppcheck --quiet --enable=warning,performance,portability --inline-suppr --std=c11 \
 		-D_GNU_SOURCE -Isrc --suppress=missingIncludeSystem --error-exitcode=1 src
 	@ls -S $$(find src -name '*.c') | xargs -P$(TIDY_JOBS) -n1 sh -c \

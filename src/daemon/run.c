@@ -43,7 +43,6 @@
 #include "sched/sched.h"
 #include "smtpd/server.h"
 
-
 /* the daemon's own state, one per process; no stage sees it whole: each
  * gets its own context (sched_ctx_t, smtpd_ctx_t, control_ctx_t) */
 static struct daemon {
