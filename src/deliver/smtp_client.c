@@ -246,6 +246,16 @@ session_trouble(smtp_client_t *c, const char *fmt, ...)
 	buf_free(&b);
 }
 
+/* c->err has just been given a session-level reason (TLS handshake failed,
+ * connection lost, aborted): its outcome is outcome_session's. */
+static void
+err_is_trouble(smtp_client_t *c)
+{
+	outcome_t oc;
+	outcome_session(&oc, buf_cstr(&c->err));
+	c->err_outcome = (int)oc.kind;
+}
+
 static void
 set_timeout(smtp_client_t *c, unsigned sec)
 {
@@ -950,7 +960,7 @@ report_end(smtp_client_t *c, int err)
 		c->tls_failed = true;
 		buf_printf(&c->err, "451 4.7.5 TLS handshake with %s failed: %s", c->relay,
 		    why[0] ? why : err ? uv_strerror(err) : "connection closed");
-		c->err_outcome = SMTP_TEMPFAIL;
+		err_is_trouble(c);
 	}
 	if (c->err.len == 0) {
 		if (c->st == CS_CONNECTING || !c->ready) {
@@ -966,9 +976,8 @@ report_end(smtp_client_t *c, int err)
 			buf_printf(&c->err, "451 4.4.2 connection lost with %s after %s", c->relay,
 			    stage_name(c->stage));
 		}
-		c->err_outcome = SMTP_TEMPFAIL;
+		err_is_trouble(c);
 	}
-	/* the session-level texts above are outcome_session's rule (temporary) */
 	c->st = CS_CLOSING;
 	if (c->txn) {
 		/* everything not final yet is a tempfail with the reason */
@@ -976,8 +985,10 @@ report_end(smtp_client_t *c, int err)
 		char *t = NULL;
 		if (c->err_outcome != SMTP_TEMPFAIL || why[0] != '4')
 			why = t = xasprintf("451 4.4.2 session with %s ended: %s", c->relay, why);
+		outcome_t oc;
+		outcome_session(&oc, why);
 		for (size_t i = 0; i < c->txn->n; i++)
-			set_result(c, i, SMTP_TEMPFAIL, why);
+			set_result(c, i, (enum smtp_outcome)oc.kind, oc.text);
 		xfree(t);
 		c->txn = NULL;
 		emit(c, SMTP_CLIENT_DONE);
@@ -1207,7 +1218,7 @@ smtp_client_abort(smtp_client_t *c, const char *reason)
 		return;
 	if (reason && c->err.len == 0) {
 		buf_puts(&c->err, reason);
-		c->err_outcome = SMTP_TEMPFAIL;
+		err_is_trouble(c);
 	}
 	c->st = CS_CLOSING;
 	c->sending = false;
