@@ -418,24 +418,18 @@ content_begin(session_t *s, bool raw)
 }
 
 static void
-log_accepted(session_t *s, const envelope_t *env, char *un, size_t unsz, bool gone)
-{
-	maillog_accepted(env->qid, s->id, s->ip, s->helo ? s->helo : "", env->sender, env->body_len,
-	    env->nrcpt, proto_word(s), user_note(s, un, unsz), gone);
-}
-
-static void
 commit_done(void *arg, int err, envelope_t *env)
 {
 	session_t *s = arg;
 	char un[128];
 	s->qm = NULL; /* freed by the queue */
+	if (err == 0)
+		maillog_accepted(env->qid, s->id, s->ip, s->helo ? s->helo : "", env->sender,
+		    env->body_len, env->nrcpt, proto_word(s), user_note(s, un, sizeof un), s->gone);
 	if (s->gone) {
 		/* client left while we synced: the message is queued all the same */
-		if (err == 0) {
-			log_accepted(s, env, un, sizeof un, true);
+		if (err == 0)
 			sched_submit(T(s)->sched, env, false);
-		}
 		work_returned(s);
 		return;
 	}
@@ -447,7 +441,6 @@ commit_done(void *arg, int err, envelope_t *env)
 		reply_error(s, "DATA", line, false);
 	} else {
 		char line[128];
-		log_accepted(s, env, un, sizeof un, false);
 		snprintf(line, sizeof line, "250 2.0.0 Ok: queued as %s", env->qid);
 		reply(s, line);
 		s->nmessages++;
