@@ -202,6 +202,62 @@ replace_file(const char *path, const buf_t *content, const config_t *c)
 	return 0;
 }
 
+/* tern passwd list: the user names of the file, one a line */
+static void
+list_users(const char *data, size_t len)
+{
+	size_t pos = 0;
+	while (pos < len) {
+		const char *line = data + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - line) : len - pos;
+		pos += n + (nl ? 1 : 0);
+		const char *colon = memchr(line, ':', n);
+		size_t sp = strspn(line, " \t");
+		if (colon && sp < n && line[sp] != '#')
+			printf("%.*s\n", (int)(colon - line), line);
+	}
+}
+
+/* every line of the file but the user's into out; *where is the offset in
+ * out at which the user's (first) line stood, so change keeps its place.
+ * True when the user was there. */
+static bool
+copy_without_user(const char *data, size_t len, const char *user, buf_t *out, size_t *where)
+{
+	bool found = false;
+	size_t pos = 0;
+	while (pos < len) {
+		const char *line = data + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - line) : len - pos;
+		pos += n + (nl ? 1 : 0);
+		if (line_user(line, n, user)) {
+			if (!found)
+				*where = out->len;
+			found = true;
+			continue; /* del: dropped */
+		}
+		buf_append(out, line, n);
+		buf_putc(out, '\n');
+	}
+	return found;
+}
+
+/* "user:hash" inserted into out at offset where (the old copy is wiped) */
+static void
+put_user_line(buf_t *out, size_t where, const char *user, const char *hash)
+{
+	buf_t all = BUF_INIT;
+	buf_append(&all, out->data ? out->data : "", where);
+	buf_printf(&all, "%s:%s\n", user, hash);
+	buf_append(&all, out->data ? out->data + where : "", out->len - where);
+	if (out->data)
+		explicit_bzero(out->data, out->len);
+	buf_free(out);
+	*out = all;
+}
+
 int
 cli_passwd(const char *config, int argc, char **argv)
 {
@@ -259,33 +315,12 @@ cli_passwd(const char *config, int argc, char **argv)
 		data = xstrdup("");
 		len = 0;
 	}
-	size_t pos = 0;
-	while (pos < len) {
-		const char *line = data + pos;
-		const char *nl = memchr(line, '\n', len - pos);
-		size_t n = nl ? (size_t)(nl - line) : len - pos;
-		pos += n + (nl ? 1 : 0);
-		if (list) {
-			const char *colon = memchr(line, ':', n);
-			size_t sp = strspn(line, " \t");
-			if (colon && sp < n && line[sp] != '#')
-				printf("%.*s\n", (int)(colon - line), line);
-			continue;
-		}
-		if (line_user(line, n, user)) {
-			/* its place is kept for change: the hash is written there below */
-			if (!found)
-				where = out.len;
-			found = true;
-			continue; /* del: dropped */
-		}
-		buf_append(&out, line, n);
-		buf_putc(&out, '\n');
-	}
 	if (list) {
+		list_users(data, len);
 		rc = 0;
 		goto out_buf;
 	}
+	found = copy_without_user(data, len, user, &out, &where);
 	if ((del || change) && !found) {
 		fprintf(stderr, "tern passwd: no user %s in %s%s\n", user, path,
 		    change ? " (to add one: tern passwd add USER)" : "");
@@ -310,16 +345,7 @@ cli_passwd(const char *config, int argc, char **argv)
 			goto out_buf;
 		}
 		/* the user's line goes where the old one was (add: at the end) */
-		buf_t all = BUF_INIT;
-		if (add)
-			where = out.len;
-		buf_append(&all, out.data ? out.data : "", where);
-		buf_printf(&all, "%s:%s\n", user, hash);
-		buf_append(&all, out.data ? out.data + where : "", out.len - where);
-		if (out.data)
-			explicit_bzero(out.data, out.len);
-		buf_free(&out);
-		out = all;
+		put_user_line(&out, add ? out.len : where, user, hash);
 	}
 	if (replace_file(path, &out, c) < 0)
 		goto out_buf;

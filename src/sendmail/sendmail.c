@@ -648,17 +648,11 @@ quoted_phrase(buf_t *b, const char *s)
 	buf_putc(b, '"');
 }
 
-int
-sendmail_main(const char *config, int argc, char **argv)
+/* the command line into o; returns -1 to go on, else the exit code */
+static int
+parse_opts(struct opts *o, int argc, char **argv)
 {
-	struct opts o;
-	memset(&o, 0, sizeof o);
-	o.config = config;
-	o.mode = 'm';
 	int ch;
-	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	if (strcmp(prog, "newaliases") == 0)
-		return no_op("newaliases", NOTE_ALIASES);
 	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("sendmail (tern %s)\n", TERN_VERSION);
@@ -674,62 +668,172 @@ sendmail_main(const char *config, int argc, char **argv)
 		case 'b':
 			if (strcmp(optarg, "s") == 0 || strcmp(optarg, "p") == 0 || strcmp(optarg, "m") == 0 ||
 			    strcmp(optarg, "v") == 0 || strcmp(optarg, "i") == 0)
-				o.mode = optarg[0];
+				o->mode = optarg[0];
 			else if (strcmp(optarg, "t") == 0)
-				o.mode = 'v';
+				o->mode = 'v';
 			else
 				return usage("only -bm, -bs, -bp, -bv, -bt and -bi are supported");
 			break;
-		case 'C': o.config = optarg; break;
-		case 'F': o.fullname = optarg; break;
+		case 'C': o->config = optarg; break;
+		case 'F': o->fullname = optarg; break;
 		case 'f':
-		case 'r': o.from = optarg; break;
-		case 'i': o.i = true; break;
+		case 'r': o->from = optarg; break;
+		case 'i': o->i = true; break;
 		case 'o':
 			if (strcmp(optarg, "i") == 0)
-				o.i = true;
+				o->i = true;
 			break; /* -oem, -odb ... : nothing to do */
-		case 't': o.t = true; break;
-		case 'N': o.notify = optarg; break;
-		case 'R': o.ret = optarg; break;
-		case 'V': o.envid = optarg; break;
-		case 'q': o.mode = 'q'; break;
+		case 't': o->t = true; break;
+		case 'N': o->notify = optarg; break;
+		case 'R': o->ret = optarg; break;
+		case 'V': o->envid = optarg; break;
+		case 'q': o->mode = 'q'; break;
 		case '?': return usage("unknown option");
 		default: break; /* accepted and ignored */
 		}
 	}
-	if (o.mode == 'p') {
+	return -1;
+}
+
+/* the modes that submit nothing (-bp, -bi, -q, -bv/-bt); -1 for the others */
+static int
+run_query_mode(const struct opts *o, int argc, char **argv)
+{
+	if (o->mode == 'p') {
 		char *av[] = {(char *)"mailq", NULL};
-		return cli_mailq(o.config, 1, av);
+		return cli_mailq(o->config, 1, av);
 	}
-	if (o.mode == 'i')
+	if (o->mode == 'i')
 		return no_op("sendmail -bi", NOTE_ALIASES);
-	if (o.mode == 'q')
+	if (o->mode == 'q')
 		return no_op("sendmail -q", "the tern daemon runs its queue itself (tern queue flush retries "
 		    "deferred mail now)");
-	if (o.mode == 'v') {
+	if (o->mode == 'v') {
 		if (optind >= argc)
 			return usage("-bv and -bt need the addresses to test");
-		int r = cli_address_report(o.config, "sendmail", argc - optind, argv + optind);
+		int r = cli_address_report(o->config, "sendmail", argc - optind, argv + optind);
 		return r < 0 ? EX_CONFIG : r > 0 ? EX_NOUSER : 0;
 	}
-	if (o.notify && !word_ok(o.notify))
+	return -1;
+}
+
+/* -N, -R, -V and -f checked; a bracketed -f '<addr>' is unwrapped into
+ * *from_buf (the caller frees it). -1 to go on, else the exit code. */
+static int
+check_opts(struct opts *o, char **from_buf)
+{
+	if (o->notify && !word_ok(o->notify))
 		return usage("-N takes never, or a list of success, failure, delay");
-	if (o.ret && strcasecmp(o.ret, "full") != 0 && strcasecmp(o.ret, "hdrs") != 0)
+	if (o->ret && strcasecmp(o->ret, "full") != 0 && strcasecmp(o->ret, "hdrs") != 0)
 		return usage("-R takes full or hdrs");
-	if (o.envid && (strlen(o.envid) > 100 || !address_ok(o.envid)))
+	if (o->envid && (strlen(o->envid) > 100 || !address_ok(o->envid)))
 		return usage("-V: an envelope id of at most 100 printable characters");
-	char *from_buf = NULL;
-	if (o.from && o.from[0] == '<') {
+	if (o->from && o->from[0] == '<') {
 		/* -f '<addr>' or -f '<>' */
-		size_t fl = strlen(o.from);
-		if (fl < 2 || o.from[fl - 1] != '>')
+		size_t fl = strlen(o->from);
+		if (fl < 2 || o->from[fl - 1] != '>')
 			return usage("-f: not an address");
-		from_buf = xstrndup(o.from + 1, fl - 2);
-		o.from = from_buf;
+		*from_buf = xstrndup(o->from + 1, fl - 2);
+		o->from = *from_buf;
 	}
-	if (o.from && o.from[0] && !address_ok(o.from))
+	if (o->from && o->from[0] && !address_ok(o->from))
 		return usage("-f: not an address");
+	return -1;
+}
+
+/* the recipients from the command line (and with -t the header), each
+ * checked, local names put in our first local domain; 0 or an exit code */
+static int
+collect_recipients(const struct opts *o, const config_t *c, int argc, char **argv, buf_t *msg,
+    strv_t *rcpts)
+{
+	for (int i = optind; i < argc; i++)
+		parse_address_list(argv[i], strlen(argv[i]), rcpts);
+	if (o->t)
+		take_header_recipients(msg, rcpts);
+	if (rcpts->n == 0) {
+		fprintf(stderr, "sendmail: no recipients%s\n", o->t ? " (none in To, Cc or Bcc either)" : "");
+		return o->t ? EX_DATAERR : EX_USAGE;
+	}
+	if (rcpts->n > MAX_RCPTS) {
+		fprintf(stderr, "sendmail: more than %d recipients\n", MAX_RCPTS);
+		return EX_DATAERR;
+	}
+	for (size_t i = 0; i < rcpts->n; i++) {
+		if (!address_ok(rcpts->v[i])) {
+			fprintf(stderr, "sendmail: <%s>: not an address\n", rcpts->v[i]);
+			return EX_DATAERR;
+		}
+		if (!strchr(rcpts->v[i], '@')) {
+			/* a local name: in our first local domain, like the sender */
+			char *full = xasprintf("%s@%s", rcpts->v[i], config_local_user_domain(c));
+			xfree(rcpts->v[i]);
+			rcpts->v[i] = full;
+		}
+	}
+	return 0;
+}
+
+/* -F: a From field with the name, when the message has none (the daemon
+ * adds a bare one otherwise) */
+static void
+add_from_field(const struct opts *o, const char *me, buf_t *msg)
+{
+	if (!o->fullname || has_field(msg, "From"))
+		return;
+	buf_t m2 = BUF_INIT;
+	buf_puts(&m2, "From: ");
+	quoted_phrase(&m2, o->fullname);
+	buf_printf(&m2, " <%s>\r\n", o->from && o->from[0] ? o->from : me);
+	if (msg->len == 0 || header_end(msg) == 0)
+		buf_puts(&m2, msg->len ? "" : "\r\n");
+	buf_append(&m2, msg->data ? msg->data : "", msg->len);
+	buf_free(msg);
+	*msg = m2;
+}
+
+/* read the message, gather and check its recipients, hand it over */
+static int
+send_message(const struct opts *o, const config_t *c, int argc, char **argv)
+{
+	/* who we are (the daemon checks it with the kernel anyway) */
+	struct passwd *pw = getpwuid(getuid());
+	char *me = xasprintf("%s@%s", pw ? pw->pw_name : "nobody", config_local_user_domain(c));
+	strv_t rcpts = {0};
+	buf_t msg = BUF_INIT;
+	int rc = read_message(o, c->message_size_limit, &msg);
+	if (rc == 0)
+		rc = collect_recipients(o, c, argc, argv, &msg, &rcpts);
+	if (rc == 0) {
+		add_from_field(o, me, &msg);
+		rc = submit(o, c->local_socket, me, &rcpts, &msg);
+	}
+	strv_free(&rcpts);
+	buf_free(&msg);
+	xfree(me);
+	return rc;
+}
+
+int
+sendmail_main(const char *config, int argc, char **argv)
+{
+	struct opts o;
+	memset(&o, 0, sizeof o);
+	o.config = config;
+	o.mode = 'm';
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	if (strcmp(prog, "newaliases") == 0)
+		return no_op("newaliases", NOTE_ALIASES);
+	int rc = parse_opts(&o, argc, argv);
+	if (rc < 0)
+		rc = run_query_mode(&o, argc, argv);
+	char *from_buf = NULL;
+	if (rc < 0)
+		rc = check_opts(&o, &from_buf);
+	if (rc >= 0) {
+		xfree(from_buf);
+		return rc;
+	}
 
 	buf_t err = BUF_INIT;
 	config_t *c = config_load(o.config, &err);
@@ -740,74 +844,16 @@ sendmail_main(const char *config, int argc, char **argv)
 		return EX_CONFIG;
 	}
 	buf_free(&err);
-	int rc;
 	if (!c->local_socket) {
 		fprintf(stderr, "sendmail: local_socket is off in %s: local submission is disabled\n",
 		    c->path);
-		config_free(c);
-		xfree(from_buf);
-		return EX_UNAVAILABLE;
-	}
-	if (o.mode == 's') {
+		rc = EX_UNAVAILABLE;
+	} else if (o.mode == 's') {
 		rc = relay_smtp(c->local_socket);
-		config_free(c);
-		xfree(from_buf);
-		return rc;
+	} else {
+		rc = send_message(&o, c, argc, argv);
 	}
-
-	/* who we are (the daemon checks it with the kernel anyway) */
-	struct passwd *pw = getpwuid(getuid());
-	char *me = xasprintf("%s@%s", pw ? pw->pw_name : "nobody", config_local_user_domain(c));
-	strv_t rcpts = {0};
-	buf_t msg = BUF_INIT;
-	rc = read_message(&o, c->message_size_limit, &msg);
-	if (rc != 0)
-		goto out;
-	for (int i = optind; i < argc; i++)
-		parse_address_list(argv[i], strlen(argv[i]), &rcpts);
-	if (o.t)
-		take_header_recipients(&msg, &rcpts);
-	if (rcpts.n == 0) {
-		fprintf(stderr, "sendmail: no recipients%s\n", o.t ? " (none in To, Cc or Bcc either)" : "");
-		rc = o.t ? EX_DATAERR : EX_USAGE;
-		goto out;
-	}
-	if (rcpts.n > MAX_RCPTS) {
-		fprintf(stderr, "sendmail: more than %d recipients\n", MAX_RCPTS);
-		rc = EX_DATAERR;
-		goto out;
-	}
-	for (size_t i = 0; i < rcpts.n; i++) {
-		if (!address_ok(rcpts.v[i])) {
-			fprintf(stderr, "sendmail: <%s>: not an address\n", rcpts.v[i]);
-			rc = EX_DATAERR;
-			goto out;
-		}
-		if (!strchr(rcpts.v[i], '@')) {
-			/* a local name: in our first local domain, like the sender */
-			char *full = xasprintf("%s@%s", rcpts.v[i], config_local_user_domain(c));
-			xfree(rcpts.v[i]);
-			rcpts.v[i] = full;
-		}
-	}
-	if (o.fullname && !has_field(&msg, "From")) {
-		/* -F: the From field with the name (the daemon adds a bare one) */
-		buf_t m2 = BUF_INIT;
-		buf_puts(&m2, "From: ");
-		quoted_phrase(&m2, o.fullname);
-		buf_printf(&m2, " <%s>\r\n", o.from && o.from[0] ? o.from : me);
-		if (msg.len == 0 || header_end(&msg) == 0)
-			buf_puts(&m2, msg.len ? "" : "\r\n");
-		buf_append(&m2, msg.data ? msg.data : "", msg.len);
-		buf_free(&msg);
-		msg = m2;
-	}
-	rc = submit(&o, c->local_socket, me, &rcpts, &msg);
-out:
-	strv_free(&rcpts);
-	buf_free(&msg);
-	xfree(me);
-	xfree(from_buf);
 	config_free(c);
+	xfree(from_buf);
 	return rc;
 }
