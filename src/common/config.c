@@ -152,8 +152,9 @@ static const struct cfg_key cfg_keys[] = {
 	{"auth_max_failures", CT_NUMBER, FLD(auth_max_failures), 0, 0, "3", 1, 100, NULL},
 	{"auth_failure_delay", CT_DURATION, FLD(auth_failure_delay), 0, 0, "1s", 0, 60, NULL},
 	{"sender_login", CT_PATH, FLD(sender_login_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
-	/* default (set in apply_defaults): <spool_dir>/../tern.sock */
-	{"local_socket", CT_PATH, FLD(local_socket), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	/* /run/tern: made by the systemd unit (RuntimeDirectory=), or by tern
+	 * itself when started as root (smtpd/server.c server_socket_dir) */
+	{"local_socket", CT_PATH, FLD(local_socket), 0, CF_OPTIONAL, "/run/tern/tern.sock", 0, 0, NULL},
 	{"trusted_users", CT_WORDS, LST(trusted_users, ntrusted_users), 0, "", 0, 0, check_user},
 	{"auth_min_password_length", CT_NUMBER, FLD(auth_min_password_length), 0, 0, "8", 1, 1024,
 	    NULL},
@@ -1348,15 +1349,6 @@ apply_defaults(cfg_parser_t *p)
 			*f = r;
 		}
 	}
-	/* the sendmail command's socket sits next to the spool directory */
-	if (!p->set_line[key_index("local_socket")] && p->c->spool_dir) {
-		char *sock = make_absolute(p->c->spool_dir, "../tern.sock");
-		if (strcmp(sock, "/tern.sock") == 0) {
-			xfree(sock);
-			sock = xstrdup("/run/tern.sock");
-		}
-		p->c->local_socket = sock;
-	}
 }
 
 /* both keys good: the line to report a conflict on (the later one), else 0 */
@@ -1423,7 +1415,18 @@ config_parse(const char *name, const char *abspath, const char *data, size_t len
 		config_free(p.c);
 		return NULL;
 	}
+	p.c->key_line = xmalloc(sizeof p.set_line);
+	memcpy(p.c->key_line, p.set_line, sizeof p.set_line);
 	return p.c;
+}
+
+unsigned
+config_key_line(const config_t *c, const char *key)
+{
+	for (size_t i = 0; c->key_line && i < NKEYS; i++)
+		if (strcmp(cfg_keys[i].name, key) == 0)
+			return c->key_line[i];
+	return 0;
 }
 
 config_t *
@@ -1491,6 +1494,7 @@ config_free(config_t *c)
 		default: break;
 		}
 	}
+	xfree(c->key_line);
 	xfree(c->path);
 	xfree(c);
 }

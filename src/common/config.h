@@ -115,7 +115,7 @@ typedef struct config {
 	unsigned auth_max_failures;  /* per connection, then 421; default 3 */
 	unsigned auth_failure_delay; /* seconds before the first 535, doubling; default 1 */
 	char *sender_login_file;     /* key "sender_login": "address user, user"; NULL = none */
-	char *local_socket;          /* sendmail's socket; default <spool_dir>/../tern.sock; NULL = none */
+	char *local_socket;          /* sendmail's socket; default /run/tern/tern.sock; NULL = none */
 	char **trusted_users;        /* local users who may set any envelope sender (root always) */
 	size_t ntrusted_users;
 	unsigned auth_min_password_length; /* `tern passwd add|change` refuses shorter; default 8 */
@@ -125,6 +125,8 @@ typedef struct config {
 	size_t nqueue_list_users;
 
 	char *sandbox;               /* "yes" (default): seccomp + Landlock after start (lib/sandbox.h); "no": off */
+
+	unsigned *key_line;          /* where each key was set: see config_key_line() */
 } config_t;
 
 /*
@@ -139,6 +141,9 @@ config_t *config_load(const char *path, buf_t *errors);
  */
 config_t *config_parse_buf(const char *name, const char *data, size_t len, buf_t *errors);
 void config_free(config_t *c);
+/* The line of the file that set key (a configuration key name), 0 when
+ * the key was not set (a default) or is unknown. */
+unsigned config_key_line(const config_t *c, const char *key);
 
 /* true when the address (AF_INET/AF_INET6 sockaddr) is inside mynetworks */
 bool config_in_mynetworks(const config_t *c, const struct sockaddr *sa);

@@ -18,8 +18,6 @@
 #include "lib/fsutil.h"
 #include "lib/xalloc.h"
 
-#define PASSWD_DB_MAX_FILE (16u * 1024 * 1024)
-
 struct passwd_db {
 	char **user;
 	char **hash;
@@ -73,6 +71,12 @@ passwd_db_load(const char *path, buf_t *err)
 		buf_printf(err, "%s:0: %s", path, errno == EFBIG ? "file too large" : strerror(errno));
 		return NULL;
 	}
+	return passwd_db_parse(path, data, len, err);
+}
+
+passwd_db_t *
+passwd_db_parse(const char *path, char *data, size_t len, buf_t *err)
+{
 	passwd_db_t *db = xcalloc(1, sizeof *db);
 	unsigned lineno = 0;
 	size_t pos = 0;

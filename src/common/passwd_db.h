@@ -19,11 +19,16 @@
 #include "lib/buf.h"
 
 #define PASSWD_DB_MAX_FIELD 255 /* user names and passwords, octets */
+#define PASSWD_DB_MAX_FILE (16u * 1024 * 1024) /* the largest password file read */
 
 typedef struct passwd_db passwd_db_t;
 
 /* NULL with a "path:line: message" in *err */
 passwd_db_t *passwd_db_load(const char *path, buf_t *err);
+/* The same from the file's content, already read (the daemon reads it
+ * through secret_read(), common/secret.h); path names it in messages.
+ * Takes data (an xmalloc'd allocation of len bytes + NUL): wiped, freed. */
+passwd_db_t *passwd_db_parse(const char *path, char *data, size_t len, buf_t *err);
 void passwd_db_free(passwd_db_t *db);
 /* the hash for user, or NULL */
 const char *passwd_db_hash(const passwd_db_t *db, const char *user);

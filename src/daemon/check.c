@@ -1,7 +1,9 @@
 /*
  * check.c - tern check-config: load the configuration and its tables as
  * the daemon would, print every problem, then the warnings of what would
- * go wrong later (postmaster not deliverable, "run" as root refused).
+ * go wrong later (postmaster not deliverable, "run" as root refused), then
+ * run the checks "run" makes before it starts, by the same functions, so
+ * that the systemd unit's ExecStartPre fails exactly when ExecStart would.
  * Must not: change anything on disk.
  */
 #include <pwd.h>
@@ -10,8 +12,11 @@
 
 #include "common/addr.h"
 #include "daemon/daemon.h"
+#include "daemon/usercheck.h"
+#include "deliver/outbound_conf.h"
 #include "deliver/router.h"
 #include "lib/log.h"
+#include "smtpd/server.h"
 
 /* RFC 5321 §4.5.1: postmaster must be deliverable in every local domain */
 static void
@@ -52,6 +57,75 @@ warn_user(const config_t *c)
 		    "root\n", c->path, c->user, (int)pw->pw_uid, (int)pw->pw_gid);
 }
 
+/* the configuration line of the key a problem begins with, 0 when none */
+static unsigned
+problem_line(const config_t *c, const char *text)
+{
+	char key[64];
+	size_t kl = strcspn(text, " :\n");
+	if (kl == 0 || kl >= sizeof key)
+		return 0;
+	memcpy(key, text, kl);
+	key[kl] = '\0';
+	return config_key_line(c, key);
+}
+
+void
+daemon_report(FILE *f, const config_t *c, const char *text)
+{
+	for (const char *line = text; *line;) {
+		int n = (int)strcspn(line, "\n");
+		unsigned at = problem_line(c, line);
+		if (f && at)
+			fprintf(f, "%s:%u: %.*s\n", c->path, at, n, line);
+		else if (f)
+			fprintf(f, "%s: %.*s\n", c->path, n, line);
+		else if (at)
+			log_err("%s:%u: %.*s", c->path, at, n, line);
+		else
+			log_err("%.*s", n, line);
+		line += n;
+		if (*line)
+			line++;
+	}
+}
+
+/*
+ * What "run" checks before it starts, by the same code: the secrets read
+ * as the privileged parent reads them (as root), the listeners that need
+ * them, the local socket's directory (smtpd/server.c server_check); the
+ * relayhost credentials (deliver/outbound_conf.c); then, as "user",
+ * everything the daemon reaches after dropping root (usercheck.c). Every
+ * problem is printed; 0 when there is none.
+ */
+static int
+check_start(const config_t *c)
+{
+	buf_t err = BUF_INIT;
+	int bad = 0;
+	if (server_check(c, &err) < 0) {
+		daemon_report(stderr, c, buf_cstr(&err));
+		bad = 1;
+	}
+	buf_reset(&err);
+	char user[256], pass[512];
+	if (c->relayhost_auth_file &&
+	    outbound_conf_relay_auth(c, user, sizeof user, pass, sizeof pass, &err) < 0) {
+		daemon_report(stderr, c, buf_cstr(&err));
+		bad = 1;
+	}
+	explicit_bzero(pass, sizeof pass);
+	buf_reset(&err);
+	if (usercheck_as(c, &err) < 0) {
+		daemon_report(stderr, c, buf_cstr(&err));
+		bad = 1;
+	}
+	buf_free(&err);
+	if (bad)
+		fprintf(stderr, "%s: tern run would refuse to start (see above)\n", c->path);
+	return bad ? -1 : 0;
+}
+
 int
 daemon_check_config(const char *path)
 {
@@ -62,6 +136,11 @@ daemon_check_config(const char *path)
 		return 1;
 	warn_postmaster(c, t);
 	warn_user(c);
+	if (check_start(c) < 0) {
+		tables_free(t);
+		config_free(c);
+		return 1;
+	}
 	printf("config ok: %s (%zu listeners, %zu local domains, %zu mailboxes)\n", c->path, c->nlisten,
 	    c->nlocal_domains, table_count(t->mailboxes));
 	tables_free(t);

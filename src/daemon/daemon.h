@@ -16,6 +16,7 @@
 #define TERN_DAEMON_DAEMON_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "common/config.h"
 #include "common/tables.h"
@@ -30,5 +31,12 @@ int daemon_check_config(const char *config_path);
 /* Load config and tables; on error print every problem on stderr and
  * return -1 (nothing allocated). */
 int daemon_load(const char *path, config_t **cfg, tables_t **tables);
+
+/* Start-up problems (one per line, each beginning with the configuration
+ * key it is about: "auth_users /etc/tern/passwd: ...") as
+ * "config:LINE: line" ("config: line" when no key was set there): printed
+ * on f, or logged as errors when f is NULL. Shared by run and check-config
+ * so both say the same. */
+void daemon_report(FILE *f, const config_t *c, const char *text);
 
 #endif

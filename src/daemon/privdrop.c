@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/daemon.h"
+#include "daemon/usercheck.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 
@@ -96,16 +98,15 @@ privdrop_drop(const config_t *c)
 		return -1;
 	}
 	/* the directories were made by root: say plainly when the user cannot
-	 * reach them (a parent directory closed to it, e.g. mode 0700) */
-	const char *dirs[2] = {c->spool_dir, c->maildir_base};
-	for (size_t i = 0; i < 2; i++) {
-		if (access(dirs[i], R_OK | W_OK | X_OK) < 0) {
-			log_err("user %s cannot use %s (%s): every parent directory must be searchable "
-			    "by it (chmod o+x), and the directory its own (try: runuser -u %s -- ls %s)",
-			    c->user, dirs[i], strerror(errno), c->user, dirs[i]);
-			return -1;
-		}
+	 * reach them (a parent directory closed to it, e.g. mode 0700), or
+	 * cannot read a table it reads again at every reload (usercheck.h) */
+	buf_t err = BUF_INIT;
+	if (usercheck_run(c, &err) < 0) {
+		daemon_report(NULL, c, buf_cstr(&err));
+		buf_free(&err);
+		return -1;
 	}
+	buf_free(&err);
 	log_info("running as user %s (uid %d)", c->user, (int)pw->pw_uid);
 	return 0;
 }

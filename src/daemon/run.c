@@ -2,8 +2,10 @@
  * run.c - tern run: the daemon's start-up, signals, reload and shutdown.
  *
  * Start-up order matters: load and check everything first (a bad config
- * never half-starts), bind the listeners and the public queue socket while
- * still root, then drop
+ * never half-starts), split off the privileged parent when root (it stays
+ * root only to open the secret files, privsep.c; what follows runs in the
+ * child), bind the listeners and the public queue socket while still
+ * root, then drop
  * privileges (privdrop.c), then open the queue (removing half-received
  * files), check the spool's owner and mode, start the scheduler and
  * outbound delivery (deliver/outbound_conf.c), recover what is queued,
@@ -34,6 +36,7 @@
 #include "daemon/confine.h"
 #include "daemon/daemon.h"
 #include "daemon/privdrop.h"
+#include "daemon/privsep.h"
 #include "deliver/outbound_conf.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
@@ -181,7 +184,7 @@ bind_and_drop(buf_t *err)
 	smtpd.loop = T.loop;
 	T.server = server_new(&smtpd, err);
 	if (!T.server) {
-		log_err("%s", buf_cstr(err));
+		daemon_report(NULL, T.cfg, buf_cstr(err));
 		return -1;
 	}
 	/* the public queue socket (mailq for everyone) may live in root's directory */
@@ -191,6 +194,7 @@ bind_and_drop(buf_t *err)
 	}
 	if (privdrop_drop(T.cfg) < 0)
 		return -1;
+	privsep_child_ready(); /* signals unblocked, SIGTERM if the parent dies */
 	/* tern never needs to gain privileges again (it executes nothing):
 	 * no setuid program can give them back (prctl(2) PR_SET_NO_NEW_PRIVS) */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -241,6 +245,22 @@ daemon_run(const char *path, bool use_syslog, bool debug)
 	if (daemon_load(path, &c, &t) < 0)
 		return 1;
 	set_current(c, t);
+	buf_t err = BUF_INIT;
+	/* started as root: split off the privileged parent that opens the
+	 * secrets at start and at every reload (daemon/privsep.h); from here
+	 * on this is the child. The parent is what systemd sees as MainPID.
+	 * The local socket's directory (/run/tern) is made first: the parent
+	 * may remove files only there, so it must exist when it confines
+	 * itself. */
+	if (geteuid() == 0) {
+		if (!privdrop_user(T.cfg))
+			return 1;
+		if (server_socket_dir(T.cfg, true, &err) < 0 || privsep_start(T.cfg, &err) < 0) {
+			daemon_report(NULL, T.cfg, buf_cstr(&err));
+			buf_free(&err);
+			return 1;
+		}
+	}
 	/* fsyncs and Maildir jobs run on libuv's pool; give it room so that
 	 * many commits can be in flight and share journal flushes */
 	setenv("UV_THREADPOOL_SIZE", "64", 0);
@@ -249,7 +269,6 @@ daemon_run(const char *path, bool use_syslog, bool debug)
 
 	T.loop = uv_default_loop();
 	start_signals();
-	buf_t err = BUF_INIT;
 	if (bind_and_drop(&err) < 0 || start_stages(&err) < 0) {
 		buf_free(&err);
 		return 1;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/secret.h"
 #include "deliver/router.h"
 #include "lib/fsutil.h"
 #include "lib/xalloc.h"
@@ -45,23 +46,14 @@ conf_route(void *arg, const char *domain)
 }
 
 int
-outbound_conf_relay_auth(const char *path, char *user, size_t ucap, char *pass, size_t pcap,
+outbound_conf_relay_auth(const config_t *c, char *user, size_t ucap, char *pass, size_t pcap,
     buf_t *err)
 {
-	struct stat st;
+	const char *path = c->relayhost_auth_file;
 	char *data = NULL;
-	if (stat(path, &st) < 0 || read_file(path, &data, NULL, 64 * 1024) < 0) {
-		buf_printf(err, "relayhost_auth_file %s: %s", path, strerror(errno));
+	/* through tern's privileged parent when there is one (common/secret.h) */
+	if (secret_read(SECRET_RELAY_AUTH, path, config_run_uid(c), 64 * 1024, &data, NULL, err) < 0)
 		return -1;
-	}
-	const char *why = fs_secret_problem(&st, geteuid(), false);
-	if (why) {
-		buf_printf(err, "relayhost_auth_file %s %s (owner uid %d, mode %04o)", path, why,
-		    (int)st.st_uid, (unsigned)(st.st_mode & 07777));
-		explicit_bzero(data, strlen(data));
-		xfree(data);
-		return -1;
-	}
 	int r = -1;
 	char *save = NULL;
 	for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -189,7 +181,7 @@ outbound_conf_new(uv_loop_t *loop, const config_t *c, tables_t *const *tables,
 	outbound_conf_t *oc = xcalloc(1, sizeof *oc);
 	oc->tables = tables;
 	/* checked first: nothing to undo when it fails */
-	if (c->relayhost_auth_file && outbound_conf_relay_auth(c->relayhost_auth_file,
+	if (c->relayhost_auth_file && outbound_conf_relay_auth(c,
 	    oc->relay_user, sizeof oc->relay_user, oc->relay_pass, sizeof oc->relay_pass, err) < 0)
 		goto fail;
 	if (start_dns(oc, loop, c, err) < 0)

@@ -44,10 +44,12 @@ void outbound_conf_free(outbound_conf_t *oc);
 
 /*
  * The relayhost credentials: one line "user password" (the password is the
- * rest of the line) in a file that must belong to root or tern's user and
- * be readable by nobody else (fs_secret_problem). 0, or -1 with the reason.
+ * rest of the line) in c's relayhost_auth_file, which must belong to root
+ * or tern's user and be readable by nobody else (fs_secret_problem); read
+ * through secret_read() (tern's privileged parent opens it when there is
+ * one). 0, or -1 with the reason.
  */
-int outbound_conf_relay_auth(const char *path, char *user, size_t ucap, char *pass, size_t pcap,
+int outbound_conf_relay_auth(const config_t *c, char *user, size_t ucap, char *pass, size_t pcap,
     buf_t *err);
 
 #endif

@@ -109,24 +109,28 @@ read_file(const char *path, char **out, size_t *len, size_t max)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
+	int r = read_fd(fd, out, len, max);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
+
+int
+read_fd(int fd, char **out, size_t *len, size_t max)
+{
 	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
+	if (fstat(fd, &st) < 0)
 		return -1;
-	}
 	if ((size_t)st.st_size > max) {
-		close(fd);
 		errno = EFBIG;
 		return -1;
 	}
 	size_t cap = (size_t)st.st_size;
 	char *p = xmalloc(cap + 1);
 	ssize_t r = pread_all(fd, p, cap, 0);
-	int e = errno;
-	close(fd);
 	if (r < 0) {
+		int e = errno;
 		xfree(p);
 		errno = e;
 		return -1;

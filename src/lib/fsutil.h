@@ -22,6 +22,8 @@ int fsync_dir(const char *path);
 int mkdir_p(const char *path, mode_t mode);
 /* read a whole (small) file into a fresh NUL-terminated allocation */
 int read_file(const char *path, char **out, size_t *len, size_t max);
+/* the same from an open file (read from offset 0; fd stays open) */
+int read_fd(int fd, char **out, size_t *len, size_t max);
 /* An absolute path with the symbolic links of its longest existing prefix
  * resolved (realpath(3) of what exists, the rest appended as written), in a
  * fresh allocation; a copy of path when nothing of it can be resolved. */

@@ -26,6 +26,12 @@ log_init(const char *ident, int use_syslog, int debug)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+void
+log_forked(void)
+{
+	log_pid = (int)getpid();
+}
+
 static const char *
 prio_word(int prio)
 {

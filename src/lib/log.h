@@ -14,6 +14,8 @@
 #include <syslog.h>
 
 void log_init(const char *ident, int use_syslog, int debug);
+/* in a process just forked: the lines carry its own pid from now on */
+void log_forked(void);
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)

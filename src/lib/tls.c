@@ -10,7 +10,9 @@
  */
 #include "lib/tls.h"
 
+#include <limits.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -72,14 +74,73 @@ tls_parse_protocols(const char *spec, int *min, int *max)
 	return NULL;
 }
 
+/* never ask a terminal for a passphrase: an encrypted key is an error */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+/* the leaf, then every further certificate of the PEM text as the chain */
+static int
+use_chain(SSL_CTX *ctx, const tls_pem_t *cert)
+{
+	BIO *b = BIO_new_mem_buf(cert->data, (int)cert->len);
+	if (!b)
+		return -1;
+	int r = -1;
+	X509 *x = PEM_read_bio_X509_AUX(b, NULL, no_passphrase, NULL);
+	if (x && SSL_CTX_use_certificate(ctx, x) == 1 && SSL_CTX_clear_chain_certs(ctx) == 1) {
+		X509 *ca;
+		r = 0;
+		while ((ca = PEM_read_bio_X509(b, NULL, no_passphrase, NULL)) != NULL) {
+			if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+				X509_free(ca);
+				r = -1;
+				break;
+			}
+		}
+		/* the end of the text shows as "no start line": not an error */
+		unsigned long e = ERR_peek_last_error();
+		if (r == 0 && e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
+			r = -1;
+		else if (r == 0)
+			ERR_clear_error();
+	}
+	X509_free(x);
+	BIO_free(b);
+	return r;
+}
+
+static int
+use_key(SSL_CTX *ctx, const tls_pem_t *key)
+{
+	BIO *b = BIO_new_mem_buf(key->data, (int)key->len);
+	if (!b)
+		return -1;
+	EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+	int r = k && SSL_CTX_use_PrivateKey(ctx, k) == 1 ? 0 : -1;
+	EVP_PKEY_free(k);
+	BIO_free(b);
+	return r;
+}
+
 SSL_CTX *
-tls_server_ctx_new(const char *cert_file, const char *key_file, const char *protocols,
+tls_server_ctx_new(const tls_pem_t *cert, const tls_pem_t *key, const char *protocols,
     const char *ciphers, buf_t *err)
 {
 	int min, max;
 	const char *why = tls_parse_protocols(protocols ? protocols : ">=TLSv1.2", &min, &max);
 	if (why) {
 		buf_printf(err, "tls_protocols: %s", why);
+		return NULL;
+	}
+	if (cert->len > INT_MAX || key->len > INT_MAX) {
+		buf_printf(err, "tls_cert %s: file too large", cert->path);
 		return NULL;
 	}
 	ERR_clear_error();
@@ -102,13 +163,13 @@ tls_server_ctx_new(const char *cert_file, const char *key_file, const char *prot
 		ssl_reason(err);
 		goto fail;
 	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-		buf_printf(err, "tls_cert %s: cannot load the certificate chain", cert_file);
+	if (use_chain(ctx, cert) < 0) {
+		buf_printf(err, "tls_cert %s: cannot load the certificate chain", cert->path);
 		ssl_reason(err);
 		goto fail;
 	}
-	const char *kf = key_file && key_file[0] ? key_file : cert_file;
-	if (SSL_CTX_use_PrivateKey_file(ctx, kf, SSL_FILETYPE_PEM) != 1) {
+	const char *kf = key->path;
+	if (use_key(ctx, key) < 0) {
 		buf_printf(err, "tls_key %s: cannot load the private key", kf);
 		ssl_reason(err);
 		goto fail;

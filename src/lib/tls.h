@@ -9,7 +9,7 @@
  * resumed and every cached session is memory). Contexts are reference
  * counted by OpenSSL: replacing one (SIGHUP) never disturbs the sessions
  * that still use the old one.
- * Must not: block on the network (it does read certificate files: call it
+ * Must not: block on the network (the client side reads CA files: call it
  * at start-up or on reload only).
  */
 #ifndef TERN_TLS_H
@@ -34,9 +34,19 @@
  */
 const char *tls_parse_protocols(const char *spec, int *min, int *max);
 
+/* A PEM file already read into memory (the daemon reads certificates and
+ * keys through its privileged parent, daemon/privsep.h); path is for
+ * messages only. */
+typedef struct tls_pem {
+	const char *path;
+	const char *data;
+	size_t len;
+} tls_pem_t;
+
 /* A server context with the certificate chain (PEM, leaf first) and the
- * key (key_file NULL: the key is in cert_file). NULL with *err set. */
-SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, const char *protocols,
+ * key (PEM; it may be the same file as the chain). An encrypted key is
+ * refused, never prompted for. NULL with *err set. */
+SSL_CTX *tls_server_ctx_new(const tls_pem_t *cert, const tls_pem_t *key, const char *protocols,
     const char *ciphers, buf_t *err);
 
 /* A client context; certificates are checked against ca_file (NULL: the

@@ -8,8 +8,10 @@
  *
  * The server also owns what sessions share and a SIGHUP renews: the TLS
  * server context (tls_cert/tls_key), the password file and the
- * sender-login table. A reload that fails keeps the old ones; sessions
- * hold their own reference to the SSL_CTX they started with.
+ * sender-login table, each renewed on its own: a part that fails to load
+ * keeps its previous version while the others apply. Secrets are read
+ * through common/secret.h (a root parent opens them: daemon/privsep.h). Sessions hold their
+ * own reference to the SSL_CTX they started with.
  * Besides the TCP listeners there is the local socket (local_socket) for
  * the sendmail command: a unix-domain socket, mode 0666, whose sessions
  * know the peer's uid (SO_PEERCRED).
@@ -18,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,6 +28,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/secret.h"
 #include "lib/conn.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -211,76 +215,179 @@ on_connection(uv_stream_t *server, int status)
 	n->s = session_new(s, conn, l->mode);
 }
 
-/* TLS context, password file, sender-login table from the current
- * configuration; on error nothing changes and -1 with *err. */
-static int
-load_shared(server_t *s, buf_t *err)
+/*
+ * What sessions share, in three parts a SIGHUP renews each on its own: the
+ * TLS context (certificate and key), the password file, the sender-login
+ * table. The certificate, the key and the password file are read through
+ * secret_read(): started as root, tern's privileged parent opens them
+ * (they may be root-only), and it, like secret_read() itself, refuses a
+ * secret that others could read or change (fs_secret_problem).
+ */
+#define TLS_MAX_PEM (1u << 20)
+
+typedef struct shared {
+	SSL_CTX *tls_ctx;
+	passwd_db_t *auth_db;
+	table_t *sender_login;
+} shared_t;
+
+static void
+wipe_free(char *p, size_t n)
 {
-	const config_t *c = s->t->cfg;
-	SSL_CTX *ctx = NULL;
-	passwd_db_t *db = NULL;
-	table_t *sl = NULL;
-	/* the private key and the password hashes: only root and tern's user
-	 * may write them, nobody else read them (issue 6: checked at start,
-	 * and again at every reload) */
+	if (!p)
+		return;
+	explicit_bzero(p, n);
+	xfree(p);
+}
+
+static int
+load_tls(const config_t *c, SSL_CTX **out, buf_t *err)
+{
+	*out = NULL;
+	if (!c->tls_cert)
+		return 0;
 	uid_t uid = config_run_uid(c);
-	struct {
-		const char *key, *path;
-	} secret[2] = {
-	    {"tls_key", c->tls_key && c->tls_key[0] ? c->tls_key : c->tls_cert},
-	    {"auth_users", c->auth_users},
-	};
-	for (size_t i = 0; i < 2; i++) {
-		struct stat st;
-		const char *why;
-		if (secret[i].path && stat(secret[i].path, &st) == 0 &&
-		    (why = fs_secret_problem(&st, uid, true)) != NULL) {
-			buf_printf(err, "%s %s %s (owner uid %d, mode %04o)", secret[i].key, secret[i].path,
-			    why, (int)st.st_uid, (unsigned)(st.st_mode & 07777));
-			return -1;
+	const char *kp = secret_config_path(c, SECRET_TLS_KEY);
+	char *cd = NULL, *kd = NULL;
+	size_t cl = 0, kl = 0;
+	if (secret_read(SECRET_TLS_CERT, c->tls_cert, uid, TLS_MAX_PEM, &cd, &cl, err) < 0)
+		return -1;
+	if (secret_read(SECRET_TLS_KEY, kp, uid, TLS_MAX_PEM, &kd, &kl, err) < 0) {
+		wipe_free(cd, cl);
+		return -1;
+	}
+	tls_pem_t cert = {c->tls_cert, cd, cl}, key = {kp, kd, kl};
+	*out = tls_server_ctx_new(&cert, &key, c->tls_protocols, c->tls_ciphers, err);
+	wipe_free(cd, cl);
+	wipe_free(kd, kl);
+	return *out ? 0 : -1;
+}
+
+static int
+load_auth(const config_t *c, passwd_db_t **out, buf_t *err)
+{
+	*out = NULL;
+	if (!c->auth_users)
+		return 0;
+	char *data;
+	size_t len;
+	if (secret_read(SECRET_AUTH_USERS, c->auth_users, config_run_uid(c), PASSWD_DB_MAX_FILE, &data, &len,
+	    err) < 0)
+		return -1;
+	*out = passwd_db_parse(c->auth_users, data, len, err); /* frees data */
+	return *out ? 0 : -1;
+}
+
+static int
+load_sender_login(const config_t *c, table_t **out, buf_t *err)
+{
+	*out = NULL;
+	if (!c->sender_login_file)
+		return 0;
+	*out = table_load(c->sender_login_file, TABLE_MAP, err);
+	return *out ? 0 : -1;
+}
+
+static void
+shared_free(shared_t *sh)
+{
+	SSL_CTX_free(sh->tls_ctx);
+	passwd_db_free(sh->auth_db);
+	table_free(sh->sender_login);
+	memset(sh, 0, sizeof *sh);
+}
+
+/* Start-up: every part, and the listeners that need them. */
+static int
+shared_load(const config_t *c, shared_t *sh, buf_t *err)
+{
+	memset(sh, 0, sizeof *sh);
+	if (load_tls(c, &sh->tls_ctx, err) < 0 || load_auth(c, &sh->auth_db, err) < 0 ||
+	    load_sender_login(c, &sh->sender_login, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < c->nlisten; i++) {
+		if (c->listen[i].mode == LISTEN_SMTPS && !sh->tls_ctx) {
+			buf_printf(err, "listen %s:%d smtps: needs a certificate (tls_cert)", c->listen[i].addr,
+			    c->listen[i].port);
+			goto fail;
+		}
+		/* RFC 6409 §4.3: submission is for authenticated clients; without
+		 * both nobody could ever submit there */
+		if (c->listen[i].mode == LISTEN_SUBMISSION && !(sh->tls_ctx && sh->auth_db)) {
+			buf_printf(err, "listen %s:%d submission: needs tls_cert and auth_users (AUTH only "
+			    "under TLS): without them nobody can authenticate, so nobody can submit",
+			    c->listen[i].addr, c->listen[i].port);
+			goto fail;
 		}
 	}
-	if (c->tls_cert) {
-		ctx = tls_server_ctx_new(c->tls_cert, c->tls_key, c->tls_protocols, c->tls_ciphers, err);
-		if (!ctx)
-			return -1;
-	}
-	if (c->auth_users) {
-		db = passwd_db_load(c->auth_users, err);
-		if (!db) {
-			SSL_CTX_free(ctx);
-			return -1;
-		}
-	}
-	if (c->sender_login_file) {
-		sl = table_load(c->sender_login_file, TABLE_MAP, err);
-		if (!sl) {
-			SSL_CTX_free(ctx);
-			passwd_db_free(db);
-			return -1;
-		}
-	}
-	SSL_CTX_free(s->tls_ctx); /* sessions keep their own references */
-	passwd_db_free(s->auth_db);
-	table_free(s->sender_login);
-	s->tls_ctx = ctx;
-	s->auth_db = db;
-	s->sender_login = sl;
 	return 0;
+fail:
+	shared_free(sh);
+	return -1;
 }
 
 int
+server_check(const config_t *c, buf_t *err)
+{
+	shared_t sh;
+	if (shared_load(c, &sh, err) < 0)
+		return -1;
+	shared_free(&sh);
+	return server_socket_dir(c, false, err);
+}
+
+/*
+ * A reload renews each part on its own: a key that cannot be read keeps
+ * the previous certificate and key, while a new password file still
+ * applies. Sessions keep the SSL_CTX they started with (reference counted).
+ */
+int
 server_reload(server_t *s)
 {
-	buf_t err = BUF_INIT;
-	int r = load_shared(s, &err);
-	if (r < 0)
-		log_err("reload: %s; keeping the previous certificate, password file and sender_login table",
-		    buf_cstr(&err));
+	const config_t *c = s->t->cfg;
+	buf_t err = BUF_INIT, ok = BUF_INIT, kept = BUF_INIT;
+	SSL_CTX *ctx;
+	passwd_db_t *db;
+	table_t *sl;
+
+	if (load_tls(c, &ctx, &err) == 0) {
+		SSL_CTX_free(s->tls_ctx);
+		s->tls_ctx = ctx;
+		buf_puts(&ok, c->tls_cert ? ", certificate and key" : ", no certificate (tls_cert unset)");
+	} else {
+		log_err("reload: %s; keeping the previous certificate and key", buf_cstr(&err));
+		buf_puts(&kept, ", certificate and key");
+	}
+	buf_reset(&err);
+	if (load_auth(c, &db, &err) == 0) {
+		passwd_db_free(s->auth_db);
+		s->auth_db = db;
+		if (db)
+			buf_printf(&ok, ", password file (%zu users)", passwd_db_count(db));
+		else
+			buf_puts(&ok, ", no password file (auth_users unset)");
+	} else {
+		log_err("reload: %s; keeping the previous password file", buf_cstr(&err));
+		buf_puts(&kept, ", password file");
+	}
+	buf_reset(&err);
+	if (load_sender_login(c, &sl, &err) == 0) {
+		table_free(s->sender_login);
+		s->sender_login = sl;
+		buf_puts(&ok, sl ? ", sender_login table" : ", no sender_login table");
+	} else {
+		log_err("reload: %s; keeping the previous sender_login table", buf_cstr(&err));
+		buf_puts(&kept, ", sender_login table");
+	}
+	if (kept.len)
+		log_err("reload: applied:%s; failed, kept the previous:%s", ok.len ? buf_cstr(&ok) + 1 : " none",
+		    buf_cstr(&kept) + 1);
 	else
-		log_info("reloaded TLS certificate, password file (%zu users) and sender_login table",
-		    passwd_db_count(s->auth_db));
+		log_info("reload: applied:%s", buf_cstr(&ok) + 1);
+	int r = kept.len ? -1 : 0;
 	buf_free(&err);
+	buf_free(&ok);
+	buf_free(&kept);
 	return r;
 }
 
@@ -300,6 +407,54 @@ const table_t *
 server_sender_login(struct server *srv)
 {
 	return srv->sender_login;
+}
+
+int
+server_socket_dir(const config_t *c, bool create, buf_t *err)
+{
+	if (!c->local_socket)
+		return 0;
+	char *dir = xstrdup(c->local_socket);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	struct stat st;
+	int r = 0;
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			buf_printf(err, "local_socket %s: %s is not a directory", c->local_socket, dir);
+			r = -1;
+		}
+	} else if (errno != ENOENT) {
+		buf_printf(err, "local_socket %s: directory %s: %s", c->local_socket, dir, strerror(errno));
+		r = -1;
+	} else {
+		/* libuv would say "permission denied" for a missing directory */
+		char *parent = xstrdup(dir);
+		char *ps = strrchr(parent, '/');
+		if (ps)
+			*(ps == parent ? ps + 1 : ps) = '\0';
+		struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
+		bool can = geteuid() == 0 && stat(parent, &st) == 0 && S_ISDIR(st.st_mode);
+		if (!can) {
+			buf_printf(err, "local_socket %s: directory %s does not exist (create it, writable by "
+			    "the user tern runs as, or start tern as root: it makes it)", c->local_socket, dir);
+			r = -1;
+		} else if (create) {
+			if ((mkdir(dir, 0755) < 0 && errno != EEXIST) || chmod(dir, 0755) < 0 ||
+			    (pw && chown(dir, pw->pw_uid, pw->pw_gid) < 0)) {
+				buf_printf(err, "local_socket %s: cannot create directory %s: %s", c->local_socket,
+				    dir, strerror(errno));
+				r = -1;
+			} else {
+				log_info("created %s (mode 0755, owner %s) for the local socket", dir,
+				    pw ? c->user : "root");
+			}
+		}
+		xfree(parent);
+	}
+	xfree(dir);
+	return r;
 }
 
 /* The local socket: a stale socket file is replaced; anything else there
@@ -356,18 +511,15 @@ server_new(smtpd_ctx_t *t, buf_t *err)
 	s->t = t;
 	s->head.next = s->head.prev = &s->head;
 	s->ls = xcalloc(c->nlisten + 1, sizeof *s->ls);
-	if (load_shared(s, err) < 0)
+	shared_t sh;
+	if (shared_load(c, &sh, err) < 0)
 		goto fail;
-	for (size_t i = 0; i < c->nlisten; i++) {
-		if (c->listen[i].mode == LISTEN_SMTPS && !s->tls_ctx) {
-			buf_printf(err, "listen %s:%d smtps: needs a certificate (tls_cert)", c->listen[i].addr,
-			    c->listen[i].port);
-			goto fail;
-		}
-		if (c->listen[i].mode == LISTEN_SUBMISSION && !(s->tls_ctx && s->auth_db))
-			log_warn("listen %s:%d submission: without tls_cert and auth_users nobody can "
-			    "authenticate, so nobody can submit", c->listen[i].addr, c->listen[i].port);
-	}
+	s->tls_ctx = sh.tls_ctx;
+	s->auth_db = sh.auth_db;
+	s->sender_login = sh.sender_login;
+	/* made when missing and started as root (e.g. /run/tern) */
+	if (server_socket_dir(c, geteuid() == 0, err) < 0)
+		goto fail;
 	for (size_t i = 0; i < c->nlisten; i++) {
 		const listen_spec_t *ls = &c->listen[i];
 		listener_t *l = &s->ls[i];

@@ -39,9 +39,23 @@ server_t *server_new(smtpd_ctx_t *ctx, buf_t *err);
 int server_start(server_t *s);
 void server_stop(server_t *s, void (*done)(void *arg), void *arg);
 /* SIGHUP: load the TLS certificate and key, the password file and the
- * sender_login table again from the current configuration (the context's);
- * on error keep the old ones and log why. 0 or -1. */
+ * sender_login table again from the current configuration (the context's),
+ * each part on its own: a part that fails keeps its previous version while
+ * the others apply; the log names each failure and what applied. 0, or -1
+ * when some part failed. */
 int server_reload(server_t *s);
+
+/* What server_new() checks before it binds, without binding (for
+ * check-config): the certificate and key, the password file and the
+ * sender_login table load; smtps listeners have a certificate, submission
+ * listeners a certificate and a password file; the local socket's
+ * directory exists (or, as root, can be made). 0 or -1 with *err. */
+int server_check(const config_t *c, buf_t *err);
+
+/* The directory of local_socket: 0 when it exists. Missing: started as
+ * root, tern makes it (when create, mode 0755, owned by "user") if its
+ * parent exists; otherwise -1, "directory ... does not exist" in *err. */
+int server_socket_dir(const config_t *c, bool create, buf_t *err);
 void server_free(server_t *s);
 
 #endif

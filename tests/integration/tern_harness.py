@@ -153,6 +153,8 @@ class Tern:
             "aliases = %s" % self.aliases_path,
             "virtual = %s" % self.virtual_path,
         ]
+        if "local_socket" not in self.config:  # not the shared default, /run/tern/tern.sock
+            lines.append("local_socket = %s" % (self.dir / "tern.sock"))
         for k, v in self.config.items():
             if v is not None:
                 lines.append("%s = %s" % (k, v))
@@ -232,10 +234,40 @@ class Tern:
         assert rc == 0, "tern exit code %s after SIGTERM:\n%s" % (rc, self.tail())
         self.check_sanitizers()
 
-    def kill9(self):
+    def daemon_pid(self):
+        """The pid of the daemon proper: started as root, tern forks and the
+        process we started stays as its privileged parent (docs/security.md,
+        "Privilege separation"); the daemon is its one child."""
         assert self.proc is not None
+        pid = self.proc.pid
+        try:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        return kids[0] if kids else pid
+
+    def kill9(self):
+        """A crash: SIGKILL to the daemon (and to its privileged parent)."""
+        assert self.proc is not None
+        child = self.daemon_pid()
+        if child != self.proc.pid:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.kill()
         self.proc.wait()
+        if child != self.proc.pid:  # gone before a new daemon starts on this spool
+            deadline = time.monotonic() + tf(10)
+            while os.path.exists("/proc/%d" % child) and time.monotonic() < deadline:
+                try:
+                    with open("/proc/%d/stat" % child) as f:
+                        if f.read().split(") ", 1)[1].startswith("Z"):
+                            break
+                except OSError:
+                    break
+                time.sleep(0.01)
         self.proc = None
         self.port = None
         self.terminating = False

@@ -271,7 +271,7 @@ def test_password_file_reloaded_on_sighup(auth_tern):
     c.expect("AUTH PLAIN " + b64("\0dave@localhost\0dave-pw-4444"), r"^535")
     c.close()
     t.signal(signal.SIGHUP)
-    t.wait_log(r"reloaded TLS certificate, password file \(4 users\)")
+    t.wait_log(r"reload: applied: certificate and key, password file \(4 users\)")
     c = raw_tls(t)
     c.expect("AUTH PLAIN " + b64("\0dave@localhost\0dave-pw-4444"), r"^235")
     c.close()

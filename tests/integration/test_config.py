@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tern_harness import REPO, TERN_BIN, Tern, tf
+from tern_harness import REPO, RUN_AS, TERN_BIN, Tern, open_for, tf
 
 SENDER = "sender@example.com"
 
@@ -23,6 +23,8 @@ def run(args, cwd=None):
 
 def test_check_config_ok(make_tern):
     t = make_tern()
+    if RUN_AS:  # what "run" does too: the files are the user's (as installed)
+        open_for(RUN_AS, t.dir)
     p = run(["-c", str(t.conf_path), "check-config"])
     assert p.returncode == 0, p.stdout + p.stderr
     assert "config ok: %s" % t.conf_path in p.stdout + p.stderr

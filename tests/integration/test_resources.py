@@ -116,7 +116,7 @@ def test_many_idle_connections(make_tern):
     t.send("alice@localhost", subject="warm up")
     t.wait_delivered("alice@localhost", 1)
     time.sleep(0.2)
-    base = rss_kb(t.proc.pid)
+    base = rss_kb(t.daemon_pid())
     held = []
     try:
         t0 = time.monotonic()
@@ -137,7 +137,7 @@ def test_many_idle_connections(make_tern):
                 buf += d
         opened = time.monotonic() - t0
         time.sleep(0.3)
-        rss = rss_kb(t.proc.pid)
+        rss = rss_kb(t.daemon_pid())
         per = (rss - base) * 1024 / HOLD
         # past the limits: per IP, then in total; each gets 421 and EOF
         extra = []
@@ -229,7 +229,7 @@ def test_never_reads_replies(make_tern, cmd):
     stop reading when its replies cannot be sent (RFC 2920 §3.1 lets it),
     so its memory stays bounded."""
     t = make_tern(config={"timeout_command": "30s", "max_errors": "20"}).start()
-    base = rss_kb(t.proc.pid)
+    base = rss_kb(t.daemon_pid())
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", t.port))
@@ -250,7 +250,7 @@ def test_never_reads_replies(make_tern, cmd):
                 break  # tern stopped reading: back-pressure
             time.sleep(0.01)
     time.sleep(0.3)
-    rss = rss_kb(t.proc.pid)
+    rss = rss_kb(t.daemon_pid())
     grew = (rss - base) / 1024.0
     print("never-reading client (%s): sent %.1f MB of commands in %.1fs, tern VmRSS +%.1f MB"
           % (cmd.split()[0], sent / 1e6, time.monotonic() - t0, grew))

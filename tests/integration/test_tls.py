@@ -27,7 +27,7 @@ def tls_tern(make_tern, tmp_path):
     def factory(config=None, **kw):
         cert, key = make_cert(tmp_path)
         cfg = {"tls_cert": str(cert), "tls_key": str(key),
-               "listen": "127.0.0.1:0 submission, 127.0.0.1:0 smtps"}
+               "listen": "127.0.0.1:0 smtps"}
         cfg.update(config or {})
         return make_tern(config=cfg, **kw).start()
     return factory
@@ -250,7 +250,7 @@ def test_certificate_reloaded_on_sighup(tls_tern, tmp_path):
     (tmp_path / "cert.pem").write_bytes(new_cert.read_bytes())
     (tmp_path / "cert.key").write_bytes(new_key.read_bytes())
     t.signal(signal.SIGHUP)
-    t.wait_log(r"reloaded TLS certificate")
+    t.wait_log(r"reload: applied: certificate and key")
     assert "renewed.test" in subject()
     # a broken key on reload: the old context stays
     (tmp_path / "cert.key").write_text("not a key\n")
