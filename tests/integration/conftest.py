@@ -10,12 +10,31 @@ sanitizer reports looked for under TERN_ASAN=1), even when the test failed; a
 failed test's report carries the tail of each daemon's log.
 """
 
+import os
+import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Each pytest session chmods its user's temp root (/tmp/pytest-of-root) back to
+# 0700 when it starts, which locks the daemons of every other session running
+# as nobody out of their spools ("Permission denied" in the middle of a run,
+# whenever two sessions run at once, e.g. make -j2 test). So each session gets
+# a temp root of its own; roots left by sessions of more than 6 hours ago go.
+if "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+    _tmp = Path(tempfile.gettempdir())
+    for _old in _tmp.glob("tern-pytest-*"):
+        try:
+            if time.time() - _old.stat().st_mtime > 6 * 3600:
+                shutil.rmtree(_old, ignore_errors=True)
+        except OSError:
+            pass
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = tempfile.mkdtemp(prefix="tern-pytest-")
 
 import tern_harness  # noqa: E402
 from tern_harness import Tern  # noqa: E402
