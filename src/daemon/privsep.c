@@ -35,6 +35,7 @@
 
 #include "common/config.h"
 #include "common/secret.h"
+#include "control/control.h"
 #include "lib/log.h"
 #include "lib/sandbox.h"
 #include "lib/xalloc.h"
@@ -259,8 +260,9 @@ parent_confine(const config_t *c, buf_t *err)
 	return r;
 }
 
-/* The local socket, once the child is gone: removed unless somebody else
- * (another tern) answers on it. */
+/* A socket of the daemon's (the local socket, the public queue socket),
+ * once the child is gone: removed unless somebody else (another tern)
+ * answers on it. */
 static void
 remove_socket(const char *path)
 {
@@ -353,7 +355,14 @@ parent_run(int sock, pid_t child, const config_t *c0, const sigset_t *set)
 				break;
 		}
 	}
+	/* the sockets in root's directory (/run/tern): the daemon, no longer
+	 * root, may not have been able to remove them */
 	remove_socket(cur->local_socket);
+	if (cur->local_socket) {
+		char *pub = control_public_path(cur);
+		remove_socket(pub);
+		xfree(pub);
+	}
 	int code;
 	if (WIFEXITED(status)) {
 		code = WEXITSTATUS(status);

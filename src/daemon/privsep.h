@@ -10,7 +10,8 @@
  *    again at every SIGHUP, before the signal is passed on) and hands the
  *    open descriptor to the child over a socketpair (SCM_RIGHTS); it passes
  *    SIGHUP, SIGTERM, SIGINT and SIGUSR1 on to the child; and when the child
- *    ends it removes the local socket the child may have left, and exits
+ *    ends it removes the local socket and the public queue socket beside it
+ *    that the child may have left (in root's /run/tern), and exits
  *    with the child's status (a child killed by a signal: 128 + signal). It
  *    keeps no other descriptor, reads no network, and confines itself with
  *    the same seccomp filter and a Landlock rule set allowing no writes but

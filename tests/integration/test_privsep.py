@@ -169,6 +169,7 @@ def test_sigterm_stops_both_and_removes_socket(make_tern, secrets, tmp_path_fact
     t.stop()  # SIGTERM to the parent; asserts exit status 0
     assert gone(child) and gone(parent)
     assert not sock.exists()
+    assert not (sock.parent / "tern-queue.sock").exists()  # the public queue socket beside it
     assert "removed the local socket %s" % sock in t.run_log()
 
 
