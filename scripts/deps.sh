@@ -6,7 +6,8 @@ set -eu
 
 PKGS="gcc make pkg-config libuv1-dev libssl-dev libunbound-dev libcmocka-dev \
 libcrypt-dev python3 python3-pytest python3-aiosmtpd python3-dnslib swaks openssl \
-clang libclang-rt-14-dev cppcheck clang-tidy valgrind iproute2 procps dovecot-core dovecot-lmtpd libseccomp-dev"
+clang libclang-rt-14-dev cppcheck clang-tidy valgrind iproute2 procps dovecot-core dovecot-lmtpd libseccomp-dev \
+clamav-daemon clamav-milter rspamd opendkim python3-dkim"
 
 missing=""
 for p in $PKGS; do
@@ -43,3 +44,15 @@ case " $missing " in *" dovecot-core "*)
 		$SUDO /etc/init.d/dovecot stop >/dev/null 2>&1 || true
 	fi ;;
 esac
+# the milter tests (tests/integration/test_milter.py) run their own clamd,
+# clamav-milter, rspamd and opendkim in the test's directory: no system
+# service (nor freshclam's downloads) is wanted
+for svc in clamav-daemon clamav-freshclam clamav-milter rspamd opendkim; do
+	case " $missing " in *" $svc "*|*" clamav-daemon "*)
+		if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+			$SUDO systemctl disable --now "$svc.service" "$svc.socket" >/dev/null 2>&1 || true
+		elif [ -x "/etc/init.d/$svc" ]; then
+			$SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+		fi ;;
+	esac
+done

@@ -51,6 +51,7 @@ enum cfg_type {
 	CT_SIZE,     /* number with k, M, G */
 	CT_DURATION, /* number with s, m, h, d, w */
 	CT_WORDS,    /* list of words, each passed to check, kept as written */
+	CT_MILTER,   /* NAME inet:PORT@HOST|unix:PATH [option=value ...] */
 };
 
 #define CF_REPEAT 0x01   /* may appear on several lines, values accumulate */
@@ -76,6 +77,7 @@ static const char *check_delimiter(const char *v);
 static const char *check_tls_protocols(const char *v);
 static const char *check_yesno(const char *v);
 static const char *check_list_user(const char *v);
+static bool key_char(int ch);
 
 #define FLD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
 #define LST(f, n) offsetof(config_t, f), sizeof(((config_t *)0)->f), offsetof(config_t, n)
@@ -161,6 +163,14 @@ static const struct cfg_key cfg_keys[] = {
 	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
 	{"queue_list_users", CT_WORDS, LST(queue_list_users, nqueue_list_users), 0, "anyone", 0, 0,
 	    check_list_user},
+	/* milters (docs/filtering.md) */
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"milter", CT_MILTER, LST(milters, nmilters), CF_REPEAT, NULL, 0, 0, NULL},
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"smtp_milters", CT_WORDS, LST(smtp_milters, nsmtp_milters), 0, "", 0, 0, NULL},
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"submission_milters", CT_WORDS, LST(submission_milters, nsubmission_milters), 0, "", 0, 0,
+	    NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_STRING, FLD(sandbox), 0, 0, "yes", 0, 0, check_yesno},
 };
@@ -212,6 +222,8 @@ static const struct {
 	{"smtp_tls_CAfile", "smtp_tls_ca_file"},
 	{"smtpd_sender_login_maps", "sender_login"},
 	{"smtpd_client_auth_rate_limit", "auth_max_failures"},
+	{"smtpd_milters", "smtp_milters"},
+	{"milter_default_action", "milter"},
 };
 
 typedef struct cfg_parser {
@@ -1053,6 +1065,121 @@ set_listen(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 	return r;
 }
 
+/*
+ * "milter = NAME inet:PORT@HOST|unix:PATH [default_action=tempfail|accept|reject]
+ * [connect_timeout=D] [command_timeout=D] [eom_timeout=D]" (Postfix's
+ * milter_default_action and milter_*_timeout, per milter).
+ */
+static int
+set_milter(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	config_t *c = p->c;
+	if (t->n < 2) {
+		cfg_error(p, line, "%s: expected NAME inet:PORT@HOST|unix:PATH [option=value ...]",
+		    k->name);
+		return -1;
+	}
+	config_milter_t m = {NULL, NULL, NULL, 0, MILTER_TEMPFAIL, 30000, 30000, 100000};
+	const char *name = t->v[0], *sock = t->v[1];
+	int r = 0;
+	for (const char *q = name; *q && r == 0; q++)
+		if (!key_char((unsigned char)*q))
+			r = -1;
+	if (r < 0 || name[0] == '\0') {
+		cfg_error(p, line, "%s: \"%.*s%s\": a name is letters, digits, '_', '-', '.'",
+		    k->name, SHOWV(name));
+		return -1;
+	}
+	for (size_t i = 0; i < c->nmilters; i++)
+		if (strcmp(c->milters[i].name, name) == 0) {
+			cfg_error(p, line, "%s: \"%s\" is defined twice", k->name, name);
+			return -1;
+		}
+	if (strncmp(sock, "unix:", 5) == 0 && sock[5] != '\0' && strlen(sock) < 100) {
+		m.path = make_absolute(p->basedir, sock + 5);
+	} else if (strncmp(sock, "inet:", 5) == 0) {
+		const char *at = strchr(sock, '@');
+		uint64_t port;
+		size_t nd = parse_digits(sock + 5, &port);
+		unsigned char bin[16];
+		const char *h = at ? at + 1 : "";
+		if (at == NULL || nd == 0 || sock + 5 + nd != at || port == 0 || port > 65535 ||
+		    (strcmp(h, "localhost") != 0 && inet_pton(AF_INET, h, bin) != 1 &&
+		    inet_pton(AF_INET6, h, bin) != 1)) {
+			cfg_error(p, line, "%s: \"%.*s%s\": expected inet:PORT@IP (an IP address or "
+			    "localhost) or unix:PATH", k->name, SHOWV(sock));
+			return -1;
+		}
+		m.port = (int)port;
+		m.host = xstrdup(strcmp(h, "localhost") == 0 ? "127.0.0.1" : h);
+	} else {
+		cfg_error(p, line, "%s: \"%.*s%s\": expected inet:PORT@IP or unix:PATH", k->name,
+		    SHOWV(sock));
+		return -1;
+	}
+	for (size_t i = 2; i < t->n; i++) {
+		const char *o = t->v[i], *eq = strchr(o, '=');
+		unsigned secs;
+		unsigned *to = NULL;
+		if (eq && strncmp(o, "default_action=", 15) == 0) {
+			if (strcmp(eq + 1, "tempfail") == 0)
+				m.default_action = MILTER_TEMPFAIL;
+			else if (strcmp(eq + 1, "accept") == 0)
+				m.default_action = MILTER_ACCEPT;
+			else if (strcmp(eq + 1, "reject") == 0)
+				m.default_action = MILTER_REJECT;
+			else
+				r = -1;
+			if (r < 0)
+				cfg_error(p, line, "%s: \"%.*s%s\": default_action is tempfail, accept "
+				    "or reject", k->name, SHOWV(o));
+			continue;
+		}
+		if (eq && strncmp(o, "connect_timeout=", 16) == 0)
+			to = &m.connect_timeout;
+		else if (eq && strncmp(o, "command_timeout=", 16) == 0)
+			to = &m.command_timeout;
+		else if (eq && strncmp(o, "eom_timeout=", 12) == 0)
+			to = &m.eom_timeout;
+		if (to == NULL) {
+			cfg_error(p, line, "%s: unknown option \"%.*s%s\" (default_action, "
+			    "connect_timeout, command_timeout, eom_timeout)", k->name, SHOWV(o));
+			r = -1;
+		} else if (config_parse_duration(eq + 1, &secs) < 0 || secs == 0 || secs > 3600) {
+			cfg_error(p, line, "%s: \"%.*s%s\": a duration from 1s to 1h", k->name, SHOWV(o));
+			r = -1;
+		} else {
+			*to = secs * 1000u;
+		}
+	}
+	if (r < 0 || c->nmilters >= CONFIG_MAX_LIST) {
+		xfree(m.path);
+		xfree(m.host);
+		return -1;
+	}
+	m.name = xstrdup(name);
+	c->milters = xrealloc(c->milters, (c->nmilters + 1) * sizeof *c->milters);
+	c->milters[c->nmilters++] = m;
+	return 0;
+}
+
+size_t
+config_milters_for(const config_t *c, enum listen_mode mode, const config_milter_t **out,
+    size_t max)
+{
+	char **names = mode == LISTEN_SMTP ? c->smtp_milters
+	    : mode == LISTEN_LOCAL ? NULL : c->submission_milters;
+	size_t n = mode == LISTEN_SMTP ? c->nsmtp_milters
+	    : mode == LISTEN_LOCAL ? 0 : c->nsubmission_milters, k = 0;
+	for (size_t i = 0; i < n && k < max; i++)
+		for (size_t j = 0; j < c->nmilters; j++)
+			if (strcmp(c->milters[j].name, names[i]) == 0) {
+				out[k++] = &c->milters[j];
+				break;
+			}
+	return k;
+}
+
 static int
 cfg_set(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
 {
@@ -1063,6 +1190,7 @@ cfg_set(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t 
 	case CT_DOMAINS:
 	case CT_WORDS: return set_domains(p, k, line, t);
 	case CT_LISTEN: return set_listen(p, k, line, t);
+	case CT_MILTER: return set_milter(p, k, line, t);
 	case CT_CHAR: return set_char(p, k, line, t);
 	case CT_NETS: return set_nets(p, k, line, t);
 	case CT_NUMBER:
@@ -1378,6 +1506,25 @@ cross_checks(cfg_parser_t *p)
 		fmt_duration(b, sizeof b, c->queue_lifetime);
 		cfg_error(p, line, "delay_warning (%s) is not shorter than queue_lifetime (%s)", a, b);
 	}
+	for (int w = 0; w < 2; w++) {
+		const char *key = w ? "submission_milters" : "smtp_milters";
+		char **v = w ? c->submission_milters : c->smtp_milters;
+		size_t n = w ? c->nsubmission_milters : c->nsmtp_milters;
+		for (size_t i = 0; i < n; i++) {
+			bool found = false;
+			for (size_t j = 0; j < c->nmilters && !found; j++)
+				found = strcmp(c->milters[j].name, v[i]) == 0;
+			for (size_t j = 0; j < i && found; j++)
+				if (strcmp(v[j], v[i]) == 0) {
+					cfg_error(p, p->set_line[key_index(key)], "%s: %s is listed twice", key,
+					    v[i]);
+					break;
+				}
+			if (!found)
+				cfg_error(p, p->set_line[key_index(key)], "%s: no \"milter = %s ...\" line "
+				    "defines %s", key, v[i], v[i]);
+		}
+	}
 	if ((line = pair_line(p, "local_domains", "virtual_domains"))) {
 		for (size_t i = 0; i < c->nvirtual_domains; i++)
 			if (config_is_local_domain(c, c->virtual_domains[i]))
@@ -1491,6 +1638,15 @@ config_free(config_t *c)
 			xfree(*(listen_spec_t **)f);
 			break;
 		case CT_NETS: xfree(*(netmask_t **)f); break;
+		case CT_MILTER:
+			for (size_t j = 0; j < *n; j++) {
+				config_milter_t *m = &(*(config_milter_t **)f)[j];
+				xfree(m->name);
+				xfree(m->path);
+				xfree(m->host);
+			}
+			xfree(*(config_milter_t **)f);
+			break;
 		default: break;
 		}
 	}

@@ -42,6 +42,19 @@ typedef struct netmask {
 	int prefix;
 } netmask_t;
 
+/* one mail filter (milter) the SMTP server may talk to (docs/filtering.md) */
+enum milter_default { MILTER_TEMPFAIL = 0, MILTER_ACCEPT, MILTER_REJECT };
+typedef struct config_milter {
+	char *name;
+	char *path;      /* unix:PATH, else NULL */
+	char *host;      /* inet:PORT@HOST: a literal IP or "localhost" */
+	int port;
+	enum milter_default default_action; /* when it is down, times out or misbehaves */
+	unsigned connect_timeout;           /* ms, default 30 s */
+	unsigned command_timeout;           /* ms, default 30 s */
+	unsigned eom_timeout;               /* ms, default 100 s */
+} config_milter_t;
+
 typedef struct config {
 	char *path;      /* the file it came from (absolute) */
 	char *hostname;  /* our name in the greeting, Received, Message-IDs; default: gethostname() */
@@ -124,6 +137,15 @@ typedef struct config {
 	char **queue_list_users;
 	size_t nqueue_list_users;
 
+	/* milters (src/filter/, docs/filtering.md): "milter = NAME SOCKET [opt=val...]"
+	 * lines, and which of them run, in order, per kind of listener */
+	config_milter_t *milters;
+	size_t nmilters;
+	char **smtp_milters;         /* listeners in smtp mode (port 25) */
+	size_t nsmtp_milters;
+	char **submission_milters;   /* submission and smtps listeners */
+	size_t nsubmission_milters;
+
 	char *sandbox;               /* "yes" (default): seccomp + Landlock after start (lib/sandbox.h); "no": off */
 
 	unsigned *key_line;          /* where each key was set: see config_key_line() */
@@ -159,6 +181,11 @@ config_local_user_domain(const config_t *c)
 {
 	return c->nlocal_domains > 0 ? c->local_domains[0] : c->hostname;
 }
+
+/* the milters for a listener mode, in order, into out[] (at most max); returns
+ * how many (0 for the local socket) */
+size_t config_milters_for(const config_t *c, enum listen_mode mode, const config_milter_t **out,
+    size_t max);
 
 /* parse helpers, exported for tests: return 0 or -1 */
 int config_parse_duration(const char *s, unsigned *out);
