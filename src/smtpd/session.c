@@ -44,7 +44,9 @@
  */
 #include "smtpd/session.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,8 +59,10 @@
 #include "common/maillog.h"
 #include "common/qid.h"
 #include "deliver/router.h"
+#include "filter/filter.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/version.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
 #include "queue/space.h"
@@ -152,11 +156,35 @@ struct session {
 	/* counting Received: fields in the header section (RFC 5321 §6.3) */
 	hdr_hops_t hops;        /* Received: fields counted as the content streams in */
 	buf_t hdr;
+
+	/* milters (src/filter/): NULL when the listener has none */
+	filter_t *filter;
+	buf_t fcontent;         /* the content, held for the milters until end of message */
+	enum state fstate;      /* where a command waiting for the filter goes back to */
+	mail_args_t fmail;      /* MAIL or RCPT waiting for the filter's verdict */
+	char *fsender;
+	rcpt_args_t frcpt;
+	dest_list_t fdest;
+	const char *fcmd;       /* "DATA" or "BDAT" at end of message */
+	int fpending;           /* 1: fmail/fsender, 2: frcpt/fdest wait for a verdict */
+	bool fdiscard;          /* a milter said DISCARD before the end of the message */
 };
 
 static void session_process(session_t *s);
 static void session_event(conn_t *c, enum conn_event ev, int err, void *arg);
 static void session_free(session_t *s);
+static void mail_accept(session_t *s, mail_args_t *m, const char *sender);
+static void rcpt_accept(session_t *s, rcpt_args_t *r, dest_list_t *d);
+static void helo_reply(session_t *s);
+static void greet(session_t *s);
+static bool env_has_rcpt(const envelope_t *e, const char *addr);
+static void commit_done(void *arg, int err, envelope_t *env);
+static void filter_eom_done(void *arg, const filter_verdict_t *v);
+static void eom_discard(session_t *s, const char *why, bool in_loop);
+static void hook_connect(session_t *s);
+static void hook_helo(session_t *s);
+static void hook_mail(session_t *s, const char *a, size_t n, mail_args_t *m, const char *sender);
+static void hook_rcpt(session_t *s, const char *a, size_t n, rcpt_args_t *r, dest_list_t *d);
 
 static smtpd_ctx_t *
 T(session_t *s)
@@ -230,6 +258,9 @@ txn_reset(session_t *s)
 	s->bdat_left = 0;
 	s->hdr_scan = false;
 	buf_free(&s->hdr);
+	buf_free(&s->fcontent);
+	s->fdiscard = false;
+	filter_abort(s->filter);
 	if (s->state != ST_CONNECTED && s->state != ST_CLOSING && s->state != ST_TLS)
 		s->state = ST_READY;
 }
@@ -314,6 +345,18 @@ rfc5322_date(char *out, size_t n, time_t t)
 	strftime(out, n, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
+/* Content goes to the queue file, or, while milters are to see it first,
+ * into memory (bounded by message_size_limit: dataread drops the excess);
+ * the queue file is then written once, with their changes (filter_done). */
+static void
+content_put(session_t *s, const void *p, size_t n)
+{
+	if (s->filter)
+		buf_append(&s->fcontent, p, n);
+	else
+		queue_write(s->qm, p, n);
+}
+
 /*
  * Local submissions: the header section is collected (at most
  * HDR_SCAN_MAX octets) and written with the fields RFC 5322 §3.6 requires
@@ -332,7 +375,7 @@ hdr_emit(session_t *s, bool at_end)
 	size_t pos = hdr_fields_scan(d, len, at_end, &have, &complete);
 	bool have_date = have & HDR_HAVE_DATE, have_from = have & HDR_HAVE_FROM,
 	     have_mid = have & HDR_HAVE_MSGID;
-	queue_write(s->qm, d, pos);
+	content_put(s, d, pos);
 	if (complete && (!have_date || !have_from || !have_mid)) {
 		buf_t h = BUF_INIT;
 		if (!have_date) {
@@ -349,12 +392,12 @@ hdr_emit(session_t *s, bool at_end)
 		/* a body that started without a blank line gets one */
 		if (pos < len && !(len - pos >= 2 && d[pos] == '\r' && d[pos + 1] == '\n'))
 			buf_puts(&h, "\r\n");
-		queue_write(s->qm, h.data, h.len);
+		content_put(s, h.data, h.len);
 		buf_free(&h);
 		log_info("%s: added header fields%s%s%s session=%s", s->qid, have_date ? "" : " Date",
 		    have_from ? "" : " From", have_mid ? "" : " Message-ID", s->id);
 	}
-	queue_write(s->qm, d + pos, len - pos);
+	content_put(s, d + pos, len - pos);
 	s->hdr_scan = false;
 	buf_free(&s->hdr);
 }
@@ -367,7 +410,7 @@ content_out(void *arg, const char *p, size_t n)
 	if (!s->hops.done)
 		hdr_hops_feed(&s->hops, p, n);
 	if (!s->hdr_scan) {
-		queue_write(s->qm, p, n);
+		content_put(s, p, n);
 		return;
 	}
 	size_t from = s->hdr.len > 3 ? s->hdr.len - 3 : 0;
@@ -382,12 +425,14 @@ static void
 content_begin(session_t *s, bool raw)
 {
 	const config_t *c = CFG(s);
-	qid_new(s->qid);
+	if (!s->qid[0])
+		qid_new(s->qid); /* with milters it was made at MAIL (macro i) */
 	memcpy(s->env->qid, s->qid, QID_SIZE);
 	hdr_hops_init(&s->hops);
 	s->started_us = now_us();
 	s->env->arrival_us = s->started_us;
-	s->qm = queue_begin(T(s)->queue, s->env);
+	s->qm = s->filter ? NULL : queue_begin(T(s)->queue, s->env);
+	buf_reset(&s->fcontent);
 
 	char date[64];
 	rfc5322_date(date, sizeof date, (time_t)(s->started_us / 1000000));
@@ -409,7 +454,7 @@ content_begin(session_t *s, bool raw)
 	if (s->nrcpt_cmds == 1 && s->first_rcpt)
 		buf_printf(&h, "\r\n\tfor <%s>", s->first_rcpt);
 	buf_printf(&h, "; %s\r\n", date);
-	queue_write(s->qm, h.data, h.len);
+	content_put(s, h.data, h.len);
 	buf_free(&h);
 	dataread_init(&s->dr, raw, c->max_line_length, c->message_size_limit);
 	/* the Received header counts against the size limit too */
@@ -478,7 +523,7 @@ content_end(session_t *s, const char *cmd)
 		    "554 5.4.6 Error: too many hops (%u Received: header fields); mail loop? (RFC 5321 section 6.3)",
 		    s->hops.hops);
 		bad = line;
-	} else if (queue_write(s->qm, "", 0) < 0) {
+	} else if (s->qm && queue_write(s->qm, "", 0) < 0) {
 		bad = "451 4.3.0 Error: queue file write error";
 	}
 	if (bad) {
@@ -490,6 +535,318 @@ content_end(session_t *s, const char *cmd)
 	s->state = ST_COMMIT;
 	conn_read_pause(s->conn, true);
 	conn_set_timeout(s->conn, 0);
+	if (s->filter && s->fdiscard) {
+		eom_discard(s, "milter discard before the end of the message", true);
+		return;
+	}
+	if (s->filter) {
+		s->fcmd = cmd;
+		filter_eom(s->filter, s->fcontent.data ? s->fcontent.data : "", s->fcontent.len,
+		    filter_eom_done, s);
+		return;
+	}
+	qmsg_t *qm = s->qm;
+	s->busy++;
+	queue_commit(qm, commit_done, s);
+}
+
+/* ---- the filter stage (src/filter/filter.h: the order of checks) ----
+ * Each hook below hands one SMTP stage to the milters and parks the
+ * session (reads paused, like a commit) until the verdict; the verdict's
+ * reply is the SMTP reply. No hook runs when the listener has no milters.
+ * If the client leaves meanwhile, filter_free() cancels the callback. */
+
+static void
+hook_done(session_t *s)
+{
+	session_resume(s);
+}
+
+static void
+filter_connect_done(void *arg, const filter_verdict_t *v)
+{
+	session_t *s = arg;
+	(void)v; /* a verdict at connect is given at MAIL (filter.h) */
+	s->state = ST_CONNECTED;
+	greet(s);
+	hook_done(s);
+}
+
+/* the session's macros and the connect stage; the greeting waits for it */
+static void
+hook_connect(session_t *s)
+{
+	const config_t *c = CFG(s);
+	char port[16], local[INET6_ADDRSTRLEN + 8] = "", name[96];
+	const struct sockaddr *la = conn_local_addr(s->conn);
+	if (la && la->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)la)->sin_addr, local,
+		    sizeof local);
+	else if (la && la->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)la)->sin6_addr, local,
+		    sizeof local);
+	snprintf(port, sizeof port, "%d", s->port);
+	snprintf(name, sizeof name, "unknown [%s]", s->ip);
+	filter_macro(s->filter, "j", c->hostname);
+	filter_macro(s->filter, "v", "tern " TERN_VERSION);
+	filter_macro(s->filter, "{daemon_name}", s->mode == LISTEN_SMTP ? "tern-smtp" : "tern-submission");
+	filter_macro(s->filter, "{daemon_addr}", local[0] ? local : NULL);
+	filter_macro(s->filter, "{if_name}", local[0] ? local : NULL);
+	filter_macro(s->filter, "_", name);
+	filter_macro(s->filter, "{client_addr}", s->ip);
+	filter_macro(s->filter, "{client_name}", "unknown"); /* tern looks up no client names */
+	filter_macro(s->filter, "{client_port}", port);
+	const struct sockaddr *pa = conn_peer_addr(s->conn);
+	session_pause(s);
+	filter_connect(s->filter, "unknown", pa ? pa->sa_family : AF_UNSPEC, s->ip, s->port,
+	    filter_connect_done, s);
+}
+
+static void
+filter_helo_done(void *arg, const filter_verdict_t *v)
+{
+	session_t *s = arg;
+	if (v->action == FILTER_CONTINUE || v->action == FILTER_DISCARD) {
+		helo_reply(s);
+	} else {
+		s->state = s->fstate == ST_CONNECTED ? ST_CONNECTED : ST_READY;
+		reply_error(s, s->esmtp ? "EHLO" : "HELO", v->reply, false);
+	}
+	hook_done(s);
+}
+
+static void
+hook_helo(session_t *s)
+{
+	s->fstate = s->state;
+	session_pause(s);
+	filter_helo(s->filter, s->helo, filter_helo_done, s);
+}
+
+/* the words of "FROM:<a> PARAM..." / "TO:<a> PARAM...", as the milter gets them */
+static size_t
+split_args(const char *a, size_t n, const char **argv, char *store, size_t max)
+{
+	size_t argc = 0;
+	memcpy(store, a, n);
+	store[n] = '\0';
+	for (char *p = store; *p && argc < max;) {
+		while (*p == ' ')
+			*p++ = '\0';
+		if (!*p)
+			break;
+		argv[argc++] = p;
+		while (*p && *p != ' ')
+			p++;
+	}
+	return argc;
+}
+
+static void
+filter_mail_done(void *arg, const filter_verdict_t *v)
+{
+	session_t *s = arg;
+	s->state = s->fstate;
+	if (v->action == FILTER_CONTINUE || v->action == FILTER_DISCARD) {
+		mail_accept(s, &s->fmail, s->fsender);
+		s->fdiscard = v->action == FILTER_DISCARD;
+	} else {
+		mail_args_free(&s->fmail);
+		s->qid[0] = '\0';
+		reply_error(s, "MAIL", v->reply, false);
+		filter_abort(s->filter);
+	}
+	memset(&s->fmail, 0, sizeof s->fmail);
+	xfree(s->fsender);
+	s->fsender = NULL;
+	s->fpending = 0;
+	hook_done(s);
+}
+
+static void
+hook_mail(session_t *s, const char *a, size_t n, mail_args_t *m, const char *sender)
+{
+	const char *argv[32];
+	char *store = xmalloc(n + 1);
+	size_t argc = split_args(a, n, argv, store, 32);
+	const char *at = strrchr(sender, '@');
+	qid_new(s->qid); /* the queue ID is macro i from MAIL on */
+	filter_macro(s->filter, "i", s->qid);
+	filter_macro(s->filter, "{mail_addr}", sender);
+	filter_macro(s->filter, "{mail_host}", at ? at + 1 : NULL);
+	filter_macro(s->filter, "{mail_mailer}", at && !config_is_local_domain(CFG(s), at + 1) ? "smtp"
+	    : "local");
+	s->fmail = *m;
+	s->fsender = xstrdup(sender);
+	s->fpending = 1;
+	s->fstate = s->state;
+	session_pause(s);
+	filter_mail(s->filter, argv, argc, filter_mail_done, s);
+	xfree(store);
+}
+
+static void
+filter_rcpt_done(void *arg, const filter_verdict_t *v)
+{
+	session_t *s = arg;
+	s->state = s->fstate;
+	if (v->action == FILTER_CONTINUE || v->action == FILTER_DISCARD) {
+		if (v->action == FILTER_DISCARD)
+			s->fdiscard = true;
+		rcpt_accept(s, &s->frcpt, &s->fdest);
+	} else {
+		log_info("%s: reject cmd=RCPT reply=\"%s\" client=%s to=<%s> milter=%s", s->id,
+		    v->reply, s->ip, s->frcpt.to.str, v->who ? v->who : "");
+		reply(s, v->reply);
+		rcpt_args_free(&s->frcpt);
+		dest_list_free(&s->fdest);
+	}
+	memset(&s->frcpt, 0, sizeof s->frcpt);
+	memset(&s->fdest, 0, sizeof s->fdest);
+	s->fpending = 0;
+	hook_done(s);
+}
+
+static void
+hook_rcpt(session_t *s, const char *a, size_t n, rcpt_args_t *r, dest_list_t *d)
+{
+	const char *argv[32];
+	char *store = xmalloc(n + 1);
+	size_t argc = split_args(a, n, argv, store, 32);
+	const char *at = strrchr(r->to.str, '@');
+	filter_macro(s->filter, "{rcpt_addr}", r->to.str);
+	filter_macro(s->filter, "{rcpt_host}", at ? at + 1 : NULL);
+	filter_macro(s->filter, "{rcpt_mailer}", at && !config_is_local_domain(CFG(s), at + 1)
+	    ? "smtp" : "local");
+	s->frcpt = *r;
+	s->fdest = *d;
+	s->fpending = 2;
+	s->fstate = s->state;
+	session_pause(s);
+	filter_rcpt(s->filter, argv, argc, filter_rcpt_done, s);
+	xfree(store);
+}
+
+static void
+env_del_rcpt(envelope_t *e, const char *addr)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < e->nrcpt; i++) {
+		env_rcpt_t *r = &e->rcpt[i];
+		if (strcasecmp(r->addr, addr) == 0 || (r->orig && strcasecmp(r->orig, addr) == 0)) {
+			xfree(r->addr);
+			xfree(r->orig);
+			xfree(r->orcpt);
+			xfree(r->reply);
+			xfree(r->relay);
+			continue;
+		}
+		e->rcpt[k++] = *r;
+	}
+	e->nrcpt = k;
+}
+
+/* The milters' envelope changes, in order. Added recipients go through the
+ * router like RCPT TO (aliases), relaying allowed: the milter decided. */
+static void
+apply_env_ops(session_t *s, const filter_verdict_t *v)
+{
+	for (size_t i = 0; i < v->nops; i++) {
+		const filter_env_op_t *o = &v->ops[i];
+		if (o->op == FILTER_FROM) {
+			log_info("%s: milter=%s sender changed from=<%s> to=<%s>", s->qid, o->who,
+			    s->env->sender, o->addr);
+			xfree(s->env->sender);
+			s->env->sender = xstrdup(o->addr);
+			continue;
+		}
+		if (o->op == FILTER_RCPT_DEL) {
+			log_info("%s: milter=%s recipient deleted to=<%s>", s->qid, o->who, o->addr);
+			env_del_rcpt(s->env, o->addr);
+			continue;
+		}
+		addr_t a;
+		size_t used;
+		const char *err;
+		dest_list_t d = {0};
+		if (addr_parse(o->addr, strlen(o->addr), ADDR_NO_BRACKETS, &a, &used, &err) < 0 ||
+		    used != strlen(o->addr)) {
+			log_warn("%s: milter=%s added recipient refused to=<%s>: %s", s->qid, o->who,
+			    o->addr, "bad address");
+			continue;
+		}
+		if (router_expand(CFG(s), T(s)->tables, &a, true, &d, &err) != ROUTER_OK) {
+			log_warn("%s: milter=%s added recipient refused to=<%s>: %s", s->qid, o->who,
+			    o->addr, err);
+			addr_free(&a);
+			continue;
+		}
+		for (size_t k = 0; k < d.n; k++)
+			if (!env_has_rcpt(s->env, d.addrs[k]))
+				envelope_add_rcpt(s->env, d.addrs[k],
+				    strcasecmp(d.addrs[k], o->addr) == 0 ? NULL : o->addr, NULL, 0);
+		log_info("%s: milter=%s recipient added to=<%s>", s->qid, o->who, o->addr);
+		dest_list_free(&d);
+		addr_free(&a);
+	}
+}
+
+/* The message is accepted but not queued (DISCARD, or no recipient left). */
+static void
+eom_discard(session_t *s, const char *why, bool in_loop)
+{
+	char line[128];
+	log_info("%s: discarded session=%s client=%s from=<%s> (%s)", s->qid, s->id, s->ip,
+	    s->env->sender, why);
+	snprintf(line, sizeof line, "250 2.0.0 Ok: queued as %s", s->qid);
+	reply(s, line);
+	s->state = ST_READY;
+	txn_reset(s);
+	if (in_loop) {
+		/* called from session_process(): it goes on by itself */
+		conn_read_pause(s->conn, false);
+		conn_set_deadline(s->conn, CFG(s)->timeout_command * 1000u);
+		return;
+	}
+	session_resume(s);
+}
+
+static void
+filter_eom_done(void *arg, const filter_verdict_t *v)
+{
+	session_t *s = arg;
+	if (v->action == FILTER_REJECT || v->action == FILTER_TEMPFAIL) {
+		log_info("%s: reject cmd=%s reply=\"%s\" client=%s milter=%s", s->qid, s->fcmd, v->reply,
+		    s->ip, v->who ? v->who : "");
+		reply(s, v->reply);
+		s->state = ST_READY;
+		txn_reset(s);
+		session_resume(s);
+		return;
+	}
+	if (v->action == FILTER_DISCARD || s->fdiscard) {
+		eom_discard(s, v->who ? v->who : "milter discard", false);
+		return;
+	}
+	apply_env_ops(s, v);
+	if (s->env->nrcpt == 0) {
+		eom_discard(s, "the milters deleted every recipient", false);
+		return;
+	}
+	if (v->quarantine) {
+		/* accepted and held (tern queue release); the reason stays with
+		 * each recipient, where `tern queue show` prints it */
+		s->env->flags |= ENV_HELD;
+		for (size_t i = 0; i < s->env->nrcpt; i++) {
+			xfree(s->env->rcpt[i].reply);
+			s->env->rcpt[i].reply = xasprintf("quarantined: %s", v->quarantine);
+		}
+		log_info("%s: quarantined (held) reason=\"%s\" session=%s", s->qid, v->quarantine, s->id);
+	}
+	/* the queue file, written once, with the milters' changes */
+	s->qm = queue_begin(T(s)->queue, s->env);
+	queue_write(s->qm, v->content, v->content_len);
+	buf_free(&s->fcontent);
 	qmsg_t *qm = s->qm;
 	s->busy++;
 	queue_commit(qm, commit_done, s);
@@ -529,9 +886,19 @@ do_helo_common(session_t *s, const char *args, size_t n, bool esmtp)
 	xfree(s->helo);
 	s->helo = xstrndup(args, n);
 	s->esmtp = esmtp;
+	if (s->filter) {
+		hook_helo(s);
+		return;
+	}
+	helo_reply(s);
+}
+
+static void
+helo_reply(session_t *s)
+{
 	s->state = ST_READY;
 	const config_t *c = CFG(s);
-	if (!esmtp) {
+	if (!s->esmtp) {
 		conn_printf(s->conn, "250 %s\r\n", c->hostname);
 		return;
 	}
@@ -635,6 +1002,18 @@ cmd_mail(session_t *s, const char *a, size_t n)
 		    s->local_sender);
 		sender = s->local_sender;
 	}
+	if (s->filter) {
+		hook_mail(s, a + 5, n - 5, &m, sender);
+		return;
+	}
+	mail_accept(s, &m, sender);
+}
+
+/* MAIL passed every check: the transaction starts. Takes *m. */
+static void
+mail_accept(session_t *s, mail_args_t *mp, const char *sender)
+{
+	mail_args_t m = *mp;
 	s->mail = m;
 	s->have_mail = true;
 	s->env = envelope_new();
@@ -691,6 +1070,19 @@ cmd_rcpt(session_t *s, const char *a, size_t n)
 		rcpt_args_free(&r);
 		return;
 	}
+	if (s->filter) {
+		hook_rcpt(s, a + 3, n - 3, &r, &d);
+		return;
+	}
+	rcpt_accept(s, &r, &d);
+}
+
+/* RCPT passed every check: its addresses join the envelope. Takes *rp, *dp. */
+static void
+rcpt_accept(session_t *s, rcpt_args_t *rp, dest_list_t *dp)
+{
+	rcpt_args_t r = *rp;
+	dest_list_t d = *dp;
 	for (size_t i = 0; i < d.n; i++) {
 		if (env_has_rcpt(s->env, d.addrs[i]))
 			continue;
@@ -964,6 +1356,8 @@ auth_verified(void *arg, bool ok)
 	if (ok) {
 		s->auth_user = xstrdup(user);
 		s->relay_ok = true;
+		filter_macro(s->filter, "{auth_type}", mech_name(s));
+		filter_macro(s->filter, "{auth_authen}", user);
 		log_info("%s: auth ok user=%s method=%s client=%s", s->id, user, mech_name(s), s->ip);
 		auth_end(s);
 		reply(s, "235 2.7.0 Authentication successful");
@@ -1296,6 +1690,15 @@ session_process(session_t *s)
 static void
 session_free(session_t *s)
 {
+	filter_free(s->filter); /* no filter callback after this */
+	s->filter = NULL;
+	if (s->fpending == 1) {
+		mail_args_free(&s->fmail);
+		xfree(s->fsender);
+	} else if (s->fpending == 2) {
+		rcpt_args_free(&s->frcpt);
+		dest_list_free(&s->fdest);
+	}
 	txn_reset(s);
 	auth_timer_stop(s);
 	xfree(s->helo);
@@ -1388,9 +1791,26 @@ session_event(conn_t *c, enum conn_event ev, int err, void *arg)
 		log_info("tls session=%s client=%s version=%.*s cipher=%s", s->id, s->ip,
 		    sp ? (int)(sp - s->tls_info) : 0, s->tls_info, sp ? sp + 1 : "");
 		s->state = ST_CONNECTED;
+		if (s->filter) {
+			/* the macros of the helo stage (filter.h) */
+			char bits[8] = "";
+			if (sp)
+				snprintf(bits, sizeof bits, "%s", strstr(sp, "128") ? "128" : "256");
+			if (sp)
+				s->tls_info[sp - s->tls_info] = '\0';
+			filter_macro(s->filter, "{tls_version}", sp ? s->tls_info : NULL);
+			if (sp)
+				s->tls_info[sp - s->tls_info] = ' ';
+			filter_macro(s->filter, "{cipher}", sp ? sp + 1 : NULL);
+			filter_macro(s->filter, "{cipher_bits}", bits[0] ? bits : NULL);
+		}
+		conn_set_deadline(c, CFG(s)->timeout_command * 1000u);
+		if (s->mode == LISTEN_SMTPS && s->filter && !s->shutdown) {
+			hook_connect(s); /* greets when the milters are done */
+			break;
+		}
 		if (s->mode == LISTEN_SMTPS)
 			greet(s); /* RFC 8314 §3.3: the greeting comes under TLS */
-		conn_set_deadline(c, CFG(s)->timeout_command * 1000u);
 		if (s->shutdown) {
 			reply(s, "421 4.3.2 Service shutting down");
 			session_close(s);
@@ -1446,6 +1866,9 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 	s->port = conn_peer_port(conn);
 	const config_t *c = CFG(s);
 	s->relay_ok = config_in_mynetworks(c, conn_peer_addr(conn));
+	const config_milter_t *ms[16];
+	size_t nms = config_milters_for(c, mode, ms, 16);
+	s->filter = filter_new(T(s)->loop, ms, nms, s->id);
 	conn_set_cb(conn, session_event, s);
 	conn_set_deadline(conn, c->timeout_command * 1000u);
 	log_info("connect session=%s client=%s port=%d%s", s->id, s->ip, s->port,
@@ -1480,6 +1903,10 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 			s->state = ST_CLOSING;
 			conn_abort(conn, UV_EPROTO);
 		}
+		return s;
+	}
+	if (s->filter) {
+		hook_connect(s); /* greets when the milters are done */
 		return s;
 	}
 	greet(s);
