@@ -789,7 +789,7 @@ next(filter_t *f)
 			return;
 		}
 		if (milter_failed(fm->m) || !fm->ready) {
-			if (default_action(f, fm, "not reachable or failed earlier"))
+			if (default_action(f, fm, milter_why(fm->m)[0] ? milter_why(fm->m) : "not ready"))
 				continue;
 			return;
 		}

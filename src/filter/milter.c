@@ -78,6 +78,12 @@ milter_failed(const milter_t *m)
 	return m->failed;
 }
 
+const char *
+milter_why(const milter_t *m)
+{
+	return m->why;
+}
+
 uint32_t
 milter_protocol(const milter_t *m)
 {

@@ -79,6 +79,8 @@ void milter_free(milter_t *m);
 const char *milter_name(const milter_t *m);
 enum milter_default milter_default_action(const milter_t *m);
 bool milter_failed(const milter_t *m);
+/* why it failed ("" if it did not) */
+const char *milter_why(const milter_t *m);
 /* negotiated: SMFIP_* the milter wants, SMFIF_* it may use */
 uint32_t milter_protocol(const milter_t *m);
 uint32_t milter_actions(const milter_t *m);
