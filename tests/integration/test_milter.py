@@ -17,7 +17,8 @@ import pytest
 from milter_peer import (ACCEPT, CONTINUE, DISCARD, REJECT, SMFIF_ALL, SMFIP_SKIP, SKIP,
                          TEMPFAIL, MilterPeer, addheader, addrcpt, addrcpt_par, chgfrom,
                          chgheader, delrcpt, insheader, pkt, quarantine, replbody, replycode)
-from tern_harness import make_message, run_tool, tf, Mail
+from tern_harness import RUN_AS, make_cert, make_message, open_for, run_tool, tf, Mail
+from test_auth import passwd
 
 import smtplib
 
@@ -253,21 +254,28 @@ def test_chain_sees_previous_changes(make_tern, peers):
     assert code == 550 and text.startswith("5.7.1"), (code, text)
 
 
-def test_per_listener_milters(make_tern, peers):
+def test_per_listener_milters(make_tern, peers, tmp_path):
     p1 = peers("m1")
     p2 = peers("m2")
+    # a submission listener needs TLS and a password file (check-config says so)
+    cert, key = make_cert(tmp_path)
     t = make_tern(config={"milter": p1.spec() + "\nmilter = " + p2.spec(),
                           "smtp_milters": "m1", "submission_milters": "m2",
-                          "listen": "127.0.0.2:0 submission"}).start()
+                          "tls_cert": str(cert), "tls_key": str(key),
+                          "auth_users": str(tmp_path / "users"),
+                          "listen": "127.0.0.1:0 submission"})
+    assert passwd(t, "add", "u@example.com", password="a long password").returncode == 0
+    t.start()
     t.send("alice@localhost")
     assert len(p1.sessions) == 1 and p2.sessions == []
-    port = int(t.wait_log(r"listening on 127\.0\.0\.2:(\d+) mode=submission").group(1))
-    with socket.create_connection(("127.0.0.2", port), timeout=tf(5)) as s:
+    port = t.port_of("submission")
+    with socket.create_connection(("127.0.0.1", port), timeout=tf(5)) as s:
         assert s.recv(100).startswith(b"220")
     deadline = time.time() + tf(5)
     while not (p2.sessions and "connect" in p2.sessions[0].stages()) and time.time() < deadline:
         time.sleep(0.05)
     assert p2.sessions and "connect" in p2.sessions[0].stages()
+    assert p2.sessions[0].macros["C"]["{daemon_name}"] == "tern-submission"
     assert len(p1.sessions) == 1
 
 
@@ -371,5 +379,7 @@ def test_check_config(make_tern, tmp_path):
     assert r.returncode != 0 and "expected inet:PORT@IP or unix:PATH" in r.stderr
     t3 = make_tern(config={"milter": "m1 unix:/run/m1.sock connect_timeout=5s eom_timeout=2m",
                            "submission_milters": "m1"})
+    if RUN_AS:
+        open_for(RUN_AS, t3.dir)  # check-config checks that user can reach the spool
     r = run_tool(t3, "check-config")
     assert r.returncode == 0, r.stderr
