@@ -285,6 +285,23 @@ remove_socket(const char *path)
 		log_info("privsep: removed the local socket %s", path);
 }
 
+/* The parent's own reading of the configuration, afresh; on errors it
+ * keeps the one it has (the daemon then keeps its running one too). */
+static void
+reparse(const config_t **cur, config_t **own, buf_t *err)
+{
+	buf_reset(err);
+	config_t *nc = config_load((*cur)->path, err);
+	if (!nc) {
+		log_err("privsep: %s: configuration has errors; the privileged parent keeps the files "
+		    "it allowed", (*cur)->path);
+		return;
+	}
+	config_free(*own);
+	*own = nc;
+	*cur = nc;
+}
+
 static int
 parent_run(int sock, pid_t child, const config_t *c0, const sigset_t *set)
 {
@@ -321,6 +338,11 @@ parent_run(int sock, pid_t child, const config_t *c0, const sigset_t *set)
 			waitpid(child, &status, 0);
 			break;
 		}
+		/* a request: answered by the configuration as it is on disk now,
+		 * never older than the daemon's (which may have been sent SIGHUP
+		 * directly, not through us) */
+		if (serving && (p[1].revents & POLLIN))
+			reparse(&cur, &own, &err);
 		if (serving && p[1].revents && privsep_serve_one(sock, cur) < 0) {
 			serving = false; /* the child closed its end: it is ending */
 			close(sock);
@@ -333,16 +355,7 @@ parent_run(int sock, pid_t child, const config_t *c0, const sigset_t *set)
 		int sig = (int)si.ssi_signo;
 		if (sig == SIGHUP) {
 			/* first our own view of the files, then the child's reload */
-			buf_reset(&err);
-			config_t *nc = config_load(cur->path, &err);
-			if (nc) {
-				config_free(own);
-				own = nc;
-				cur = own;
-			} else {
-				log_err("privsep: %s: configuration has errors; the privileged parent keeps "
-				    "the files it allowed", cur->path);
-			}
+			reparse(&cur, &own, &err);
 			kill(child, SIGHUP);
 		} else if (sig == SIGTERM || sig == SIGINT || sig == SIGUSR1) {
 			kill(child, sig);

@@ -6,8 +6,9 @@
  * relayhost credentials) are often root:root 0600 (openssl, certbot). So,
  * started as root, tern forks before anything else (privsep_start()):
  *  - the parent stays root and does only three things: it opens, read-only,
- *    the secret files that ITS OWN configuration names (parsed at start and
- *    again at every SIGHUP, before the signal is passed on) and hands the
+ *    the secret files that ITS OWN configuration names (parsed at start,
+ *    again at every SIGHUP before the signal is passed on, and again before
+ *    each request, so never older than the daemon's) and hands the
  *    open descriptor to the child over a socketpair (SCM_RIGHTS); it passes
  *    SIGHUP, SIGTERM, SIGINT and SIGUSR1 on to the child; and when the child
  *    ends it removes the local socket and the public queue socket beside it

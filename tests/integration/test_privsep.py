@@ -6,7 +6,8 @@ root parent opens the secrets, the daemon runs as nobody.
 Checked: with a root-only (root:root 0600, in a root-only directory) TLS
 certificate, key and password file, a user added with `tern passwd add`
 after the start authenticates (AUTH PLAIN under STARTTLS) after SIGHUP to the
-process started (systemd's MainPID); a broken key at a reload keeps the old
+process started (systemd's MainPID), and a new key path after SIGHUP to the
+daemon itself; a broken key at a reload keeps the old
 certificate while the new password file applies, and the log names both; the
 local socket in a directory the daemon cannot write to is removed at stop,
 and a missing socket directory is made at start; SIGTERM to the parent stops
@@ -152,6 +153,21 @@ def test_parent_refuses_unsafe_key(make_tern, secrets):
     t.wait_log(r"reload: tls_key %s is readable by others" % key)
     t.wait_log(r"reload: applied: password file")
     os.chmod(key, 0o600)
+
+
+def test_sighup_to_the_daemon_itself_with_a_new_key_path(make_tern, secrets):
+    # `kill -HUP <daemon pid>` instead of the parent's: the parent reads the
+    # configuration again before it answers, so the new path is allowed
+    d, cert, key, users = secrets
+    t = root_only_tern(make_tern, secrets).start()
+    moved = d / "moved.key"
+    moved.write_bytes(key.read_bytes())
+    os.chmod(moved, 0o600)
+    t.config["tls_key"] = str(moved)
+    t.write_files()
+    os.kill(t.daemon_pid(), signal.SIGHUP)
+    t.wait_log(r"reload: applied: certificate and key, password file \(1 users\)")
+    assert "not the file the configuration" not in t.run_log()
 
 
 def test_sigterm_stops_both_and_removes_socket(make_tern, secrets, tmp_path_factory):
