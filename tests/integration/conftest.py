@@ -25,16 +25,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # 0700 when it starts, which locks the daemons of every other session running
 # as nobody out of their spools ("Permission denied" in the middle of a run,
 # whenever two sessions run at once, e.g. make -j2 test). So each session gets
-# a temp root of its own; roots left by sessions of more than 6 hours ago go.
-if "PYTEST_DEBUG_TEMPROOT" not in os.environ:
-    _tmp = Path(tempfile.gettempdir())
-    for _old in _tmp.glob("tern-pytest-*"):
-        try:
-            if time.time() - _old.stat().st_mtime > 6 * 3600:
-                shutil.rmtree(_old, ignore_errors=True)
-        except OSError:
-            pass
-    os.environ["PYTEST_DEBUG_TEMPROOT"] = tempfile.mkdtemp(prefix="tern-pytest-")
+# a base directory of its own, short (Unix socket paths are limited to 107
+# octets, and pytest-xdist adds popen-gwN/ per worker); bases left by sessions
+# of more than 6 hours ago go.
+_tmp = Path(tempfile.gettempdir())
+for _old in list(_tmp.glob("tern-pytest-*")) + list(_tmp.glob("tp-*")):
+    try:
+        if time.time() - _old.stat().st_mtime > 6 * 3600:
+            shutil.rmtree(_old, ignore_errors=True)
+    except OSError:
+        pass
+
+
+def pytest_configure(config):
+    # xdist workers are given the controller's base plus popen-gwN
+    if not config.option.basetemp and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="tp-")
+
 
 import tern_harness  # noqa: E402
 from tern_harness import Tern  # noqa: E402
