@@ -1,5 +1,5 @@
 /*
- * fuzz_queue.c - libFuzzer target for queue_decode (src/queue/queue.c).
+ * fuzz_queue.c - libFuzzer target for queue_decode (src/queue/record.c).
  *
  * Feeds arbitrary bytes to the queue file decoder, which must never crash,
  * read out of bounds or leak, whatever the input. When a file is accepted,
@@ -11,7 +11,7 @@
  * do not stop mutated input before the field parsers:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *     -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Isrc fuzz/fuzz_queue.c \
- *     src/queue/queue.c src/common/envelope.c src/common/qid.c src/lib/buf.c \
+ *     src/queue/record.c src/common/envelope.c src/common/qid.c src/lib/buf.c \
  *     src/lib/fsutil.c src/lib/log.c src/lib/xalloc.c -luv -lpthread -o /tmp/fq
  */
 #include <stddef.h>
