@@ -52,6 +52,7 @@ enum cfg_type {
 	CT_DURATION, /* number with s, m, h, d, w */
 	CT_WORDS,    /* list of words, each passed to check, kept as written */
 	CT_MILTER,   /* NAME inet:PORT@HOST|unix:PATH [option=value ...] */
+	CT_BOOL,     /* yes/no, true/false, on/off, 1/0 (any case), stored as bool */
 };
 
 #define CF_REPEAT 0x01   /* may appear on several lines, values accumulate */
@@ -75,7 +76,6 @@ static const char *check_relayhost(const char *v);
 static const char *check_dns_servers(const char *v);
 static const char *check_delimiter(const char *v);
 static const char *check_tls_protocols(const char *v);
-static const char *check_yesno(const char *v);
 static const char *check_list_user(const char *v);
 static bool key_char(int ch);
 
@@ -123,7 +123,7 @@ static const struct cfg_key cfg_keys[] = {
 	{"queue_lifetime", CT_DURATION, FLD(queue_lifetime), 0, 0, "5d", 1, 365 * DAY, NULL},
 	{"delay_warning", CT_DURATION, FLD(delay_warning), 0, 0, "0", 0, 365 * DAY, NULL},
 	{"local_concurrency", CT_NUMBER, FLD(local_concurrency), 0, 0, "8", 1, 1024, NULL},
-	{"bounce_to_postmaster", CT_STRING, FLD(bounce_to_postmaster), 0, 0, "no", 0, 0, check_yesno},
+	{"bounce_to_postmaster", CT_BOOL, FLD(bounce_to_postmaster), 0, 0, "no", 0, 0, NULL},
 	{"relayhost", CT_STRING, FLD(relayhost), 0, CF_OPTIONAL, NULL, 0, 0, check_relayhost},
 	{"relayhost_auth_file", CT_PATH, FLD(relayhost_auth_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"transport", CT_PATH, FLD(transport_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
@@ -172,7 +172,7 @@ static const struct cfg_key cfg_keys[] = {
 	{"submission_milters", CT_WORDS, LST(submission_milters, nsubmission_milters), 0, "", 0, 0,
 	    NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
-	{"sandbox", CT_STRING, FLD(sandbox), 0, 0, "yes", 0, 0, check_yesno},
+	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
 };
 
 #define NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -487,13 +487,6 @@ check_list_user(const char *v)
 	if (v[0] == '%')
 		return v[1] == '\0' || check_user(v + 1) ? "not a valid %group" : NULL;
 	return check_user(v);
-}
-
-/* boolean keys are written yes or no */
-static const char *
-check_yesno(const char *v)
-{
-	return strcmp(v, "yes") == 0 || strcmp(v, "no") == 0 ? NULL : "expected yes or no";
 }
 
 /* "[host]:port", "[host]", "host:port" or "host" (outbound.h) */
@@ -835,6 +828,41 @@ set_char(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t
 		return -1;
 	}
 	*(char *)field(p, k) = v[0];
+	return 0;
+}
+
+int
+config_parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+set_bool(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	if (t->n != 1) {
+		cfg_error(p, line, "%s: expected one value (yes or no), got %zu", k->name, t->n);
+		return -1;
+	}
+	bool v;
+	if (config_parse_bool(t->v[0], &v) < 0) {
+		cfg_error(p, line, "%s: \"%.*s%s\" is not yes or no (nor true/false, on/off, 1/0)",
+		    k->name, SHOWV(t->v[0]));
+		return -1;
+	}
+	*(bool *)field(p, k) = v;
 	return 0;
 }
 
@@ -1192,6 +1220,7 @@ cfg_set(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t 
 	case CT_LISTEN: return set_listen(p, k, line, t);
 	case CT_MILTER: return set_milter(p, k, line, t);
 	case CT_CHAR: return set_char(p, k, line, t);
+	case CT_BOOL: return set_bool(p, k, line, t);
 	case CT_NETS: return set_nets(p, k, line, t);
 	case CT_NUMBER:
 	case CT_SIZE:

@@ -96,7 +96,7 @@ typedef struct config {
 	unsigned queue_lifetime;     /* then bounce, default 5 d */
 	unsigned delay_warning;      /* send a DSN action=delayed after this; 0 = never (default) */
 	unsigned local_concurrency;  /* parallel Maildir deliveries, default 8 */
-	char *bounce_to_postmaster;  /* "yes": a bounce that cannot be delivered goes to the postmaster; default "no" */
+	bool bounce_to_postmaster;   /* a bounce that cannot be delivered goes to the postmaster; default no */
 
 	/* outbound (src/deliver/outbound.h) */
 	char *relayhost;             /* "[host]:port" or "host": all remote mail goes there; NULL = MX */
@@ -146,7 +146,7 @@ typedef struct config {
 	char **submission_milters;   /* submission and smtps listeners */
 	size_t nsubmission_milters;
 
-	char *sandbox;               /* "yes" (default): seccomp + Landlock after start (lib/sandbox.h); "no": off */
+	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 
 	unsigned *key_line;          /* where each key was set: see config_key_line() */
 } config_t;
@@ -190,6 +190,8 @@ size_t config_milters_for(const config_t *c, enum listen_mode mode, const config
 /* parse helpers, exported for tests: return 0 or -1 */
 int config_parse_duration(const char *s, unsigned *out);
 int config_parse_size(const char *s, uint64_t *out);
+/* yes/no, true/false, on/off, 1/0, any case */
+int config_parse_bool(const char *s, bool *out);
 int config_parse_netmask(const char *s, netmask_t *out);
 
 #endif

@@ -104,7 +104,7 @@ collect_maildir(void *arg, const char *maildir, const char *mailbox)
 int
 confine_daemon(const config_t *c, const tables_t *t, buf_t *err)
 {
-	if (c->sandbox && strcmp(c->sandbox, "no") == 0) {
+	if (!c->sandbox) {
 		log_info("sandbox = no: tern runs without its seccomp filter and Landlock rules");
 		return 0;
 	}

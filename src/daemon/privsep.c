@@ -246,7 +246,7 @@ socket_dir(const char *sock)
 static int
 parent_confine(const config_t *c, buf_t *err)
 {
-	if (c->sandbox && strcmp(c->sandbox, "no") == 0)
+	if (!c->sandbox)
 		return 0;
 	sandbox_opts_t o;
 	memset(&o, 0, sizeof o);

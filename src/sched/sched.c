@@ -316,7 +316,7 @@ static void
 pm_lookup(sched_t *s, bounce_job_t *j)
 {
 	const config_t *c = cfg(s);
-	if (!c->bounce_to_postmaster || strcmp(c->bounce_to_postmaster, "yes") != 0 ||
+	if (!c->bounce_to_postmaster ||
 	    c->nlocal_domains == 0)
 		return;
 	char *a = xasprintf("postmaster@%s", c->local_domains[0]);

@@ -1287,7 +1287,7 @@ cmd_starttls(session_t *s, const char *a, size_t n)
 
 /* ---- AUTH (RFC 4954) ---- */
 
-static void auth_check(session_t *s, char *user, char *pass);
+static void sess_auth_check(session_t *s, char *user, char *pass);
 
 static const char *
 mech_name(session_t *s)
@@ -1296,7 +1296,7 @@ mech_name(session_t *s)
 }
 
 static void
-auth_end(session_t *s)
+sess_auth_end(session_t *s)
 {
 	xfree(s->auth_pending);
 	s->auth_pending = NULL;
@@ -1306,24 +1306,24 @@ auth_end(session_t *s)
 }
 
 static void
-auth_timer_closed(uv_handle_t *h)
+sess_auth_timer_closed(uv_handle_t *h)
 {
 	xfree(h);
 }
 
 static void
-auth_timer_stop(session_t *s)
+sess_auth_timer_stop(session_t *s)
 {
 	if (!s->auth_timer)
 		return;
 	uv_timer_stop(s->auth_timer);
-	uv_close((uv_handle_t *)s->auth_timer, auth_timer_closed);
+	uv_close((uv_handle_t *)s->auth_timer, sess_auth_timer_closed);
 	s->auth_timer = NULL;
 }
 
 /* the failure delay is over: say 535, or 421 after too many */
 static void
-auth_fail_reply(session_t *s)
+sess_auth_fail_reply(session_t *s)
 {
 	s->state = ST_READY;
 	reply_error(s, "AUTH", "535 5.7.8 Error: authentication credentials invalid", false);
@@ -1342,12 +1342,12 @@ static void
 on_auth_timer(uv_timer_t *t)
 {
 	session_t *s = t->data;
-	auth_timer_stop(s);
-	auth_fail_reply(s);
+	sess_auth_timer_stop(s);
+	sess_auth_fail_reply(s);
 }
 
 static void
-auth_verified(void *arg, bool ok)
+sess_auth_verified(void *arg, bool ok)
 {
 	session_t *s = arg;
 	if (work_returned(s))
@@ -1359,7 +1359,7 @@ auth_verified(void *arg, bool ok)
 		filter_macro(s->filter, "{auth_type}", mech_name(s));
 		filter_macro(s->filter, "{auth_authen}", user);
 		log_info("%s: auth ok user=%s method=%s client=%s", s->id, user, mech_name(s), s->ip);
-		auth_end(s);
+		sess_auth_end(s);
 		reply(s, "235 2.7.0 Authentication successful");
 		session_resume(s);
 		return;
@@ -1368,7 +1368,7 @@ auth_verified(void *arg, bool ok)
 	/* no user name here: a password typed into the name field would be logged */
 	log_info("%s: auth failed method=%s client=%s failures=%u", s->id, mech_name(s), s->ip,
 	    s->auth_failures);
-	auth_end(s);
+	sess_auth_end(s);
 	s->state = ST_WAIT;
 	/* slow down guessing: the delay doubles with each failure */
 	uint64_t ms = (uint64_t)CFG(s)->auth_failure_delay * 1000u;
@@ -1377,7 +1377,7 @@ auth_verified(void *arg, bool ok)
 	if (ms > AUTH_DELAY_MAX_MS)
 		ms = AUTH_DELAY_MAX_MS;
 	if (ms == 0) {
-		auth_fail_reply(s);
+		sess_auth_fail_reply(s);
 		return;
 	}
 	s->auth_timer = xmalloc(sizeof *s->auth_timer);
@@ -1388,7 +1388,7 @@ auth_verified(void *arg, bool ok)
 
 /* user and pass are the caller's allocations; pass is wiped here */
 static void
-auth_check(session_t *s, char *user, char *pass)
+sess_auth_check(session_t *s, char *user, char *pass)
 {
 	const passwd_db_t *db = server_auth_db(s->srv);
 	const char *hash = db && passwd_db_user_ok(user) ? passwd_db_hash(db, user) : NULL;
@@ -1396,19 +1396,19 @@ auth_check(session_t *s, char *user, char *pass)
 	s->auth_pending = user;
 	session_pause(s);
 	s->busy++;
-	auth_verify(T(s)->loop, hash, pass, auth_verified, s);
+	auth_verify(T(s)->loop, hash, pass, sess_auth_verified, s);
 	explicit_bzero(pass, strlen(pass));
 	xfree(pass);
 }
 
 /* one SASL response line (or the initial response) */
 static void
-auth_response(session_t *s, const char *r, size_t n)
+sess_auth_response(session_t *s, const char *r, size_t n)
 {
 	const char *why;
 	if (n == 1 && r[0] == '*') {
 		/* RFC 4954 §4: the client cancels */
-		auth_end(s);
+		sess_auth_end(s);
 		reply_error(s, "AUTH", "501 5.0.0 Error: authentication cancelled", true);
 		return;
 	}
@@ -1417,16 +1417,16 @@ auth_response(session_t *s, const char *r, size_t n)
 	if (s->mech == MECH_PLAIN) {
 		char *user, *pass;
 		if (auth_plain_decode(r, n, &user, &pass, &why) < 0) {
-			auth_end(s);
+			sess_auth_end(s);
 			reply_error(s, "AUTH", why, true);
 			return;
 		}
-		auth_check(s, user, pass);
+		sess_auth_check(s, user, pass);
 		return;
 	}
 	char *v;
 	if (auth_login_decode(r, n, &v, &why) < 0) {
-		auth_end(s);
+		sess_auth_end(s);
 		reply_error(s, "AUTH", why, true);
 		return;
 	}
@@ -1440,7 +1440,7 @@ auth_response(session_t *s, const char *r, size_t n)
 	}
 	char *user = s->auth_pending;
 	s->auth_pending = NULL;
-	auth_check(s, user, v);
+	sess_auth_check(s, user, v);
 }
 
 static void
@@ -1474,7 +1474,7 @@ cmd_auth(session_t *s, const char *a, size_t n)
 	}
 	s->auth_step = 0;
 	if (ir) {
-		auth_response(s, ir, irn);
+		sess_auth_response(s, ir, irn);
 		return;
 	}
 	s->state = ST_AUTH;
@@ -1582,12 +1582,12 @@ command_line(session_t *s, const char *line, size_t n)
 	/* a CR inside the line that is not part of the final CRLF */
 	if (memchr(line, '\n', n) || memchr(line, '\r', n) || memchr(line, '\0', n)) {
 		if (s->state == ST_AUTH)
-			auth_end(s);
+			sess_auth_end(s);
 		reply_error(s, "-", "500 5.5.2 Error: bare LF, bare CR or NUL in command line; lines must end with CRLF", true);
 		return !too_many_errors(s);
 	}
 	if (s->state == ST_AUTH)
-		auth_response(s, line, n);
+		sess_auth_response(s, line, n);
 	else
 		dispatch(s, line, n);
 	if (s->state == ST_CLOSING)
@@ -1700,7 +1700,7 @@ session_free(session_t *s)
 		dest_list_free(&s->fdest);
 	}
 	txn_reset(s);
-	auth_timer_stop(s);
+	sess_auth_timer_stop(s);
 	xfree(s->helo);
 	xfree(s->auth_user);
 	xfree(s->auth_pending);
@@ -1838,7 +1838,7 @@ session_event(conn_t *c, enum conn_event ev, int err, void *arg)
 		log_info("disconnect session=%s client=%s commands=%u messages=%u errors=%u%s%s", s->id, s->ip,
 		    s->ncommands, s->nmessages, s->errors, err ? " error=" : "", err ? uv_strerror(err) : "");
 		s->conn = NULL;
-		auth_timer_stop(s);
+		sess_auth_timer_stop(s);
 		if (s->busy > 0) {
 			/* keep s until the work in flight returns */
 			s->gone = true;

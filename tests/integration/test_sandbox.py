@@ -147,7 +147,7 @@ def test_sandbox_off(make_tern):
     t.wait_delivered("alice@localhost", 1)
 
 
-@pytest.mark.parametrize("value", ["maybe", "1"])
+@pytest.mark.parametrize("value", ["maybe", "2", "enabled"])
 def test_sandbox_bad_value_refused(make_tern, value):
     t = make_tern(config={"sandbox": value})
     r = run_tool(t, "check-config")

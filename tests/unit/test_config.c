@@ -1,7 +1,7 @@
 /*
  * test_config.c - unit tests for src/common/config.c.
  *
- * Table driven: value parsers (durations, sizes, networks), whole files
+ * Table driven: value parsers (durations, sizes, booleans, networks), whole files
  * (defaults, every key, listen forms, relative paths, quoting, continuation
  * lines), errors (each must be "NAME:LINE: message" with the right line),
  * and mynetworks matching for IPv4, IPv6 and IPv4-mapped IPv6 clients.
@@ -601,12 +601,64 @@ test_load_file(void **state)
 	buf_free(&e);
 }
 
+/* boolean keys: parsed once at load, in every usual spelling; anything else
+ * is an error naming the file and line */
+static void
+test_booleans(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		int want; /* 1 true, 0 false, -1 refused */
+	} cases[] = {
+	    {"yes", 1}, {"YES", 1}, {"Yes", 1}, {"true", 1}, {"True", 1}, {"on", 1}, {"ON", 1},
+	    {"1", 1}, {"no", 0}, {"No", 0}, {"false", 0}, {"FALSE", 0}, {"off", 0}, {"Off", 0},
+	    {"0", 0}, {"", -1}, {"y", -1}, {"n", -1}, {"2", -1}, {"yess", -1}, {"nope", -1},
+	    {"01", -1}, {"enabled", -1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		bool v = false;
+		int r = config_parse_bool(cases[i].s, &v);
+		if (cases[i].want < 0) {
+			assert_int_equal(r, -1);
+		} else {
+			assert_int_equal(r, 0);
+			assert_int_equal(v, cases[i].want == 1);
+		}
+	}
+	buf_t e = BUF_INIT;
+	/* defaults: sandbox on, bounce_to_postmaster off */
+	config_t *c = parse("", &e);
+	assert_non_null(c);
+	assert_true(c->sandbox);
+	assert_false(c->bounce_to_postmaster);
+	config_free(c);
+	c = parse("sandbox = Off\nbounce_to_postmaster = TRUE\n", &e);
+	assert_non_null(c);
+	assert_false(c->sandbox);
+	assert_true(c->bounce_to_postmaster);
+	config_free(c);
+	c = parse("# x\nsandbox = 1\nbounce_to_postmaster = maybe\n", &e);
+	assert_null(c);
+	assert_error_lines(buf_cstr(&e));
+	assert_non_null(strstr(buf_cstr(&e), NAME ":3: bounce_to_postmaster: \"maybe\""));
+	assert_non_null(strstr(buf_cstr(&e), "yes or no"));
+	c = parse("sandbox = yes no\n", &e);
+	assert_null(c);
+	assert_non_null(strstr(buf_cstr(&e), NAME ":1: sandbox: expected one value"));
+	c = parse("sandbox =\n", &e);
+	assert_null(c);
+	assert_non_null(strstr(buf_cstr(&e), NAME ":1: sandbox"));
+	buf_free(&e);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_netmasks),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_every_key),

@@ -397,7 +397,7 @@ test_daemon(void **state)
 {
 	(void)state;
 	load_daemon_config("");
-	assert_string_equal(dcfg->sandbox, "yes");
+	assert_true(dcfg->sandbox);
 	run_child(child_daemon);
 	tables_free(dtab);
 	config_free(dcfg);
@@ -408,7 +408,7 @@ test_daemon_off(void **state)
 {
 	(void)state;
 	load_daemon_config("sandbox = no\n");
-	assert_string_equal(dcfg->sandbox, "no");
+	assert_false(dcfg->sandbox);
 	buf_t err = BUF_INIT;
 	static const char bad[] = "sandbox = maybe\n";
 	config_t *c = config_parse_buf("bad.conf", bad, sizeof bad - 1, &err);
