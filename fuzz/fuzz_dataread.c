@@ -2,7 +2,8 @@
  * fuzz_dataread.c - libFuzzer target for the DATA/BDAT reader.
  * Invariants: never consumes more than given; output never grows past the
  * input; once "done", the same bytes split at any point give the same
- * result; flagged content never contains anything after the flag.
+ * result; flagged content never contains anything after the flag; a NUL
+ * in what was consumed is always flagged (DR_NUL) and never emitted.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,6 +59,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		}
 	}
+	/* a NUL is always flagged (the message is refused), and nothing from
+	 * the NUL on is emitted; so what is emitted never holds one */
+	if (memchr(p, 0, ua) != NULL && !(a.flags & DR_NUL))
+		abort();
+	if (memchr(oa.data ? oa.data : "", 0, oa.len) != NULL)
+		abort();
 	buf_free(&oa);
 	buf_free(&ob);
 	return 0;

@@ -12,6 +12,11 @@
  *  - In raw mode (BDAT, RFC 3030) there is no terminator and no
  *    unstuffing; bare CR/LF are flagged the same way, so the spool only ever
  *    holds CRLF text and relaying it with DATA later is safe.
+ *  - A NUL octet is flagged (DR_NUL) in both modes, so the caller refuses
+ *    the message: RFC 5322 §3.5 (text is %d1-127) and RFC 2045 §2.7-2.8
+ *    (7bit and 8bit data) do not allow NUL (tern does not offer
+ *    BINARYMIME), and a next hop that strips NULs would read "\r\n\0.\r\n" as
+ *    an end of data: the smuggling defence again (docs/security.md).
  *  - Lines longer than max_line octets (CRLF included, §4.5.3.1.6) and
  *    content beyond max_size are flagged; once any flag is set nothing more
  *    is emitted, but input is still consumed up to the end.
@@ -28,9 +33,9 @@
 #define DR_BARE_CR 0x02
 #define DR_LINE_TOO_LONG 0x04
 #define DR_TOO_BIG 0x08
-#define DR_ERRORS (DR_BARE_LF | DR_BARE_CR | DR_LINE_TOO_LONG | DR_TOO_BIG)
+#define DR_NUL 0x20  /* a NUL octet (refused: see below) */
+#define DR_ERRORS (DR_BARE_LF | DR_BARE_CR | DR_LINE_TOO_LONG | DR_TOO_BIG | DR_NUL)
 #define DR_8BIT 0x10 /* an octet >= 0x80 was seen (informational) */
-#define DR_NUL 0x20  /* a NUL octet was seen (informational) */
 
 typedef void (*dataread_out)(void *arg, const char *p, size_t n);
 

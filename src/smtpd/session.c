@@ -513,6 +513,8 @@ content_end(session_t *s, const char *cmd)
 		bad = line;
 	} else if (f & (DR_BARE_LF | DR_BARE_CR)) {
 		bad = "550 5.6.0 Error: bare CR or LF in message content; lines must end with CRLF (RFC 5321 section 2.3.8)";
+	} else if (f & DR_NUL) {
+		bad = "550 5.6.0 Error: NUL octet in message content; not allowed in mail (RFC 5322 section 3.5)";
 	} else if (f & DR_LINE_TOO_LONG) {
 		snprintf(line, sizeof line,
 		    "550 5.6.0 Error: message line longer than %zu octets (RFC 5321 section 4.5.3.1.6)",

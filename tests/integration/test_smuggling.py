@@ -5,7 +5,8 @@ Only <CRLF>.<CRLF> ends DATA. A message whose text holds a fake end of data
 made of bare LF / bare CR followed by a second transaction must be either
 refused with a 5xx (bare CR/LF refused) or delivered as ONE message; bob,
 the target of the smuggled transaction, receives nothing and only one queue
-ID is ever issued.
+ID is ever issued. A NUL in the content (a fake end for a next hop that
+strips NULs) gets the message refused.
 """
 
 import re
@@ -81,5 +82,54 @@ def test_bare_cr_lf_in_data_refused(tern, text):
         r2 = c.cmd("NOOP")
         assert r2.code == 250, "out of step after the 5xx: %r" % r2
     # a 250 would have come after the commit: nothing can appear later
+    assert tern.messages("alice@localhost") == []
+    assert tern.queue_files() == []
+
+
+@pytest.mark.parametrize("text", ["a\r\n\x00.\r\n" + SMUGGLED, "NUL\x00inside a line\r\n",
+                                  "\x00\r\n"],
+                         ids=["nul-dot", "nul-in-line", "nul-line"])
+def test_nul_in_data_refused(tern, text):
+    """Issue 11.9: NUL in DATA is refused with 550 5.6.0, after the real end
+    of data (the stream is read to its end), and the session goes on with
+    no transaction (RSET state): the smuggled MAIL/RCPT/DATA inside it are
+    content, never commands."""
+    with tern.client() as c:
+        c.read_greeting()
+        c.ehlo()
+        c.dialogue([("MAIL FROM:<%s>" % SENDER, r"^250 "),
+                    ("RCPT TO:<alice@localhost>", r"^250 "), ("DATA", r"^354 ")])
+        c.send("Subject: nul\r\n\r\n" + text + "\r\n.\r\n")
+        r = c.reply()
+        assert re.match(r"^550 5\.6\.0 .*NUL", r.text), r
+        # in step, and the transaction is gone: RCPT needs a new MAIL
+        assert c.cmd("NOOP").code == 250
+        assert c.cmd("RCPT TO:<bob@localhost>").code == 503
+        # and a clean message goes through on the same session
+        c.dialogue([("MAIL FROM:<%s>" % SENDER, r"^250 "),
+                    ("RCPT TO:<alice@localhost>", r"^250 "), ("DATA", r"^354 ")])
+        c.send("Subject: clean\r\n\r\nok\r\n.\r\n")
+        assert c.reply().code == 250
+        c.expect("QUIT", r"^221 ")
+    tern.wait_queue_empty()
+    assert len(tern.messages("alice@localhost")) == 1
+    assert tern.messages("bob@localhost") == []
+
+
+def test_nul_in_bdat_refused(tern):
+    """The same for BDAT: the chunk holding the NUL is read whole; LAST gets
+    550 5.6.0 and the session goes on."""
+    with tern.client() as c:
+        c.read_greeting()
+        c.ehlo()
+        c.dialogue([("MAIL FROM:<%s>" % SENDER, r"^250 "),
+                    ("RCPT TO:<alice@localhost>", r"^250 ")])
+        data = b"Subject: nul\r\n\r\na\r\n\x00.\r\nrest\r\n"
+        c.send(b"BDAT %d LAST\r\n" % len(data) + data)
+        r = c.reply()
+        assert re.match(r"^550 5\.6\.0 .*NUL", r.text), r
+        assert c.cmd("NOOP").code == 250
+        assert c.cmd("RCPT TO:<alice@localhost>").code == 503
+        c.expect("QUIT", r"^221 ")
     assert tern.messages("alice@localhost") == []
     assert tern.queue_files() == []

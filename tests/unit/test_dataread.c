@@ -1,7 +1,7 @@
 /*
  * test_dataread.c - the DATA/BDAT content reader: termination only on
- * CRLF.CRLF, dot-unstuffing, bare CR/LF flagged (SMTP smuggling), limits,
- * and the same results whatever way the input is split into reads.
+ * CRLF.CRLF, dot-unstuffing, bare CR/LF and NUL flagged (SMTP smuggling),
+ * limits, and the same results whatever way the input is split into reads.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -138,6 +138,51 @@ test_raw_trailing_cr(void **state)
 	buf_free(&out);
 }
 
+/* NUL anywhere in the content is an error in both modes (the message is
+ * refused), and the DATA stream is still read to its real end so the
+ * session stays in step; nothing from the NUL on is emitted. */
+static void
+test_nul(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		size_t n;
+		bool raw;
+		size_t consumed;
+		bool done;
+	} nc[] = {
+	    /* the smuggling shape: a NUL-stripping next hop would end here */
+	    {"a\r\n\0.\r\nMAIL FROM:<e@x>\r\n.\r\nQUIT\r\n", 33, false, 27, true},
+	    {"\0\r\n.\r\n", 6, false, 6, true},
+	    {"text\0more\r\n.\r\n", 14, false, 14, true},
+	    {"a\r\n.\0\r\n.\r\n", 10, false, 10, true}, /* after a stuffing dot */
+	    {"x\r\n\0\r\n", 6, true, 6, false},
+	    {"\0", 1, true, 1, false},
+	};
+	for (size_t i = 0; i < sizeof nc / sizeof nc[0]; i++) {
+		for (size_t split = 0; split <= 3; split++) {
+			dataread_t d;
+			buf_t out = BUF_INIT;
+			size_t used = 0;
+			bool done = false;
+			dataread_init(&d, nc[i].raw, 1000, 0);
+			while (used < nc[i].n && !done) {
+				size_t left = nc[i].n - used;
+				size_t k = split && left > split ? split : left;
+				used += dataread_feed(&d, nc[i].in + used, k, collect, &out, &done);
+			}
+			if (nc[i].raw)
+				dataread_finish(&d, collect, &out);
+			assert_int_equal(used, nc[i].consumed);
+			assert_int_equal(done, nc[i].done);
+			assert_int_equal(d.flags & DR_ERRORS, DR_NUL);
+			assert_null(memchr(out.data ? out.data : "", 0, out.len));
+			buf_free(&out);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -146,6 +191,7 @@ main(void)
 		cmocka_unit_test(test_line_limit),
 		cmocka_unit_test(test_size_limit),
 		cmocka_unit_test(test_raw_trailing_cr),
+		cmocka_unit_test(test_nul),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
