@@ -116,6 +116,10 @@ static const struct cfg_key cfg_keys[] = {
 	{"max_errors", CT_NUMBER, FLD(max_errors), 0, 0, "20", 1, 10000, NULL},
 	{"max_sessions", CT_NUMBER, FLD(max_sessions), 0, 0, "1000", 1, 1000000, NULL},
 	{"max_sessions_per_ip", CT_NUMBER, FLD(max_sessions_per_ip), 0, 0, "50", 1, 1000000, NULL},
+	/* default (set in apply_defaults): the value of mynetworks */
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"client_limit_exceptions", CT_NETS, LST(client_limit_exceptions, nclient_limit_exceptions), 0,
+	    NULL, 0, 0, NULL},
 	{"timeout_command", CT_DURATION, FLD(timeout_command), 0, 0, "300s", 1, DAY, NULL},
 	{"timeout_data", CT_DURATION, FLD(timeout_data), 0, 0, "300s", 1, DAY, NULL},
 	{"retry_min", CT_DURATION, FLD(retry_min), 0, 0, "300s", 1, 30 * DAY, NULL},
@@ -199,6 +203,7 @@ static const struct {
 	{"smtpd_hard_error_limit", "max_errors"},
 	{"default_process_limit", "max_sessions"},
 	{"smtpd_client_connection_count_limit", "max_sessions_per_ip"},
+	{"smtpd_client_event_limit_exceptions", "client_limit_exceptions"},
 	{"smtpd_timeout", "timeout_command"},
 	{"hopcount_limit", "max_hops"},
 	{"queue_minfree", "queue_min_free"},
@@ -1506,6 +1511,14 @@ apply_defaults(cfg_parser_t *p)
 			*f = r;
 		}
 	}
+	/* Postfix's smtpd_client_event_limit_exceptions = $mynetworks */
+	if (!p->set_line[key_index("client_limit_exceptions")]) {
+		size_t n = p->c->nmynetworks;
+		p->c->client_limit_exceptions = xcalloc(n ? n : 1, sizeof(netmask_t));
+		if (n)
+			memcpy(p->c->client_limit_exceptions, p->c->mynetworks, n * sizeof(netmask_t));
+		p->c->nclient_limit_exceptions = n;
+	}
 }
 
 /* both keys good: the line to report a conflict on (the later one), else 0 */
@@ -1701,12 +1714,12 @@ net_match(const netmask_t *m, int family, const unsigned char *a)
 	return (m->addr[full] & mask) == (a[full] & mask);
 }
 
-bool
-config_in_mynetworks(const config_t *c, const struct sockaddr *sa)
+static bool
+nets_contain(const netmask_t *v, size_t n, const struct sockaddr *sa)
 {
 	unsigned char a[16];
 	int family;
-	if (c == NULL || sa == NULL)
+	if (sa == NULL)
 		return false;
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
@@ -1725,10 +1738,23 @@ config_in_mynetworks(const config_t *c, const struct sockaddr *sa)
 	} else {
 		return false;
 	}
-	for (size_t i = 0; i < c->nmynetworks; i++)
-		if (net_match(&c->mynetworks[i], family, a))
+	for (size_t i = 0; i < n; i++)
+		if (net_match(&v[i], family, a))
 			return true;
 	return false;
+}
+
+bool
+config_in_mynetworks(const config_t *c, const struct sockaddr *sa)
+{
+	return c != NULL && nets_contain(c->mynetworks, c->nmynetworks, sa);
+}
+
+bool
+config_limit_exempt(const config_t *c, const struct sockaddr *sa)
+{
+	return c != NULL &&
+	    nets_contain(c->client_limit_exceptions, c->nclient_limit_exceptions, sa);
 }
 
 static bool

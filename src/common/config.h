@@ -85,6 +85,9 @@ typedef struct config {
 	unsigned max_errors;         /* bad commands before 421 and disconnect, default 20 */
 	unsigned max_sessions;       /* concurrent SMTP sessions, default 1000 */
 	unsigned max_sessions_per_ip; /* default 50 */
+	/* clients exempt from max_sessions_per_ip; default = mynetworks, empty = nobody */
+	netmask_t *client_limit_exceptions;
+	size_t nclient_limit_exceptions;
 
 	/* RFC 5321 §4.5.3.2.7: server waits at least 5 minutes for a command */
 	unsigned timeout_command;    /* seconds, default 300 */
@@ -169,6 +172,9 @@ unsigned config_key_line(const config_t *c, const char *key);
 
 /* true when the address (AF_INET/AF_INET6 sockaddr) is inside mynetworks */
 bool config_in_mynetworks(const config_t *c, const struct sockaddr *sa);
+/* true when the address is in client_limit_exceptions (per-client limits
+ * do not apply to it) */
+bool config_limit_exempt(const config_t *c, const struct sockaddr *sa);
 /* The uid tern runs as: that of "user" when it names an account, else the
  * current effective uid. */
 uid_t config_run_uid(const config_t *c);

@@ -5,6 +5,8 @@
  * over its IP's limit gets "421 4.7.0" and is closed at once, without a
  * session. Sessions per IP are counted in a small open-hashing table keyed
  * by the textual IP (local-socket sessions are not: they are all "local").
+ * Clients in client_limit_exceptions (default mynetworks) are exempt from
+ * the per-IP limit, not from the total.
  *
  * The server also owns what sessions share and a SIGHUP renews: the TLS
  * server context (tls_cert/tls_key), the password file and the
@@ -199,7 +201,8 @@ on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	ipcount_t *e = ip_find(s, ip, true);
-	if (e->count >= c->max_sessions_per_ip && l->mode != LISTEN_LOCAL) {
+	if (e->count >= c->max_sessions_per_ip && l->mode != LISTEN_LOCAL &&
+	    !config_limit_exempt(c, conn_peer_addr(conn))) {
 		log_warn("refused client=%s reason=\"too many sessions from this address (%u)\"", ip, e->count);
 		conn_printf(conn, "421 4.7.0 %s Error: too many connections from %s\r\n", c->hostname, ip);
 		conn_close(conn);

@@ -146,7 +146,9 @@ def closed(s, timeout=5):
 
 
 def test_session_limits(make_tern):
-    t = make_tern(config={"max_sessions_per_ip": "3", "max_sessions": "5"}).start()
+    # nobody exempt from the per-IP limit (127.0.0.1 is in the test mynetworks)
+    t = make_tern(config={"max_sessions_per_ip": "3", "max_sessions": "5",
+                          "client_limit_exceptions": ""}).start()
     socks = []
     try:
         for _ in range(3):
@@ -182,6 +184,55 @@ def test_session_limits(make_tern):
             s.close()
             assert time.monotonic() < deadline, "no slot freed after QUIT: %r" % line
             time.sleep(0.1)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def open_greeted(port, n, source):
+    """n sessions from source; returns (sockets, first lines)."""
+    socks = [connect(port, source) for _ in range(n)]
+    return socks, [read_line(s) for s in socks]
+
+
+def test_mynetworks_exempt_from_per_ip_limit(make_tern):
+    """Issue 11.11: clients in mynetworks (127.0.0.1 in the test config) are
+    not held to max_sessions_per_ip, as Postfix's default
+    smtpd_client_event_limit_exceptions = $mynetworks; 127.0.0.2 (outside
+    it) still is; max_sessions applies to everyone."""
+    t = make_tern(config={"max_sessions_per_ip": "3", "max_sessions": "12"}).start()
+    socks = []
+    try:
+        s1, lines = open_greeted(t.port, 8, "127.0.0.1")
+        socks += s1
+        assert all(l.startswith("220 ") for l in lines), lines
+        s2, lines = open_greeted(t.port, 4, "127.0.0.2")
+        socks += s2
+        assert [l[:3] for l in lines] == ["220"] * 3 + ["421"], lines
+        assert re.match(r"^421 4\.7\.0 .*too many connections from", lines[3]), lines
+        # 11 held: one more from 127.0.0.1 fits, the next hits max_sessions
+        s3, lines = open_greeted(t.port, 2, "127.0.0.1")
+        socks += s3
+        assert lines[0].startswith("220 "), lines
+        assert re.match(r"^421 4\.7\.0 .*too many connections; try again", lines[1]), lines
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_client_limit_exceptions_key(make_tern):
+    """client_limit_exceptions replaces the default: here 127.0.0.2 is
+    exempt and 127.0.0.1 (in mynetworks) is not."""
+    t = make_tern(config={"max_sessions_per_ip": "2",
+                          "client_limit_exceptions": "127.0.0.2/32"}).start()
+    socks = []
+    try:
+        s1, lines = open_greeted(t.port, 3, "127.0.0.1")
+        socks += s1
+        assert [l[:3] for l in lines] == ["220", "220", "421"], lines
+        s2, lines = open_greeted(t.port, 5, "127.0.0.2")
+        socks += s2
+        assert all(l.startswith("220 ") for l in lines), lines
     finally:
         for s in socks:
             s.close()

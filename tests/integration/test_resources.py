@@ -111,6 +111,7 @@ def test_many_idle_connections(make_tern):
     if have < ATTEMPTS + HOLD + 300:
         pytest.skip("RLIMIT_NOFILE hard limit %d is too low for %d connections" % (have, ATTEMPTS))
     t = make_tern(config={"max_sessions": str(HOLD), "max_sessions_per_ip": str(PER_IP),
+                          "client_limit_exceptions": "",
                           "timeout_command": "300s"}).start()
     # warm up: one full transaction, so the baseline has its buffers
     t.send("alice@localhost", subject="warm up")

@@ -546,6 +546,50 @@ test_mynetworks(void **state)
 	buf_free(&e);
 }
 
+/* client_limit_exceptions: mynetworks unless set (Postfix's
+ * smtpd_client_event_limit_exceptions = $mynetworks); empty = nobody */
+static void
+test_limit_exceptions(void **state)
+{
+	(void)state;
+	buf_t e = BUF_INIT;
+	struct sockaddr_storage one = sa_of("127.0.0.1"), two = sa_of("127.0.0.2"),
+	    v6 = sa_of("::1"), far = sa_of("203.0.113.9");
+	/* default, whatever the order of the keys */
+	config_t *c = parse("mynetworks = 127.0.0.1/32 ::1/128\n", &e);
+	assert_non_null(c);
+	assert_true(config_limit_exempt(c, (struct sockaddr *)&one));
+	assert_true(config_limit_exempt(c, (struct sockaddr *)&v6));
+	assert_false(config_limit_exempt(c, (struct sockaddr *)&two));
+	assert_false(config_limit_exempt(c, NULL));
+	config_free(c);
+	c = parse("", &e); /* mynetworks' own default: 127.0.0.0/8 ::1/128 */
+	assert_non_null(c);
+	assert_true(config_limit_exempt(c, (struct sockaddr *)&two));
+	assert_false(config_limit_exempt(c, (struct sockaddr *)&far));
+	config_free(c);
+	/* set: replaces mynetworks for this purpose only */
+	c = parse("client_limit_exceptions = 127.0.0.2 203.0.113.0/24\nmynetworks = 127.0.0.1/32\n",
+	    &e);
+	assert_non_null(c);
+	assert_false(config_limit_exempt(c, (struct sockaddr *)&one));
+	assert_true(config_limit_exempt(c, (struct sockaddr *)&two));
+	assert_true(config_limit_exempt(c, (struct sockaddr *)&far));
+	assert_true(config_in_mynetworks(c, (struct sockaddr *)&one));
+	config_free(c);
+	/* empty: nobody is exempt */
+	c = parse("client_limit_exceptions =\n", &e);
+	assert_non_null(c);
+	assert_false(config_limit_exempt(c, (struct sockaddr *)&one));
+	assert_int_equal(c->nclient_limit_exceptions, 0);
+	config_free(c);
+	/* a bad entry is an error on its line */
+	c = parse("\nclient_limit_exceptions = 127.0.0.1/33\n", &e);
+	assert_null(c);
+	assert_non_null(strstr(buf_cstr(&e), NAME ":2: client_limit_exceptions"));
+	buf_free(&e);
+}
+
 static void
 test_load_file(void **state)
 {
@@ -669,6 +713,7 @@ main(void)
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_nul_and_long_lines),
 		cmocka_unit_test(test_mynetworks),
+		cmocka_unit_test(test_limit_exceptions),
 		cmocka_unit_test(test_load_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
