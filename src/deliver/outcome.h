@@ -16,7 +16,8 @@
  *   connect failures, timeouts, TLS that a policy
  *   requires but the server does not give, AUTH to
  *   the relayhost refused, no final reply            outcome_session (temporary)
- *   the next hop lacks SIZE/SMTPUTF8/BINARYMIME      outcome_capability (permanent)
+ *   the next hop lacks SIZE/SMTPUTF8/BINARYMIME/    outcome_capability (permanent)
+ *     8BITMIME for unconvertible 8-bit content
  *   Maildir I/O errors                               outcome_maildir_code, _error
  *   the queued content cannot be read                outcome_queue_read
  *   a recipient domain that cannot be delivered to   outcome_bad_domain
@@ -77,7 +78,8 @@ void outcome_dns(outcome_t *oc, const char *reply, const char *detail, const cha
     bool is_relay);
 
 /* The next hop lacks what the message needs (SIZE too small, no
- * SMTPUTF8, no BINARYMIME): permanent, text "5xx 5.x.y ...". */
+ * SMTPUTF8, no BINARYMIME, no 8BITMIME for 8-bit content that cannot be
+ * made 7-bit): permanent, text "5xx 5.x.y ...". */
 void outcome_capability(outcome_t *oc, const char *text);
 
 /* The next hop cannot be reached for a local reason: text "451 4.x.y ..." */

@@ -31,6 +31,7 @@
 #include <sys/un.h>
 
 #include "common/addr.h"
+#include "deliver/mime8to7.h"
 #include "lib/conn.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -107,6 +108,8 @@ struct smtp_client {
 	char prev;
 	char *chunk;
 	buf_t out;
+	buf_t conv;     /* the content made 7-bit (mime8to7.h) when converted */
+	bool converted; /* ... then sent from conv instead of the file */
 	bool detached; /* the owner has had CLOSED: only the conn holds us */
 };
 
@@ -422,7 +425,7 @@ write_mail(smtp_client_t *c)
 	buf_t b = BUF_INIT;
 	buf_printf(&b, "MAIL FROM:<%s>", e->sender ? e->sender : "");
 	if (c->ext & SMTP_EXT_SIZE)
-		buf_printf(&b, " SIZE=%llu", (unsigned long long)e->body_len); /* RFC 1870 §6 */
+		buf_printf(&b, " SIZE=%llu", (unsigned long long)(c->converted ? c->conv.len : e->body_len)); /* RFC 1870 §6 */
 	if (c->bdat)
 		buf_puts(&b, " BODY=BINARYMIME"); /* RFC 3030 §3 */
 	else if (e->body == BODY_8BITMIME && (c->ext & SMTP_EXT_8BITMIME))
@@ -536,6 +539,7 @@ static void
 end_content(smtp_client_t *c)
 {
 	c->sending = false;
+	buf_free(&c->conv); /* all of it is in the connection's output now */
 	if (!c->bdat) {
 		/* RFC 5321 §4.1.1.4: the end is CRLF "." CRLF; the content's own
 		 * last CRLF counts when it has one (an empty message: just ".") */
@@ -562,14 +566,19 @@ static void
 pump_content(smtp_client_t *c)
 {
 	const envelope_t *e = c->txn->env;
+	uint64_t blen = c->converted ? c->conv.len : e->body_len;
 	while (c->sending && !conn_closing(c->conn) && conn_pending_output(c->conn) == 0) {
-		if (c->sent >= e->body_len) {
+		if (c->sent >= blen) {
 			end_content(c);
 			return;
 		}
-		uint64_t left = e->body_len - c->sent;
+		uint64_t left = blen - c->sent;
 		size_t want = left < CHUNK ? (size_t)left : CHUNK;
-		ssize_t r = pread_all(c->txn->fd, c->chunk, want, (off_t)(e->body_off + c->sent));
+		ssize_t r = (ssize_t)want;
+		if (c->converted)
+			memcpy(c->chunk, c->conv.data + c->sent, want);
+		else
+			r = pread_all(c->txn->fd, c->chunk, want, (off_t)(e->body_off + c->sent));
 		if (r <= 0) {
 			int saved = r < 0 ? errno : EIO;
 			/* never send the dot after partial content: drop the session */
@@ -1004,6 +1013,7 @@ on_closed(smtp_client_t *c, int err)
 	smtp_reply_free(&c->reply);
 	buf_free(&c->err);
 	buf_free(&c->out);
+	buf_free(&c->conv);
 	xfree(c->ex);
 	xfree(c->accepted);
 	xfree(c->chunk);
@@ -1126,6 +1136,55 @@ smtp_client_new(uv_loop_t *loop, const struct sockaddr *addr, const char *host,
 	return c;
 }
 
+/*
+ * RFC 6152 §3: 8-bit content for a next hop without 8BITMIME is converted
+ * to quoted-printable (deliver/mime8to7.h), or returned when it cannot be
+ * (5.6.3). The file is scanned first; only 8-bit content is read whole and
+ * then sent from c->conv. NULL, or the text of the permanent failure; NULL
+ * with *rerr set (an errno) when the spool file cannot be read.
+ */
+static char *
+convert_8bit(smtp_client_t *c, const smtp_txn_t *t, int *rerr)
+{
+	const envelope_t *e = t->env;
+	if ((c->ext & SMTP_EXT_8BITMIME) || e->body == BODY_BINARYMIME)
+		return NULL;
+	if (!c->chunk)
+		c->chunk = xmalloc(CHUNK);
+	bool eight = false;
+	for (uint64_t off = 0; off < e->body_len && !eight;) {
+		uint64_t left = e->body_len - off;
+		size_t want = left < CHUNK ? (size_t)left : CHUNK;
+		ssize_t r = pread_all(t->fd, c->chunk, want, (off_t)(e->body_off + off));
+		if (r <= 0)
+			return NULL; /* pump_content meets the same error and says so */
+		eight = mime8to7_has_8bit(c->chunk, (size_t)r);
+		off += (uint64_t)r;
+	}
+	if (!eight)
+		return NULL;
+	char *all = xmalloc(e->body_len ? (size_t)e->body_len : 1);
+	ssize_t r = pread_all(t->fd, all, (size_t)e->body_len, (off_t)e->body_off);
+	if (r < 0 || (uint64_t)r != e->body_len) {
+		*rerr = r < 0 ? errno : EIO;
+		xfree(all);
+		return NULL;
+	}
+	const char *why = NULL;
+	int cr = mime8to7_convert(all, (size_t)r, &c->conv, &why);
+	xfree(all);
+	if (cr < 0) {
+		buf_reset(&c->conv);
+		return xasprintf("554 5.6.3 %s does not support 8BITMIME and this message cannot be "
+		    "converted to 7 bit: %s", c->relay, why);
+	}
+	c->converted = cr == 0;
+	if (c->converted)
+		log_info("outbound: %s does not offer 8BITMIME: 8-bit content sent as quoted-printable "
+		    "(%llu -> %zu octets)", c->relay, (unsigned long long)e->body_len, c->conv.len);
+	return NULL;
+}
+
 int
 smtp_client_send(smtp_client_t *c, smtp_txn_t *t)
 {
@@ -1133,7 +1192,10 @@ smtp_client_send(smtp_client_t *c, smtp_txn_t *t)
 		return -1;
 	const envelope_t *e = t->env;
 	c->txn = t;
+	buf_free(&c->conv); /* (sent: end_content) */
+	c->converted = false;
 	char *text = NULL;
+	int rerr = 0;
 	if ((c->ext & SMTP_EXT_SIZE) && c->max_size > 0 && e->body_len > c->max_size) {
 		/* RFC 1870 §6.1: the server told us it will not take it */
 		text = xasprintf("552 5.3.4 message size %llu exceeds the fixed limit %llu of %s",
@@ -1148,10 +1210,15 @@ smtp_client_send(smtp_client_t *c, smtp_txn_t *t)
 		/* RFC 3030 §3: binary content needs BINARYMIME and CHUNKING */
 		text = xasprintf("554 5.6.3 %s does not support BINARYMIME, required by this message",
 		    c->relay);
+	} else {
+		text = convert_8bit(c, t, &rerr);
 	}
-	if (text) {
+	if (text || rerr) {
 		outcome_t oc;
-		outcome_capability(&oc, text);
+		if (rerr)
+			outcome_queue_read(&oc, rerr, true);
+		else
+			outcome_capability(&oc, text);
 		for (size_t i = 0; i < t->n; i++)
 			set_result(c, i, (enum smtp_outcome)oc.kind, oc.text);
 		xfree(text);
