@@ -38,6 +38,7 @@
 #include "lib/xalloc.h"
 
 #define CHUNK 65536
+#define CONVERT_MAX (256u << 20) /* largest content made 7-bit in memory */
 #define CLIENT_MAX_INPUT (SMTP_REPLY_MAX_LINE * 32)
 #define REPLY_TEXT_MAX 900
 
@@ -1163,6 +1164,9 @@ convert_8bit(smtp_client_t *c, const smtp_txn_t *t, int *rerr)
 	}
 	if (!eight)
 		return NULL;
+	if (e->body_len > CONVERT_MAX)
+		return xasprintf("554 5.6.3 %s does not support 8BITMIME and this message is too large "
+		    "to be converted to 7 bit (over %u MiB)", c->relay, CONVERT_MAX >> 20);
 	char *all = xmalloc(e->body_len ? (size_t)e->body_len : 1);
 	ssize_t r = pread_all(t->fd, all, (size_t)e->body_len, (off_t)e->body_off);
 	if (r < 0 || (uint64_t)r != e->body_len) {
