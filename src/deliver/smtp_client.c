@@ -426,7 +426,8 @@ write_mail(smtp_client_t *c)
 	buf_t b = BUF_INIT;
 	buf_printf(&b, "MAIL FROM:<%s>", e->sender ? e->sender : "");
 	if (c->ext & SMTP_EXT_SIZE)
-		buf_printf(&b, " SIZE=%llu", (unsigned long long)(c->converted ? c->conv.len : e->body_len)); /* RFC 1870 §6 */
+		buf_printf(&b, " SIZE=%llu", /* RFC 1870 §6 */
+		    (unsigned long long)(c->converted ? c->conv.len : e->body_len));
 	if (c->bdat)
 		buf_puts(&b, " BODY=BINARYMIME"); /* RFC 3030 §3 */
 	else if (e->body == BODY_8BITMIME && (c->ext & SMTP_EXT_8BITMIME))
@@ -1196,7 +1197,7 @@ smtp_client_send(smtp_client_t *c, smtp_txn_t *t)
 		return -1;
 	const envelope_t *e = t->env;
 	c->txn = t;
-	buf_free(&c->conv); /* (sent: end_content) */
+	buf_free(&c->conv); /* a converted content left by a transaction cut short */
 	c->converted = false;
 	char *text = NULL;
 	int rerr = 0;
