@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from milter_peer import (ACCEPT, CONTINUE, DISCARD, REJECT, SMFIF_ALL, SMFIP_SKIP, SKIP,
+from milter_peer import (ACCEPT, CONTINUE, DISCARD, REJECT, SMFIF_ALL, SMFIP_NR_HDR, SMFIP_SKIP, SKIP,
                          TEMPFAIL, MilterPeer, addheader, addrcpt, addrcpt_par, chgfrom,
                          chgheader, delrcpt, insheader, pkt, quarantine, replbody, replycode)
 from tern_harness import RUN_AS, make_cert, make_message, open_for, run_tool, tf, Mail
@@ -383,3 +383,31 @@ def test_check_config(make_tern, tmp_path):
         open_for(RUN_AS, t3.dir)  # check-config checks that user can reach the spool
     r = run_tool(t3, "check-config")
     assert r.returncode == 0, r.stderr
+
+
+def test_connect_verdict_given_at_mail_and_helo_replycode(make_tern, peers):
+    # a reject at connect is the answer to every MAIL of the session (Postfix's way)
+    p = peers("m1", connect=lambda s, d: [replycode("554 5.7.1 not from there")],
+              helo=lambda s, d: [replycode("550 5.7.1 bad helo")] if b"bad" in d else [pkt(CONTINUE)])
+    t = milter_tern(make_tern, p.spec())
+    c = t.client()
+    assert c.read_greeting().code == 220
+    r = c.cmd("EHLO bad.example")
+    assert r.lines == ["550 5.7.1 bad helo"], r
+    assert c.cmd("EHLO good.example").code == 250
+    for _ in range(2):
+        r = c.cmd("MAIL FROM:<a@example.com>")
+        assert r.lines == ["554 5.7.1 not from there"], r
+    c.close()
+    assert re.search(r"S\d+: milter=m1 stage=connect verdict=reject 554 5\.7\.1 not from there", t.log)
+
+
+def test_no_reply_headers(make_tern, peers):
+    # SMFIP_NR_HDR: header fields are sent without waiting for replies
+    p = peers("m1", protocol=SMFIP_NR_HDR,
+              eom=lambda s, d: [addheader("X-Seen", str(len(s.headers))), pkt(ACCEPT)])
+    t = milter_tern(make_tern, p.spec())
+    t.send("alice@localhost")
+    t.wait_delivered("alice@localhost", 1)
+    m = Mail(t.messages("alice@localhost")[0])
+    assert m.get("X-Seen") == str(len(p.sessions[0].headers)) and len(p.sessions[0].headers) == 6
