@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c - libFuzzer target for src/common/config.c.
+ * fuzz_config.c - libFuzzer target for src/common/config*.c.
  *
  * Parses the input as a configuration file (config_parse_buf) and checks
  * invariants: a file either loads with no error text, or fails with only

@@ -1,5 +1,5 @@
 /*
- * test_config.c - unit tests for src/common/config.c.
+ * test_config.c - unit tests for src/common/config*.c.
  *
  * Table driven: value parsers (durations, sizes, booleans, networks), whole files
  * (defaults, every key, listen forms, relative paths, quoting, continuation
