@@ -126,6 +126,12 @@ const struct cfg_key cfg_keys[] = {
 	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
 	{"submission_milters", CT_WORDS, LST(submission_milters, nsubmission_milters), 0, "", 0, 0,
 	    NULL},
+	/* DNSBL/DNSWL (filter/dnsbl.h: dnsbl_config_check() checks each site) */
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"dnsbl_sites", CT_WORDS, LST(dnsbl_sites, ndnsbl_sites), 0, "", 0, 0, NULL},
+	{"dnsbl_threshold", CT_NUMBER, FLD(dnsbl_threshold), 0, 0, "1", 1, 100000, NULL},
+	{"dnsbl_stage", CT_STRING, FLD(dnsbl_stage), 0, 0, "connect", 0, 0, check_dnsbl_stage},
+	{"dnsbl_timeout", CT_DURATION, FLD(dnsbl_timeout), 0, 0, "10s", 1, 300, NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
 };

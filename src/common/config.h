@@ -149,6 +149,13 @@ typedef struct config {
 	char **submission_milters;   /* submission and smtps listeners */
 	size_t nsubmission_milters;
 
+	/* DNSBL/DNSWL (src/filter/dnsbl.h, docs/filtering.md) */
+	char **dnsbl_sites;          /* "zone[=filter][*weight]"; none by default */
+	size_t ndnsbl_sites;
+	unsigned dnsbl_threshold;    /* listed at this score; default 1 */
+	char *dnsbl_stage;           /* "connect" (default) or "rcpt" */
+	unsigned dnsbl_timeout;      /* seconds per query, default 10 */
+
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 
 	unsigned *key_line;          /* where each key was set: see config_key_line() */

@@ -103,6 +103,7 @@ size_t cfg_key_index(const char *name);
 const char *check_user(const char *v);
 const char *check_relayhost(const char *v);
 const char *check_dns_servers(const char *v);
+const char *check_dnsbl_stage(const char *v);
 const char *check_delimiter(const char *v);
 const char *check_tls_protocols(const char *v);
 const char *check_list_user(const char *v);

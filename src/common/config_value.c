@@ -299,6 +299,13 @@ check_relayhost(const char *v)
 	return n == 0 ? "port out of range" : NULL;
 }
 
+const char *
+check_dnsbl_stage(const char *v)
+{
+	return strcmp(v, "connect") == 0 || strcmp(v, "rcpt") == 0 ? NULL
+	    : "must be connect or rcpt";
+}
+
 /* "IP[@PORT] IP[@PORT] ..." */
 const char *
 check_dns_servers(const char *v)

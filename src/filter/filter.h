@@ -3,10 +3,16 @@
  * (smtpd) and PERSIST (queue), and the order they run in.
  *
  * THE ORDER OF CHECKS (the one place it is written down):
- *   connect  each milter of the listener, in configuration order
+ *   connect  DNSBL/DNSWL (dnsbl.h; dnsbl_stage = connect, smtp listeners,
+ *            not mynetworks): the greeting waits for the lists; a listed
+ *            client is refused at each MAIL, unless it has authenticated;
+ *            then each milter of the listener, in configuration order
  *   helo     each milter
  *   mail     each milter
- *   rcpt     each milter, once per recipient the router accepted
+ *   rcpt     DNSBL/DNSWL when dnsbl_stage = rcpt (looked up at the first
+ *            RCPT of a client neither in mynetworks nor authenticated,
+ *            refused at each RCPT), before the router;
+ *            then each milter, once per recipient the router accepted
  *   eom      at the end of DATA/BDAT, once the content is complete and
  *            smtpd's own checks (size, line ends, hops) passed: each
  *            milter in turn gets DATA, the header fields, EOH, the body
@@ -14,8 +20,8 @@
  *            sees the header and body changes of the milters before it.
  *            (Postfix hands milters the content from its queue file after
  *            DATA too, so a milter's DATA-stage verdict lands here.)
- * (DNSBL, header/body rules, rate limits and greylisting of issue 12 are
- * to come; they slot in here.) At each stage the first REJECT, TEMPFAIL
+ * (Header/body rules, rate limits and greylisting of issue 12 are to
+ * come; they slot in here.) At each stage the first REJECT, TEMPFAIL
  * or DISCARD ends the stage; ACCEPT from a milter takes that milter out
  * for the rest of the message (of the session, at connect). A verdict at
  * connect (the milter's, or a failed milter's default action) is given

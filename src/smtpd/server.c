@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/secret.h"
+#include "filter/dnsbl.h"
 #include "lib/conn.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -305,6 +306,8 @@ static int
 shared_load(const config_t *c, shared_t *sh, buf_t *err)
 {
 	memset(sh, 0, sizeof *sh);
+	if (dnsbl_config_check(c, err) < 0)
+		return -1;
 	if (load_tls(c, &sh->tls_ctx, err) < 0 || load_auth(c, &sh->auth_db, err) < 0 ||
 	    load_sender_login(c, &sh->sender_login, err) < 0)
 		goto fail;
@@ -604,6 +607,7 @@ server_free(server_t *s)
 {
 	if (!s)
 		return;
+	dnsbl_shutdown(); /* the lists' resolver and cache */
 	for (size_t i = 0; i < IPTAB_SIZE; i++) {
 		ipcount_t *e = s->iptab[i];
 		while (e) {

@@ -59,6 +59,7 @@
 #include "common/maillog.h"
 #include "common/qid.h"
 #include "deliver/router.h"
+#include "filter/dnsbl.h"
 #include "filter/filter.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -168,6 +169,14 @@ struct session {
 	const char *fcmd;       /* "DATA" or "BDAT" at end of message */
 	int fpending;           /* 1: fmail/fsender, 2: frcpt/fdest wait for a verdict */
 	bool fdiscard;          /* a milter said DISCARD before the end of the message */
+
+	/* DNSBL (src/filter/dnsbl.h): the lookup in flight, its verdict */
+	dnsbl_req_t *dnsbl;
+	bool dnsbl_done;        /* looked up (once per session) */
+	char *dnsbl_reply;      /* listed: the 554 given at MAIL (connect) or RCPT (rcpt) */
+	char *dnsbl_cmd;        /* dnsbl_stage rcpt: the RCPT argument waiting for the lookup */
+	size_t dnsbl_cmdlen;
+	enum state dnsbl_state;
 };
 
 static void session_process(session_t *s);
@@ -604,6 +613,74 @@ hook_connect(session_t *s)
 	    filter_connect_done, s);
 }
 
+/* ---- DNSBL (src/filter/dnsbl.h; the order: filter.h) ----
+ * Checked for clients of an smtp listener outside mynetworks, once per
+ * session: at connect (dnsbl_stage = connect; the greeting waits for the
+ * lookup, the verdict is given at each MAIL) or at the first RCPT
+ * (dnsbl_stage = rcpt; the verdict at each RCPT). A client that has
+ * authenticated is never refused, and at the rcpt stage never looked up;
+ * at connect no AUTH can have happened yet, so the lookup is made and its
+ * verdict dropped if the client authenticates before MAIL. */
+
+static bool
+dnsbl_applies(session_t *s, const char *stage)
+{
+	const config_t *c = CFG(s);
+	const struct sockaddr *pa = s->conn ? conn_peer_addr(s->conn) : NULL;
+	return s->mode == LISTEN_SMTP && c->ndnsbl_sites > 0 && !s->relay_ok && !s->auth_user &&
+	    strcmp(c->dnsbl_stage, stage) == 0 && pa &&
+	    (pa->sa_family == AF_INET || pa->sa_family == AF_INET6);
+}
+
+static void
+dnsbl_keep(session_t *s, const dnsbl_result_t *r)
+{
+	s->dnsbl = NULL;
+	s->dnsbl_done = true;
+	if (r->listed)
+		s->dnsbl_reply = xstrdup(r->reply);
+}
+
+static void
+dnsbl_connect_done(void *arg, const dnsbl_result_t *r)
+{
+	session_t *s = arg;
+	dnsbl_keep(s, r);
+	if (s->filter) {
+		hook_connect(s); /* greets when the milters are done */
+		return;
+	}
+	s->state = ST_CONNECTED;
+	greet(s);
+	session_resume(s);
+}
+
+static void cmd_rcpt(session_t *s, const char *a, size_t n);
+
+static void
+dnsbl_rcpt_done(void *arg, const dnsbl_result_t *r)
+{
+	session_t *s = arg;
+	dnsbl_keep(s, r);
+	s->state = s->dnsbl_state;
+	char *cmd = s->dnsbl_cmd;
+	s->dnsbl_cmd = NULL;
+	cmd_rcpt(s, cmd, s->dnsbl_cmdlen); /* again, with the verdict */
+	xfree(cmd);
+	if (s->state != ST_WAIT) /* unless a milter has it now */
+		session_resume(s);
+}
+
+/* The verdict for a client refused at this stage: true when refused. */
+static bool
+dnsbl_refuse(session_t *s, const char *cmd, const char *stage)
+{
+	if (!s->dnsbl_reply || s->auth_user || strcmp(CFG(s)->dnsbl_stage, stage) != 0)
+		return false;
+	reply_error(s, cmd, s->dnsbl_reply, false);
+	return true;
+}
+
 static void
 filter_helo_done(void *arg, const filter_verdict_t *v)
 {
@@ -973,6 +1050,8 @@ cmd_mail(session_t *s, const char *a, size_t n)
 		reply_error(s, "MAIL", "530 5.7.0 Error: authentication required", true);
 		return;
 	}
+	if (dnsbl_refuse(s, "MAIL", "connect"))
+		return;
 	mail_args_t m;
 	if (mail_args_parse(a + 5, n - 5, offered_args(s), &m, &err) < 0) {
 		reply_error(s, "MAIL", err, true);
@@ -1054,6 +1133,17 @@ cmd_rcpt(session_t *s, const char *a, size_t n)
 		reply_error(s, "RCPT", "452 4.5.3 Error: too many recipients", false);
 		return;
 	}
+	if (!s->dnsbl_done && dnsbl_applies(s, "rcpt")) {
+		/* looked up once, at the first RCPT; the command runs again after */
+		s->dnsbl_cmd = xstrndup(a, n);
+		s->dnsbl_cmdlen = n;
+		s->dnsbl_state = s->state;
+		session_pause(s);
+		s->dnsbl = dnsbl_check(T(s)->loop, c, conn_peer_addr(s->conn), s->id, dnsbl_rcpt_done, s);
+		return;
+	}
+	if (dnsbl_refuse(s, "RCPT", "rcpt"))
+		return;
 	s->rcpt_tries++;
 	rcpt_args_t r;
 	if (rcpt_args_parse(a + 3, n - 3, offered_args(s), s->mail.smtputf8, &r, &err) < 0) {
@@ -1694,6 +1784,10 @@ session_free(session_t *s)
 {
 	filter_free(s->filter); /* no filter callback after this */
 	s->filter = NULL;
+	dnsbl_cancel(s->dnsbl); /* nor a DNSBL one */
+	s->dnsbl = NULL;
+	xfree(s->dnsbl_reply);
+	xfree(s->dnsbl_cmd);
 	if (s->fpending == 1) {
 		mail_args_free(&s->fmail);
 		xfree(s->fsender);
@@ -1905,6 +1999,11 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 			s->state = ST_CLOSING;
 			conn_abort(conn, UV_EPROTO);
 		}
+		return s;
+	}
+	if (dnsbl_applies(s, "connect")) {
+		session_pause(s); /* greets when the lists have answered (dnsbl_timeout at most) */
+		s->dnsbl = dnsbl_check(T(s)->loop, c, conn_peer_addr(conn), s->id, dnsbl_connect_done, s);
 		return s;
 	}
 	if (s->filter) {
