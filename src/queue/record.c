@@ -539,6 +539,114 @@ rec_read(const unsigned char *p, size_t n, size_t off, rec_t *rec)
 }
 
 /*
+ * The header's records, one function each (qrec_decode_header() below walks
+ * them in order). Each returns NULL when the record is good and fills in e,
+ * else why not.
+ */
+
+/* 'Q': the queue ID */
+static const char *
+hdr_qid(envelope_t *e, const rec_t *rec)
+{
+	if (rec->type != REC_QID || rec->len != QID_LEN ||
+	    !qid_valid((const char *)rec->data, rec->len))
+		return "bad queue ID record";
+	memcpy(e->qid, rec->data, QID_LEN);
+	e->qid[QID_LEN] = '\0';
+	return NULL;
+}
+
+/* 'I': arrival, RET, BODY, SMTPUTF8, flags and the number of recipients */
+static const char *
+hdr_info(envelope_t *e, const rec_t *rec, uint32_t *nrcpt)
+{
+	if (rec->type != REC_INFO || rec->len != QREC_INFO_LEN - REC_OVH)
+		return "bad info record";
+	rd_t r = {rec->data, rec->len, 0, false};
+	uint64_t arr = get_u64(&r);
+	unsigned ret = get_u8(&r), body = get_u8(&r), utf8 = get_u8(&r);
+	uint32_t flags = get_u32(&r);
+	*nrcpt = get_u32(&r);
+	if (r.bad || arr > (uint64_t)QF_MAX_TIME * 1000000u || ret > RET_HDRS ||
+	    body > BODY_BINARYMIME || utf8 > 1 || (flags & ~(uint32_t)QF_FLAGS_KNOWN) ||
+	    *nrcpt == 0 || *nrcpt > QF_MAX_RCPT)
+		return "bad info record";
+	e->arrival_us = (int64_t)arr;
+	e->ret = (int)ret;
+	e->body = (int)body;
+	e->smtputf8 = utf8 != 0;
+	e->flags = flags;
+	return NULL;
+}
+
+/* optional E, C, H, A: their rank in that order, 0 for any other record */
+static int
+hdr_opt_pos(int type)
+{
+	return type == REC_ENVID ? 1 : type == REC_CLIENT ? 2 : type == REC_HELO ? 3 :
+	    type == REC_AUTH ? 4 : 0;
+}
+
+/* one optional record, each at most once and in order (*last_opt: the rank
+ * of the previous one) */
+static const char *
+hdr_opt(envelope_t *e, const rec_t *rec, int *last_opt)
+{
+	int pos = hdr_opt_pos(rec->type);
+	if (pos <= *last_opt)
+		return "optional record out of order";
+	*last_opt = pos;
+	char *s = data_text(rec->data, rec->len, QF_MAX_TEXT, true);
+	if (s == NULL)
+		return "bad text record";
+	char **slot = rec->type == REC_ENVID ? &e->envid :
+	    rec->type == REC_CLIENT ? &e->client_addr :
+	    rec->type == REC_HELO ? &e->client_helo : &e->auth_user;
+	*slot = s;
+	return NULL;
+}
+
+/* 'R': one recipient, its NOTIFY, ORCPT and delivery state */
+static const char *
+hdr_rcpt(envelope_t *e, const rec_t *rec)
+{
+	rd_t r = {rec->data, rec->len, 0, false};
+	uint32_t notify = get_u32(&r);
+	char *addr = get_text(&r, QF_MAX_ADDR, false, false);
+	char *orig = get_text(&r, QF_MAX_ADDR, true, true);
+	char *orcpt = get_text(&r, QF_MAX_ADDR, true, true);
+	if (!r.bad) {
+		env_rcpt_t *t = envelope_add_rcpt(e, addr, orig, orcpt, notify);
+		get_state(&r, t);
+	}
+	xfree(addr);
+	xfree(orig);
+	xfree(orcpt);
+	if (r.bad || r.off != r.n || (notify & ~QF_NOTIFY_KNOWN))
+		return "bad recipient record";
+	return NULL;
+}
+
+/* 'B' at off, which ends the header: the content's length; the whole
+ * envelope is checked before *body_off, *body_len are set */
+static const char *
+hdr_body(envelope_t *e, const rec_t *rec, size_t off, uint64_t *body_off, uint64_t *body_len)
+{
+	rd_t r = {rec->data, rec->len, 0, false};
+	uint64_t bl = get_u64(&r);
+	if (bl > QF_MAX_BODY)
+		return "bad body record";
+	const char *bad = qrec_env_check(e);
+	if (bad)
+		return bad;
+	*body_off = off + rec->size;
+	*body_len = bl;
+	e->body_off = *body_off;
+	e->body_len = bl;
+	return NULL;
+}
+
+/*
  * Parse magic .. 'B' record from p[0..n). QREC_HDR_MORE when n ends inside the
  * header (the caller may have more bytes). On QREC_HDR_OK, *envp is the envelope
  * and *body_off, *body_len say where the content lies.
@@ -574,118 +682,49 @@ qrec_decode_header(const unsigned char *p, size_t n, envelope_t **envp, uint64_t
 		}
 		if (rr == REC_BAD) {
 			why = "bad record checksum in header";
-			goto bad;
+			break;
 		}
-		rd_t r = {rec.data, rec.len, 0, false};
 		switch (st) {
 		case S_QID:
-			if (rec.type != REC_QID || rec.len != QID_LEN ||
-			    !qid_valid((const char *)rec.data, rec.len)) {
-				why = "bad queue ID record";
-				goto bad;
-			}
-			memcpy(e->qid, rec.data, QID_LEN);
-			e->qid[QID_LEN] = '\0';
+			why = hdr_qid(e, &rec);
 			st = S_INFO;
 			break;
-		case S_INFO: {
-			if (rec.type != REC_INFO || rec.len != QREC_INFO_LEN - REC_OVH) {
-				why = "bad info record";
-				goto bad;
-			}
-			uint64_t arr = get_u64(&r);
-			unsigned ret = get_u8(&r), body = get_u8(&r), utf8 = get_u8(&r);
-			uint32_t flags = get_u32(&r);
-			nrcpt = get_u32(&r);
-			if (r.bad || arr > (uint64_t)QF_MAX_TIME * 1000000u || ret > RET_HDRS ||
-			    body > BODY_BINARYMIME || utf8 > 1 || (flags & ~(uint32_t)QF_FLAGS_KNOWN) ||
-			    nrcpt == 0 || nrcpt > QF_MAX_RCPT) {
-				why = "bad info record";
-				goto bad;
-			}
-			e->arrival_us = (int64_t)arr;
-			e->ret = (int)ret;
-			e->body = (int)body;
-			e->smtputf8 = utf8 != 0;
-			e->flags = flags;
+		case S_INFO:
+			why = hdr_info(e, &rec, &nrcpt);
 			st = S_FROM;
 			break;
-		}
 		case S_FROM:
 			if (rec.type != REC_FROM ||
-			    (e->sender = data_text(rec.data, rec.len, QF_MAX_ADDR, true)) == NULL) {
+			    (e->sender = data_text(rec.data, rec.len, QF_MAX_ADDR, true)) == NULL)
 				why = "bad sender record";
-				goto bad;
-			}
 			st = S_OPT;
 			break;
 		case S_OPT:
-			/* optional E, C, H, A, each at most once, in this order */
-			if (rec.type == REC_ENVID || rec.type == REC_CLIENT || rec.type == REC_HELO ||
-			    rec.type == REC_AUTH) {
-				int pos = rec.type == REC_ENVID ? 1 : rec.type == REC_CLIENT ? 2 :
-				    rec.type == REC_HELO ? 3 : 4;
-				if (pos <= last_opt) {
-					why = "optional record out of order";
-					goto bad;
-				}
-				last_opt = pos;
-				char *s = data_text(rec.data, rec.len, QF_MAX_TEXT, true);
-				if (s == NULL) {
-					why = "bad text record";
-					goto bad;
-				}
-				char **slot = rec.type == REC_ENVID ? &e->envid :
-				    rec.type == REC_CLIENT ? &e->client_addr :
-				    rec.type == REC_HELO ? &e->client_helo : &e->auth_user;
-				*slot = s;
+			if (hdr_opt_pos(rec.type)) {
+				why = hdr_opt(e, &rec, &last_opt);
 				break;
 			}
 			st = S_RCPT;
 			/* FALLTHROUGH */
 		case S_RCPT:
 			if (rec.type == REC_RCPT && e->nrcpt < nrcpt) {
-				uint32_t notify = get_u32(&r);
-				char *addr = get_text(&r, QF_MAX_ADDR, false, false);
-				char *orig = get_text(&r, QF_MAX_ADDR, true, true);
-				char *orcpt = get_text(&r, QF_MAX_ADDR, true, true);
-				if (!r.bad) {
-					env_rcpt_t *t = envelope_add_rcpt(e, addr, orig, orcpt, notify);
-					get_state(&r, t);
+				why = hdr_rcpt(e, &rec);
+			} else if (rec.type == REC_BODY && e->nrcpt == nrcpt && rec.len == 8) {
+				why = hdr_body(e, &rec, off, body_off, body_len);
+				if (why == NULL) {
+					*envp = e;
+					return QREC_HDR_OK;
 				}
-				xfree(addr);
-				xfree(orig);
-				xfree(orcpt);
-				if (r.bad || r.off != r.n || (notify & ~QF_NOTIFY_KNOWN)) {
-					why = "bad recipient record";
-					goto bad;
-				}
-				break;
+			} else {
+				why = e->nrcpt < nrcpt ? "missing recipient records" :
+				    "unexpected record in header";
 			}
-			if (rec.type == REC_BODY && e->nrcpt == nrcpt && rec.len == 8) {
-				uint64_t bl = get_u64(&r);
-				if (bl > QF_MAX_BODY) {
-					why = "bad body record";
-					goto bad;
-				}
-				const char *bad = qrec_env_check(e);
-				if (bad) {
-					why = bad;
-					goto bad;
-				}
-				*body_off = off + rec.size;
-				*body_len = bl;
-				e->body_off = *body_off;
-				e->body_len = bl;
-				*envp = e;
-				return QREC_HDR_OK;
-			}
-			why = e->nrcpt < nrcpt ? "missing recipient records" : "unexpected record in header";
-			goto bad;
+			break;
 		}
+		if (why)
+			break;
 		off += rec.size;
 	}
-bad:
 	buf_puts(err, why);
 	envelope_free(e);
 	return QREC_HDR_BAD;
