@@ -103,6 +103,21 @@ def open_for(user, path):
         os.chmod(p, (mode & 0o7777) | 0o001)
 
 
+def _released(pid):
+    """True once a killed process holds no descriptor any more. Its leader
+    shows Z as soon as the main thread is gone, but the descriptor table
+    (the listening sockets among them) is shared by every thread and freed
+    only when the last one exits: a pool thread inside fdatasync on a busy
+    disk can keep the old daemon's sockets open for a while."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            if not f.read().split(") ", 1)[1].startswith("Z"):
+                return False
+        return len(os.listdir("/proc/%d/task" % pid)) <= 1 and not os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return True  # gone (or its fd table already released)
+
+
 class Tern:
     """One tern daemon in its own directory (normally the test's tmp_path)."""
 
@@ -260,13 +275,7 @@ class Tern:
         self.proc.wait()
         if child != self.proc.pid:  # gone before a new daemon starts on this spool
             deadline = time.monotonic() + tf(10)
-            while os.path.exists("/proc/%d" % child) and time.monotonic() < deadline:
-                try:
-                    with open("/proc/%d/stat" % child) as f:
-                        if f.read().split(") ", 1)[1].startswith("Z"):
-                            break
-                except OSError:
-                    break
+            while not _released(child) and time.monotonic() < deadline:
                 time.sleep(0.01)
         self.proc = None
         self.port = None
