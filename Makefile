@@ -62,12 +62,18 @@ build/tests/%: tests/unit/%.c $(OBJS)
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+# the integration tests run on TEST_JOBS pytest-xdist workers (most of a
+# test's time is waiting on daemons, so 2 workers on 2 cores roughly halve
+# the wall time); TEST_JOBS=0 runs them one after another in one process
+TEST_JOBS ?= 2
+PYTEST    = $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_JOBS)
+
 integration: build/tern
-	TERN_BIN=$(CURDIR)/build/tern $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	TERN_BIN=$(CURDIR)/build/tern $(PYTEST) tests/integration
 
 integration-asan: build/asan/tern
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	TERN_BIN=$(CURDIR)/build/asan/tern TERN_ASAN=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	TERN_BIN=$(CURDIR)/build/asan/tern TERN_ASAN=1 $(PYTEST) tests/integration
 
 test: unit integration integration-asan
 
