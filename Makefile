@@ -15,7 +15,7 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 CPPFLAGS = -Isrc -D_GNU_SOURCE
 CFLAGS   = -std=gnu11 -O2 -g -fno-strict-aliasing $(WARN)
 # evaluated when a recipe runs, i.e. after deps.sh has installed pkg-config files
-PKG_LIBS = $(shell pkg-config --libs libuv libunbound openssl libseccomp) -lcrypt -lpthread
+PKG_LIBS = $(shell pkg-config --libs libuv libunbound openssl libseccomp libpcre2-8) -lcrypt -lpthread
 ASAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRCS      := $(shell find src -name '*.c' ! -name main.c | sort)
@@ -123,7 +123,7 @@ bench:
 # (as errors) otherwise.
 TIDY_JOBS  ?= 2
 TIDY_FLAGS  = -std=gnu11 $(CPPFLAGS) \
-	$(foreach p,libuv libunbound openssl,$(shell pkg-config --cflags $(p) 2>/dev/null))
+	$(foreach p,libuv libunbound openssl libpcre2-8,$(shell pkg-config --cflags $(p) 2>/dev/null))
 # the layers (README.md "Layout"): no #include in src/ may run upward
 layercheck:
 	$(PYTHON) scripts/layercheck.py src

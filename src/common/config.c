@@ -132,6 +132,9 @@ const struct cfg_key cfg_keys[] = {
 	{"dnsbl_threshold", CT_NUMBER, FLD(dnsbl_threshold), 0, 0, "1", 1, 100000, NULL},
 	{"dnsbl_stage", CT_STRING, FLD(dnsbl_stage), 0, 0, "connect", 0, 0, check_dnsbl_stage},
 	{"dnsbl_timeout", CT_DURATION, FLD(dnsbl_timeout), 0, 0, "10s", 1, 300, NULL},
+	/* header/body checks (filter/content.h: the server loads them) */
+	{"header_checks", CT_PATH, FLD(header_checks), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"body_checks", CT_PATH, FLD(body_checks), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
 };

@@ -155,6 +155,8 @@ typedef struct config {
 	unsigned dnsbl_threshold;    /* listed at this score; default 1 */
 	char *dnsbl_stage;           /* "connect" (default) or "rcpt" */
 	unsigned dnsbl_timeout;      /* seconds per query, default 10 */
+	char *header_checks;         /* PCRE2 table (src/filter/content.h); NULL = none */
+	char *body_checks;           /* NULL = none */
 
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 

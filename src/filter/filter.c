@@ -17,11 +17,13 @@
  */
 #include "filter/filter.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "filter/content.h"
 #include "filter/milter.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -98,10 +100,14 @@ struct filter {
 	filter_env_op_t *ops;
 	size_t nops;
 	char *quarantine;
+	content_checks_t *cc; /* header_checks, body_checks; NULL: none */
 };
 
 static void next(filter_t *f);
 static void send_abort(filter_t *f);
+static filter_t *filter_alloc(uv_loop_t *loop, const config_milter_t *const *milters, size_t n,
+    const char *sid);
+static bool run_checks(filter_t *f, filter_cb cb, void *arg);
 
 /* ------------------------------------------------------------------ */
 /* the message model                                                   */
@@ -265,6 +271,12 @@ filter_new(uv_loop_t *loop, const config_milter_t *const *milters, size_t n, con
 {
 	if (n == 0)
 		return NULL;
+	return filter_alloc(loop, milters, n, sid);
+}
+
+static filter_t *
+filter_alloc(uv_loop_t *loop, const config_milter_t *const *milters, size_t n, const char *sid)
+{
 	filter_t *f = xcalloc(1, sizeof *f);
 	f->loop = loop;
 	snprintf(f->sid, sizeof f->sid, "%s", sid);
@@ -322,6 +334,7 @@ filter_free(filter_t *f)
 	buf_free(&f->cmdpkt);
 	buf_free(&f->reply);
 	buf_free(&f->sess_reply);
+	content_checks_unref(f->cc);
 	f->timer->data = NULL;
 	uv_close((uv_handle_t *)f->timer, timer_closed);
 	xfree(f);
@@ -864,6 +877,8 @@ filter_eom(filter_t *f, const char *content, size_t n, filter_cb cb, void *arg)
 	f->content = content;
 	f->content_len = n;
 	f->msg = filter_msg_parse(content, n);
+	if (f->cc && run_checks(f, cb, arg))
+		return; /* refused or discarded by a header/body check */
 	stage_start(f, FS_EOM, cb, arg);
 }
 
@@ -874,4 +889,190 @@ filter_abort(filter_t *f)
 		return;
 	send_abort(f);
 	msg_state_free(f);
+}
+
+/* ------------------------------------------------------------------ */
+/* header and body checks (content.h), before the milters at eom       */
+
+filter_t *
+filter_checks(filter_t *f, uv_loop_t *loop, const char *sid, content_checks_t *cc)
+{
+	if (cc == NULL)
+		return f;
+	if (f == NULL)
+		f = filter_alloc(loop, NULL, 0, sid);
+	content_checks_unref(f->cc);
+	f->cc = content_checks_ref(cc);
+	return f;
+}
+
+struct scan {
+	filter_t *f;
+	enum filter_action action; /* FILTER_REJECT or FILTER_DISCARD ends the scan */
+	char *reply;
+	char *who;
+	bool limited;
+};
+
+/* the subject for the log: printable ASCII, at most 100 octets */
+static void
+log_subject(buf_t *b, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n && i < 100; i++)
+		buf_putc(b, (unsigned char)p[i] >= 0x20 && (unsigned char)p[i] < 0x7f && p[i] != '"'
+		    ? p[i] : '?');
+	if (n > 100)
+		buf_puts(b, "...");
+}
+
+/* PREPEND's "Name: value" added at position at */
+static void
+prepend(filter_t *f, size_t at, const char *text)
+{
+	const char *colon = strchr(text, ':');
+	char *name = xstrndup(text, (size_t)(colon - text));
+	const char *why;
+	(void)filter_msg_header(f->msg, SMFIR_INSHEADER, (unsigned)at, name, colon + 1, true, &why);
+	xfree(name);
+}
+
+/* One match. Returns true when the header field must be removed (IGNORE
+ * on a message header). at: the field's index, or SIZE_MAX (a MIME header
+ * or a body line: PREPEND adds on top, IGNORE has no effect). */
+static bool
+act(struct scan *sc, const char *table, const content_rule_ref_t *r, const char *p, size_t n,
+    size_t at)
+{
+	static const char *const names[] = {"none", "reject", "discard", "hold", "warn", "ignore",
+	    "prepend"};
+	filter_t *f = sc->f;
+	buf_t s = BUF_INIT;
+	log_subject(&s, p, n);
+	log_info("%s: %s %s:%u action=%s%s%s line=\"%s\" session=%s", log_id(f), table, r->file,
+	    r->line, names[r->action], r->text[0] ? " text=" : "", r->text, buf_cstr(&s), f->sid);
+	buf_free(&s);
+	bool remove = false;
+	switch (r->action) {
+	case CONTENT_REJECT: {
+		buf_t b = BUF_INIT;
+		buf_puts(&b, "550 5.7.1 ");
+		const char *t = r->text[0] ? r->text : "Message content rejected";
+		for (; *t; t++)
+			buf_putc(&b, (unsigned char)*t < 0x80 ? *t : '?');
+		sc->action = FILTER_REJECT;
+		sc->reply = buf_steal(&b);
+		sc->who = xasprintf("%s %s:%u", table, r->file, r->line);
+		break;
+	}
+	case CONTENT_DISCARD:
+		sc->action = FILTER_DISCARD;
+		sc->who = xasprintf("%s %s:%u", table, r->file, r->line);
+		break;
+	case CONTENT_HOLD:
+		if (f->quarantine == NULL)
+			f->quarantine = xasprintf("%s (%s %s:%u)", r->text[0] ? r->text : "held", table,
+			    r->file, r->line);
+		break;
+	case CONTENT_IGNORE:
+		remove = at != SIZE_MAX;
+		break;
+	case CONTENT_PREPEND:
+		prepend(f, at == SIZE_MAX ? 0 : at, r->text);
+		break;
+	default:
+		break;
+	}
+	return remove;
+}
+
+static bool
+scan_stop(void *arg)
+{
+	const struct scan *sc = arg;
+	return sc->action != FILTER_CONTINUE;
+}
+
+static void
+scan_mime_header(void *arg, const char *p, size_t n)
+{
+	struct scan *sc = arg;
+	content_rule_ref_t r;
+	if (sc->f->cc->hdr && content_table_match(sc->f->cc->hdr, p, n, &r, &sc->limited))
+		act(sc, "header_checks", &r, p, n, SIZE_MAX);
+}
+
+static void
+scan_body_line(void *arg, const char *p, size_t n)
+{
+	struct scan *sc = arg;
+	content_rule_ref_t r;
+	if (sc->f->cc->body && content_table_match(sc->f->cc->body, p, n, &r, &sc->limited))
+		act(sc, "body_checks", &r, p, n, SIZE_MAX);
+}
+
+/* the first value of a header field, unfolded */
+static char *
+header_value(const filter_msg_t *m, const char *name)
+{
+	for (size_t i = 0; i < m->nh; i++)
+		if (strcasecmp(m->h[i].name, name) == 0) {
+			buf_t b = BUF_INIT;
+			content_unfold("", m->h[i].value, &b);
+			char *v = xstrdup(buf_cstr(&b) + 1);
+			buf_free(&b);
+			return v;
+		}
+	return NULL;
+}
+
+/* Runs the checks on f->msg; true when they ended the message (the
+ * verdict is then on its way to cb). */
+static bool
+run_checks(filter_t *f, filter_cb cb, void *arg)
+{
+	struct scan sc = {f, FILTER_CONTINUE, NULL, NULL, false};
+	filter_msg_t *m = f->msg;
+	content_table_t *ht = f->cc->hdr;
+	buf_t line = BUF_INIT;
+	for (size_t i = 0; ht && i < m->nh && sc.action == FILTER_CONTINUE; i++) {
+		buf_reset(&line);
+		content_unfold(m->h[i].name, m->h[i].value, &line);
+		content_rule_ref_t r;
+		if (!content_table_match(ht, line.data, line.len, &r, &sc.limited))
+			continue;
+		size_t before = m->nh;
+		if (act(&sc, "header_checks", &r, line.data, line.len, i)) {
+			xfree(m->h[i].name);
+			xfree(m->h[i].value);
+			memmove(&m->h[i], &m->h[i + 1], (m->nh - i - 1) * sizeof *m->h);
+			m->nh--;
+			m->changed = true;
+			i--;
+		} else if (m->nh > before) {
+			i++; /* past the field PREPEND put before this one */
+		}
+	}
+	buf_free(&line);
+	if (sc.action == FILTER_CONTINUE) {
+		char *ct = header_value(m, "Content-Type");
+		char *cte = header_value(m, "Content-Transfer-Encoding");
+		content_walk_cb_t wcb = {scan_mime_header, scan_body_line, scan_stop};
+		content_walk(m->body.data ? m->body.data : "", m->body.len, ct, cte, &wcb, &sc);
+		xfree(ct);
+		xfree(cte);
+	}
+	if (sc.limited)
+		log_warn("%s: header/body checks: a pattern hit its match limit and counted as no match "
+		    "session=%s", log_id(f), f->sid);
+	bool ended = sc.action != FILTER_CONTINUE;
+	if (ended) {
+		f->stage = FS_EOM;
+		f->busy = true;
+		f->cb = cb;
+		f->arg = arg;
+		conclude(f, sc.action, sc.reply, sc.who);
+	}
+	xfree(sc.reply);
+	xfree(sc.who);
+	return ended;
 }

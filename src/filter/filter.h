@@ -14,14 +14,18 @@
  *            refused at each RCPT), before the router;
  *            then each milter, once per recipient the router accepted
  *   eom      at the end of DATA/BDAT, once the content is complete and
- *            smtpd's own checks (size, line ends, hops) passed: each
+ *            smtpd's own checks (size, line ends, hops) passed: first
+ *            header_checks and body_checks (content.h; every listener
+ *            but the local socket): REJECT or DISCARD ends the message
+ *            there, HOLD marks it held, IGNORE/PREPEND change the
+ *            headers the milters then see; then each
  *            milter in turn gets DATA, the header fields, EOH, the body
  *            in chunks of at most 65535 octets and end-of-message, and
  *            sees the header and body changes of the milters before it.
  *            (Postfix hands milters the content from its queue file after
  *            DATA too, so a milter's DATA-stage verdict lands here.)
- * (Header/body rules, rate limits and greylisting of issue 12 are to
- * come; they slot in here.) At each stage the first REJECT, TEMPFAIL
+ * (Rate limits and greylisting of issue 12 are to come; they slot in
+ * here.) At each stage the first REJECT, TEMPFAIL
  * or DISCARD ends the stage; ACCEPT from a milter takes that milter out
  * for the rest of the message (of the session, at connect). A verdict at
  * connect (the milter's, or a failed milter's default action) is given
@@ -82,6 +86,11 @@ typedef void (*filter_cb)(void *arg, const filter_verdict_t *v);
 /* The filter for one SMTP session: milters[0..n) in order (copied). NULL when n == 0. */
 filter_t *filter_new(uv_loop_t *loop, const config_milter_t *const *milters, size_t n,
     const char *sid);
+/* Add the header and body checks (content.h, held by reference) to f, or
+ * to a new filter without milters when f is NULL; returns the filter (f
+ * unchanged when cc is NULL). */
+struct content_checks;
+filter_t *filter_checks(filter_t *f, uv_loop_t *loop, const char *sid, struct content_checks *cc);
 /* Drop the session: QUIT to each milter; no callback after this. NULL is a no-op. */
 void filter_free(filter_t *f);
 

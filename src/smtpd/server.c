@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/secret.h"
+#include "filter/content.h"
 #include "filter/dnsbl.h"
 #include "lib/conn.h"
 #include "lib/fsutil.h"
@@ -77,6 +78,7 @@ struct server {
 	SSL_CTX *tls_ctx;         /* NULL: no tls_cert */
 	passwd_db_t *auth_db;     /* NULL: no auth_users */
 	table_t *sender_login;    /* NULL: no sender_login table */
+	content_checks_t *checks; /* header_checks, body_checks; NULL: none */
 	char *local_path;         /* the local socket we bound, to unlink at the end */
 };
 
@@ -233,6 +235,7 @@ typedef struct shared {
 	SSL_CTX *tls_ctx;
 	passwd_db_t *auth_db;
 	table_t *sender_login;
+	content_checks_t *checks;
 } shared_t;
 
 static void
@@ -292,12 +295,24 @@ load_sender_login(const config_t *c, table_t **out, buf_t *err)
 	return *out ? 0 : -1;
 }
 
+/* header_checks and body_checks, compiled (errors "FILE:LINE: ...") */
+static int
+load_checks(const config_t *c, content_checks_t **out, buf_t *err)
+{
+	if (content_checks_load(c->header_checks, c->body_checks, out, err) == 0)
+		return 0;
+	while (err->len && err->data[err->len - 1] == '\n')
+		err->data[--err->len] = '\0';
+	return -1;
+}
+
 static void
 shared_free(shared_t *sh)
 {
 	SSL_CTX_free(sh->tls_ctx);
 	passwd_db_free(sh->auth_db);
 	table_free(sh->sender_login);
+	content_checks_unref(sh->checks);
 	memset(sh, 0, sizeof *sh);
 }
 
@@ -309,7 +324,7 @@ shared_load(const config_t *c, shared_t *sh, buf_t *err)
 	if (dnsbl_config_check(c, err) < 0)
 		return -1;
 	if (load_tls(c, &sh->tls_ctx, err) < 0 || load_auth(c, &sh->auth_db, err) < 0 ||
-	    load_sender_login(c, &sh->sender_login, err) < 0)
+	    load_sender_login(c, &sh->sender_login, err) < 0 || load_checks(c, &sh->checks, err) < 0)
 		goto fail;
 	for (size_t i = 0; i < c->nlisten; i++) {
 		if (c->listen[i].mode == LISTEN_SMTPS && !sh->tls_ctx) {
@@ -385,6 +400,20 @@ server_reload(server_t *s)
 		log_err("reload: %s; keeping the previous sender_login table", buf_cstr(&err));
 		buf_puts(&kept, ", sender_login table");
 	}
+	buf_reset(&err);
+	content_checks_t *cc;
+	if (load_checks(c, &cc, &err) == 0) {
+		if (cc)
+			buf_printf(&ok, ", header/body checks (%zu+%zu rules)", content_table_size(cc->hdr),
+			    content_table_size(cc->body));
+		else if (s->checks)
+			buf_puts(&ok, ", no header/body checks"); /* said only when they go away */
+		content_checks_unref(s->checks); /* sessions keep theirs by reference */
+		s->checks = cc;
+	} else {
+		log_err("reload: %s; keeping the previous header/body checks", buf_cstr(&err));
+		buf_puts(&kept, ", header/body checks");
+	}
 	if (kept.len)
 		log_err("reload: applied:%s; failed, kept the previous:%s", ok.len ? buf_cstr(&ok) + 1 : " none",
 		    buf_cstr(&kept) + 1);
@@ -407,6 +436,12 @@ const passwd_db_t *
 server_auth_db(struct server *srv)
 {
 	return srv->auth_db;
+}
+
+struct content_checks *
+server_content_checks(struct server *srv)
+{
+	return srv->checks;
 }
 
 const table_t *
@@ -523,6 +558,7 @@ server_new(smtpd_ctx_t *t, buf_t *err)
 	s->tls_ctx = sh.tls_ctx;
 	s->auth_db = sh.auth_db;
 	s->sender_login = sh.sender_login;
+	s->checks = sh.checks;
 	/* made when missing and started as root (e.g. /run/tern) */
 	if (server_socket_dir(c, geteuid() == 0, err) < 0)
 		goto fail;
@@ -627,6 +663,7 @@ server_free(server_t *s)
 	SSL_CTX_free(s->tls_ctx);
 	passwd_db_free(s->auth_db);
 	table_free(s->sender_login);
+	content_checks_unref(s->checks);
 	xfree(s->local_path);
 	xfree(s->ls);
 	xfree(s);

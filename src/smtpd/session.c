@@ -1001,6 +1001,9 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 	const config_milter_t *ms[16];
 	size_t nms = config_milters_for(c, mode, ms, 16);
 	s->filter = filter_new(T(s)->loop, ms, nms, s->id);
+	/* header/body checks: every listener but the local socket, like milters */
+	s->filter = filter_checks(s->filter, T(s)->loop, s->id,
+	    mode == LISTEN_LOCAL ? NULL : server_content_checks(srv));
 	conn_set_cb(conn, session_event, s);
 	conn_set_deadline(conn, c->timeout_command * 1000u);
 	log_info("connect session=%s client=%s port=%d%s", s->id, s->ip, s->port,

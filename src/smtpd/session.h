@@ -28,5 +28,7 @@ struct smtpd_ctx *server_ctx(struct server *srv);
 SSL_CTX *server_tls_ctx(struct server *srv);      /* NULL: no TLS */
 const passwd_db_t *server_auth_db(struct server *srv); /* NULL: no AUTH */
 const table_t *server_sender_login(struct server *srv);
+/* header/body checks (NULL: none); a session takes a reference to keep them */
+struct content_checks *server_content_checks(struct server *srv);
 
 #endif
