@@ -653,7 +653,10 @@ def test_dns_answers_are_cached_for_their_ttl(mx):
     mx.peers.wait(4)
     assert mx.dns.count("pref.example", "MX") == 1
     assert mx.dns.count("ttl1.example", "MX") == 1  # within its TTL
-    time.sleep(1.5)
+    # libunbound keeps whole seconds: a TTL-1 answer fetched at second N
+    # expires once its clock reads N+2, up to 2 s later (rrset expiry is
+    # "now > fetched + ttl"); 1.5 s was not always enough
+    time.sleep(2.5)
     t.send("e@ttl1.example", sender=SENDER)
     mx.peers.wait(5)
     assert mx.dns.count("ttl1.example", "MX") == 2
