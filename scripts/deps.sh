@@ -7,7 +7,7 @@ set -eu
 PKGS="gcc make pkg-config libuv1-dev libssl-dev libunbound-dev libcmocka-dev \
 libcrypt-dev python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dnslib swaks openssl \
 clang libclang-rt-14-dev cppcheck clang-tidy valgrind iproute2 procps dovecot-core dovecot-lmtpd libseccomp-dev \
-clamav-daemon clamav-milter rspamd opendkim python3-dkim libpcre2-dev"
+clamav-daemon clamav-milter rspamd opendkim python3-dkim libpcre2-dev redis-server libhiredis-dev"
 
 missing=""
 for p in $PKGS; do
@@ -33,7 +33,14 @@ else
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# redis-server's postinst starts its service: a policy-rc.d answering 101
+# (when there is none) keeps it from starting during the install
+rcd=
+if [ ! -e /usr/sbin/policy-rc.d ] && [ -z "$SUDO" ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && rcd=1
+fi
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+[ -n "$rcd" ] && rm -f /usr/sbin/policy-rc.d
 echo "deps: installed:$missing" >&2
 # the LMTP tests run a private Dovecot (tests/integration/test_lmtp.py); the
 # system service the package may have started is not wanted
@@ -47,7 +54,9 @@ esac
 # the milter tests (tests/integration/test_milter.py) run their own clamd,
 # clamav-milter, rspamd and opendkim in the test's directory: no system
 # service (nor freshclam's downloads) is wanted
-for svc in clamav-daemon clamav-freshclam clamav-milter rspamd opendkim; do
+# the rate-limit tests (tests/integration/test_ratelimit.py) start their own
+# redis-server on a private port: the system one is not wanted either
+for svc in clamav-daemon clamav-freshclam clamav-milter rspamd opendkim redis-server; do
 	case " $missing " in *" $svc "*|*" clamav-daemon "*)
 		if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 			$SUDO systemctl disable --now "$svc.service" "$svc.socket" >/dev/null 2>&1 || true

@@ -157,6 +157,24 @@ typedef struct config {
 	unsigned dnsbl_timeout;      /* seconds per query, default 10 */
 	char *header_checks;         /* PCRE2 table (src/filter/content.h); NULL = none */
 	char *body_checks;           /* NULL = none */
+	/* rate limits (filter/ratelimit.h): "N/DURATION" each, NULL = none; clients in
+	 * client_limit_exceptions (default mynetworks) are exempt */
+	char *rl_client_connections;     /* per client IP, at connect */
+	char *rl_client_messages;        /* per client IP, at MAIL */
+	char *rl_client_recipients;      /* per client IP, at RCPT */
+	char *rl_user_messages;          /* per authenticated user, at MAIL */
+	char *rl_user_recipients;        /* per authenticated user, at RCPT */
+	char *rl_sender_domain_messages; /* per envelope sender domain, at MAIL */
+	unsigned rl_max_keys;            /* (limit, key) pairs held in memory, default 100000 */
+	char *rl_redis;                  /* shared store "IP:PORT" or "unix:/path"; NULL = memory */
+	unsigned rl_redis_timeout;       /* seconds for Redis to answer a check, default 1 */
+	char *rl_redis_failure;          /* "open" (default): Redis down = no limit; "closed": 4xx */
+	/* greylisting (filter/greylist.h) */
+	bool greylist;                   /* default no */
+	unsigned greylist_delay;         /* seconds before a retry passes, default 300 */
+	unsigned greylist_expiry;        /* a first try not retried within this is forgotten, default 1d */
+	unsigned greylist_lifetime;      /* a passed triplet is kept this long after its last use, 35d */
+	unsigned greylist_max_entries;   /* triplets held, default 100000 */
 
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 

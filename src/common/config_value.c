@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/rate.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 
@@ -297,6 +298,52 @@ check_relayhost(const char *v)
 			return "port out of range";
 	}
 	return n == 0 ? "port out of range" : NULL;
+}
+
+const char *
+check_rate(const char *v)
+{
+	rate_t r;
+	const char *why = NULL;
+	return rate_parse(v, &r, &why) < 0 ? why : NULL;
+}
+
+/* ratelimit_redis: IP:PORT, [IPv6]:PORT or unix:/PATH (no names: no DNS) */
+const char *
+check_redis(const char *v)
+{
+	const char *bad = "expected IP:PORT, [IPv6]:PORT or unix:/path";
+	if (strncmp(v, "unix:", 5) == 0)
+		return v[5] == '/' ? NULL : bad;
+	const char *colon = strrchr(v, ':');
+	if (colon == NULL || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    strlen(colon + 1) > 5)
+		return bad;
+	long port = strtol(colon + 1, NULL, 10);
+	if (port < 1 || port > 65535)
+		return bad;
+	char host[64];
+	size_t hl = (size_t)(colon - v);
+	if (v[0] == '[') {
+		if (hl < 3 || v[hl - 1] != ']' || hl - 2 >= sizeof host)
+			return bad;
+		memcpy(host, v + 1, hl - 2);
+		host[hl - 2] = '\0';
+		unsigned char a6[16];
+		return inet_pton(AF_INET6, host, a6) == 1 ? NULL : bad;
+	}
+	if (hl >= sizeof host)
+		return bad;
+	memcpy(host, v, hl);
+	host[hl] = '\0';
+	unsigned char a4[4];
+	return inet_pton(AF_INET, host, a4) == 1 ? NULL : bad;
+}
+
+const char *
+check_open_closed(const char *v)
+{
+	return strcmp(v, "open") == 0 || strcmp(v, "closed") == 0 ? NULL : "expected open or closed";
 }
 
 const char *

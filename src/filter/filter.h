@@ -3,16 +3,24 @@
  * (smtpd) and PERSIST (queue), and the order they run in.
  *
  * THE ORDER OF CHECKS (the one place it is written down):
- *   connect  DNSBL/DNSWL (dnsbl.h; dnsbl_stage = connect, smtp listeners,
- *            not mynetworks): the greeting waits for the lists; a listed
- *            client is refused at each MAIL, unless it has authenticated;
- *            then each milter of the listener, in configuration order
+ *   connect  rate limit ratelimit_client_connections (ratelimit.h; 421
+ *            and close); then DNSBL/DNSWL (dnsbl.h; dnsbl_stage = connect,
+ *            smtp listeners, not mynetworks): the greeting waits for the
+ *            lists; a listed client is refused at each MAIL, unless it has
+ *            authenticated; then each milter of the listener, in
+ *            configuration order
  *   helo     each milter
- *   mail     each milter
+ *   mail     smtpd's own checks (size, spool room, sender login), then the
+ *            rate limits ratelimit_client_messages, _user_messages,
+ *            _sender_domain_messages (together: all charged or none), then
+ *            each milter
  *   rcpt     DNSBL/DNSWL when dnsbl_stage = rcpt (looked up at the first
  *            RCPT of a client neither in mynetworks nor authenticated,
- *            refused at each RCPT), before the router;
- *            then each milter, once per recipient the router accepted
+ *            refused at each RCPT), before the router; the router; the
+ *            rate limits ratelimit_client_recipients and _user_recipients;
+ *            greylisting (greylist.h; not for mynetworks, authenticated or
+ *            local clients); then each milter, once per recipient the
+ *            router accepted
  *   eom      at the end of DATA/BDAT, once the content is complete and
  *            smtpd's own checks (size, line ends, hops) passed: first
  *            header_checks and body_checks (content.h; every listener
@@ -24,8 +32,11 @@
  *            sees the header and body changes of the milters before it.
  *            (Postfix hands milters the content from its queue file after
  *            DATA too, so a milter's DATA-stage verdict lands here.)
- * (Rate limits and greylisting of issue 12 are to come; they slot in
- * here.) At each stage the first REJECT, TEMPFAIL
+ * Rate limits and greylisting are smtpd's calls to ratelimit.h and
+ * greylist.h, made whether or not the listener has milters;
+ * client_limit_exceptions (default mynetworks) and the local socket are
+ * exempt from rate limits. A rate-limit check through Redis parks the
+ * command like a milter stage does. At each stage the first REJECT, TEMPFAIL
  * or DISCARD ends the stage; ACCEPT from a milter takes that milter out
  * for the rest of the message (of the session, at connect). A verdict at
  * connect (the milter's, or a failed milter's default action) is given

@@ -65,6 +65,8 @@
 #include "deliver/router.h"
 #include "filter/dnsbl.h"
 #include "filter/filter.h"
+#include "filter/greylist.h"
+#include "filter/ratelimit.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/version.h"
@@ -388,6 +390,34 @@ sess_spool_has_room(session_t *s, uint64_t need)
 	return false;
 }
 
+static void mail_go(session_t *s, const char *a, size_t n, mail_args_t *m, const char *sender);
+static void rcpt_go(session_t *s, const char *a, size_t n, rcpt_args_t *r, dest_list_t *d);
+
+/* a rate-limit verdict from Redis, for a parked MAIL */
+static void
+rl_mail_done(void *arg, bool denied, const char *reply_text)
+{
+	session_t *s = arg;
+	s->rlreq = NULL;
+	s->state = s->fstate;
+	mail_args_t m = s->fmail;
+	char *sender = s->fsender, *args = s->rlargs;
+	memset(&s->fmail, 0, sizeof s->fmail);
+	s->fsender = NULL;
+	s->rlargs = NULL;
+	s->fpending = 0;
+	if (denied) {
+		mail_args_free(&m);
+		sess_reply_error(s, "MAIL", reply_text, false);
+	} else {
+		mail_go(s, args, s->rlargs_n, &m, sender);
+	}
+	xfree(sender);
+	xfree(args);
+	if (s->state != ST_WAIT)
+		sess_resume(s);
+}
+
 static void
 cmd_mail(session_t *s, const char *a, size_t n)
 {
@@ -434,11 +464,39 @@ cmd_mail(session_t *s, const char *a, size_t n)
 		    s->local_sender);
 		sender = s->local_sender;
 	}
+	if (!s->rl_exempt) {
+		/* the rate limits (filter.h: before the milters) */
+		bool denied;
+		char rl[400];
+		if (rl_stage_start(T(s)->loop, c, RL_MAIL, s->id, s->ip, s->auth_user, sender, &denied,
+		    rl, sizeof rl, rl_mail_done, s, &s->rlreq) == 0) {
+			s->fmail = m;
+			s->fsender = xstrdup(sender);
+			s->fpending = 1;
+			s->rlargs = xstrndup(a + 5, n - 5);
+			s->rlargs_n = n - 5;
+			s->fstate = s->state;
+			sess_pause(s);
+			return;
+		}
+		if (denied) {
+			mail_args_free(&m);
+			sess_reply_error(s, "MAIL", rl, false);
+			return;
+		}
+	}
+	mail_go(s, a + 5, n - 5, &m, sender);
+}
+
+/* MAIL passed smtpd's checks and the rate limits: the milters, or accept */
+static void
+mail_go(session_t *s, const char *a, size_t n, mail_args_t *m, const char *sender)
+{
 	if (s->filter) {
-		sess_hook_mail(s, a + 5, n - 5, &m, sender);
+		sess_hook_mail(s, a, n, m, sender);
 		return;
 	}
-	sess_mail_accept(s, &m, sender);
+	sess_mail_accept(s, m, sender);
 }
 
 /* MAIL passed every check: the transaction starts. Takes *m. */
@@ -467,6 +525,38 @@ sess_env_has_rcpt(const envelope_t *e, const char *addr)
 		if (strcasecmp(e->rcpt[i].addr, addr) == 0)
 			return true;
 	return false;
+}
+
+static void
+rcpt_refuse(session_t *s, rcpt_args_t *r, dest_list_t *d, const char *line)
+{
+	log_info("%s: reject cmd=RCPT reply=\"%s\" client=%s to=<%s>", s->id, line, s->ip, r->to.str);
+	sess_reply(s, line);
+	rcpt_args_free(r);
+	dest_list_free(d);
+}
+
+/* a rate-limit verdict from Redis, for a parked RCPT */
+static void
+rl_rcpt_done(void *arg, bool denied, const char *reply_text)
+{
+	session_t *s = arg;
+	s->rlreq = NULL;
+	s->state = s->fstate;
+	rcpt_args_t r = s->frcpt;
+	dest_list_t d = s->fdest;
+	char *args = s->rlargs;
+	memset(&s->frcpt, 0, sizeof s->frcpt);
+	memset(&s->fdest, 0, sizeof s->fdest);
+	s->rlargs = NULL;
+	s->fpending = 0;
+	if (denied)
+		rcpt_refuse(s, &r, &d, reply_text);
+	else
+		rcpt_go(s, args, s->rlargs_n, &r, &d);
+	xfree(args);
+	if (s->state != ST_WAIT)
+		sess_resume(s);
 }
 
 static void
@@ -513,11 +603,48 @@ cmd_rcpt(session_t *s, const char *a, size_t n)
 		rcpt_args_free(&r);
 		return;
 	}
-	if (s->filter) {
-		sess_hook_rcpt(s, a + 3, n - 3, &r, &d);
+	if (!s->rl_exempt) {
+		/* the rate limits (filter.h: after the router, before greylisting and the milters) */
+		bool denied;
+		char rl[400];
+		if (rl_stage_start(T(s)->loop, c, RL_RCPT, s->id, s->ip, s->auth_user, NULL, &denied,
+		    rl, sizeof rl, rl_rcpt_done, s, &s->rlreq) == 0) {
+			s->frcpt = r;
+			s->fdest = d;
+			s->fpending = 2;
+			s->rlargs = xstrndup(a + 3, n - 3);
+			s->rlargs_n = n - 3;
+			s->fstate = s->state;
+			sess_pause(s);
+			return;
+		}
+		if (denied) {
+			rcpt_refuse(s, &r, &d, rl);
+			return;
+		}
+	}
+	rcpt_go(s, a + 3, n - 3, &r, &d);
+}
+
+/* RCPT passed the router and the rate limits: greylisting, then the
+ * milters, or accept */
+static void
+rcpt_go(session_t *s, const char *a, size_t n, rcpt_args_t *r, dest_list_t *d)
+{
+	/* greylisting (filter.h); mynetworks, authenticated and local clients
+	 * (relay_ok) are exempt */
+	const config_t *c = CFG(s);
+	char gl[200];
+	if (c->greylist && !s->relay_ok &&
+	    grey_check(T(s)->loop, c, s->id, s->ip, s->env->sender, r->to.str, gl, sizeof gl)) {
+		rcpt_refuse(s, r, d, gl);
 		return;
 	}
-	sess_rcpt_accept(s, &r, &d);
+	if (s->filter) {
+		sess_hook_rcpt(s, a, n, r, d);
+		return;
+	}
+	sess_rcpt_accept(s, r, d);
 }
 
 /* RCPT passed every check: its addresses join the envelope. Takes *rp, *dp. */
@@ -818,6 +945,9 @@ session_process(session_t *s)
 static void
 session_free(session_t *s)
 {
+	rl_stage_cancel(s->rlreq); /* no rate-limit callback after this */
+	s->rlreq = NULL;
+	xfree(s->rlargs);
 	filter_free(s->filter); /* no filter callback after this */
 	s->filter = NULL;
 	dnsbl_cancel(s->dnsbl); /* nor a DNSBL one */
@@ -984,6 +1114,33 @@ session_event(conn_t *c, enum conn_event ev, int err, void *arg)
 	}
 }
 
+static void session_begin(session_t *s);
+
+static void
+rl_refuse_connect(session_t *s, const char *line)
+{
+	if (s->mode != LISTEN_SMTPS) /* smtps: nothing can be said before TLS */
+		sess_reply(s, line);
+	sess_close(s);
+}
+
+/* the connection rate limit's verdict from Redis */
+static void
+rl_connect_done(void *arg, bool denied, const char *reply_text)
+{
+	session_t *s = arg;
+	s->rlreq = NULL;
+	s->state = ST_CONNECTED;
+	conn_read_pause(s->conn, false);
+	conn_set_deadline(s->conn, CFG(s)->timeout_command * 1000u);
+	if (denied) {
+		rl_refuse_connect(s, reply_text);
+		return;
+	}
+	session_begin(s);
+	conn_flush(s->conn);
+}
+
 session_t *
 session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 {
@@ -1009,6 +1166,33 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 	log_info("connect session=%s client=%s port=%d%s", s->id, s->ip, s->port,
 	    mode == LISTEN_SMTP ? "" : mode == LISTEN_SUBMISSION ? " mode=submission"
 	    : mode == LISTEN_SMTPS ? " mode=smtps" : " mode=local");
+	s->rl_exempt = mode == LISTEN_LOCAL || rl_exempt(c, conn_peer_addr(conn));
+	if (!s->rl_exempt) {
+		bool denied;
+		char rl[400];
+		if (rl_stage_start(T(s)->loop, c, RL_CONNECT, s->id, s->ip, NULL, NULL, &denied, rl,
+		    sizeof rl, rl_connect_done, s, &s->rlreq) == 0) {
+			sess_pause(s); /* the greeting waits for Redis */
+			return s;
+		}
+		if (denied) {
+			rl_refuse_connect(s, rl);
+			return s;
+		}
+	}
+	session_begin(s);
+	return s;
+}
+
+/* the session after the connection rate limit: TLS (smtps), DNSBL, the
+ * milters' connect stage, or the greeting */
+static void
+session_begin(session_t *s)
+{
+	conn_t *conn = s->conn;
+	enum listen_mode mode = s->mode;
+	struct server *srv = s->srv;
+	const config_t *c = CFG(s);
 	if (mode == LISTEN_LOCAL) {
 		/* the peer's uid from the kernel; its name from the pool (NSS may be slow) */
 		s->local = true;
@@ -1020,7 +1204,7 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 			sess_reply(s, "554 5.7.1 Error: cannot identify the local user");
 			s->state = ST_CLOSING;
 			conn_close(conn);
-			return s;
+			return;
 		}
 		s->uid = p->uid;
 		p->s = s;
@@ -1028,7 +1212,7 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 		sess_pause(s);
 		s->busy++;
 		uv_queue_work(T(s)->loop, &p->w, pw_work, pw_done);
-		return s;
+		return;
 	}
 	if (mode == LISTEN_SMTPS) {
 		/* RFC 8314 §3.3: TLS from the first byte */
@@ -1038,19 +1222,19 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 			s->state = ST_CLOSING;
 			conn_abort(conn, UV_EPROTO);
 		}
-		return s;
+		return;
 	}
 	if (dnsbl_applies(s, "connect")) {
 		sess_pause(s); /* greets when the lists have answered (dnsbl_timeout at most) */
 		s->dnsbl = dnsbl_check(T(s)->loop, c, conn_peer_addr(conn), s->id, dnsbl_connect_done, s);
-		return s;
+		return;
 	}
 	if (s->filter) {
 		sess_hook_connect(s); /* greets when the milters are done */
-		return s;
+		return;
 	}
 	sess_greet(s);
-	return s;
+	return;
 }
 
 void

@@ -139,6 +139,12 @@ struct session {
 	char *dnsbl_cmd;        /* dnsbl_stage rcpt: the RCPT argument waiting for the lookup */
 	size_t dnsbl_cmdlen;
 	enum state dnsbl_state;
+
+	/* rate limits (src/filter/ratelimit.h) */
+	bool rl_exempt;         /* no rate limit applies (rl_exempt: client_limit_exceptions, local) */
+	struct rl_req *rlreq;   /* a rate-limit check waiting for Redis, else NULL */
+	char *rlargs;           /* the MAIL/RCPT parameters while it waits */
+	size_t rlargs_n;
 };
 
 static inline smtpd_ctx_t *
