@@ -515,7 +515,8 @@ b64_lines(struct walk *w, const char *p, size_t n)
 		line_flush(w);
 		s = i + 1;
 	}
-	line_add(w, dec.data + s, dec.len - s);
+	if (dec.len > s) /* dec.data is NULL when nothing was decoded */
+		line_add(w, dec.data + s, dec.len - s);
 	buf_free(&dec);
 }
 
