@@ -376,6 +376,11 @@ class Tern:
         if not os.access(self.binary, os.X_OK):
             return f"{self.binary} is not built"
         d = tempfile.mkdtemp(prefix="tern-bench-check-", dir=self.parent)
+        # laid out as start() does: check-config runs run's checks, and as
+        # root those include that tern's user can reach the spool
+        os.chmod(d, 0o711)
+        os.makedirs(os.path.join(d, "spool"))
+        os.makedirs(os.path.join(d, "mail"))
         try:
             conf = os.path.join(d, "tern.conf")
             with open(conf, "w") as f:

@@ -33,15 +33,20 @@ who(void)
 	return name;
 }
 
-/* a directory tern uses: rwx on it, or, missing, search on the nearest
- * ancestor that exists (root makes the rest at start) */
+/* spool_dir or maildir_base: rwx on it; or, when it is not the user's yet
+ * (root gives it to the user at start, privdrop.c) or is missing (root
+ * makes it), search on the nearest ancestor that exists */
+/* set in usercheck_as()'s child: check-config for a daemon started by
+ * root, which hands the two directories to the user before dropping */
+static bool root_gives_dirs;
+
 static void
 check_dir(const char *key, const char *path, buf_t *out)
 {
 	struct stat st;
 	if (!path)
 		return;
-	if (stat(path, &st) == 0) {
+	if (stat(path, &st) == 0 && (st.st_uid == getuid() || !root_gives_dirs)) {
 		if (access(path, R_OK | W_OK | X_OK) < 0)
 			buf_printf(out, "%s %s: user %s cannot use it (%s): it must be the user's own and "
 			    "every parent directory searchable by it (chmod o+x)\n", key, path, who(),
@@ -120,6 +125,7 @@ usercheck_as(const config_t *c, buf_t *err)
 	if (pid == 0) {
 		close(p[0]);
 		buf_t out = BUF_INIT;
+		root_gives_dirs = true;
 		if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
 			buf_printf(&out, "cannot become user %s: %s", c->user, strerror(errno));
 		else

@@ -113,3 +113,22 @@ def test_files_the_user_cannot_reach(make_tern, tmp_path):
     c = tern(t, "check-config")
     assert c.returncode == 1
     assert re.search(r"spool_dir %s: user nobody cannot" % re.escape(str(t.spool)), c.stderr), c.stderr
+
+
+@pytest.mark.skipif(not RUN_AS, reason="needs root: tern hands the spool to its user")
+def test_root_owned_spool_passes_like_run(make_tern):
+    """An existing spool_dir and maildir_base that still belong to root (made
+    by an administrator or a package) are fine: run gives them to tern's user
+    before dropping root, so check-config must not refuse them (it did: the
+    bench's check and a fresh install's ExecStartPre failed where run worked)."""
+    t = make_tern()
+    open_for(RUN_AS, t.dir)
+    for d in (t.spool, t.mail_base):
+        d.mkdir(exist_ok=True)
+        os.chown(d, 0, 0)
+        os.chmod(d, 0o700)
+    c = tern(t, "check-config")
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert "config ok" in c.stdout
+    t.start()
+    assert t.spool.stat().st_uid != 0
