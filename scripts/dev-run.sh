@@ -7,7 +7,9 @@
 # tern refuses to deliver mail as root. nobody must then be able to reach
 # ./var; when the checkout sits under a directory only root may enter (a
 # `mktemp -d` clone is mode 0700), ./var becomes a link to a directory under
-# /var/tmp that nobody can reach, and tern follows it.
+# /var/tmp that nobody can reach, and tern follows it. The tables are read
+# again by nobody at every reload, so then a copy of etc/dev goes there too
+# (var/etc/, made afresh at each start from etc/dev) and tern runs on it.
 set -e
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && { [ ! -e var ] || [ -L var ]; } &&
@@ -17,6 +19,13 @@ if [ "$(id -u)" = 0 ] && { [ ! -e var ] || [ -L var ]; } &&
 	chmod 711 "$alt"
 	ln -sfn "$alt" var
 	echo "make run: user nobody cannot enter $PWD, so ./var links to $alt"
+	rm -rf "$alt/etc"
+	mkdir -m 755 "$alt/etc"
+	cp etc/dev/mailboxes etc/dev/aliases etc/dev/virtual "$alt/etc/"
+	sed "s|\.\./\.\./var|$alt|" etc/dev/tern.conf > "$alt/etc/tern.conf"
+	chmod 644 "$alt/etc/"*
+	echo "make run: and runs on a copy of etc/dev in $alt/etc (nobody re-reads the tables)"
+	exec ./build/tern -c "$alt/etc/tern.conf" run
 fi
 mkdir -p var
 exec ./build/tern -c etc/dev/tern.conf run
