@@ -3,15 +3,16 @@
 
 The layers, lowest first (README.md "Layout"; docs/design.md "Layers"):
 
-    lib < common < filter < queue < bounce < deliver < sched < smtpd < control
+    lib < common < filter = mailauth < queue < bounce < deliver < sched < smtpd < control
         < cli = sendmail < daemon < main
 
 A file may include headers of its own layer or of a lower one, never of a
 higher one: lib/ knows no mail, common/ no stage, a stage only the stages
 beneath it, and only the daemon (src/daemon/) and main.c know every stage.
-cli and sendmail share a rank (sendmail's -bp is the mailq tool). filter/
-does not exist yet: it is placed for the mail-authentication stage (checks
-run at accept time, below smtpd, above common).
+cli and sendmail share a rank (sendmail's -bp is the mailq tool); so do
+filter/ (milters, DNSBL, content rules, rate limits) and mailauth/ (SPF,
+DKIM, DMARC, ARC, SRS): both are checks run at accept time, below smtpd,
+above common.
 
 Each quoted #include is resolved as the compiler does with -Isrc: beside the
 including file first, then under src/. System headers (<...>) and headers
@@ -31,6 +32,7 @@ LAYERS = {
     "lib": 0,
     "common": 1,
     "filter": 2,
+    "mailauth": 2,
     "queue": 3,
     "bounce": 4,
     "deliver": 5,

@@ -1,0 +1,88 @@
+/*
+ * mailauth.h - MAILAUTH: the mail-authentication stage of one message, as
+ * smtpd calls it (docs/flow.md: between ACCEPT and PERSIST; the checks
+ * themselves are spf.h, dkim.h, dmarc.h, arc.h; the header is authres.h).
+ *
+ * Inbound (smtp listeners, clients neither in mynetworks nor
+ * authenticated, each check switched on in the configuration):
+ *   mailauth_mail()  at MAIL: starts SPF for the MAIL FROM identity (and
+ *                    the HELO identity) in the background;
+ *   mailauth_data()  every octet of the content as it arrives (after
+ *                    tern's Received field): DKIM body hashes are computed
+ *                    as DATA streams in;
+ *   mailauth_eom()   at the end of the content: waits for SPF, looks up
+ *                    DKIM keys and the DMARC policy, and gives a verdict:
+ *                    the Authentication-Results field to put on top (RFC
+ *                    8601), and what to do (go on, refuse 550 5.7.1 for a
+ *                    p=reject DMARC failure when enforcement is on, 451
+ *                    4.7.24 for an SPF temperror when configured, hold for
+ *                    quarantine ...).
+ * Outbound: mailauth_sign() adds DKIM-Signature fields for the sender's
+ * domain to mail from mynetworks, authenticated users and the local socket.
+ *
+ * Guarantees: the eom callback runs exactly once, on the loop, never from
+ * inside the call, unless mailauth_free() came first; every DNS wait has
+ * a timeout and a per-message query budget; the verdict lives during the
+ * callback only.
+ * Must not: block; touch the queue (smtpd writes the queue file once).
+ */
+#ifndef TERN_MAILAUTH_H
+#define TERN_MAILAUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "common/config.h"
+#include "lib/buf.h"
+
+typedef struct mailauth mailauth_t;
+
+typedef struct mailauth_client {
+	const struct sockaddr *sa; /* the client's address */
+	const char *ip;            /* as text */
+	const char *helo;          /* NULL: none given */
+	const char *sid;           /* session id, for the log */
+	const char *qid;           /* queue id, for the log */
+} mailauth_client_t;
+
+enum mailauth_action {
+	MAILAUTH_CONTINUE, /* accept (with the A-R field) */
+	MAILAUTH_REJECT,   /* reply 5xx */
+	MAILAUTH_TEMPFAIL, /* reply 4xx */
+	MAILAUTH_HOLD,     /* accept and hold (DMARC quarantine, configured so) */
+};
+
+typedef struct mailauth_verdict {
+	enum mailauth_action action;
+	const char *reply;  /* REJECT/TEMPFAIL: the whole SMTP reply line */
+	const char *header; /* "Authentication-Results: ...\r\n" (folded) to put on top */
+	const char *hold_reason; /* HOLD: for the queue and the log */
+} mailauth_verdict_t;
+
+typedef void (*mailauth_cb)(void *arg, const mailauth_verdict_t *v);
+
+/* Does any inbound check apply to this kind of client on this listener?
+ * (false: smtpd need not call the rest) */
+bool mailauth_inbound_wanted(const config_t *c, bool smtp_listener, bool trusted);
+
+/* One message; NULL when nothing is to be checked. */
+mailauth_t *mailauth_new(const config_t *c, const mailauth_client_t *cl);
+void mailauth_mail(mailauth_t *m, const char *sender);
+void mailauth_data(mailauth_t *m, const char *p, size_t n);
+void mailauth_eom(mailauth_t *m, mailauth_cb cb, void *arg);
+void mailauth_free(mailauth_t *m);
+
+/* RFC 8601 section 5: remove from the header section of content (in
+ * place) every Authentication-Results field whose authserv-id is ours;
+ * returns how many. */
+size_t mailauth_strip_ours(buf_t *content, const char *authserv_id);
+
+/* Does signing apply (a key configured for the sender's domain)? */
+bool mailauth_sign_wanted(const config_t *c, const char *sender);
+/* The DKIM-Signature field(s) for content, appended to *out (to be put on
+ * top). Pure: safe on a worker thread. 0, or -1 with the reason in *err. */
+int mailauth_sign(const config_t *c, const char *sender, const char *content, size_t len,
+    buf_t *out, buf_t *err);
+
+#endif
