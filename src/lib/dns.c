@@ -133,6 +133,23 @@ bad:
 }
 
 int
+dns_txt_join(const uint8_t *p, size_t n, buf_t *out)
+{
+	size_t i = 0;
+	if (n == 0)
+		return -1;
+	while (i < n) { /* check every length before appending anything */
+		size_t l = p[i];
+		if (l > n - i - 1)
+			return -1;
+		i += 1 + l;
+	}
+	for (i = 0; i < n; i += 1 + (size_t)p[i])
+		buf_append(out, p + i + 1, p[i]);
+	return 0;
+}
+
+int
 dns_parse_rr(int rrtype, const uint8_t *p, size_t n, dns_rr_t *rr)
 {
 	memset(rr, 0, sizeof(*rr));

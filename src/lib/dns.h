@@ -145,6 +145,13 @@ int dns_name_to_text(const uint8_t *p, size_t n, size_t *used, buf_t *out);
  * rr->u.mx.exchange). The rdata must be consumed exactly. 0 or -1. */
 int dns_parse_rr(int rrtype, const uint8_t *p, size_t n, dns_rr_t *rr);
 
+/* TXT rdata p[0..n) (RFC 1035 §3.3.14: one or more <length><octets>
+ * character-strings): appends the strings joined with nothing between
+ * them (RFC 7208 §3.3, RFC 6376 §3.6.2.2) to *out, octets as they are
+ * (may hold NUL: callers check). -1 when a length runs past the end or
+ * n == 0 (nothing is appended then). */
+int dns_txt_join(const uint8_t *p, size_t n, buf_t *out);
+
 /* Parse count records into r->rr / r->n (r->rrtype must be set); all or
  * nothing: -1 (and r->rr == NULL, r->n == 0) when any record is malformed. */
 int dns_result_parse(dns_result_t *r, const uint8_t *const *data, const size_t *len,

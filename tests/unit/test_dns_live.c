@@ -831,11 +831,30 @@ test_bad_options(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* dns_txt_join: strings joined; a length past the end appends nothing */
+static void
+test_txt_join(void **state)
+{
+	(void)state;
+	buf_t b = BUF_INIT;
+	static const uint8_t two[] = {3, 'a', 'b', 'c', 0, 2, 'd', 'e'};
+	assert_int_equal(dns_txt_join(two, sizeof two, &b), 0);
+	assert_int_equal(b.len, 5);
+	assert_memory_equal(b.data, "abcde", 5);
+	buf_reset(&b);
+	static const uint8_t bad[] = {2, 'a', 'b', 5, 'c'};
+	assert_int_equal(dns_txt_join(bad, sizeof bad, &b), -1);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(dns_txt_join(bad, 0, &b), -1);
+	buf_free(&b);
+}
+
 int
 main(int argc, char **argv)
 {
 	server_arg = argc > 1 ? argv[1] : NULL;
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_txt_join),
 		cmocka_unit_test(test_raw_queries),
 		cmocka_unit_test(test_ttl_cache),
 		cmocka_unit_test(test_mx_order),
