@@ -21,9 +21,12 @@
  * domain to mail from mynetworks, authenticated users and the local socket.
  *
  * Guarantees: the eom callback runs exactly once, on the loop, never from
- * inside the call, unless mailauth_free() came first; every DNS wait has
- * a timeout and a per-message query budget; the verdict lives during the
- * callback only.
+ * inside the call, unless mailauth_free() came first; the callback may
+ * call mailauth_free() (smtpd ends the transaction there); every DNS wait
+ * has a timeout and a per-message query budget; the verdict lives during
+ * the callback only. mailauth_new() copies what it keeps of the config
+ * and the client (a SIGHUP reload frees the old config_t, and the
+ * client's connection may close, while a message is being checked).
  * Must not: block; touch the queue (smtpd writes the queue file once).
  */
 #ifndef TERN_MAILAUTH_H
@@ -74,14 +77,17 @@ void mailauth_eom(mailauth_t *m, mailauth_cb cb, void *arg);
 void mailauth_free(mailauth_t *m);
 
 /* RFC 8601 section 5: remove from the header section of content (in
- * place) every Authentication-Results field whose authserv-id is ours;
- * returns how many. */
-size_t mailauth_strip_ours(buf_t *content, const char *authserv_id);
+ * place) every Authentication-Results field whose authserv-id is ours
+ * (c's); returns how many. smtpd calls it before putting the verdict's
+ * field on top. */
+size_t mailauth_strip_ours(const config_t *c, buf_t *content);
 
 /* Does signing apply (a key configured for the sender's domain)? */
 bool mailauth_sign_wanted(const config_t *c, const char *sender);
 /* The DKIM-Signature field(s) for content, appended to *out (to be put on
- * top). Pure: safe on a worker thread. 0, or -1 with the reason in *err. */
+ * top; nothing appended when no key applies after all). Pure: safe on a
+ * worker thread; smtpd holds c (config_ref) until the work returns, so
+ * keys reachable from c stay alive. 0, or -1 with the reason in *err. */
 int mailauth_sign(const config_t *c, const char *sender, const char *content, size_t len,
     buf_t *out, buf_t *err);
 
