@@ -3,7 +3,7 @@
  *
  *   tern [-c CONFIG] [-d] run [--syslog]   the daemon, in the foreground (src/daemon/run.c)
  *   tern [-c CONFIG] check-config          validate config and tables (src/daemon/check.c)
- *   tern address|queue|mailq|passwd ...    the tools (src/cli/)
+ *   tern address|queue|mailq|passwd|dkim ... the tools (src/cli/)
  *   tern sendmail ..., or argv[0] sendmail the sendmail command (src/sendmail/)
  *   tern --help | --version, COMMAND --help (usage on stdout, exit 0)
  *
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli/address.h"
+#include "cli/dkim.h"
 #include "cli/passwd.h"
 #include "cli/queue.h"
 #include "daemon/daemon.h"
@@ -38,6 +39,7 @@ usage(int code)
 	    "  queue list|show|flush|hold|release|delete ...   the queue tools (docs/queue-tools.md)\n"
 	    "  mailq [--json]   the queue in mailq format\n"
 	    "  passwd add|change|del|list [USER]   the AUTH password file (auth_users)\n"
+	    "  dkim keygen|sign|verify ...   DKIM keys and signatures (docs/dkim.md)\n"
 	    "  sendmail [options] [rcpt...] submit a message (also as argv[0] \"sendmail\")\n"
 	    "  COMMAND --help   the command's own usage\n"
 	    "default config: " DEFAULT_CONFIG "\n");
@@ -120,6 +122,8 @@ main(int argc, char **argv)
 		return cli_passwd(config, argc, argv);
 	if (strcmp(argv[0], "sendmail") == 0)
 		return sendmail_main(config, argc, argv);
+	if (strcmp(argv[0], "dkim") == 0)
+		return cli_dkim(config, argc, argv);
 	usage(2);
 	return 2;
 }

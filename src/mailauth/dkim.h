@@ -49,6 +49,7 @@ typedef struct dkim_sig_result {
 	const char *a;      /* algorithm, e.g. "rsa-sha256" */
 	const char *b;      /* the first 8 characters of b= (A-R header.b) */
 	const char *reason; /* for the log: "body hash mismatch", "key revoked", ... */
+	bool testing;       /* the key record says t=y (the result is still given) */
 } dkim_sig_result_t;
 
 typedef struct dkim_verify_opts {
@@ -78,6 +79,10 @@ dkim_key_t *dkim_key_load(const char *path, buf_t *err);
 void dkim_key_free(dkim_key_t *k);
 /* "rsa" or "ed25519" */
 const char *dkim_key_type(const dkim_key_t *k);
+/* The public key as the p= of a key record (base64 of the DER
+ * SubjectPublicKeyInfo for RSA, of the 32 raw octets for Ed25519, RFC
+ * 8463 section 4), appended to *b64. 0 or -1. */
+int dkim_key_public(const dkim_key_t *k, buf_t *b64);
 
 /* Sign content[0..len) for domain/selector with relaxed/relaxed, h= the
  * fields present among From, To, Cc, Subject, Date, Message-ID, Reply-To,

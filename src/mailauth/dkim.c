@@ -1,0 +1,594 @@
+/*
+ * dkim.c - MAILAUTH: DKIM verification, RFC 6376 section 6, with RFC 8463
+ * (ed25519-sha256) and RFC 8301 (no rsa-sha1, no RSA key under 1024 bits);
+ * see dkim.h. The parsers and canonicalisation are dkim_canon.c, signing
+ * is dkim_sign.c.
+ *
+ * The way of one message: dkim_verify_feed() collects the header section
+ * (at most DKIM_MAX_HEADER octets; a larger one leaves every signature in
+ * it unchecked: permerror) up to the empty line; there the DKIM-Signature
+ * fields (the first max_sigs, top down) are parsed and each valid one gets
+ * a SHA-256 context; every body octet after that goes through the simple
+ * and/or relaxed canonicaliser once, and each canonical octet into the
+ * hashes of the signatures using it, up to their l=. dkim_verify_finish()
+ * compares each body hash with bh= (a mismatch is "fail" with no DNS
+ * query), looks up the keys of the others (<s>._domainkey.<d> TXT, the
+ * strings joined), all under one timer, then hashes the header fields of
+ * h= (section 5.4.2: each name takes the last instance not yet used, a name
+ * listed more often than present adds nothing) and the signature field
+ * with b= emptied, and checks the signature with the key.
+ *
+ * Results (RFC 8601 section 2.7.1): pass; fail for a body hash or
+ * signature that does not verify; neutral for a signature past its x= or
+ * with t= in the future (beyond the skew): well formed but not usable now;
+ * permerror for a signature or key record that cannot be used (syntax, a
+ * missing tag, rsa-sha1, a key under 1024 bits, a revoked key, no key
+ * record, an i= outside d=, t=s and a subdomain i=); temperror when the key
+ * lookup fails temporarily or times out. A key record with t=y still gives
+ * its result (RFC 6376 section 3.6.1 leaves the treatment to the verifier);
+ * the result carries testing = true.
+ *
+ * Must not: block, call the callback from inside dkim_verify_finish(), or
+ * touch the object after the callback (which may free it).
+ */
+#include "mailauth/dkim.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/xalloc.h"
+#include "mailauth/dkim_int.h"
+
+#define DKIM_MAX_HEADER (256u * 1024)
+
+typedef struct vsig {
+	dkim_verify_t *v;
+	size_t field;            /* index in v->fields */
+	dkim_sig_t sig;
+	enum dkim_result result;
+	const char *reason;
+	bool decided;
+	bool testing;
+	EVP_MD_CTX *body;        /* NULL once decided */
+	uint64_t hashed;         /* body octets hashed so far (l=) */
+	unsigned char bodyhash[32];
+	bool have_bodyhash;
+	dns_query_t *q;
+	char *keyname;
+} vsig_t;
+
+struct dkim_verify {
+	dkim_verify_opts_t o;
+	buf_t hdr;
+	size_t scan;          /* where to look on for the empty line */
+	bool hdr_done;
+	bool hdr_overflow;
+	bool overflow_sig;    /* a DKIM-Signature was seen in the part kept */
+	dkim_field_t *fields;
+	size_t nfields;
+	vsig_t *sigs;
+	size_t nsigs;
+	dkim_canon_t canon[2]; /* [0] simple, [1] relaxed */
+	bool canon_used[2];
+	/* finish */
+	dkim_verify_cb cb;
+	void *arg;
+	uv_timer_t timer;
+	bool timer_init;
+	bool delivered;
+	size_t pending;
+	dkim_sig_result_t *res;
+};
+
+const char *
+dkim_result_str(enum dkim_result r)
+{
+	switch (r) {
+	case DKIM_NONE: return "none";
+	case DKIM_PASS: return "pass";
+	case DKIM_FAIL: return "fail";
+	case DKIM_NEUTRAL: return "neutral";
+	case DKIM_POLICY: return "policy";
+	case DKIM_TEMPERROR: return "temperror";
+	case DKIM_PERMERROR: return "permerror";
+	}
+	return "permerror";
+}
+
+dkim_verify_t *
+dkim_verify_new(const dkim_verify_opts_t *o)
+{
+	dkim_verify_t *v = xcalloc(1, sizeof *v);
+	if (o)
+		v->o = *o;
+	if (!v->o.max_sigs)
+		v->o.max_sigs = 5;
+	if (!v->o.skew_s)
+		v->o.skew_s = 300;
+	if (!v->o.timeout_ms)
+		v->o.timeout_ms = 10000;
+	return v;
+}
+
+static void
+decide(vsig_t *s, enum dkim_result r, const char *why)
+{
+	if (s->decided)
+		return;
+	s->decided = true;
+	s->result = r;
+	s->reason = why;
+	EVP_MD_CTX_free(s->body);
+	s->body = NULL;
+}
+
+/* canonical body octets for every signature using this canonicalisation */
+static void
+sink(void *arg, const char *p, size_t n, bool relaxed)
+{
+	dkim_verify_t *v = arg;
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		if (!s->body || s->sig.brelaxed != relaxed)
+			continue;
+		size_t take = n;
+		if (s->sig.has_l && s->sig.l - s->hashed < take)
+			take = (size_t)(s->sig.l - s->hashed);
+		if (take) {
+			EVP_DigestUpdate(s->body, p, take);
+			s->hashed += take;
+		}
+	}
+}
+
+static void
+sink_simple(void *arg, const char *p, size_t n)
+{
+	sink(arg, p, n, false);
+}
+
+static void
+sink_relaxed(void *arg, const char *p, size_t n)
+{
+	sink(arg, p, n, true);
+}
+
+static bool
+is_dkim_sig(const dkim_field_t *f)
+{
+	return dkim_field_is(f, "DKIM-Signature", 14);
+}
+
+/* The header section is complete: parse the signatures, start their hashes */
+static void
+header_done(dkim_verify_t *v)
+{
+	v->hdr_done = true;
+	if (v->hdr_overflow)
+		return;
+	dkim_fields_split(v->hdr.data ? v->hdr.data : "", v->hdr.len, &v->fields, &v->nfields);
+	size_t count = 0;
+	for (size_t i = 0; i < v->nfields; i++)
+		if (is_dkim_sig(&v->fields[i]))
+			count++;
+	if (count > v->o.max_sigs)
+		count = v->o.max_sigs;
+	v->sigs = count ? xcalloc(count, sizeof *v->sigs) : NULL;
+	for (size_t i = 0; i < v->nfields && v->nsigs < count; i++) {
+		const dkim_field_t *f = &v->fields[i];
+		if (!is_dkim_sig(f))
+			continue;
+		vsig_t *s = &v->sigs[v->nsigs++];
+		s->v = v;
+		s->field = i;
+		const char *val = (const char *)memchr(f->p, ':', f->len) + 1;
+		size_t vl = f->len - (size_t)(val - f->p);
+		enum dkim_result r;
+		const char *why;
+		if (dkim_sig_parse(val, vl, &s->sig, &r, &why) < 0) {
+			decide(s, r, why);
+			continue;
+		}
+		s->body = EVP_MD_CTX_new();
+		if (!s->body || EVP_DigestInit_ex(s->body, EVP_sha256(), NULL) != 1) {
+			decide(s, DKIM_TEMPERROR, "out of memory");
+			continue;
+		}
+		v->canon_used[s->sig.brelaxed] = true;
+	}
+	dkim_canon_init(&v->canon[0], false, sink_simple, v);
+	dkim_canon_init(&v->canon[1], true, sink_relaxed, v);
+}
+
+static void
+body(dkim_verify_t *v, const char *p, size_t n)
+{
+	for (int k = 0; k < 2; k++)
+		if (v->canon_used[k])
+			dkim_canon_body(&v->canon[k], p, n);
+}
+
+/* the end of the header section: "\r\n\r\n", or "\r\n" at the very start */
+static const char *
+find_end(const dkim_verify_t *v)
+{
+	const char *h = v->hdr.data;
+	if (v->hdr.len >= 2 && h[0] == '\r' && h[1] == '\n')
+		return h;
+	for (size_t i = v->scan; i + 4 <= v->hdr.len; i++)
+		if (h[i] == '\r' && h[i + 1] == '\n' && h[i + 2] == '\r' && h[i + 3] == '\n')
+			return h + i + 2;
+	return NULL;
+}
+
+void
+dkim_verify_feed(dkim_verify_t *v, const char *p, size_t n)
+{
+	if (v->cb || n == 0)
+		return;
+	if (v->hdr_done) {
+		body(v, p, n);
+		return;
+	}
+	size_t room = DKIM_MAX_HEADER + 4 - v->hdr.len;
+	size_t take = n < room ? n : room;
+	size_t old = v->hdr.len;
+	buf_append(&v->hdr, p, take);
+	const char *end = find_end(v);
+	if (!end) {
+		v->scan = v->hdr.len >= 3 ? v->hdr.len - 3 : 0;
+		if (v->hdr.len >= DKIM_MAX_HEADER + 4) {
+			v->hdr_overflow = true;
+			/* a DKIM-Signature in what was kept cannot be checked */
+			for (size_t i = 0; i + 15 <= v->hdr.len; i++)
+				if ((i == 0 || v->hdr.data[i - 1] == '\n') &&
+				    strncasecmp(v->hdr.data + i, "DKIM-Signature:", 15) == 0)
+					v->overflow_sig = true;
+			buf_free(&v->hdr);
+			v->hdr_done = true;
+		}
+		return;
+	}
+	/* the fields end at end (which points at the CRLF of the empty line) */
+	size_t hlen = (size_t)(end - v->hdr.data);
+	size_t body_off = hlen + 2; /* in hdr */
+	v->hdr.len = hlen;
+	v->hdr.data[hlen] = '\0';
+	header_done(v);
+	/* what this piece held beyond the empty line is body */
+	size_t used = body_off - old;
+	if (used < n)
+		body(v, p + used, n - used);
+}
+
+/* ---- finish ---- */
+
+static void deliver(dkim_verify_t *v);
+
+static void
+on_close(uv_handle_t *h)
+{
+	xfree(h->data);
+}
+
+static void
+check_sig(vsig_t *s, const dkim_keyrec_t *k)
+{
+	dkim_verify_t *v = s->v;
+	if (k->revoked) {
+		decide(s, DKIM_PERMERROR, "key revoked");
+		return;
+	}
+	if (k->rsa != (s->sig.alg == DKIM_ALG_RSA_SHA256)) {
+		decide(s, DKIM_PERMERROR, "key type (k=) does not match a=");
+		return;
+	}
+	if (k->strict) {
+		const char *at = strrchr(s->sig.i, '@');
+		if (at && strcasecmp(at + 1, s->sig.d) != 0) {
+			decide(s, DKIM_PERMERROR, "key is for d= only (t=s) but i= is a subdomain");
+			return;
+		}
+	}
+	EVP_PKEY *pk = NULL;
+	if (k->rsa) {
+		const unsigned char *q = (const unsigned char *)k->p.data;
+		pk = d2i_PUBKEY(NULL, &q, (long)k->p.len);
+		if (!pk) {
+			q = (const unsigned char *)k->p.data;
+			pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &q, (long)k->p.len);
+		}
+		if (pk && EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
+			EVP_PKEY_free(pk);
+			pk = NULL;
+		}
+		if (pk && EVP_PKEY_get_bits(pk) < 1024) {
+			EVP_PKEY_free(pk);
+			decide(s, DKIM_PERMERROR, "RSA key under 1024 bits (RFC 8301)");
+			return;
+		}
+	} else if (k->p.len == 32) {
+		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL,
+		    (const unsigned char *)k->p.data, 32);
+	}
+	if (!pk) {
+		decide(s, DKIM_PERMERROR, "key record: unusable public key");
+		return;
+	}
+	/* section 5.4.2: the fields of h= bottom up, then this signature with
+	 * an empty b= and no CRLF */
+	buf_t data = BUF_INIT;
+	bool *used = xcalloc(v->nfields ? v->nfields : 1, sizeof *used);
+	for (size_t i = 0; i < s->sig.nh; i++) {
+		const char *name = s->sig.h[i];
+		size_t nl = strlen(name);
+		for (size_t j = v->nfields; j-- > 0;) {
+			if (used[j] || !dkim_field_is(&v->fields[j], name, nl))
+				continue;
+			used[j] = true;
+			dkim_canon_header(s->sig.hrelaxed, v->fields[j].p, v->fields[j].len, &data);
+			buf_append(&data, "\r\n", 2);
+			break;
+		}
+	}
+	xfree(used);
+	const dkim_field_t *f = &v->fields[s->field];
+	const char *val = (const char *)memchr(f->p, ':', f->len) + 1;
+	size_t voff = (size_t)(val - f->p);
+	buf_t self = BUF_INIT;
+	buf_append(&self, f->p, voff + s->sig.b_start);
+	buf_append(&self, f->p + voff + s->sig.b_end, f->len - voff - s->sig.b_end);
+	dkim_canon_header(s->sig.hrelaxed, self.data, self.len, &data);
+	buf_free(&self);
+
+	int ok = 0;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (md) {
+		if (k->rsa) {
+			ok = EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) == 1 &&
+			    EVP_DigestVerify(md, (const unsigned char *)s->sig.b.data, s->sig.b.len,
+				(const unsigned char *)data.data, data.len) == 1;
+		} else {
+			/* RFC 8463 section 3: Ed25519 over the SHA-256 hash */
+			unsigned char hash[32];
+			unsigned hl = 0;
+			ok = EVP_Digest(data.data, data.len, hash, &hl, EVP_sha256(), NULL) == 1 &&
+			    EVP_DigestVerifyInit(md, NULL, NULL, NULL, pk) == 1 &&
+			    EVP_DigestVerify(md, (const unsigned char *)s->sig.b.data, s->sig.b.len, hash,
+				sizeof hash) == 1;
+		}
+	}
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(pk);
+	buf_free(&data);
+	if (ok)
+		decide(s, DKIM_PASS, "");
+	else
+		decide(s, DKIM_FAIL, "signature did not verify");
+}
+
+/* a key lookup's answer for s */
+static void
+key_answer(vsig_t *s, enum dns_status st, const buf_t *txt)
+{
+	if (st == DNS_NXDOMAIN || st == DNS_NODATA) {
+		decide(s, DKIM_PERMERROR, "no key record");
+		return;
+	}
+	if (st != DNS_OK) {
+		decide(s, DKIM_TEMPERROR, "key lookup failed");
+		return;
+	}
+	dkim_keyrec_t k;
+	const char *why;
+	if (dkim_keyrec_parse(txt->data ? txt->data : "", txt->len, &k, &why) < 0) {
+		dkim_keyrec_clear(&k);
+		decide(s, DKIM_PERMERROR, why);
+		return;
+	}
+	s->testing = k.testing;
+	check_sig(s, &k);
+	dkim_keyrec_clear(&k);
+}
+
+/* The body is complete: each signature's body hash against bh=, and the
+ * time checks; what remains needs its key */
+static void
+body_done(dkim_verify_t *v)
+{
+	if (!v->hdr_done)
+		header_done(v);
+	for (int k = 0; k < 2; k++)
+		if (v->canon_used[k])
+			dkim_canon_end(&v->canon[k]);
+	int64_t now = v->o.now ? (int64_t)v->o.now : (int64_t)time(NULL);
+	int64_t skew = v->o.skew_s;
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		if (s->decided)
+			continue;
+		unsigned hl = 0;
+		EVP_DigestFinal_ex(s->body, s->bodyhash, &hl);
+		s->have_bodyhash = true;
+		EVP_MD_CTX_free(s->body);
+		s->body = NULL;
+		if (s->sig.has_x && s->sig.x < now - skew) {
+			decide(s, DKIM_NEUTRAL, "signature expired (x=)");
+			continue;
+		}
+		if (s->sig.has_t && s->sig.t > now + skew) {
+			decide(s, DKIM_NEUTRAL, "signature timestamp in the future (t=)");
+			continue;
+		}
+		if (s->sig.has_l && s->hashed < s->sig.l) {
+			decide(s, DKIM_FAIL, "body shorter than l=");
+			continue;
+		}
+		if (memcmp(s->bodyhash, s->sig.bh.data, 32) != 0) {
+			decide(s, DKIM_FAIL, "body hash mismatch");
+			continue;
+		}
+		s->keyname = xasprintf("%s._domainkey.%s", s->sig.s, s->sig.d);
+	}
+}
+
+static void
+on_key(void *arg, const dns_result_t *r)
+{
+	vsig_t *s = arg;
+	dkim_verify_t *v = s->v;
+	s->q = NULL;
+	buf_t txt = BUF_INIT;
+	enum dns_status st = r->status;
+	if (st == DNS_OK) {
+		/* RFC 6376 section 3.6.2.2: the strings of one record joined; with
+		 * several records, the first that joins */
+		st = DNS_TEMPFAIL;
+		for (size_t i = 0; i < r->n; i++) {
+			if (dns_txt_join(r->rr[i].rdata, r->rr[i].rdlen, &txt) == 0) {
+				st = DNS_OK;
+				break;
+			}
+		}
+		if (st != DNS_OK)
+			st = DNS_NODATA;
+	} else if (st == DNS_BOGUS) {
+		st = DNS_TEMPFAIL;
+	}
+	key_answer(s, st, &txt);
+	buf_free(&txt);
+	if (--v->pending == 0)
+		deliver(v);
+}
+
+static void
+on_timer(uv_timer_t *t)
+{
+	dkim_verify_t *v = t->data;
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		if (s->q) {
+			dns_cancel(s->q);
+			s->q = NULL;
+			decide(s, DKIM_TEMPERROR, "key lookup timed out");
+		}
+	}
+	v->pending = 0;
+	deliver(v);
+}
+
+static void
+build_results(dkim_verify_t *v)
+{
+	if (v->res || !v->nsigs)
+		return;
+	v->res = xcalloc(v->nsigs, sizeof *v->res);
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		dkim_sig_result_t *r = &v->res[i];
+		r->result = s->decided ? s->result : DKIM_PERMERROR;
+		r->d = s->sig.d;
+		r->i = s->sig.i;
+		r->s = s->sig.s;
+		r->a = s->sig.a;
+		r->b = s->sig.b8;
+		r->reason = s->decided ? s->reason : "not checked";
+		r->testing = s->testing;
+	}
+}
+
+static void
+deliver(dkim_verify_t *v)
+{
+	if (v->delivered)
+		return;
+	v->delivered = true;
+	if (v->timer_init)
+		uv_timer_stop(&v->timer);
+	size_t n = v->nsigs;
+	static const dkim_sig_result_t overflow = {DKIM_PERMERROR, "", "", "", "", "",
+	    "header section too large to check", false};
+	if (v->hdr_overflow) {
+		v->cb(v->arg, v->overflow_sig ? &overflow : NULL, v->overflow_sig ? 1 : 0);
+		return;
+	}
+	build_results(v);
+	v->cb(v->arg, v->res, n); /* may free v */
+}
+
+void
+dkim_verify_finish(dkim_verify_t *v, dns_t *dns, dkim_verify_cb cb, void *arg)
+{
+	if (v->cb)
+		return;
+	v->cb = cb;
+	v->arg = arg;
+	body_done(v);
+	uv_timer_init(dns_loop(dns), &v->timer);
+	v->timer.data = v;
+	v->timer_init = true;
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		if (s->decided)
+			continue;
+		v->pending++;
+		s->q = dns_query(dns, s->keyname, DNS_T_TXT, on_key, s);
+	}
+	/* with no lookup, the timer delivers on the next loop iteration */
+	uv_timer_start(&v->timer, on_timer, v->pending ? v->o.timeout_ms : 0, 0);
+}
+
+void
+dkim_verify_finish_sync(dkim_verify_t *v, dkim_key_lookup_fn lookup, void *larg,
+    dkim_verify_cb cb, void *arg)
+{
+	if (v->cb)
+		return;
+	v->cb = cb;
+	v->arg = arg;
+	body_done(v);
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		if (s->decided)
+			continue;
+		buf_t txt = BUF_INIT;
+		enum dns_status st = lookup(larg, s->keyname, &txt);
+		key_answer(s, st, &txt);
+		buf_free(&txt);
+	}
+	deliver(v);
+}
+
+const unsigned char *
+dkim_verify_body_hash(const dkim_verify_t *v, size_t i)
+{
+	return i < v->nsigs && v->sigs[i].have_bodyhash ? v->sigs[i].bodyhash : NULL;
+}
+
+void
+dkim_verify_free(dkim_verify_t *v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		dns_cancel(s->q);
+		EVP_MD_CTX_free(s->body);
+		dkim_sig_clear(&s->sig);
+		xfree(s->keyname);
+	}
+	xfree(v->sigs);
+	xfree(v->fields);
+	xfree(v->res);
+	buf_free(&v->hdr);
+	if (v->timer_init) {
+		uv_timer_stop(&v->timer);
+		v->timer.data = v;
+		uv_close((uv_handle_t *)&v->timer, on_close);
+		return;
+	}
+	xfree(v);
+}
