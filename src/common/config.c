@@ -161,6 +161,9 @@ const struct cfg_key cfg_keys[] = {
 	    100000000, NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
+	/* DKIM signing (mailauth/sign.h: mailauth_sign_load() reads the table
+	 * and its keys after the configuration) */
+	{"dkim_sign_keys", CT_PATH, FLD(dkim_sign_keys), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 };
 
 #define NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -533,6 +536,8 @@ config_free(config_t *c)
 		default: break;
 		}
 	}
+	if (c->dkim_signers_free)
+		c->dkim_signers_free(c->dkim_signers);
 	xfree(c->key_line);
 	xfree(c->path);
 	xfree(c);

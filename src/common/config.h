@@ -178,6 +178,14 @@ typedef struct config {
 
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 
+	/* DKIM signing (mailauth/sign.h, docs/dkim.md) */
+	char *dkim_sign_keys;        /* table "domain selector keyfile"; NULL = no signing */
+	/* its keys, loaded by mailauth_sign_load() (start, reload, check-config)
+	 * and freed with the configuration through dkim_signers_free: a worker
+	 * signing with them holds the config_t. NULL: none loaded */
+	void *dkim_signers;
+	void (*dkim_signers_free)(void *signers);
+
 	unsigned *key_line;          /* where each key was set: see config_key_line() */
 } config_t;
 

@@ -42,6 +42,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/version.h"
+#include "mailauth/sign.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 #include "smtpd/server.h"
@@ -69,6 +70,10 @@ daemon_load(const char *path, config_t **cfg, tables_t **tables)
 	buf_t err = BUF_INIT;
 	config_t *c = config_load(path, &err);
 	tables_t *t = c ? tables_load(c, &err) : NULL;
+	if (t && mailauth_sign_load(c, &err) < 0) { /* the DKIM signing keys */
+		tables_free(t);
+		t = NULL;
+	}
 	if (!t) {
 		fprintf(stderr, "%s", buf_cstr(&err));
 		if (err.len && err.data[err.len - 1] != '\n')

@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "lib/xalloc.h"
+#include "mailauth/sign.h"
 
 static const char *
 who(void)
@@ -94,6 +95,9 @@ usercheck_run(const config_t *c, buf_t *err)
 	check_file("tls_policy", c->tls_policy_file, &out);
 	check_file("smtp_tls_ca_file", c->smtp_tls_ca_file, &out);
 	check_file("dnssec_trust_anchor", c->dnssec_trust_anchor, &out);
+	check_file("dkim_sign_keys", c->dkim_sign_keys, &out);
+	for (size_t i = 0; i < mailauth_sign_nkeys(c); i++)
+		check_file("dkim_sign_keys key", mailauth_sign_key_path(c, i), &out);
 	int r = out.len ? -1 : 0;
 	if (out.len) {
 		out.len--; /* the last newline */

@@ -5,7 +5,8 @@
  * then on that user must reach (read, write and search) spool_dir and
  * maildir_base, and read every file the daemon reads again at a reload:
  * the tables (mailboxes, aliases, virtual, transport, sender_login,
- * tls_policy_file) and smtp_tls_ca_file, dnssec_trust_anchor. The secrets
+ * tls_policy_file, dkim_sign_keys and its keys) and smtp_tls_ca_file,
+ * dnssec_trust_anchor. The secrets
  * (tls_cert, tls_key, auth_users, relayhost_auth_file) are not its
  * business: the privileged parent opens them (daemon/privsep.h).
  * The daemon runs usercheck_run() right after dropping root; check-config,

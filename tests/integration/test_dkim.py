@@ -276,3 +276,55 @@ def test_usage():
     assert r.returncode == 1 and b"/nonexistent" in r.stderr
     r = tern("keygen", "bad domain", "s")
     assert r.returncode == 2
+
+
+# ---- dkim_sign_keys: the signing table in the configuration ----
+
+def test_sign_keys_check_config_and_reload(make_tern, tmp_path):
+    import signal
+    from tern_harness import RUN_AS, Tern, open_for
+    t = make_tern()
+    keydir = t.dir / "dkim"
+    keydir.mkdir()
+    for sel, args in (("rsa", []), ("ed", ["--ed25519"])):
+        r = subprocess.run([TERN_BIN, "-c", str(t.conf_path), "dkim", "keygen", "example.com", sel,
+                            "--dir", str(keydir)] + args, capture_output=True, timeout=tf(60))
+        assert r.returncode == 0, r.stderr
+    table = t.dir / "dkim_keys"
+    good = ("# domain selector key (relative: beside this file)\n"
+            "example.com rsa dkim/rsa.example.com.key\n"
+            "example.com ed dkim/ed.example.com.key\n")
+    table.write_text(good)
+    t.config["dkim_sign_keys"] = str(table)
+    t.write_files()
+    if RUN_AS:
+        open_for(RUN_AS, t.dir)
+
+    def check():
+        return subprocess.run(t.command("check-config"), capture_output=True, text=True,
+                              env=Tern.env(), timeout=tf(30))
+    p = check()
+    assert p.returncode == 0, p.stderr
+    table.write_text(good + "example.org sel\nexample.net sel dkim/missing.key\n")
+    p = check()
+    assert p.returncode == 1
+    assert "%s:4: expected" % table in p.stderr, p.stderr
+    assert "%s:5: %s/missing.key" % (table, keydir) in p.stderr, p.stderr
+    if RUN_AS and t.config.get("user") == RUN_AS:
+        # a key tern's user cannot read: it would fail at the next reload
+        table.write_text(good)
+        os.chown(keydir / "ed.example.com.key", 0, 0)
+        p = check()
+        assert p.returncode == 1 and "ed.example.com.key" in p.stderr, p.stderr
+        open_for(RUN_AS, t.dir)
+    # the daemon starts with the keys; a broken table at SIGHUP keeps them
+    table.write_text(good)
+    t.start()
+    table.write_text("example.com rsa dkim/nothere.key\n")
+    t.signal(signal.SIGHUP)
+    t.wait_log(re.escape("%s:1:" % table))
+    assert t.running()
+    table.write_text(good)
+    t.signal(signal.SIGHUP)
+    t.wait_log("reloaded configuration")
+    assert t.running()

@@ -1,0 +1,261 @@
+/*
+ * sign.c - MAILAUTH: outbound DKIM signing (mailauth_sign_wanted and
+ * mailauth_sign of mailauth.h; the key table of sign.h).
+ *
+ * Which domain signs: the author's, the domain of the From: field (RFC
+ * 5322), since DMARC passes on DKIM only with a d= aligned with it (RFC
+ * 7489 section 3.1.1), as opendkim's signing table does; when the From:
+ * field is missing, holds no usable address or addresses in several
+ * domains, the envelope sender's domain. For that domain the table is
+ * searched for the domain itself, then for each parent domain (a key for
+ * example.com signs mail From: a.example.com with d=example.com, which
+ * relaxed alignment accepts); every line of the domain found adds one
+ * signature (dual signing: RSA and Ed25519). No line: nothing is added.
+ *
+ * mailauth_sign_wanted() answers true whenever a key is configured: the
+ * From: domain is known only from the content, so mailauth_sign() decides.
+ *
+ * Guarantees: mailauth_sign() reads only its arguments and the keys that
+ * hang on c, which live as long as c (smtpd holds it across the worker):
+ * safe on any thread. Must not: log (the caller does, with the queue ID).
+ */
+#include "mailauth/sign.h"
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lib/fsutil.h"
+#include "lib/xalloc.h"
+#include "mailauth/dkim.h"
+#include "mailauth/dkim_int.h"
+#include "mailauth/dmarc.h"
+#include "mailauth/mailauth.h"
+
+#define SIGN_TABLE_MAX (1024u * 1024)
+#define SIGN_MAX_KEYS 1000
+
+typedef struct signer {
+	char *domain;   /* lowercase */
+	char *selector;
+	char *path;
+	dkim_key_t *key;
+} signer_t;
+
+typedef struct signers {
+	signer_t *v;
+	size_t n;
+} signers_t;
+
+static void
+signers_free(void *p)
+{
+	signers_t *s = p;
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		xfree(s->v[i].domain);
+		xfree(s->v[i].selector);
+		xfree(s->v[i].path);
+		dkim_key_free(s->v[i].key);
+	}
+	xfree(s->v);
+	xfree(s);
+}
+
+static bool
+is_sp(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* one line's fields (white space separated) into f[]; how many */
+static size_t
+fields(char *line, char **f, size_t max)
+{
+	size_t n = 0;
+	char *p = line;
+	while (*p) {
+		while (is_sp(*p))
+			p++;
+		if (!*p || *p == '#')
+			break;
+		char *start = p;
+		while (*p && !is_sp(*p))
+			p++;
+		if (n < max)
+			f[n] = start;
+		n++;
+		if (*p)
+			*p++ = '\0';
+	}
+	return n;
+}
+
+int
+mailauth_sign_load(config_t *c, buf_t *err)
+{
+	if (c->dkim_signers_free)
+		c->dkim_signers_free(c->dkim_signers);
+	c->dkim_signers = NULL;
+	c->dkim_signers_free = NULL;
+	if (!c->dkim_sign_keys)
+		return 0;
+	const char *file = c->dkim_sign_keys;
+	char *data;
+	size_t len;
+	if (read_file(file, &data, &len, SIGN_TABLE_MAX) < 0) {
+		buf_printf(err, "%s:%u: dkim_sign_keys %s: %s\n", c->path,
+		    config_key_line(c, "dkim_sign_keys"), file, strerror(errno));
+		return -1;
+	}
+	char *dir = xstrdup(file);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		slash[slash == dir ? 1 : 0] = '\0';
+	signers_t *s = xcalloc(1, sizeof *s);
+	size_t bad = 0;
+	unsigned lineno = 0;
+	char *save = NULL;
+	for (char *line = data; line; line = save) {
+		char *nl = strchr(line, '\n');
+		save = nl ? nl + 1 : NULL;
+		if (nl)
+			*nl = '\0';
+		lineno++;
+		if (strlen(line) != (size_t)((nl ? nl : data + len) - line)) {
+			buf_printf(err, "%s:%u: a NUL octet in the line\n", file, lineno);
+			bad++;
+			continue;
+		}
+		char *f[3];
+		size_t n = fields(line, f, 3);
+		if (n == 0)
+			continue;
+		if (n != 3) {
+			buf_printf(err, "%s:%u: expected \"domain selector keyfile\"\n", file, lineno);
+			bad++;
+			continue;
+		}
+		for (char *p = f[0]; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+		size_t dl = strlen(f[0]);
+		if (dl && f[0][dl - 1] == '.')
+			f[0][dl - 1] = '\0';
+		if (!dkim_name_ok(f[0]) || !dkim_name_ok(f[1])) {
+			buf_printf(err, "%s:%u: bad %s \"%s\" (letters, digits, '-', '_', dots)\n", file, lineno,
+			    dkim_name_ok(f[0]) ? "selector" : "domain", dkim_name_ok(f[0]) ? f[1] : f[0]);
+			bad++;
+			continue;
+		}
+		if (s->n == SIGN_MAX_KEYS) {
+			buf_printf(err, "%s:%u: more than %u keys\n", file, lineno, SIGN_MAX_KEYS);
+			bad++;
+			break;
+		}
+		char *path = f[2][0] == '/' || !slash ? xstrdup(f[2]) : xasprintf("%s/%s", dir, f[2]);
+		buf_t kerr = BUF_INIT;
+		dkim_key_t *k = dkim_key_load(path, &kerr);
+		if (!k) {
+			buf_printf(err, "%s:%u: %s\n", file, lineno, buf_cstr(&kerr));
+			buf_free(&kerr);
+			xfree(path);
+			bad++;
+			continue;
+		}
+		buf_free(&kerr);
+		s->v = xrealloc(s->v, (s->n + 1) * sizeof *s->v);
+		signer_t *g = &s->v[s->n++];
+		g->domain = xstrdup(f[0]);
+		g->selector = xstrdup(f[1]);
+		g->path = path;
+		g->key = k;
+	}
+	xfree(dir);
+	xfree(data);
+	if (bad) {
+		signers_free(s);
+		return -1;
+	}
+	c->dkim_signers = s;
+	c->dkim_signers_free = signers_free;
+	return 0;
+}
+
+size_t
+mailauth_sign_nkeys(const config_t *c)
+{
+	const signers_t *s = c->dkim_signers;
+	return s ? s->n : 0;
+}
+
+const char *
+mailauth_sign_key_path(const config_t *c, size_t i)
+{
+	const signers_t *s = c->dkim_signers;
+	return s && i < s->n ? s->v[i].path : NULL;
+}
+
+bool
+mailauth_sign_wanted(const config_t *c, const char *sender)
+{
+	(void)sender;
+	return mailauth_sign_nkeys(c) > 0;
+}
+
+/* the table's domain for dom: dom itself or its nearest parent listed */
+static const char *
+find_domain(const signers_t *s, const char *dom)
+{
+	for (const char *d = dom; d && *d;) {
+		for (size_t i = 0; i < s->n; i++)
+			if (strcasecmp(s->v[i].domain, d) == 0)
+				return s->v[i].domain;
+		d = strchr(d, '.');
+		if (d)
+			d++;
+	}
+	return NULL;
+}
+
+int
+mailauth_sign(const config_t *c, const char *sender, const char *content, size_t len, buf_t *out,
+    buf_t *err)
+{
+	const signers_t *s = c->dkim_signers;
+	if (!s || s->n == 0)
+		return 0;
+	buf_t from = BUF_INIT;
+	const char *d = NULL;
+	if (dmarc_from_domain(content, len, &from) == DMARC_FROM_OK)
+		d = find_domain(s, buf_cstr(&from));
+	if (!d && sender) {
+		const char *at = strrchr(sender, '@');
+		if (at) {
+			char *dom = xstrdup(at + 1);
+			size_t n = strlen(dom);
+			while (n && (dom[n - 1] == '>' || dom[n - 1] == '.'))
+				dom[--n] = '\0';
+			d = find_domain(s, dom);
+			xfree(dom);
+		}
+	}
+	buf_free(&from);
+	if (!d)
+		return 0;
+	time_t now = time(NULL);
+	buf_t sigs = BUF_INIT;
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i].domain != d && strcmp(s->v[i].domain, d) != 0)
+			continue;
+		if (dkim_sign(s->v[i].key, d, s->v[i].selector, content, len, now, &sigs, err) < 0) {
+			buf_free(&sigs);
+			return -1;
+		}
+	}
+	buf_append(out, sigs.data, sigs.len);
+	buf_free(&sigs);
+	return 0;
+}
