@@ -22,6 +22,7 @@
 #include "common/addr.h"
 #include "common/config.h"
 #include "deliver/mx.h"
+#include "deliver/outbound_conf.h"
 #include "deliver/router.h"
 #include "lib/buf.h"
 #include "lib/dns.h"
@@ -103,7 +104,7 @@ open_dns(const config_t *c, uv_loop_t *loop, buf_t *err)
 	memset(&o, 0, sizeof o);
 	o.servers = ns ? (const char *const *)servers : NULL;
 	o.timeout_ms = c->dns_timeout * 1000u;
-	o.trust_anchor_file = c->dnssec_trust_anchor;
+	o.trust_anchor_file = outbound_conf_trust_anchor(c, outbound_conf_uses_dane(c));
 	dns_t *d = dns_new(loop, &o, err);
 	xfree(list);
 	return d;

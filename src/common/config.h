@@ -107,7 +107,9 @@ typedef struct config {
 	char *transport_file;        /* key "transport": domain -> smtp:[host]:port | lmtp:...; NULL = none */
 	char *dns_servers;           /* "IP[@PORT] ..." forwarders; NULL = /etc/resolv.conf */
 	unsigned dns_timeout;        /* seconds per DNS query, default 15 */
-	char *dnssec_trust_anchor;   /* trust anchor file; NULL = no DNSSEC validation */
+	char *dnssec_trust_anchor;   /* trust anchor file; "none": no DNSSEC validation; NULL =
+	                              * the root's (/usr/share/dns/root.key) when a TLS policy
+	                              * is dane, else none (deliver/outbound_conf.h) */
 	unsigned destination_concurrency; /* connections per destination, default 20 */
 	unsigned outbound_connections;    /* outbound connections in all, default 100 */
 	unsigned max_messages_per_connection; /* default 100 */

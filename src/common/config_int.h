@@ -46,6 +46,7 @@ enum cfg_type {
 
 #define CF_REPEAT 0x01   /* may appear on several lines, values accumulate */
 #define CF_OPTIONAL 0x02 /* an empty value means "none" (NULL) */
+#define CF_NONE_WORD 0x04 /* CT_PATH: the word "none" is kept as written, not made a path */
 
 struct cfg_key {
 	const char *name;

@@ -626,7 +626,8 @@ set_scalar(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 		}
 	}
 	xfree(*f);
-	*f = k->type == CT_PATH ? cfg_make_absolute(p->basedir, v) : xstrdup(v);
+	bool word = (k->flags & CF_NONE_WORD) && strcmp(v, "none") == 0;
+	*f = k->type == CT_PATH && !word ? cfg_make_absolute(p->basedir, v) : xstrdup(v);
 	return 0;
 }
 

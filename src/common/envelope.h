@@ -44,6 +44,10 @@ typedef struct env_rcpt {
 	 * client. When false, a NOTIFY=SUCCESS recipient relayed to another
 	 * MTA gets a DSN "relayed" from us. */
 	bool dsn_passed;
+	/* in memory only: how the last remote attempt's TLS went, for the
+	 * delivery log ("TLSv1.3 verified=dane-ee"; docs/tls.md), "" when
+	 * it was not under TLS; set by the outbound client */
+	char tls[40];
 } env_rcpt_t;
 
 #define ENV_IS_BOUNCE 0x01    /* this message is a DSN we generated (sender is <>) */

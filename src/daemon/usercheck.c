@@ -94,7 +94,8 @@ usercheck_run(const config_t *c, buf_t *err)
 	check_file("sender_login", c->sender_login_file, &out);
 	check_file("tls_policy", c->tls_policy_file, &out);
 	check_file("smtp_tls_ca_file", c->smtp_tls_ca_file, &out);
-	check_file("dnssec_trust_anchor", c->dnssec_trust_anchor, &out);
+	if (c->dnssec_trust_anchor && strcmp(c->dnssec_trust_anchor, "none") != 0)
+		check_file("dnssec_trust_anchor", c->dnssec_trust_anchor, &out);
 	check_file("dkim_sign_keys", c->dkim_sign_keys, &out);
 	for (size_t i = 0; i < mailauth_sign_nkeys(c); i++)
 		check_file("dkim_sign_keys key", mailauth_sign_key_path(c, i), &out);

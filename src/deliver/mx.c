@@ -3,7 +3,8 @@
  * RFC 7505).
  *
  * Flow: MX query -> mx_order() -> A and AAAA queries for every host, all at
- * once -> mx_finish() -> callback. Every DNS handle the request holds is
+ * once -> mx_finish() -> [TLSA queries for the secure hosts, all at once
+ * (DANE, RFC 7672 §2.2)] -> callback. Every DNS handle the request holds is
  * cancelled by mx_cancel(), so no callback reaches a freed request.
  * Must not: block, call the callback synchronously, or trust counts from
  * DNS (everything is capped by the options' limits).
@@ -111,6 +112,10 @@ host_clear(mx_host_t *h)
 {
 	xfree(h->name);
 	xfree(h->addrs);
+	for (size_t i = 0; i < h->ntlsa; i++)
+		xfree((void *)h->tlsa_rr[i].data);
+	xfree(h->tlsa_rr);
+	xfree(h->tlsa_why);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -334,6 +339,12 @@ struct lookup {
 	bool tempfail;
 };
 
+struct tlsa_lookup {
+	mx_req_t *req;
+	size_t host;
+	dns_query_t *q; /* NULL when done */
+};
+
 struct mx_req {
 	dns_t *dns;
 	char *domain;
@@ -349,8 +360,11 @@ struct mx_req {
 	struct lookup *lk; /* nlk = nhosts * families */
 	size_t nlk;
 	size_t pending;
+	struct tlsa_lookup *tl; /* one per host, DANE only */
+	size_t ntl;
 	buf_t detail;
 	bool implicit, literal, mx_secure;
+	uint32_t ttl; /* the smallest TTL seen, 0: none yet */
 
 	/* domain literals complete on a zero timer */
 	uv_timer_t timer;
@@ -364,6 +378,7 @@ req_free_now(mx_req_t *req)
 	for (size_t i = 0; i < req->nlk; i++)
 		xfree(req->lk[i].addrs);
 	xfree(req->lk);
+	xfree(req->tl);
 	mx_hosts_free(req->hosts, req->nhosts);
 	for (char **s = req->self_names; s && *s; s++)
 		xfree(*s);
@@ -406,6 +421,14 @@ add_detail(mx_req_t *req, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* the result is kept no longer than the shortest TTL of what it used */
+static void
+note_ttl(mx_req_t *req, const dns_result_t *r)
+{
+	if (r->status == DNS_OK && r->ttl > 0 && (req->ttl == 0 || r->ttl < req->ttl))
+		req->ttl = r->ttl;
+}
+
 static mx_result_t *
 make_result(mx_req_t *req, enum mx_status st)
 {
@@ -416,6 +439,7 @@ make_result(mx_req_t *req, enum mx_status st)
 	r->implicit = req->implicit;
 	r->literal = req->literal;
 	r->mx_secure = req->mx_secure;
+	r->ttl = req->ttl;
 	if (st == MX_OK) {
 		r->hosts = req->hosts;
 		r->nhosts = req->nhosts;
@@ -463,6 +487,93 @@ opt_port(const mx_options_t *o)
 	return o->port ? o->port : 25;
 }
 
+/* RFC 6698 §3: "_PORT._tcp.HOST" */
+static char *
+tlsa_name(const mx_req_t *req, const char *host)
+{
+	return xasprintf("_%u._tcp.%s", (unsigned)opt_port(&req->opt), host);
+}
+
+/* Keep the records of a secure TLSA answer; their data is copied (the
+ * answer lives during the callback only). Unusable records are kept too:
+ * tls_dane_setup() says why each is unusable, and a host with only
+ * unusable ones still gets mandatory TLS (RFC 7672 §2.2). */
+static void
+keep_tlsa(mx_host_t *h, const dns_result_t *r)
+{
+	h->tlsa = MX_TLSA_FOUND;
+	h->tlsa_rr = xcalloc(r->n ? r->n : 1, sizeof *h->tlsa_rr);
+	for (size_t i = 0; i < r->n; i++) {
+		tls_tlsa_t *t = &h->tlsa_rr[h->ntlsa++];
+		t->usage = r->rr[i].u.tlsa.usage;
+		t->selector = r->rr[i].u.tlsa.selector;
+		t->mtype = r->rr[i].u.tlsa.mtype;
+		t->len = r->rr[i].u.tlsa.len;
+		uint8_t *d = xmalloc(t->len ? t->len : 1);
+		if (t->len)
+			memcpy(d, r->rr[i].u.tlsa.data, t->len);
+		t->data = d;
+	}
+}
+
+static void
+on_tlsa(void *arg, const dns_result_t *r)
+{
+	struct tlsa_lookup *tl = arg;
+	mx_req_t *req = tl->req;
+	mx_host_t *h = &req->hosts[tl->host];
+	tl->q = NULL;
+	switch (r->status) {
+	case DNS_OK:
+		/* RFC 7672 §2.2: only a secure TLSA RRset counts */
+		if (r->secure) {
+			note_ttl(req, r);
+			keep_tlsa(h, r);
+		}
+		break;
+	case DNS_NXDOMAIN:
+	case DNS_NODATA:
+		break; /* no DANE for this host */
+	case DNS_TEMPFAIL:
+	case DNS_BOGUS:
+		/* RFC 7672 §2.2: a TLSA lookup that fails or is bogus makes the
+		 * host unusable: neither authenticated nor clear-text delivery */
+		h->tlsa = MX_TLSA_FAILED;
+		h->tlsa_why = xasprintf("%s/TLSA: %s", r->qname, r->why);
+		add_detail(req, "%s/TLSA: %s", r->qname, r->why);
+		break;
+	}
+	if (--req->pending == 0)
+		complete(req, MX_OK);
+}
+
+/* TLSA queries for every host whose addresses are secure; false when
+ * there is none to ask (the caller completes) */
+static bool
+start_tlsa(mx_req_t *req)
+{
+	req->tl = xcalloc(req->nhosts ? req->nhosts : 1, sizeof *req->tl);
+	req->ntl = req->nhosts;
+	size_t n = 0;
+	for (size_t i = 0; i < req->nhosts; i++)
+		if (req->hosts[i].secure)
+			n++;
+	if (n == 0)
+		return false;
+	req->pending = n;
+	for (size_t i = 0; i < req->nhosts; i++) {
+		if (!req->hosts[i].secure)
+			continue; /* RFC 7672 §2.2: insecure addresses, no DANE */
+		struct tlsa_lookup *tl = &req->tl[i];
+		tl->req = req;
+		tl->host = i;
+		char *name = tlsa_name(req, req->hosts[i].name);
+		tl->q = dns_query(req->dns, name, DNS_T_TLSA, on_tlsa, tl);
+		xfree(name);
+	}
+	return true;
+}
+
 /* All address lookups are in: merge them per host in family order. */
 static void
 addresses_done(mx_req_t *req)
@@ -502,6 +613,8 @@ addresses_done(mx_req_t *req)
 		buf_reset(&req->detail);
 		add_detail(req, "the best MX for %s has one of our own addresses", req->domain);
 	}
+	if (st == MX_OK && req->opt.tlsa && req->mx_secure && start_tlsa(req))
+		return;
 	complete(req, st);
 }
 
@@ -514,6 +627,7 @@ on_addr(void *arg, const dns_result_t *r)
 	const char *tname = l->rrtype == DNS_T_A ? "A" : "AAAA";
 	switch (r->status) {
 	case DNS_OK: {
+		note_ttl(req, r);
 		size_t max = opt_max_addrs(&req->opt);
 		size_t n = r->n < max ? r->n : max;
 		l->addrs = xcalloc(n ? n : 1, sizeof(*l->addrs));
@@ -578,6 +692,7 @@ on_mx(void *arg, const dns_result_t *r)
 
 	switch (r->status) {
 	case DNS_OK:
+		note_ttl(req, r);
 		req->mx_secure = r->secure;
 		st = mx_order(r->rr, r->n, &req->opt, NULL, NULL, &req->hosts, &req->nhosts);
 		break;
@@ -680,9 +795,26 @@ mx_resolve(dns_t *dns, const char *domain, const mx_options_t *o, mx_cb cb, void
 		n--;
 	req->domain = xstrndup(domain, n);
 	copy_options(req, o);
-	if (req->domain[0] == '[')
+	if (req->domain[0] == '[') {
 		start_literal(req);
-	else
+	} else if (req->opt.no_mx) {
+		/* a configured host: trusted as named (RFC 7672 §2.2.1) */
+		req->mx_secure = true;
+		dns_rr_t self;
+		memset(&self, 0, sizeof self);
+		self.u.mx.exchange = req->domain;
+		enum mx_status st = mx_order(&self, 1, &req->opt, NULL, NULL, &req->hosts, &req->nhosts);
+		if (st != MX_OK) {
+			add_detail(req, "%s is this host", req->domain);
+			req->ready = make_result(req, st);
+			uv_timer_init(dns_loop(req->dns), &req->timer);
+			req->timer.data = req;
+			req->timer_inited = true;
+			uv_timer_start(&req->timer, on_literal_timer, 0, 0);
+		} else {
+			start_addresses(req);
+		}
+	} else
 		req->mxq = dns_query(dns, req->domain, DNS_T_MX, on_mx, req);
 	return req;
 }
@@ -697,6 +829,10 @@ mx_cancel(mx_req_t *req)
 	for (size_t i = 0; i < req->nlk; i++) {
 		dns_cancel(req->lk[i].q);
 		req->lk[i].q = NULL;
+	}
+	for (size_t i = 0; i < req->ntl; i++) {
+		dns_cancel(req->tl[i].q);
+		req->tl[i].q = NULL;
 	}
 	if (req->timer_inited)
 		uv_timer_stop(&req->timer);

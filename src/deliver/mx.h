@@ -15,6 +15,12 @@
  *    nothing better than us remains: MX_LOOP;
  *  - a domain literal "[192.0.2.1]" / "[IPv6:2001:db8::1]" bypasses DNS
  *    (RFC 5321 §4.1.3);
+ *  - with options.tlsa (DANE, RFC 7672 §2.2): when the MX answer (or the
+ *    next-hop name itself, options.no_mx) is DNSSEC-secure, the TLSA
+ *    records "_PORT._tcp.HOST" of every host whose address answers were
+ *    all secure, all lookups in parallel: see mx_host_t.tlsa;
+ *  - options.no_mx: the name is a host given by the configuration (a
+ *    relayhost or transport "[host]"): its addresses, no MX lookup;
  *  - at most max_hosts hosts and max_addrs addresses in all; a host whose
  *    lookups found no address is left out; when no host has an address
  *    and some lookup failed temporarily the result is MX_TEMPFAIL.
@@ -33,6 +39,7 @@
 #include <sys/socket.h>
 
 #include "lib/dns.h"
+#include "lib/tls.h"
 
 #define MX_MAX_HOSTS 10
 #define MX_MAX_ADDRS 20
@@ -64,7 +71,16 @@ typedef struct mx_options {
 	uint16_t port;    /* written into every address; 0: 25 */
 	size_t max_hosts; /* 0: MX_MAX_HOSTS */
 	size_t max_addrs; /* 0: MX_MAX_ADDRS */
+	bool tlsa;        /* look up TLSA records (DANE) where DNSSEC allows */
+	bool no_mx;       /* the name is a host: no MX lookup */
 } mx_options_t;
+
+/* a host's TLSA records (RFC 7672 §2.2) */
+enum mx_tlsa {
+	MX_TLSA_NONE = 0, /* not asked (insecure MX or addresses), none, or insecure: no DANE */
+	MX_TLSA_FOUND,    /* a secure TLSA RRset: tlsa[0..ntlsa) */
+	MX_TLSA_FAILED,   /* the lookup was bogus or failed: the host must not be used */
+};
 
 typedef struct mx_host {
 	char *name;  /* the exchange name (the domain for an implicit MX, the
@@ -74,6 +90,10 @@ typedef struct mx_host {
 	bool tempfail; /* an address lookup for it failed temporarily */
 	struct sockaddr_storage *addrs; /* in the order to try, port set */
 	size_t naddrs;
+	enum mx_tlsa tlsa;
+	tls_tlsa_t *tlsa_rr; /* MX_TLSA_FOUND: the records (data owned) */
+	size_t ntlsa;
+	char *tlsa_why;      /* MX_TLSA_FAILED: why; else NULL */
 } mx_host_t;
 
 typedef struct mx_result {
@@ -84,7 +104,10 @@ typedef struct mx_result {
 	char *detail;     /* what happened, for logs and DSN diagnostics; never NULL */
 	bool implicit;    /* no MX records: the domain's own addresses */
 	bool literal;     /* a domain literal */
-	bool mx_secure;   /* the MX answer (or its absence) was DNSSEC-secure */
+	bool mx_secure;   /* the MX answer (or its absence) was DNSSEC-secure;
+	                   * true for options.no_mx (the name is configured) */
+	uint32_t ttl;     /* the smallest TTL of the answers used (0: unknown):
+	                   * how long the result may be kept */
 	mx_host_t *hosts; /* in the order to try */
 	size_t nhosts;
 } mx_result_t;

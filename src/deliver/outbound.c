@@ -43,6 +43,16 @@ struct target {
 	struct sockaddr_storage sa;
 	char *name;
 	uint16_t pref; /* MX preference; 0 for relay hosts and transports */
+	size_t host;   /* its entry in dest.hosts (DANE), or NO_HOST */
+};
+
+#define NO_HOST ((size_t)-1)
+
+/* a host's DANE state (RFC 7672), shared by its addresses */
+struct dhost {
+	tls_tlsa_t *tlsa; /* secure TLSA records (owned), ntlsa > 0: DANE */
+	size_t ntlsa;
+	bool usable;      /* at least one record tls_tlsa_unusable() accepts */
 };
 
 struct job;
@@ -63,6 +73,9 @@ struct dest {
 	enum rstate rstate;
 	struct target *t;
 	size_t nt;
+	struct dhost *hosts; /* DANE: per MX host */
+	size_t nhosts;
+	uint64_t expires; /* uv_now ms after which t and hosts are stale; 0: never */
 	mx_req_t *mxreq;
 	struct gai *gai;
 
@@ -92,6 +105,7 @@ struct job {
 	bool cancelled; /* shutdown: attempts not counted */
 	bool dsn_offered; /* the server took NOTIFY/ORCPT (RFC 3461): it reports success itself */
 	char *relay;
+	char *tls; /* "TLSv1.3 verified=dane-ee" for the delivery log, or NULL */
 };
 
 struct sess {
@@ -105,6 +119,7 @@ struct sess {
 	uint64_t idle_since; /* ms, uv_now; 0 = not idle */
 	bool quitting;
 	bool no_tls; /* "may": the handshake failed on this address, try in clear */
+	enum tls_policy policy; /* this address's policy (DANE decided per host) */
 };
 
 struct outbound {
@@ -124,6 +139,7 @@ struct outbound {
 	enum tls_policy tls_policy;
 	table_t *tls_policies;
 	SSL_CTX *tls_ctx;
+	bool dnssec;
 
 	struct dest *dests;
 	unsigned ndests;
@@ -160,6 +176,7 @@ on_defer(uv_timer_t *t)
 		j->cb(j->arg, j->env, j->idx, j->n);
 		xfree(j->idx);
 		xfree(j->relay);
+		xfree(j->tls);
 		xfree(j);
 		j = next;
 	}
@@ -194,6 +211,7 @@ job_finish(struct job *j)
 				xfree(r->relay);
 				r->relay = xstrdup(j->relay);
 			}
+			snprintf(r->tls, sizeof r->tls, "%s", j->tls ? j->tls : "");
 			r->last_try = now;
 			r->attempts++;
 		}
@@ -308,6 +326,13 @@ sess_take_job(struct sess *s)
 		j->txn.fd = o->open_content(o->spool_dir, j->env);
 		xfree(j->relay);
 		j->relay = xstrdup(smtp_client_relay(s->c));
+		xfree(j->tls);
+		j->tls = NULL;
+		if (smtp_client_tls(s->c)) {
+			const char *v = smtp_client_tls(s->c);
+			const char *auth = smtp_client_tls_auth(s->c);
+			j->tls = xasprintf("%.*s verified=%s", (int)strcspn(v, " "), v, auth ? auth : "none");
+		}
 		j->dsn_offered = (smtp_client_ext(s->c) & SMTP_EXT_DSN) != 0;
 		if (j->txn.fd < 0) {
 			outcome_t oc;
@@ -404,7 +429,7 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 			int oc = smtp_client_error_outcome(c);
 			log_info("outbound: %s: %s", smtp_client_relay(c), err);
 			if (!o->shutting && !s->quitting && smtp_client_tls_failed(c) && !s->no_tls &&
-			    d->tls_policy == TLS_POLICY_MAY) {
+			    s->policy == TLS_POLICY_MAY) {
 				/* opportunistic TLS failed: the same address in clear */
 				log_info("outbound: %s: retrying without TLS (policy may)", smtp_client_relay(c));
 				s->no_tls = true;
@@ -442,6 +467,30 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 	}
 }
 
+/*
+ * The TLS policy for one address of d. Under "dane"/"dane-only" it
+ * depends on its host's TLSA records (RFC 7672 §2.2): usable ones mean
+ * DANE (co gets the records and the reference names); only unusable ones
+ * mean TLS without authentication (ENCRYPT); none means MAY (hosts without
+ * them were dropped under "dane-only" by dest_apply_dane).
+ */
+static enum tls_policy
+target_policy(const struct dest *d, const struct target *t, smtp_client_options_t *co)
+{
+	if (!tls_policy_is_dane(d->tls_policy))
+		return d->tls_policy;
+	const struct dhost *h = t->host != NO_HOST && t->host < d->nhosts ? &d->hosts[t->host] : NULL;
+	if (!h || h->ntlsa == 0)
+		return TLS_POLICY_MAY;
+	if (!h->usable)
+		return TLS_POLICY_ENCRYPT;
+	co->tlsa = h->tlsa;
+	co->ntlsa = h->ntlsa;
+	co->dane_base = t->name;
+	co->dane_domain = d->host;
+	return TLS_POLICY_DANE;
+}
+
 static void
 sess_connect(struct sess *s)
 {
@@ -452,13 +501,14 @@ sess_connect(struct sess *s)
 	co.helo_name = o->hostname;
 	co.lmtp = d->lmtp;
 	co.t = o->timeouts;
-	co.tls_policy = s->no_tls ? TLS_POLICY_NONE : d->tls_policy;
+	struct target *t = &d->t[sess_target(s, s->ti)];
+	s->policy = target_policy(d, t, &co);
+	co.tls_policy = s->no_tls ? TLS_POLICY_NONE : s->policy;
 	co.tls_ctx = o->tls_ctx;
 	if (d->use_auth) {
 		co.auth_user = o->relay_auth_user;
 		co.auth_pass = o->relay_auth_pass;
 	}
-	struct target *t = &d->t[sess_target(s, s->ti)];
 	o->st.connections++;
 	s->c = smtp_client_new(o->loop, (const struct sockaddr *)&t->sa, t->name, &co, on_client, s);
 }
@@ -533,12 +583,19 @@ dest_can_open(const struct dest *d)
 }
 
 static void dest_resolve(struct dest *d);
+static void dest_forget(struct dest *d);
 
 static void
 dest_pump(struct dest *d)
 {
 	if (d->nqueued == 0)
 		return;
+	if (d->rstate == R_READY && d->expires && d->nsess == 0 && uv_now(d->o->loop) >= d->expires) {
+		/* the DNS data (TLSA records above all) is older than its TTL:
+		 * ask again (libunbound's cache answers what is still fresh) */
+		dest_forget(d);
+		d->rstate = R_NEW;
+	}
 	if (d->rstate == R_NEW) {
 		dest_resolve(d);
 		return;
@@ -551,6 +608,26 @@ dest_pump(struct dest *d)
 			sess_idle(s);
 	while (d->nqueued > d->nconnecting && dest_can_open(d))
 		sess_open(d);
+}
+
+/* drop the resolved addresses and TLSA records */
+static void
+dest_forget(struct dest *d)
+{
+	for (size_t i = 0; i < d->nt; i++)
+		xfree(d->t[i].name);
+	xfree(d->t);
+	d->t = NULL;
+	d->nt = 0;
+	for (size_t i = 0; i < d->nhosts; i++) {
+		for (size_t k = 0; k < d->hosts[i].ntlsa; k++)
+			xfree((void *)d->hosts[i].tlsa[k].data);
+		xfree(d->hosts[i].tlsa);
+	}
+	xfree(d->hosts);
+	d->hosts = NULL;
+	d->nhosts = 0;
+	d->expires = 0;
 }
 
 static void
@@ -568,9 +645,7 @@ dest_free(struct dest *d)
 		mx_cancel(d->mxreq);
 	if (d->gai)
 		d->gai->d = NULL;
-	for (size_t i = 0; i < d->nt; i++)
-		xfree(d->t[i].name);
-	xfree(d->t);
+	dest_forget(d);
 	xfree(d->key);
 	xfree(d->host);
 	xfree(d);
@@ -615,7 +690,73 @@ dest_add_target(struct dest *d, const struct sockaddr *sa, const char *name, uin
 	}
 	d->t[d->nt].name = xstrdup(name);
 	d->t[d->nt].pref = pref;
+	d->t[d->nt].host = NO_HOST;
 	d->nt++;
+}
+
+/* does DANE apply to d's lookups: a dane policy and a validating resolver */
+static bool
+dest_wants_dane(const struct dest *d)
+{
+	return tls_policy_is_dane(d->tls_policy) && d->o->dnssec && d->o->dns;
+}
+
+/*
+ * RFC 7672 §2.2 on an MX result: take each host's TLSA records into
+ * d->hosts and say which hosts may be used. A host whose TLSA lookup
+ * failed or was bogus is not used; under "dane-only" neither is a host
+ * without usable secure records (nor any when the MX answer is insecure).
+ * keep[h] is set for the hosts to use; *why says why the others were
+ * dropped (for the deferral when none is left).
+ */
+static void
+dest_apply_dane(struct dest *d, mx_result_t *r, bool *keep, buf_t *why)
+{
+	d->hosts = xcalloc(r->nhosts ? r->nhosts : 1, sizeof *d->hosts);
+	d->nhosts = r->nhosts;
+	for (size_t h = 0; h < r->nhosts; h++) {
+		mx_host_t *mh = &r->hosts[h];
+		struct dhost *dh = &d->hosts[h];
+		keep[h] = true;
+		if (mh->tlsa == MX_TLSA_FAILED) {
+			log_info("outbound: %s: MX host %s not used: %s (RFC 7672 section 2.2)", d->host,
+			    mh->name, mh->tlsa_why ? mh->tlsa_why : "TLSA lookup failed");
+			buf_printf(why, "%s%s", why->len ? "; " : "",
+			    mh->tlsa_why ? mh->tlsa_why : "TLSA lookup failed");
+			keep[h] = false;
+			continue;
+		}
+		if (mh->tlsa == MX_TLSA_FOUND) {
+			dh->tlsa = mh->tlsa_rr;
+			dh->ntlsa = mh->ntlsa;
+			mh->tlsa_rr = NULL;
+			mh->ntlsa = 0;
+			buf_t notes = BUF_INIT;
+			for (size_t k = 0; k < dh->ntlsa; k++) {
+				const char *bad = tls_tlsa_unusable(&dh->tlsa[k]);
+				if (!bad)
+					dh->usable = true;
+				else if (notes.len < 1000)
+					buf_printf(&notes, "%u %u %u: %s; ", dh->tlsa[k].usage,
+					    dh->tlsa[k].selector, dh->tlsa[k].mtype, bad);
+			}
+			/* RFC 7672 §2.2: records, none usable: TLS, not authenticated */
+			if (notes.len)
+				log_info("outbound: %s: MX host %s: TLSA records unusable: %s%s", d->host,
+				    mh->name, buf_cstr(&notes), dh->usable ? "the others are used"
+				    : "TLS is required, without authentication");
+			buf_free(&notes);
+		}
+		if (d->tls_policy == TLS_POLICY_DANE_ONLY && !dh->usable) {
+			const char *what = !r->mx_secure ? "the MX records are not DNSSEC-signed"
+			    : !mh->secure ? "its addresses are not DNSSEC-signed"
+			    : dh->ntlsa ? "no usable TLSA record" : "no TLSA records";
+			log_info("outbound: %s: MX host %s not used under dane-only: %s", d->host,
+			    mh->name, what);
+			buf_printf(why, "%s%s: %s", why->len ? "; " : "", mh->name, what);
+			keep[h] = false;
+		}
+	}
 }
 
 static void
@@ -633,16 +774,42 @@ on_mx(void *arg, mx_result_t *r)
 		dest_maybe_free(d);
 		return;
 	}
-	for (size_t h = 0; h < r->nhosts; h++)
-		for (size_t a = 0; a < r->hosts[h].naddrs; a++)
+	bool *keep = xcalloc(r->nhosts ? r->nhosts : 1, sizeof *keep);
+	buf_t why = BUF_INIT;
+	bool dane = tls_policy_is_dane(d->tls_policy);
+	if (dane)
+		dest_apply_dane(d, r, keep, &why);
+	for (size_t h = 0; h < r->nhosts; h++) {
+		if (dane && !keep[h])
+			continue;
+		for (size_t a = 0; a < r->hosts[h].naddrs; a++) {
 			dest_add_target(d, (const struct sockaddr *)&r->hosts[h].addrs[a],
 			    r->hosts[h].name, r->hosts[h].pref);
+			if (dane)
+				d->t[d->nt - 1].host = h;
+		}
+	}
+	if (r->ttl > 0)
+		d->expires = uv_now(d->o->loop) + (uint64_t)r->ttl * 1000u;
 	mx_result_free(r);
+	xfree(keep);
 	if (d->nt == 0) {
-		dest_unreachable(d, "451 4.4.3 no address for the next hop");
+		outcome_t oc;
+		if (why.len) {
+			char *t = xasprintf("451 4.7.5 no usable mail exchanger for %s under DANE: %s",
+			    d->host, buf_cstr(&why));
+			outcome_next_hop(&oc, t);
+			xfree(t);
+		} else {
+			outcome_next_hop(&oc, "451 4.4.3 no address for the next hop");
+		}
+		buf_free(&why);
+		dest_forget(d);
+		dest_resolve_failed(d, &oc);
 		dest_maybe_free(d);
 		return;
 	}
+	buf_free(&why);
 	d->rstate = R_READY;
 	dest_pump(d);
 	dest_maybe_free(d);
@@ -719,7 +886,14 @@ dest_resolve(struct dest *d)
 		dest_pump(d);
 		return;
 	}
-	if (d->kind == HOP_MX) {
+	if (tls_policy_is_dane(d->tls_policy) && !dest_wants_dane(d) &&
+	    d->tls_policy == TLS_POLICY_DANE_ONLY) {
+		dest_unreachable(d, "451 4.7.5 the TLS policy is dane-only but DNSSEC validation is "
+		    "off (dnssec_trust_anchor)");
+		return;
+	}
+	/* a host given by name under DANE: through the validating resolver */
+	if (d->kind == HOP_MX || dest_wants_dane(d)) {
 		if (!o->dns) {
 			dest_unreachable(d, "451 4.3.5 no DNS resolver configured");
 			return;
@@ -730,6 +904,8 @@ dest_resolve(struct dest *d)
 		else
 			memset(&mo, 0, sizeof mo);
 		mo.port = d->port;
+		mo.tlsa = dest_wants_dane(d);
+		mo.no_mx = d->kind != HOP_MX;
 		d->mxreq = mx_resolve(o->dns, d->host, &mo, on_mx, d);
 		return;
 	}
@@ -930,6 +1106,7 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 	o->route_arg = opt->route_arg;
 	o->open_content = opt->open_content ? opt->open_content : queue_open_content;
 	o->tls_policy = opt->tls_policy;
+	o->dnssec = opt->dnssec;
 	buf_t err = BUF_INIT;
 	if (opt->tls_policy_file) {
 		o->tls_policies = table_load(opt->tls_policy_file, TABLE_MAP, &err);
@@ -938,7 +1115,7 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 			enum tls_policy p;
 			if (e->nvalues != 1 || tls_policy_parse(e->values[0], &p) < 0) {
 				buf_printf(&err, "%s:%u: expected \"destination policy\" with policy none, "
-				    "may, encrypt or verify", e->file, e->line);
+				    "may, encrypt, verify, dane or dane-only", e->file, e->line);
 				table_free(o->tls_policies);
 				o->tls_policies = NULL;
 			}

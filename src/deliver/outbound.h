@@ -31,6 +31,15 @@
  * ".parent" entry covers subdomains), else the default policy. Under
  * "may", a destination whose TLS handshake fails is tried again at once in
  * clear on the same address (RFC 7435 opportunistic security).
+ * DANE (RFC 7672): under "dane" and "dane-only", the MX lookup also asks
+ * for each host's TLSA records (mx.h) when the resolver validates
+ * (options.dnssec). A host with usable secure TLSA records gets DANE
+ * (smtp_client.h: authenticated TLS or nothing); one whose TLSA lookup was
+ * bogus or failed is skipped (the next host is tried; when none is left
+ * the mail is deferred, 4.7.5); one without TLSA records gets "may" under
+ * "dane" and is skipped under "dane-only". A bracketed relayhost or
+ * transport host is then resolved through the validating resolver too.
+ * Resolved addresses and TLSA records are kept no longer than their TTL.
  *
  * Must not: block the loop on the network or DNS; touch an envelope after
  * its callback; call a callback twice or from inside outbound_submit().
@@ -81,6 +90,7 @@ typedef struct outbound_options {
 	enum tls_policy tls_policy;   /* the default; 0 = may */
 	const char *tls_policy_file;  /* "domain policy" lines; NULL = none */
 	const char *tls_ca_file;      /* CAs for verify; NULL = the system store */
+	bool dnssec;                  /* dns validates (a trust anchor): DANE can apply */
 } outbound_options_t;
 
 /* idx points to the manager's own copy of the indices (valid during the

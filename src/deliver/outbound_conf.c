@@ -18,7 +18,9 @@
 
 #include "common/secret.h"
 #include "deliver/router.h"
+#include "common/table.h"
 #include "lib/fsutil.h"
+#include "lib/log.h"
 #include "lib/xalloc.h"
 
 #define RELAY_USER_MAX 256
@@ -33,6 +35,7 @@ struct outbound_conf {
 	struct sockaddr_storage *self_addrs;
 	size_t nself_addrs, cap_self_addrs;
 	mx_options_t mxo;
+	bool dnssec; /* the resolver validates */
 	char relay_user[RELAY_USER_MAX];
 	char relay_pass[RELAY_PASS_MAX];
 };
@@ -151,6 +154,39 @@ build_mx_options(outbound_conf_t *oc, const config_t *c)
 	oc->mxo.port = (uint16_t)c->smtp_port; /* 25 but in tests */
 }
 
+bool
+outbound_conf_uses_dane(const config_t *c)
+{
+	enum tls_policy p = TLS_POLICY_MAY;
+	if (c->smtp_tls_policy && tls_policy_parse(c->smtp_tls_policy, &p) == 0 &&
+	    tls_policy_is_dane(p))
+		return true;
+	if (!c->tls_policy_file)
+		return false;
+	buf_t err = BUF_INIT;
+	table_t *t = table_load(c->tls_policy_file, TABLE_MAP, &err);
+	buf_free(&err); /* a bad table is reported by outbound_new() */
+	bool dane = false;
+	for (size_t i = 0; t && i < table_count(t) && !dane; i++) {
+		const table_entry_t *e = table_entry_at(t, i);
+		dane = e->nvalues == 1 && tls_policy_parse(e->values[0], &p) == 0 &&
+		    tls_policy_is_dane(p);
+	}
+	table_free(t);
+	return dane;
+}
+
+const char *
+outbound_conf_trust_anchor(const config_t *c, bool dane)
+{
+	const char *ta = c->dnssec_trust_anchor;
+	if (ta && strcmp(ta, "none") == 0)
+		return NULL;
+	if (ta)
+		return ta;
+	return dane && access(OUTBOUND_ROOT_ANCHOR, R_OK) == 0 ? OUTBOUND_ROOT_ANCHOR : NULL;
+}
+
 /* libunbound, with the configured servers ("a, b c" -> {a, b, c, NULL}) */
 static int
 start_dns(outbound_conf_t *oc, uv_loop_t *loop, const config_t *c, buf_t *err)
@@ -169,7 +205,15 @@ start_dns(outbound_conf_t *oc, uv_loop_t *loop, const config_t *c, buf_t *err)
 	memset(&dopt, 0, sizeof dopt);
 	dopt.servers = ns ? (const char *const *)oc->servers : NULL;
 	dopt.timeout_ms = c->dns_timeout * 1000u;
-	dopt.trust_anchor_file = c->dnssec_trust_anchor;
+	bool dane = outbound_conf_uses_dane(c);
+	dopt.trust_anchor_file = outbound_conf_trust_anchor(c, dane);
+	oc->dnssec = dopt.trust_anchor_file != NULL;
+	if (dane && oc->dnssec)
+		log_info("dane: DNSSEC validation with the trust anchor %s", dopt.trust_anchor_file);
+	else if (dane)
+		log_warn("dane: DNSSEC validation is off (dnssec_trust_anchor %s), so DANE cannot "
+		    "apply: dane destinations get opportunistic TLS, dane-only ones are deferred",
+		    c->dnssec_trust_anchor ? "= none" : "unset and no " OUTBOUND_ROOT_ANCHOR);
 	oc->dns = dns_new(loop, &dopt, err);
 	return oc->dns ? 0 : -1;
 }
@@ -213,6 +257,7 @@ outbound_conf_new(uv_loop_t *loop, const config_t *c, tables_t *const *tables,
 	tls_policy_parse(c->smtp_tls_policy, &o.tls_policy); /* checked by config.c */
 	o.tls_policy_file = c->tls_policy_file;
 	o.tls_ca_file = c->smtp_tls_ca_file;
+	o.dnssec = oc->dnssec;
 	oc->outbound = outbound_new(loop, &o);
 	if (oc->outbound == NULL) {
 		buf_puts(err, "cannot start (see the log above)");

@@ -2,7 +2,7 @@
  * outbound_conf.h - outbound delivery built from the configuration.
  *
  * From a config_t: the DNS resolver (libunbound: dns_servers, dns_timeout,
- * dnssec_trust_anchor), the MX options that know our own names and
+ * dnssec_trust_anchor, by default the root's when a policy is dane), the MX options that know our own names and
  * addresses (RFC 5321 §5.1 loop detection: hostname, every listen address,
  * and every interface's address for a wildcard listener), the relay host
  * and its credentials (relayhost_auth_file), limits, timeouts and the TLS
@@ -34,6 +34,18 @@ typedef struct outbound_conf outbound_conf_t;
  */
 outbound_conf_t *outbound_conf_new(uv_loop_t *loop, const config_t *c, tables_t *const *tables,
     const char *spool_dir, buf_t *err);
+
+/* The root zone's trust anchor Debian's dns-root-data installs */
+#define OUTBOUND_ROOT_ANCHOR "/usr/share/dns/root.key"
+
+/* Does a TLS policy ask for DANE: smtp_tls_policy or a tls_policy entry is
+ * dane or dane-only (the table is read to know). */
+bool outbound_conf_uses_dane(const config_t *c);
+
+/* The DNSSEC trust anchor file the resolver gets, NULL for none:
+ * dnssec_trust_anchor; "none" turns validation off; unset, the root's
+ * (OUTBOUND_ROOT_ANCHOR) when dane is true and the file exists. */
+const char *outbound_conf_trust_anchor(const config_t *c, bool dane);
 
 /* The manager; outbound_shutdown() frees it (then call outbound_conf_free). */
 outbound_t *outbound_conf_outbound(outbound_conf_t *oc);

@@ -91,6 +91,8 @@ struct smtp_client {
 	int err_outcome;
 	bool tls_on;     /* STARTTLS done */
 	bool tls_failed; /* the handshake failed */
+	bool dane_on;    /* the handshake runs with TLSA records (tls_dane_setup) */
+	const char *tls_auth; /* smtp_client_tls_auth() */
 	char tls_info[96];
 
 	/* the transaction */
@@ -774,13 +776,42 @@ reply_greeting(smtp_client_t *c, int code)
 	send_helo(c, c->o.lmtp ? "LHLO" : "EHLO");
 }
 
+/* conn_starttls_prep's hook: the TLSA records into the new session */
+static int
+dane_prep(SSL *ssl, void *arg)
+{
+	smtp_client_t *c = arg;
+	buf_t notes = BUF_INIT;
+	const char *names[2] = {c->o.dane_domain, NULL};
+	int k = tls_dane_setup(ssl, c->o.dane_base ? c->o.dane_base : c->host, names, c->o.tlsa,
+	    c->o.ntlsa, &notes);
+	if (notes.len)
+		log_info("outbound: %s: TLSA records unusable: %s", c->relay, buf_cstr(&notes));
+	buf_free(&notes);
+	if (k < 0)
+		return -1;
+	c->dane_on = k > 0;
+	if (k == 0)
+		log_info("outbound: %s: no usable TLSA record: TLS is required, without "
+		    "authentication (RFC 7672 section 2.2)", c->relay);
+	return 0;
+}
+
+static bool
+dane_policy(const smtp_client_t *c)
+{
+	return c->o.tls_policy == TLS_POLICY_DANE;
+}
+
 static void
 reply_starttls(smtp_client_t *c, int code)
 {
 	if (smtp_decide(SMTP_STAGE_STARTTLS, code) == SMTP_OK) {
 		/* RFC 3207 §4: the handshake starts now */
 		c->st = CS_TLS;
-		if (conn_starttls(c->conn, c->o.tls_ctx, false, c->host) < 0) {
+		int r = dane_policy(c) ? conn_starttls_prep(c->conn, c->o.tls_ctx, c->host, dane_prep, c)
+		                       : conn_starttls(c->conn, c->o.tls_ctx, false, c->host);
+		if (r < 0) {
 			c->tls_failed = true;
 			session_trouble(c, "451 4.7.5 cannot start TLS with %s: %s", c->relay,
 			    conn_tls_error(c->conn));
@@ -795,8 +826,12 @@ reply_starttls(smtp_client_t *c, int code)
 	}
 	buf_t b = BUF_INIT;
 	smtp_reply_format(&c->reply, "4.7.4", REPLY_TEXT_MAX, &b);
-	session_trouble(c, "451 4.7.4 TLS is required for %s but STARTTLS was refused: %s",
-	    c->relay, buf_cstr(&b));
+	if (dane_policy(c))
+		session_trouble(c, "451 4.7.5 %s publishes TLSA records (DANE) but refused STARTTLS: %s",
+		    c->relay, buf_cstr(&b));
+	else
+		session_trouble(c, "451 4.7.4 TLS is required for %s but STARTTLS was refused: %s",
+		    c->relay, buf_cstr(&b));
 	buf_free(&b);
 }
 
@@ -817,7 +852,10 @@ after_helo(smtp_client_t *c)
 		}
 		if (c->o.tls_policy != TLS_POLICY_MAY) {
 			conn_write(c->conn, "QUIT\r\n", 6);
-			session_trouble(c, "451 4.7.4 TLS is required for %s but %s", c->relay,
+			/* RFC 7672 §2.2: TLSA records make TLS mandatory; a server
+			 * that stops offering STARTTLS may be behind an attacker */
+			session_trouble(c, "451 %s %s for %s but %s", dane_policy(c) ? "4.7.5" : "4.7.4",
+			    dane_policy(c) ? "TLSA records (DANE) require TLS" : "TLS is required", c->relay,
 			    offered ? "no TLS client context could be made" : "it does not offer STARTTLS");
 			return;
 		}
@@ -1068,8 +1106,23 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 		bool verified = conn_tls_verify(c->conn, &why);
 		snprintf(c->tls_info, sizeof c->tls_info, "%s", info ? info : "TLS");
 		c->tls_on = true;
-		log_info("outbound tls relay=%s %s verify=%s%s%s", c->relay, c->tls_info,
-		    verified ? "ok" : "failed", verified ? "" : " reason=", verified ? "" : why);
+		if (c->dane_on) {
+			/* RFC 7672 §3: authenticated by a TLSA record, or not at all */
+			c->tls_auth = tls_dane_authority(conn_tls_ssl(c->conn));
+			log_info("outbound tls relay=%s %s verify=%s%s%s", c->relay, c->tls_info,
+			    c->tls_auth ? c->tls_auth : "failed", c->tls_auth ? "" : " reason=dane: ",
+			    c->tls_auth ? "" : why);
+			if (!c->tls_auth) {
+				conn_write(c->conn, "QUIT\r\n", 6);
+				session_trouble(c, "451 4.7.5 DANE authentication failed for %s: %s",
+				    c->relay, why[0] ? why : "no TLSA record matches");
+				break;
+			}
+		} else {
+			c->tls_auth = verified ? "ca" : "none";
+			log_info("outbound tls relay=%s %s verify=%s%s%s", c->relay, c->tls_info,
+			    verified ? "ok" : "failed", verified ? "" : " reason=", verified ? "" : why);
+		}
 		if (c->o.tls_policy == TLS_POLICY_VERIFY && !verified) {
 			conn_write(c->conn, "QUIT\r\n", 6);
 			session_trouble(c,
@@ -1339,6 +1392,12 @@ int
 smtp_client_error_outcome(const smtp_client_t *c)
 {
 	return c->err.len ? c->err_outcome : SMTP_UNDECIDED;
+}
+
+const char *
+smtp_client_tls_auth(const smtp_client_t *c)
+{
+	return c->tls_on ? c->tls_auth : NULL;
 }
 
 const char *

@@ -33,6 +33,12 @@
  * name the host; MAY goes on in clear when STARTTLS is not offered or is
  * refused, and smtp_client_tls_failed() tells the owner that a handshake
  * failed so it can try again without TLS.
+ * DANE (RFC 7672): with tls_policy DANE the owner gives the host's TLSA
+ * records; STARTTLS is then mandatory and the peer must be authenticated
+ * by one of the usable records (OpenSSL's DANE verification): no STARTTLS,
+ * a refusal, a failed handshake or no match fail the session with 4.7.5,
+ * never a fallback to clear text. When no record is usable after all, TLS
+ * stays mandatory but unauthenticated (RFC 7672 §2.2), as under ENCRYPT.
  * The owner may call smtp_client_send/quit/abort from inside a callback.
  * Never blocks on the network; reads the content file with pread (a local,
  * normally cached file: one 64 KiB chunk per drained write).
@@ -150,6 +156,13 @@ typedef struct smtp_client_options {
 	 * not bounced). NULL: no AUTH. The strings must outlive the client. */
 	const char *auth_user;
 	const char *auth_pass;
+	/* tls_policy DANE: the TLSA records, the TLSA base domain (the MX
+	 * host's name) and the next-hop domain (a further reference name for
+	 * DANE-TA, RFC 7672 §3.2.2; NULL: none). Must outlive the client. */
+	const tls_tlsa_t *tlsa;
+	size_t ntlsa;
+	const char *dane_base;
+	const char *dane_domain;
 } smtp_client_options_t;
 
 /*
@@ -191,6 +204,10 @@ const char *smtp_client_error(const smtp_client_t *c);
 int smtp_client_error_outcome(const smtp_client_t *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" when the session is under TLS, else NULL */
 const char *smtp_client_tls(const smtp_client_t *c);
+/* how the peer was authenticated once under TLS: "dane-ee", "dane-ta",
+ * "ca" (its certificate chains to a trusted CA and names the host), or
+ * "none"; NULL without TLS */
+const char *smtp_client_tls_auth(const smtp_client_t *c);
 /* the STARTTLS handshake failed (the session then failed too) */
 bool smtp_client_tls_failed(const smtp_client_t *c);
 

@@ -889,8 +889,31 @@ conn_is_local(const conn_t *c)
 
 /* ---- TLS ---- */
 
+static int tls_start(conn_t *c, SSL_CTX *ctx, bool server, const char *sni,
+    int (*prep)(SSL *, void *), void *arg);
+
 int
 conn_starttls(conn_t *c, SSL_CTX *ctx, bool server, const char *sni)
+{
+	return tls_start(c, ctx, server, sni, NULL, NULL);
+}
+
+int
+conn_starttls_prep(conn_t *c, SSL_CTX *ctx, const char *sni, int (*prep)(SSL *, void *),
+    void *arg)
+{
+	return tls_start(c, ctx, false, sni, prep, arg);
+}
+
+SSL *
+conn_tls_ssl(conn_t *c)
+{
+	return c->ssl;
+}
+
+static int
+tls_start(conn_t *c, SSL_CTX *ctx, bool server, const char *sni, int (*prep)(SSL *, void *),
+    void *arg)
 {
 	if (c->ssl || c->closing || c->handles_closing || ctx == NULL)
 		return -1;
@@ -929,6 +952,11 @@ conn_starttls(conn_t *c, SSL_CTX *ctx, bool server, const char *sni)
 				SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 				SSL_set1_host(ssl, sni);
 			}
+		}
+		if (prep && prep(ssl, arg) < 0) {
+			SSL_free(ssl); /* and the BIOs with it */
+			tls_note_error(c, "TLS set-up failed");
+			return -1;
 		}
 	}
 	c->ssl = ssl;

@@ -82,6 +82,14 @@ void conn_set_cb(conn_t *c, conn_cb cb, void *arg);
  * Returns 0, or -1 (TLS already on, closing, or OpenSSL failed).
  */
 int conn_starttls(conn_t *c, SSL_CTX *ctx, bool server, const char *sni);
+/* The same, client side, with prep(ssl, arg) called on the new session
+ * after the SNI and reference name are set and before the ClientHello
+ * (to turn DANE on: tls_dane_setup()); prep returning -1 fails the call
+ * (-1, nothing started, conn_tls_error() says "TLS set-up failed"). */
+int conn_starttls_prep(conn_t *c, SSL_CTX *ctx, const char *sni, int (*prep)(SSL *, void *),
+    void *arg);
+/* the TLS session once conn_starttls() has started one, else NULL */
+SSL *conn_tls_ssl(conn_t *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once the handshake is done, else NULL. */
 const char *conn_tls_info(conn_t *c);
 bool conn_tls_active(const conn_t *c);

@@ -1,6 +1,6 @@
 /*
- * tls.c - server and client SSL_CTX construction and the policy words
- * (see tls.h and docs/tls.md).
+ * tls.c - server and client SSL_CTX construction, the policy words, and
+ * TLSA records handed to OpenSSL's DANE API (see tls.h and docs/tls.md).
  *
  * Guarantees: a returned context is complete (certificate and key match,
  * protocol range and ciphers set) or none is returned and *err says what
@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -204,6 +205,17 @@ tls_client_ctx_new(const char *ca_file, buf_t *err)
 	/* the handshake goes on whatever the certificate; the verify result
 	 * is read afterwards and the destination's policy decides */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	/* DANE is turned on per session (tls_dane_setup) for hosts with TLSA
+	 * records; DANE-EE(3) matches the key itself, so the certificate's
+	 * names do not matter (RFC 7672 §3.1.1; its dates are not checked
+	 * by OpenSSL for DANE-EE either) */
+	if (SSL_CTX_dane_enable(ctx) <= 0) {
+		buf_printf(err, "%s", "cannot enable DANE in the TLS context");
+		ssl_reason(err);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_dane_set_flags(ctx, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
 	int ok = ca_file && ca_file[0] ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
 	                               : SSL_CTX_set_default_verify_paths(ctx);
 	if (ok != 1) {
@@ -221,6 +233,8 @@ static const char *const policy_names[] = {
 	[TLS_POLICY_NONE] = "none",
 	[TLS_POLICY_ENCRYPT] = "encrypt",
 	[TLS_POLICY_VERIFY] = "verify",
+	[TLS_POLICY_DANE] = "dane",
+	[TLS_POLICY_DANE_ONLY] = "dane-only",
 };
 
 int
@@ -247,5 +261,110 @@ const char *
 tls_policy_check(const char *s)
 {
 	enum tls_policy p;
-	return tls_policy_parse(s, &p) == 0 ? NULL : "expected none, may, encrypt or verify";
+	return tls_policy_parse(s, &p) == 0 ? NULL
+	                                    : "expected none, may, encrypt, verify, dane or dane-only";
+}
+
+bool
+tls_policy_is_dane(enum tls_policy p)
+{
+	return p == TLS_POLICY_DANE || p == TLS_POLICY_DANE_ONLY;
+}
+
+/* ---- DANE ---- */
+
+const char *
+tls_tlsa_unusable(const tls_tlsa_t *r)
+{
+	/* RFC 7672 §3.1.3: PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP */
+	if (r->usage == TLSA_USAGE_PKIX_TA || r->usage == TLSA_USAGE_PKIX_EE)
+		return "PKIX usage, unusable for SMTP (RFC 7672 section 3.1.3)";
+	if (r->usage != TLSA_USAGE_DANE_TA && r->usage != TLSA_USAGE_DANE_EE)
+		return "unknown certificate usage";
+	if (r->selector > 1)
+		return "unknown selector";
+	/* RFC 6698 §2.1.3: 0 full data, 1 SHA-256, 2 SHA-512 */
+	if (r->mtype > 2)
+		return "unknown matching type";
+	if (r->data == NULL || r->len == 0)
+		return "no association data";
+	if (r->mtype == 1 && r->len != 32)
+		return "SHA-256 digest of the wrong length";
+	if (r->mtype == 2 && r->len != 64)
+		return "SHA-512 digest of the wrong length";
+	return NULL;
+}
+
+static void
+note_unusable(buf_t *notes, const tls_tlsa_t *r, const char *why)
+{
+	if (notes && notes->len < 1000)
+		buf_printf(notes, "%u %u %u: %s; ", r->usage, r->selector, r->mtype, why);
+}
+
+int
+tls_dane_setup(SSL *ssl, const char *base, const char *const *names, const tls_tlsa_t *r,
+    size_t n, buf_t *notes)
+{
+	size_t usable = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *why = tls_tlsa_unusable(&r[i]);
+		if (why)
+			note_unusable(notes, &r[i], why);
+		else
+			usable++;
+	}
+	if (usable == 0 || base == NULL || base[0] == '\0')
+		return 0;
+	ERR_clear_error();
+	if (SSL_dane_enable(ssl, base) <= 0) {
+		buf_puts(notes, "cannot enable DANE");
+		ssl_reason(notes);
+		return -1;
+	}
+	/* RFC 7672 §3.2.3: a wildcard only as the whole leftmost label */
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	for (const char *const *nm = names; nm && *nm; nm++) {
+		if ((*nm)[0] && SSL_add1_host(ssl, *nm) != 1) {
+			buf_puts(notes, "cannot add a reference name");
+			ssl_reason(notes);
+			return -1;
+		}
+	}
+	int added = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (tls_tlsa_unusable(&r[i]))
+			continue;
+		int k = SSL_dane_tlsa_add(ssl, r[i].usage, r[i].selector, r[i].mtype, r[i].data, r[i].len);
+		if (k > 0) {
+			added++;
+		} else if (k == 0) {
+			/* e.g. full data (matching type 0) that is no certificate or key */
+			note_unusable(notes, &r[i], "OpenSSL cannot use the data");
+			ERR_clear_error();
+		} else {
+			buf_puts(notes, "cannot add a TLSA record");
+			ssl_reason(notes);
+			return -1;
+		}
+	}
+	ERR_clear_error();
+	/* none usable after all: the session has DANE on with no record,
+	 * which would fail every handshake; the caller decides instead */
+	if (added == 0)
+		return 0;
+	return added;
+}
+
+const char *
+tls_dane_authority(SSL *ssl)
+{
+	if (SSL_get_verify_result(ssl) != X509_V_OK)
+		return NULL;
+	if (SSL_get0_dane_authority(ssl, NULL, NULL) < 0)
+		return NULL;
+	uint8_t usage = 0;
+	if (SSL_get0_dane_tlsa(ssl, &usage, NULL, NULL, NULL, NULL) < 0)
+		return NULL;
+	return usage == TLSA_USAGE_DANE_EE ? "dane-ee" : usage == TLSA_USAGE_DANE_TA ? "dane-ta" : NULL;
 }

@@ -1,7 +1,7 @@
 /*
  * tls.h - OpenSSL contexts for the server side (STARTTLS, implicit TLS)
- * and the client side (outbound STARTTLS), and the outbound TLS policy
- * words. The TLS records themselves are handled in conn.c.
+ * and the client side (outbound STARTTLS), the outbound TLS policy
+ * words, and DANE's TLSA records handed to OpenSSL's DANE API. The TLS records themselves are handled in conn.c.
  *
  * Defaults are modern: TLS 1.2 and 1.3 only, forward-secret AEAD ciphers
  * for TLS 1.2 (TLS 1.3's suites are all strong), no compression, no
@@ -16,6 +16,9 @@
 #define TERN_TLS_H
 
 #include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "lib/buf.h"
 
@@ -58,18 +61,64 @@ SSL_CTX *tls_client_ctx_new(const char *ca_file, buf_t *err);
  * security): NONE never STARTTLS; MAY use it when offered (fall back to
  * clear text when the handshake fails); ENCRYPT require it, any
  * certificate; VERIFY require it with a certificate that chains to a
- * trusted CA and names the server host. */
+ * trusted CA and names the server host; DANE (RFC 7672) authenticate by
+ * the host's DNSSEC-signed TLSA records where it publishes them (TLS then
+ * mandatory), MAY elsewhere; DANE_ONLY the same, but a host without
+ * usable signed TLSA records is not used at all. */
 enum tls_policy {
 	TLS_POLICY_MAY = 0,
 	TLS_POLICY_NONE,
 	TLS_POLICY_ENCRYPT,
 	TLS_POLICY_VERIFY,
+	TLS_POLICY_DANE,
+	TLS_POLICY_DANE_ONLY,
 };
 
-/* "none" "may" "encrypt" "verify" (case-insensitive); 0 or -1 */
+/* "none" "may" "encrypt" "verify" "dane" "dane-only" (case-insensitive);
+ * 0 or -1 */
 int tls_policy_parse(const char *s, enum tls_policy *out);
 const char *tls_policy_name(enum tls_policy p);
 /* for the configuration checker: NULL when s is a policy word */
 const char *tls_policy_check(const char *s);
+/* DANE or DANE_ONLY */
+bool tls_policy_is_dane(enum tls_policy p);
+
+/*
+ * DANE (RFC 6698, RFC 7671, RFC 7672): one TLSA record as DNS gives it
+ * (RFC 6698 §2.1: certificate usage, selector, matching type, data).
+ */
+typedef struct tls_tlsa {
+	uint8_t usage, selector, mtype;
+	const uint8_t *data;
+	size_t len;
+} tls_tlsa_t;
+
+#define TLSA_USAGE_PKIX_TA 0
+#define TLSA_USAGE_PKIX_EE 1
+#define TLSA_USAGE_DANE_TA 2
+#define TLSA_USAGE_DANE_EE 3
+
+/* NULL when the record may authenticate an SMTP server, else why not:
+ * PKIX-TA/PKIX-EE usages (RFC 7672 §3.1.3), unknown usage, selector or
+ * matching type, a digest of the wrong length, empty data. */
+const char *tls_tlsa_unusable(const tls_tlsa_t *r);
+
+/*
+ * Turn DANE on for ssl (made from a context of tls_client_ctx_new(), before
+ * its handshake): base is the TLSA base domain (the MX host name), the
+ * first reference identifier and the SNI; names (NULL-terminated, may be
+ * NULL) are further reference identifiers for DANE-TA (RFC 7672 §3.2.2:
+ * the next-hop domain). DANE-EE ignores names and validity dates (RFC 7672
+ * §3.1.1). Every usable record of r[0..n) is added; each unusable one
+ * appends "usage selector mtype: why; " to *notes. Returns how many were
+ * added (0: none usable, and ssl is left without DANE), -1 when OpenSSL
+ * fails (reason in *notes).
+ */
+int tls_dane_setup(SSL *ssl, const char *base, const char *const *names, const tls_tlsa_t *r,
+    size_t n, buf_t *notes);
+
+/* After a handshake with DANE on: "dane-ee" or "dane-ta" when a TLSA
+ * record authenticated the peer (and the chain verified), else NULL. */
+const char *tls_dane_authority(SSL *ssl);
 
 #endif
