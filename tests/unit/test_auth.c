@@ -273,7 +273,9 @@ test_tls_protocols(void **state)
 	enum tls_policy p;
 	assert_int_equal(tls_policy_parse("Verify", &p), 0);
 	assert_int_equal(p, TLS_POLICY_VERIFY);
-	assert_int_equal(tls_policy_parse("dane", &p), -1);
+	assert_int_equal(tls_policy_parse("dane", &p), 0);
+	assert_int_equal(p, TLS_POLICY_DANE);
+	assert_int_equal(tls_policy_parse("mta-sts", &p), -1);
 	assert_string_equal(tls_policy_name(TLS_POLICY_MAY), "may");
 }
 
