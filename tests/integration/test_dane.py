@@ -7,23 +7,27 @@ the signed zone's DS record as its trust anchor (dns_servers points at nsd).
 The MX hosts are aiosmtpd servers, one per loopback address (127.0.53.x) on
 one port (smtp_port), with certificates from a CA the test makes:
 
-  ee.dane.example        TLSA 3 1 1 of the server's key (its certificate names
-                      another host): delivered, verified=dane-ee
-  ta.dane.example        TLSA 2 0 1 of the CA; the certificate names the
-                      next-hop domain: delivered, verified=dane-ta
-  wrong.dane.example     TLSA that matches nothing: deferred 4.7.5, the server
-                      never gets a MAIL command
-  next.dane.example      MX 10 the wrong host, MX 20 the ee host: delivered by
-                      the second (a mismatch moves on to the next MX)
-  bogus.dane.example     its TLSA RRSIG broken: deferred, never connected to
-  strip.dane.example     TLSA published, the server offers no STARTTLS:
-                      deferred 4.7.5, nothing sent in clear
-  unusable.dane.example  only a PKIX-EE (1 1 1) record: TLS required, not
-                      authenticated (verified=none)
-  plain.example          unsigned zone: opportunistic TLS (verified=none)
-  only.plain.example     unsigned, with "dane-only" in tls_policy: deferred
-All in one daemon, so the test runs in a few seconds. nsd and ldns-signzone
-come from scripts/deps.sh (nsd, ldnsutils).
+  ee.dane.example       TLSA 3 1 1 of the server's key (its certificate
+                        names another host): delivered, verified=dane-ee
+  ta.dane.example       TLSA 2 0 1 of the CA; the certificate names the
+                        next-hop domain: delivered, verified=dane-ta
+  wrong.dane.example    TLSA that matches nothing: deferred 4.7.5, the
+                        server never gets a MAIL command
+  next.dane.example     MX 10 the wrong host, MX 20 the ee host: delivered
+                        by the second (a mismatch moves on to the next MX)
+  bogus.dane.example    its TLSA RRSIG broken: deferred, never connected to
+  strip.dane.example    TLSA published, the server offers no STARTTLS:
+                        deferred 4.7.5, nothing sent in clear
+  unusable.dane.example only a PKIX-EE (1 1 1) record: TLS required, not
+                        authenticated (verified=none)
+  plain.example         unsigned zone: opportunistic TLS (verified=none)
+  only.plain.example    unsigned, "dane-only" in tls_policy: deferred
+  via-ee.example        transport smtp:[mx-ee.dane.example]: the host's own
+                        TLSA records apply (delivered, dane-ee);
+  via-wrong.example     the same to the wrong host (deferred)
+The names are under .example: libunbound answers .test itself (NXDOMAIN,
+RFC 6761 local zones). All in one daemon, so the test takes a few seconds.
+nsd and ldns-signzone come from scripts/deps.sh (nsd, ldnsutils).
 """
 
 import hashlib
@@ -276,10 +280,13 @@ zone:
             sinks[host] = sink
         policy = tmp_path / "tls_policy"
         policy.write_text("only.plain.example dane-only\n")
+        transport = tmp_path / "transport"
+        transport.write_text("via-ee.example smtp:[mx-ee.dane.example]:%d\n"
+                             "via-wrong.example smtp:[mx-wrong.dane.example]:%d\n" % (port, port))
         yield {"sinks": sinks, "port": port, "config": {
             "smtp_tls_policy": "dane", "tls_policy": str(policy),
             "dns_servers": "127.0.0.1@%d" % dns_port, "dnssec_trust_anchor": str(ds),
-            "smtp_port": str(port), "retry_min": "1h", "retry_max": "2h", "dns_timeout": "5s"}}
+            "smtp_port": str(port), "transport": str(transport), "retry_min": "1h", "retry_max": "2h", "dns_timeout": "5s"}}
     finally:
         for c in controllers:
             c.stop()
@@ -293,7 +300,7 @@ def test_dane(make_tern, dane_world):
     t.wait_log(r"dane: DNSSEC validation with the trust anchor \S+dane\.example\.ds")
     domains = ["ee.dane.example", "ta.dane.example", "wrong.dane.example", "next.dane.example",
                "bogus.dane.example", "strip.dane.example", "unusable.dane.example", "plain.example",
-               "only.plain.example"]
+               "only.plain.example", "via-ee.example", "via-wrong.example"]
     for dom in domains:
         t.send("user@" + dom)
 
@@ -325,7 +332,12 @@ def test_dane(make_tern, dane_world):
     # ... but not under dane-only
     line("only.plain.example", "deferred", reply=r"451 4\.7\.5 .*the MX records are not DNSSEC-signed")
 
-    assert len(sinks["mx-ee"].messages) == 2 and all(m["tls"] for m in sinks["mx-ee"].messages)
+    # a transport host given by name: its own TLSA records, no MX lookup
+    line("via-ee.example", "sent",
+         r"mx-ee\.dane\.example\[127\.0\.53\.1\]:\d+ tls=TLSv1\.[23] verified=dane-ee")
+    line("via-wrong.example", "deferred", reply=r"451 4\.7\.5 DANE authentication failed")
+
+    assert len(sinks["mx-ee"].messages) == 3 and all(m["tls"] for m in sinks["mx-ee"].messages)
     assert len(sinks["mx-ta"].messages) == 1 and sinks["mx-ta"].messages[0]["tls"]
     for host in ("mx-wrong", "mx-bogus", "mx-strip"):
         assert sinks[host].mail_commands == 0, host
