@@ -116,6 +116,8 @@ host_clear(mx_host_t *h)
 		xfree((void *)h->tlsa_rr[i].data);
 	xfree(h->tlsa_rr);
 	xfree(h->tlsa_why);
+	xfree(h->canon);
+	xfree(h->tlsa_base);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -337,12 +339,14 @@ struct lookup {
 	size_t naddrs;
 	bool secure;
 	bool tempfail;
+	char *canon; /* a secure answer's CNAME target, without the trailing dot */
 };
 
 struct tlsa_lookup {
 	mx_req_t *req;
 	size_t host;
 	dns_query_t *q; /* NULL when done */
+	bool at_canon; /* asking at the host's expanded name (RFC 7672 §2.2.2) */
 };
 
 struct mx_req {
@@ -375,8 +379,10 @@ struct mx_req {
 static void
 req_free_now(mx_req_t *req)
 {
-	for (size_t i = 0; i < req->nlk; i++)
+	for (size_t i = 0; i < req->nlk; i++) {
 		xfree(req->lk[i].addrs);
+		xfree(req->lk[i].canon);
+	}
 	xfree(req->lk);
 	xfree(req->tl);
 	mx_hosts_free(req->hosts, req->nhosts);
@@ -529,10 +535,21 @@ on_tlsa(void *arg, const dns_result_t *r)
 		if (r->secure) {
 			note_ttl(req, r);
 			keep_tlsa(h, r);
+			if (tl->at_canon)
+				h->tlsa_base = xstrdup(h->canon);
 		}
 		break;
 	case DNS_NXDOMAIN:
 	case DNS_NODATA:
+		if (tl->at_canon) {
+			/* RFC 7672 §2.2.2: none at the expanded name: the host's
+			 * own name next */
+			tl->at_canon = false;
+			char *name = tlsa_name(req, h->name);
+			tl->q = dns_query(req->dns, name, DNS_T_TLSA, on_tlsa, tl);
+			xfree(name);
+			return;
+		}
 		break; /* no DANE for this host */
 	case DNS_TEMPFAIL:
 	case DNS_BOGUS:
@@ -567,7 +584,8 @@ start_tlsa(mx_req_t *req)
 		struct tlsa_lookup *tl = &req->tl[i];
 		tl->req = req;
 		tl->host = i;
-		char *name = tlsa_name(req, req->hosts[i].name);
+		tl->at_canon = req->hosts[i].canon != NULL;
+		char *name = tlsa_name(req, tl->at_canon ? req->hosts[i].canon : req->hosts[i].name);
 		tl->q = dns_query(req->dns, name, DNS_T_TLSA, on_tlsa, tl);
 		xfree(name);
 	}
@@ -590,6 +608,8 @@ addresses_done(mx_req_t *req)
 			total += l->naddrs;
 			h->secure = h->secure && l->secure;
 			h->tempfail = h->tempfail || l->tempfail;
+			if (l->canon && !h->canon)
+				h->canon = xstrdup(l->canon);
 		}
 		h->addrs = xcalloc(total ? total : 1, sizeof(*h->addrs));
 		h->naddrs = 0;
@@ -636,6 +656,12 @@ on_addr(void *arg, const dns_result_t *r)
 			memcpy(&l->addrs[l->naddrs++], &rr->u.addr.sa, sizeof(rr->u.addr.sa));
 		}
 		l->secure = r->secure;
+		if (r->secure && r->canonname && !same_name(r->canonname, req->hosts[l->host].name)) {
+			size_t cl = strlen(r->canonname);
+			if (cl > 1 && r->canonname[cl - 1] == '.')
+				cl--;
+			l->canon = xstrndup(r->canonname, cl);
+		}
 		break;
 	}
 	case DNS_NXDOMAIN:

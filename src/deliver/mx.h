@@ -18,7 +18,9 @@
  *  - with options.tlsa (DANE, RFC 7672 §2.2): when the MX answer (or the
  *    next-hop name itself, options.no_mx) is DNSSEC-secure, the TLSA
  *    records "_PORT._tcp.HOST" of every host whose address answers were
- *    all secure, all lookups in parallel: see mx_host_t.tlsa;
+ *    all secure, all lookups in parallel: see mx_host_t.tlsa; for a host
+ *    that is a secure CNAME alias, at the expanded name first, then at the
+ *    host's own name (RFC 7672 §2.2.2);
  *  - options.no_mx: the name is a host given by the configuration (a
  *    relayhost or transport "[host]"): its addresses, no MX lookup;
  *  - at most max_hosts hosts and max_addrs addresses in all; a host whose
@@ -94,6 +96,13 @@ typedef struct mx_host {
 	tls_tlsa_t *tlsa_rr; /* MX_TLSA_FOUND: the records (data owned) */
 	size_t ntlsa;
 	char *tlsa_why;      /* MX_TLSA_FAILED: why; else NULL */
+	/* the name is a secure CNAME alias: the chain's final name (its
+	 * address answers said so); else NULL */
+	char *canon;
+	/* MX_TLSA_FOUND: the TLSA base domain when it is canon (RFC 7672
+	 * §2.2.2: the records were found at the expanded name); else NULL,
+	 * the base domain is name */
+	char *tlsa_base;
 } mx_host_t;
 
 typedef struct mx_result {

@@ -52,6 +52,7 @@ struct target {
 struct dhost {
 	tls_tlsa_t *tlsa; /* secure TLSA records (owned), ntlsa > 0: DANE */
 	size_t ntlsa;
+	char *base;       /* the TLSA base domain when not the host's name (a CNAME's target) */
 	bool usable;      /* at least one record tls_tlsa_unusable() accepts */
 };
 
@@ -486,8 +487,9 @@ target_policy(const struct dest *d, const struct target *t, smtp_client_options_
 		return TLS_POLICY_ENCRYPT;
 	co->tlsa = h->tlsa;
 	co->ntlsa = h->ntlsa;
-	co->dane_base = t->name;
+	co->dane_base = h->base ? h->base : t->name;
 	co->dane_domain = d->host;
+	co->dane_alias = h->base ? t->name : NULL;
 	return TLS_POLICY_DANE;
 }
 
@@ -623,6 +625,7 @@ dest_forget(struct dest *d)
 		for (size_t k = 0; k < d->hosts[i].ntlsa; k++)
 			xfree((void *)d->hosts[i].tlsa[k].data);
 		xfree(d->hosts[i].tlsa);
+		xfree(d->hosts[i].base);
 	}
 	xfree(d->hosts);
 	d->hosts = NULL;
@@ -729,8 +732,10 @@ dest_apply_dane(struct dest *d, mx_result_t *r, bool *keep, buf_t *why)
 		if (mh->tlsa == MX_TLSA_FOUND) {
 			dh->tlsa = mh->tlsa_rr;
 			dh->ntlsa = mh->ntlsa;
+			dh->base = mh->tlsa_base;
 			mh->tlsa_rr = NULL;
 			mh->ntlsa = 0;
+			mh->tlsa_base = NULL;
 			buf_t notes = BUF_INIT;
 			for (size_t k = 0; k < dh->ntlsa; k++) {
 				const char *bad = tls_tlsa_unusable(&dh->tlsa[k]);

@@ -782,7 +782,11 @@ dane_prep(SSL *ssl, void *arg)
 {
 	smtp_client_t *c = arg;
 	buf_t notes = BUF_INIT;
-	const char *names[2] = {c->o.dane_domain, NULL};
+	const char *names[3] = {c->o.dane_domain, c->o.dane_alias, NULL};
+	if (!names[0]) {
+		names[0] = names[1];
+		names[1] = NULL;
+	}
 	int k = tls_dane_setup(ssl, c->o.dane_base ? c->o.dane_base : c->host, names, c->o.tlsa,
 	    c->o.ntlsa, &notes);
 	if (notes.len)

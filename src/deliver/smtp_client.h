@@ -157,12 +157,15 @@ typedef struct smtp_client_options {
 	const char *auth_user;
 	const char *auth_pass;
 	/* tls_policy DANE: the TLSA records, the TLSA base domain (the MX
-	 * host's name) and the next-hop domain (a further reference name for
-	 * DANE-TA, RFC 7672 §3.2.2; NULL: none). Must outlive the client. */
+	 * host's name, or its CNAME-expanded name when the records were found
+	 * there), and further reference names for DANE-TA (RFC 7672 §3.2.2):
+	 * the next-hop domain, and the MX host's own name when the base is
+	 * its expanded name (§2.2.2); NULL: none. Must outlive the client. */
 	const tls_tlsa_t *tlsa;
 	size_t ntlsa;
 	const char *dane_base;
 	const char *dane_domain;
+	const char *dane_alias;
 } smtp_client_options_t;
 
 /*

@@ -25,6 +25,9 @@ one port (smtp_port), with certificates from a CA the test makes:
   via-ee.example        transport smtp:[mx-ee.dane.example]: the host's own
                         TLSA records apply (delivered, dane-ee);
   via-wrong.example     the same to the wrong host (deferred)
+  cname.dane.example    MX host a CNAME to mx-ee: TLSA at the expanded name;
+  cname2.dane.example   MX host a CNAME to a name without TLSA: TLSA at the
+                        alias (RFC 7672 section 2.2.2); both delivered, dane-ee
 The names are under .example: libunbound answers .test itself (NXDOMAIN,
 RFC 6761 local zones). All in one daemon, so the test takes a few seconds.
 nsd and ldns-signzone come from scripts/deps.sh (nsd, ldnsutils).
@@ -216,6 +219,12 @@ mx-strip IN A {mx-strip}
 unusable IN MX 10 mx-unusable
 mx-unusable IN A {mx-unusable}
 {p}.mx-unusable IN TLSA 1 1 1 {unusable}
+cname IN MX 10 alias-ee
+alias-ee IN CNAME mx-ee
+cname2 IN MX 10 alias-own
+alias-own IN CNAME mx-nota
+mx-nota IN A {mx-ee}
+{p}.alias-own IN TLSA 3 1 1 {ee}
 """.format(p=p, ee=spki_sha256(certs["mx-ee"][2]), ta=cert_sha256(ca_pem), zeros="00" * 32,
            bogus=spki_sha256(certs["mx-bogus"][2]), unusable=spki_sha256(certs["mx-unusable"][2]),
            **HOSTS)
@@ -300,7 +309,8 @@ def test_dane(make_tern, dane_world):
     t.wait_log(r"dane: DNSSEC validation with the trust anchor \S+dane\.example\.ds")
     domains = ["ee.dane.example", "ta.dane.example", "wrong.dane.example", "next.dane.example",
                "bogus.dane.example", "strip.dane.example", "unusable.dane.example", "plain.example",
-               "only.plain.example", "via-ee.example", "via-wrong.example"]
+               "only.plain.example", "via-ee.example", "via-wrong.example", "cname.dane.example",
+               "cname2.dane.example"]
     for dom in domains:
         t.send("user@" + dom)
 
@@ -337,7 +347,14 @@ def test_dane(make_tern, dane_world):
          r"mx-ee\.dane\.example\[127\.0\.53\.1\]:\d+ tls=TLSv1\.[23] verified=dane-ee")
     line("via-wrong.example", "deferred", reply=r"451 4\.7\.5 DANE authentication failed")
 
-    assert len(sinks["mx-ee"].messages) == 3 and all(m["tls"] for m in sinks["mx-ee"].messages)
+    # an MX host that is a CNAME: TLSA at the expanded name (mx-ee) ...
+    line("cname.dane.example", "sent",
+         r"alias-ee\.dane\.example\[127\.0\.53\.1\]:\d+ tls=TLSv1\.[23] verified=dane-ee")
+    # ... or, when there is none there, at the alias itself (RFC 7672 section 2.2.2)
+    line("cname2.dane.example", "sent",
+         r"alias-own\.dane\.example\[127\.0\.53\.1\]:\d+ tls=TLSv1\.[23] verified=dane-ee")
+
+    assert len(sinks["mx-ee"].messages) == 5 and all(m["tls"] for m in sinks["mx-ee"].messages)
     assert len(sinks["mx-ta"].messages) == 1 and sinks["mx-ta"].messages[0]["tls"]
     for host in ("mx-wrong", "mx-bogus", "mx-strip"):
         assert sinks[host].mail_commands == 0, host
