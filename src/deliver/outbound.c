@@ -886,6 +886,12 @@ dest_resolve(struct dest *d)
 		return;
 	}
 	if (parse_ip(d->host, &sa) == 0) {
+		if (d->tls_policy == TLS_POLICY_DANE_ONLY) {
+			/* TLSA records belong to names (RFC 7672 §2.2) */
+			dest_unreachable(d, "451 4.7.5 the TLS policy is dane-only but the next hop is an "
+			    "IP address, which has no TLSA records");
+			return;
+		}
 		dest_add_target(d, (const struct sockaddr *)&sa, d->host, 0);
 		d->rstate = R_READY;
 		dest_pump(d);

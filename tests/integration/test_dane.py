@@ -361,3 +361,17 @@ def test_dane(make_tern, dane_world):
         assert sinks[host].messages == [], host
     assert len(sinks["mx-plain"].messages) == 1 and sinks["mx-plain"].messages[0]["tls"]
     assert len(sinks["mx-unusable"].messages) == 1 and sinks["mx-unusable"].messages[0]["tls"]
+
+
+def test_dane_without_validation(make_tern, dane_world):
+    """dnssec_trust_anchor = none: DANE cannot apply (said at start); dane
+    destinations get opportunistic TLS, dane-only ones wait."""
+    cfg = dict(dane_world["config"], dnssec_trust_anchor="none")
+    t = make_tern(config=cfg).start()
+    t.wait_log(r"dane: DNSSEC validation is off \(dnssec_trust_anchor = none\), so DANE cannot apply")
+    t.send("user@ee.dane.example")
+    t.send("user@only.plain.example")
+    t.wait_log(r"to=<user@ee\.dane\.example> relay=mx-ee\.dane\.example\[127\.0\.53\.1\]:\d+ "
+               r"tls=TLSv1\.[23] verified=none .* status=sent", timeout=20)
+    t.wait_log(r"to=<user@only\.plain\.example> relay=none .* status=deferred \(451 4\.7\.5 the TLS "
+               r"policy is dane-only but DNSSEC validation is off", timeout=20)
