@@ -28,6 +28,8 @@ one port (smtp_port), with certificates from a CA the test makes:
   cname.dane.example    MX host a CNAME to mx-ee: TLSA at the expanded name;
   cname2.dane.example   MX host a CNAME to a name without TLSA: TLSA at the
                         alias (RFC 7672 section 2.2.2); both delivered, dane-ee
+  old.dane.example      TLSA 3 1 1 of a server whose certificate expired:
+                        delivered, dane-ee (RFC 7672 section 3.1.1)
 The names are under .example: libunbound answers .test itself (NXDOMAIN,
 RFC 6761 local zones). All in one daemon, so the test takes a few seconds.
 nsd and ldns-signzone come from scripts/deps.sh (nsd, ldnsutils).
@@ -59,6 +61,7 @@ HOSTS = {  # MX host -> its loopback address
     "mx-strip": "127.0.53.5",
     "mx-plain": "127.0.53.6",
     "mx-unusable": "127.0.53.7",
+    "mx-old": "127.0.53.8",
 }
 
 
@@ -113,6 +116,32 @@ def make_leaf(d, name, san, ca=True):
         chain = pem
     os.chmod(key, 0o600)
     return chain, key, pem
+
+
+def make_expired(d, name, san):
+    """A self-signed certificate whose validity ended five days ago (openssl's
+    command line cannot date one in the past; python3-cryptography can)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, san)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=10))
+            .not_valid_after(now - datetime.timedelta(days=5))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    pem, keyf = d / (name + ".pem"), d / (name + ".key")
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyf.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    os.chmod(keyf, 0o600)
+    return pem, keyf, pem
 
 
 def spki_sha256(pem):
@@ -192,6 +221,8 @@ def dane_world(tmp_path):
         "mx-bogus": make_leaf(d, "mx-bogus", "mx-bogus.dane.example", ca=False),
         "mx-plain": make_leaf(d, "mx-plain", "mx.plain.example", ca=False),
         "mx-unusable": make_leaf(d, "mx-unusable", "mx-unusable.dane.example", ca=False),
+        # DANE-EE ignores the dates too (RFC 7672 section 3.1.1)
+        "mx-old": make_expired(d, "mx-old", "expired.example"),
     }
     p = "_%d._tcp" % port
     zone = """$ORIGIN dane.example.
@@ -219,6 +250,9 @@ mx-strip IN A {mx-strip}
 unusable IN MX 10 mx-unusable
 mx-unusable IN A {mx-unusable}
 {p}.mx-unusable IN TLSA 1 1 1 {unusable}
+old IN MX 10 mx-old
+mx-old IN A {mx-old}
+{p}.mx-old IN TLSA 3 1 1 {old}
 cname IN MX 10 alias-ee
 alias-ee IN CNAME mx-ee
 cname2 IN MX 10 alias-own
@@ -227,6 +261,7 @@ mx-nota IN A {mx-ee}
 {p}.alias-own IN TLSA 3 1 1 {ee}
 """.format(p=p, ee=spki_sha256(certs["mx-ee"][2]), ta=cert_sha256(ca_pem), zeros="00" * 32,
            bogus=spki_sha256(certs["mx-bogus"][2]), unusable=spki_sha256(certs["mx-unusable"][2]),
+           old=spki_sha256(certs["mx-old"][2]),
            **HOSTS)
     ds, signed = sign_zone(d, "dane.example", zone, corrupt_owner="%s.mx-bogus.dane.example." % p)
     (d / "plain.example").write_text("""$ORIGIN plain.example.
@@ -310,7 +345,7 @@ def test_dane(make_tern, dane_world):
     domains = ["ee.dane.example", "ta.dane.example", "wrong.dane.example", "next.dane.example",
                "bogus.dane.example", "strip.dane.example", "unusable.dane.example", "plain.example",
                "only.plain.example", "via-ee.example", "via-wrong.example", "cname.dane.example",
-               "cname2.dane.example"]
+               "cname2.dane.example", "old.dane.example"]
     for dom in domains:
         t.send("user@" + dom)
 
@@ -353,6 +388,9 @@ def test_dane(make_tern, dane_world):
     # ... or, when there is none there, at the alias itself (RFC 7672 section 2.2.2)
     line("cname2.dane.example", "sent",
          r"alias-own\.dane\.example\[127\.0\.53\.1\]:\d+ tls=TLSv1\.[23] verified=dane-ee")
+
+    # DANE-EE: an expired certificate (for another name) is fine, the key matches
+    line("old.dane.example", "sent", tls + "dane-ee")
 
     assert len(sinks["mx-ee"].messages) == 5 and all(m["tls"] for m in sinks["mx-ee"].messages)
     assert len(sinks["mx-ta"].messages) == 1 and sinks["mx-ta"].messages[0]["tls"]
