@@ -30,6 +30,8 @@ one port (smtp_port), with certificates from a CA the test makes:
                         alias (RFC 7672 section 2.2.2); both delivered, dane-ee
   old.dane.example      TLSA 3 1 1 of a server whose certificate expired:
                         delivered, dane-ee (RFC 7672 section 3.1.1)
+  taname.dane.example   TLSA 2 0 1 of the CA, the certificate names another
+                        host: deferred 4.7.5 (section 3.2.2)
 The names are under .example: libunbound answers .test itself (NXDOMAIN,
 RFC 6761 local zones). All in one daemon, so the test takes a few seconds.
 nsd and ldns-signzone come from scripts/deps.sh (nsd, ldnsutils).
@@ -62,6 +64,7 @@ HOSTS = {  # MX host -> its loopback address
     "mx-plain": "127.0.53.6",
     "mx-unusable": "127.0.53.7",
     "mx-old": "127.0.53.8",
+    "mx-taname": "127.0.53.9",
 }
 
 
@@ -223,6 +226,8 @@ def dane_world(tmp_path):
         "mx-unusable": make_leaf(d, "mx-unusable", "mx-unusable.dane.example", ca=False),
         # DANE-EE ignores the dates too (RFC 7672 section 3.1.1)
         "mx-old": make_expired(d, "mx-old", "expired.example"),
+        # DANE-TA with a certificate for another name: refused (section 3.2.2)
+        "mx-taname": make_leaf(d, "mx-taname", "elsewhere.example"),
     }
     p = "_%d._tcp" % port
     zone = """$ORIGIN dane.example.
@@ -251,6 +256,9 @@ unusable IN MX 10 mx-unusable
 mx-unusable IN A {mx-unusable}
 {p}.mx-unusable IN TLSA 1 1 1 {unusable}
 old IN MX 10 mx-old
+taname IN MX 10 mx-taname
+mx-taname IN A {mx-taname}
+{p}.mx-taname IN TLSA 2 0 1 {ta}
 mx-old IN A {mx-old}
 {p}.mx-old IN TLSA 3 1 1 {old}
 cname IN MX 10 alias-ee
@@ -345,7 +353,7 @@ def test_dane(make_tern, dane_world):
     domains = ["ee.dane.example", "ta.dane.example", "wrong.dane.example", "next.dane.example",
                "bogus.dane.example", "strip.dane.example", "unusable.dane.example", "plain.example",
                "only.plain.example", "via-ee.example", "via-wrong.example", "cname.dane.example",
-               "cname2.dane.example", "old.dane.example"]
+               "cname2.dane.example", "old.dane.example", "taname.dane.example"]
     for dom in domains:
         t.send("user@" + dom)
 
@@ -391,10 +399,13 @@ def test_dane(make_tern, dane_world):
 
     # DANE-EE: an expired certificate (for another name) is fine, the key matches
     line("old.dane.example", "sent", tls + "dane-ee")
+    # DANE-TA: the CA matches but the certificate names neither the MX host
+    # nor the next-hop domain
+    line("taname.dane.example", "deferred", reply=r"451 4\.7\.5 DANE authentication failed")
 
     assert len(sinks["mx-ee"].messages) == 5 and all(m["tls"] for m in sinks["mx-ee"].messages)
     assert len(sinks["mx-ta"].messages) == 1 and sinks["mx-ta"].messages[0]["tls"]
-    for host in ("mx-wrong", "mx-bogus", "mx-strip"):
+    for host in ("mx-wrong", "mx-bogus", "mx-strip", "mx-taname"):
         assert sinks[host].mail_commands == 0, host
         assert sinks[host].messages == [], host
     assert len(sinks["mx-plain"].messages) == 1 and sinks["mx-plain"].messages[0]["tls"]
