@@ -2,7 +2,7 @@
  * fuzz_dns_rdata.c - libFuzzer target for the DNS rdata parsers (dns.c) and
  * the MX ordering that consumes their output (mx_order, mx.c).
  *
- * Input: byte 0 picks the RR type (A, AAAA, MX, TLSA, other), then records
+ * Input: byte 0 picks the RR type (A, AAAA, MX, TLSA, TXT, PTR), then records
  * as a 2-byte big-endian length followed by that many bytes (a length past
  * the end takes what is left). Each record is copied into its own exact-size
  * allocation so AddressSanitizer sees any read past an rdata. The whole input
@@ -32,7 +32,8 @@ rnd_fixed(void *arg, uint32_t upper)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const int types[] = {DNS_T_A, DNS_T_AAAA, DNS_T_MX, DNS_T_TLSA, DNS_T_TXT};
+	static const int types[] = {DNS_T_A, DNS_T_AAAA, DNS_T_MX, DNS_T_TLSA, DNS_T_TXT,
+	    DNS_T_PTR};
 	if (size < 1)
 		return 0;
 	int type = types[data[0] % (sizeof(types) / sizeof(types[0]))];

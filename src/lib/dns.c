@@ -170,6 +170,17 @@ dns_parse_rr(int rrtype, const uint8_t *p, size_t n, dns_rr_t *rr)
 		rr->u.mx.exchange = buf_steal(&b);
 		return 0;
 	}
+	case DNS_T_PTR: {
+		/* RFC 1035 §3.3.12: PTRDNAME (domain name) */
+		buf_t b = BUF_INIT;
+		size_t used = 0;
+		if (dns_name_to_text(p, n, &used, &b) < 0 || used != n) {
+			buf_free(&b);
+			return -1;
+		}
+		rr->u.ptr.name = buf_steal(&b);
+		return 0;
+	}
 	case DNS_T_A: {
 		if (n != 4)
 			return -1;
@@ -212,6 +223,8 @@ rr_clear(int rrtype, dns_rr_t *rr)
 {
 	if (rrtype == DNS_T_MX)
 		xfree(rr->u.mx.exchange);
+	else if (rrtype == DNS_T_PTR)
+		xfree(rr->u.ptr.name);
 	memset(rr, 0, sizeof(*rr));
 }
 
@@ -476,6 +489,33 @@ dns_new(uv_loop_t *loop, const dns_options_t *o, buf_t *err)
 	if ((rc = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no")) != 0) {
 		buf_printf(err, "dns: do-not-query-localhost: %s", ub_strerror(rc));
 		goto fail;
+	}
+	/* A query that is never answered (a name server that drops one name's
+	 * queries, e.g. an SPF target built by a macro) makes libunbound back
+	 * off from the server, and once its own retries end (about 17 s) the
+	 * server counts as down: every other query is then answered SERVFAIL
+	 * at once, for infra-host-ttl (15 minutes by default). With one
+	 * forwarder that is an outage. infra-keep-probing keeps querying a
+	 * server that looks down (measured: the next query is answered at
+	 * once; tests/integration/test_spf_dns.py), and its state is kept a
+	 * minute, not 15. (A lower infra-cache-max-rtt makes it worse: the
+	 * server is written off sooner.) */
+	static const char *const tuning[][2] = {
+	    {"infra-keep-probing:", "yes"},
+	    {"infra-host-ttl:", "60"},
+	    /* libunbound answers reverse names of private and documentation
+	     * ranges (10/8, 192.168/16, 2001:db8::/32 ...) itself with
+	     * NXDOMAIN (RFC 6303 default local zones); tern always forwards
+	     * to a resolver that knows the site's own reverse zones (SPF's ptr
+	     * and %{p} for a relay on the LAN), so ask it */
+	    {"unblock-lan-zones:", "yes"},
+	    {"insecure-lan-zones:", "yes"},
+	};
+	for (size_t i = 0; i < sizeof(tuning) / sizeof(tuning[0]); i++) {
+		if ((rc = ub_ctx_set_option(ctx, tuning[i][0], tuning[i][1])) != 0) {
+			buf_printf(err, "dns: %s %s: %s", tuning[i][0], tuning[i][1], ub_strerror(rc));
+			goto fail;
+		}
 	}
 	size_t nserv = 0;
 	for (const char *const *s = o ? o->servers : NULL; s != NULL && *s != NULL; s++) {

@@ -41,6 +41,7 @@
 /* RR types this module parses (others are delivered raw). */
 #define DNS_T_A 1
 #define DNS_T_CNAME 5
+#define DNS_T_PTR 12
 #define DNS_T_MX 15
 #define DNS_T_TXT 16
 #define DNS_T_AAAA 28
@@ -80,6 +81,11 @@ typedef struct dns_rr {
 			 * '-', '_' and '*' are escaped as \. \\ or \DDD */
 			char *exchange;
 		} mx;
+		struct {
+			/* the target name, in the same presentation form as
+			 * u.mx.exchange (RFC 1035 §3.3.12) */
+			char *name;
+		} ptr;
 		struct {
 			struct sockaddr_storage sa; /* AF_INET or AF_INET6, port 0 */
 			socklen_t salen;
@@ -142,7 +148,7 @@ const char *dns_status_str(enum dns_status s);
 int dns_name_to_text(const uint8_t *p, size_t n, size_t *used, buf_t *out);
 
 /* Parse one record of rrtype from rdata p[0..n) into *rr (MX allocates
- * rr->u.mx.exchange). The rdata must be consumed exactly. 0 or -1. */
+ * rr->u.mx.exchange, PTR rr->u.ptr.name). The rdata must be consumed exactly. 0 or -1. */
 int dns_parse_rr(int rrtype, const uint8_t *p, size_t n, dns_rr_t *rr);
 
 /* TXT rdata p[0..n) (RFC 1035 §3.3.14: one or more <length><octets>
