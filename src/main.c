@@ -3,7 +3,7 @@
  *
  *   tern [-c CONFIG] [-d] run [--syslog]   the daemon, in the foreground (src/daemon/run.c)
  *   tern [-c CONFIG] check-config          validate config and tables (src/daemon/check.c)
- *   tern address|queue|mailq|passwd|dkim ... the tools (src/cli/)
+ *   tern address|queue|mailq|passwd|dkim|spf ... the tools (src/cli/)
  *   tern sendmail ..., or argv[0] sendmail the sendmail command (src/sendmail/)
  *   tern --help | --version, COMMAND --help (usage on stdout, exit 0)
  *
@@ -19,6 +19,7 @@
 #include "cli/dkim.h"
 #include "cli/passwd.h"
 #include "cli/queue.h"
+#include "cli/spf.h"
 #include "daemon/daemon.h"
 #include "lib/version.h"
 #include "sendmail/sendmail.h"
@@ -40,6 +41,7 @@ usage(int code)
 	    "  mailq [--json]   the queue in mailq format\n"
 	    "  passwd add|change|del|list [USER]   the AUTH password file (auth_users)\n"
 	    "  dkim keygen|sign|verify ...   DKIM keys and signatures (docs/dkim.md)\n"
+	    "  spf IP DOMAIN-OR-SENDER [--helo NAME] [--dns-servers LIST]   the SPF result (RFC 7208)\n"
 	    "  sendmail [options] [rcpt...] submit a message (also as argv[0] \"sendmail\")\n"
 	    "  COMMAND --help   the command's own usage\n"
 	    "default config: " DEFAULT_CONFIG "\n");
@@ -57,6 +59,7 @@ int
 main(int argc, char **argv)
 {
 	const char *config = DEFAULT_CONFIG;
+	bool config_given = false;
 	bool debug = false;
 	int ch;
 	static const struct option longopts[] = {
@@ -72,7 +75,7 @@ main(int argc, char **argv)
 		return sendmail_main(DEFAULT_CONFIG, argc, argv);
 	while ((ch = getopt_long(argc, argv, "+c:dh", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'c': config = optarg; break;
+		case 'c': config = optarg; config_given = true; break;
 		case 'd': debug = true; break;
 		case 'h': usage(0); break;
 		case 'V': printf("tern %s\n", TERN_VERSION); return 0;
@@ -120,6 +123,8 @@ main(int argc, char **argv)
 		return cli_mailq(config, argc, argv);
 	if (strcmp(argv[0], "passwd") == 0)
 		return cli_passwd(config, argc, argv);
+	if (strcmp(argv[0], "spf") == 0)
+		return cli_spf(config, config_given, argc, argv);
 	if (strcmp(argv[0], "sendmail") == 0)
 		return sendmail_main(config, argc, argv);
 	if (strcmp(argv[0], "dkim") == 0)
