@@ -672,9 +672,11 @@ spf_record_parse(const char *txt, size_t n, spf_record_t *rec, buf_t *err)
 				*slot = xstrndup(val, vlen);
 			} else {
 				/* unknown-modifier: ignored, but its macro-string must
-				 * be well-formed (section 6, A) */
+				 * be well-formed (section 6, A); every macro letter of
+				 * the ABNF is accepted (c, r, t are for exp= text, but
+				 * this text is never expanded) */
 				buf_t out = BUF_INIT, e = BUF_INIT;
-				int rc = spf_macro_expand(NULL, val, vlen, 0, &out, &e);
+				int rc = spf_macro_expand(NULL, val, vlen, 1, &out, &e);
 				buf_free(&out);
 				buf_free(&e);
 				if (rc < 0) {
