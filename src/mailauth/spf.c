@@ -14,8 +14,8 @@
  * temperror, except in ptr and %{p} (section 5.5: the name is skipped); a
  * temperror or permerror anywhere ends the whole evaluation; include maps
  * pass to a match, fail/softfail/neutral to no match, none to permerror.
- * Limits (section 4.6.4): include, a, mx, ptr, exists and redirect count
- * towards 10 when they are evaluated; more than 2 void answers (NXDOMAIN
+ * Limits (section 4.6.4): include, a, mx, ptr, exists, redirect and the
+ * PTR lookup of a %{p} in them count towards 10 when they are evaluated; more than 2 void answers (NXDOMAIN
  * or no records) to a mechanism's own lookup is a permerror; more than 10
  * MX records is a permerror; only the first 10 PTR names are looked at.
  * The exp= lookup (fail only, top record only) counts towards neither.
@@ -462,11 +462,11 @@ expand_target(spf_req_t *r, const char *spec, enum resume then)
 /* ---- the evaluation ---- */
 
 static bool
-count_term(spf_req_t *r, const spf_term_t *t)
+count_term(spf_req_t *r, const char *what)
 {
 	if (++r->terms > SPF_MAX_TERMS) {
 		finish(r, SPF_PERMERROR, "more than %d DNS-querying terms (section 4.6.4) at \"%s\"",
-		    SPF_MAX_TERMS, t ? t->text : "redirect=");
+		    SPF_MAX_TERMS, what);
 		return false;
 	}
 	return true;
@@ -488,7 +488,7 @@ step(spf_req_t *r)
 			if (!f->redirect_done) {
 				if (expand_target(r, f->rec.redirect, RESUME_TERM) < 0)
 					return;
-				if (!count_term(r, NULL))
+				if (!count_term(r, "redirect="))
 					return;
 				f->redirect_done = true;
 			}
@@ -537,7 +537,7 @@ step(spf_req_t *r)
 			xfree(r->target);
 			r->target = xstrdup(f->domain);
 		}
-		if (!count_term(r, t))
+		if (!count_term(r, t->text))
 			return;
 		switch (t->mech) {
 		case SPF_M_INCLUDE: {
@@ -647,9 +647,14 @@ p_resume(spf_req_t *r)
 	}
 }
 
+/* Section 4.6.4: the PTR lookup of %{p} in a mechanism or redirect= counts
+ * towards the 10 DNS-querying terms (in exp= text it cannot change the
+ * result, and the exp= lookup itself is not counted either). */
 static void
 start_p(spf_req_t *r, enum resume then)
 {
+	if (then == RESUME_TERM && !count_term(r, "%{p}"))
+		return;
 	xfree(r->p);
 	r->p = NULL;
 	r->p_resume = then;

@@ -61,7 +61,8 @@ typedef struct spf_req spf_req_t;
  * Never NULL. */
 spf_req_t *spf_check_host(dns_t *dns, const struct sockaddr *ip, const char *domain,
     const char *sender, const char *helo, const spf_options_t *o, spf_cb cb, void *arg);
-/* The callback will never be called. NULL: no-op. */
+/* The callback will never be called. NULL: no-op. Only before the
+ * callback: the request is gone once its callback has returned. */
 void spf_cancel(spf_req_t *r);
 
 /* "none", "neutral", "pass", "fail", "softfail", "temperror", "permerror" */
