@@ -20,6 +20,7 @@
 #include "bounce/dsn.h"
 #include "common/addr.h"
 #include "common/maillog.h"
+#include "lib/clock.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
 
@@ -65,14 +66,6 @@ bounce_job_free(bounce_job_t *j)
 	xfree(j);
 }
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 job_error(bounce_job_t *j, int e, const char *what, const char *why)
 {
@@ -86,7 +79,7 @@ dsn_envelope(const char *bqid, const dsn_info_t *info, char *const *to, size_t n
 {
 	envelope_t *b = envelope_new();
 	memcpy(b->qid, bqid, QID_SIZE);
-	b->arrival_us = now_us();
+	b->arrival_us = clock_wall_us();
 	b->sender = xstrdup("");
 	b->flags = ENV_IS_BOUNCE | flags;
 	b->client_addr = xstrdup("local");

@@ -24,7 +24,10 @@
 #include <sys/socket.h>
 
 #include "filter/content.h"
+#include "filter/dnsbl.h"
+#include "filter/greylist.h"
 #include "filter/milter.h"
+#include "filter/ratelimit.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -1075,4 +1078,12 @@ run_checks(filter_t *f, filter_cb cb, void *arg)
 	xfree(sc.reply);
 	xfree(sc.who);
 	return ended;
+}
+
+void
+filter_shutdown(void)
+{
+	dnsbl_shutdown();
+	rl_shutdown();
+	grey_shutdown();
 }

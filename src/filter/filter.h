@@ -104,6 +104,11 @@ struct content_checks;
 filter_t *filter_checks(filter_t *f, uv_loop_t *loop, const char *sid, struct content_checks *cc);
 /* Drop the session: QUIT to each milter; no callback after this. NULL is a no-op. */
 void filter_free(filter_t *f);
+/* At exit, once no session is left: the state the built-in checks keep
+ * for the process (DNSBL resolver and cache, rate-limit pairs and the
+ * Redis connection, the greylisting table, saved first) is freed. The
+ * loop must run once more (uv_run NOWAIT) to close their handles. */
+void filter_shutdown(void);
 
 /* Set (or, value NULL, unset) a macro: "j", "{client_addr}", ... as Postfix
  * names them; each stage sends the ones a milter asked for (SETSYMLIST) or

@@ -1,6 +1,6 @@
 /*
- * greylist.c - FILTER: greylisting (greylist.h): the triplet table (a hash
- * with an LRU list), the rule, and its file in the spool.
+ * greylist.c - FILTER: greylisting (greylist.h): the triplet table (a
+ * lib/lru.h map), the rule, and its file in the spool.
  *
  * The file SPOOL/greylist: one line per triplet, "FIRST LAST PASSED KEY",
  * FIRST and LAST wall-clock seconds, PASSED 0 or 1; a line that does not
@@ -26,128 +26,32 @@
 #include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/lru.h"
 #include "lib/xalloc.h"
 
+/* the value of a triplet in the map (lib/lru.h), keyed by grey_key() */
 typedef struct gent {
-	struct gent *hnext;
-	struct gent *prev, *next; /* LRU: head = most recent */
 	uint64_t first, last;
 	bool passed;
-	uint32_t hash;
-	char key[];
 } gent_t;
 
 static struct {
-	gent_t **tab;
-	size_t nbuckets;
-	size_t count;
-	gent_t *head, *tail;
+	lru_t map;
 	bool loaded;
 	char *path;          /* SPOOL/greylist */
 	bool dirty;
 	bool writing;
 	uv_timer_t *timer;
 	uv_loop_t *loop;
-} g;
+} g = {.map = LRU_INIT(sizeof(gent_t))};
 
-static uint32_t
-hash_str(const char *s)
-{
-	uint32_t h = 2166136261u;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
-static void
-unlink_lru(gent_t *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		g.head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		g.tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-static void
-to_front(gent_t *e)
-{
-	e->next = g.head;
-	e->prev = NULL;
-	if (g.head)
-		g.head->prev = e;
-	g.head = e;
-	if (g.tail == NULL)
-		g.tail = e;
-}
-
-static void
-remove_ent(gent_t *e)
-{
-	gent_t **pp = &g.tab[e->hash % g.nbuckets];
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
-	unlink_lru(e);
-	g.count--;
-	xfree(e);
-}
-
-static void
-grow(void)
-{
-	size_t nb = g.nbuckets ? g.nbuckets * 2 : 1024;
-	gent_t **tab = xcalloc(nb, sizeof(gent_t *)); // NOLINT(bugprone-sizeof-expression): an array of pointers
-	for (size_t i = 0; i < g.nbuckets; i++) {
-		gent_t *e = g.tab[i];
-		while (e) {
-			gent_t *nx = e->hnext;
-			e->hnext = tab[e->hash % nb];
-			tab[e->hash % nb] = e;
-			e = nx;
-		}
-	}
-	xfree(g.tab);
-	g.tab = tab;
-	g.nbuckets = nb;
-}
-
+/* a new triplet, the least recently used ones dropped first at the cap */
 static gent_t *
-find(const char *key, uint32_t h)
+add(const char *key, size_t max)
 {
-	if (g.nbuckets == 0)
-		return NULL;
-	for (gent_t *e = g.tab[h % g.nbuckets]; e; e = e->hnext)
-		if (e->hash == h && strcmp(e->key, key) == 0)
-			return e;
-	return NULL;
-}
-
-static gent_t *
-add(const char *key, uint32_t h, size_t max)
-{
-	while (g.count > 0 && g.count >= max && g.tail) {
-		gent_t *victim = g.tail;
-		/* remove_ent unlinks it: the tail moves on (the analyzer does not see that) */
-		remove_ent(victim); // NOLINT(clang-analyzer-unix.Malloc)
-	}
-	if (g.count >= g.nbuckets)
-		grow();
-	size_t len = strlen(key);
-	gent_t *e = xcalloc(1, sizeof *e + len + 1);
-	memcpy(e->key, key, len + 1);
-	e->hash = h;
-	e->hnext = g.tab[h % g.nbuckets];
-	g.tab[h % g.nbuckets] = e;
-	to_front(e);
-	g.count++;
-	return e;
+	while (lru_count(&g.map) > 0 && lru_count(&g.map) >= max)
+		lru_del(&g.map, lru_oldest(&g.map));
+	return lru_put(&g.map, key);
 }
 
 /* gone: a first try not retried within expiry, a passed one unused for lifetime */
@@ -160,20 +64,18 @@ expired(const config_t *c, const gent_t *e, uint64_t now)
 unsigned
 grey_check_at(const config_t *c, const char *key, uint64_t now)
 {
-	uint32_t h = hash_str(key);
-	gent_t *e = find(key, h);
+	gent_t *e = lru_get(&g.map, key);
 	if (e && expired(c, e, now)) {
-		remove_ent(e);
+		lru_del(&g.map, e);
 		e = NULL;
 	}
 	g.dirty = true;
 	if (e == NULL) {
-		e = add(key, h, c->greylist_max_entries ? c->greylist_max_entries : 1);
+		e = add(key, c->greylist_max_entries ? c->greylist_max_entries : 1);
 		e->first = e->last = now;
 		return c->greylist_delay ? c->greylist_delay : 0;
 	}
-	unlink_lru(e);
-	to_front(e);
+	lru_touch(&g.map, e);
 	if (!e->passed && now < e->first + c->greylist_delay) {
 		uint64_t wait = e->first + c->greylist_delay - now;
 		return wait > 0 ? (unsigned)wait : 1;
@@ -238,10 +140,9 @@ load(const config_t *c)
 		int passed = ok && p[1] == '1';
 		if (ok) {
 			const char *key = p + 3;
-			uint32_t h = hash_str(key);
 			gent_t probe = {.first = first, .last = last, .passed = passed != 0};
-			if (!expired(c, &probe, now) && find(key, h) == NULL) {
-				gent_t *e = add(key, h, c->greylist_max_entries);
+			if (!expired(c, &probe, now) && lru_get(&g.map, key) == NULL) {
+				gent_t *e = add(key, c->greylist_max_entries);
 				e->first = first;
 				e->last = last;
 				e->passed = passed != 0;
@@ -308,21 +209,28 @@ write_done(uv_work_t *w, int status)
 		schedule_save();
 }
 
+/* the table as the file holds it, oldest first (so a load keeps the LRU order) */
+static struct gwrite *
+snapshot(void)
+{
+	struct gwrite *q = xcalloc(1, sizeof *q);
+	q->path = xstrdup(g.path);
+	for (gent_t *e = lru_oldest(&g.map); e; e = lru_newer(e)) {
+		buf_printf(&q->text, "%llu %llu %d %s\n", (unsigned long long)e->first,
+		    (unsigned long long)e->last, e->passed ? 1 : 0, lru_key(e));
+		q->n++;
+	}
+	g.dirty = false;
+	return q;
+}
+
 static void
 save_now(uv_timer_t *t)
 {
 	(void)t;
 	if (g.writing || !g.dirty)
 		return;
-	struct gwrite *q = xcalloc(1, sizeof *q);
-	q->path = xstrdup(g.path);
-	/* oldest first, so a load keeps the LRU order */
-	for (gent_t *e = g.tail; e; e = e->prev) {
-		buf_printf(&q->text, "%llu %llu %d %s\n", (unsigned long long)e->first,
-		    (unsigned long long)e->last, e->passed ? 1 : 0, e->key);
-		q->n++;
-	}
-	g.dirty = false;
+	struct gwrite *q = snapshot();
 	g.writing = true;
 	q->w.data = q;
 	if (uv_queue_work(g.loop, &q->w, write_work, write_done) != 0) {
@@ -360,7 +268,7 @@ grey_check(uv_loop_t *loop, const config_t *c, const char *sid, const char *ip,
 	}
 	bool was_passed;
 	{
-		gent_t *e = find(key, hash_str(key));
+		const gent_t *e = lru_get(&g.map, key);
 		was_passed = e && e->passed && !expired(c, e, (uint64_t)time(NULL));
 	}
 	unsigned wait = grey_check_at(c, key, (uint64_t)time(NULL));
@@ -380,24 +288,43 @@ grey_check(uv_loop_t *loop, const config_t *c, const char *sid, const char *ip,
 size_t
 grey_count(void)
 {
-	return g.count;
+	return lru_count(&g.map);
+}
+
+static void
+timer_free(uv_handle_t *h)
+{
+	xfree(h);
+}
+
+void
+grey_shutdown(void)
+{
+	/* the last changes (the timer saves at most once a second), now:
+	 * blocking is fine at exit; a write in flight already has them but one */
+	if (g.dirty && g.path && !g.writing) {
+		struct gwrite *q = snapshot();
+		q->w.data = q;
+		write_work(&q->w);
+		if (q->err)
+			log_warn("greylist: cannot write %s: %s", q->path, strerror(q->err));
+		xfree(q->path);
+		buf_free(&q->text);
+		xfree(q);
+	}
+	if (g.timer) {
+		uv_close((uv_handle_t *)g.timer, timer_free);
+		g.timer = NULL;
+	}
+	xfree(g.path);
+	g.path = NULL;
+	g.loaded = false;
+	grey_clear();
 }
 
 void
 grey_clear(void)
 {
-	for (size_t i = 0; i < g.nbuckets; i++) {
-		gent_t *e = g.tab[i];
-		while (e) {
-			gent_t *nx = e->hnext;
-			xfree(e);
-			e = nx;
-		}
-	}
-	g.head = g.tail = NULL;
-	g.count = 0;
-	xfree(g.tab);
-	g.tab = NULL;
-	g.nbuckets = 0;
+	lru_clear(&g.map);
 	g.dirty = false;
 }

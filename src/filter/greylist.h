@@ -44,5 +44,9 @@ bool grey_check(uv_loop_t *loop, const config_t *c, const char *sid, const char 
 /* entries held (tests) and forgetting them all (tests) */
 size_t grey_count(void);
 void grey_clear(void);
+/* At exit (no session left): the table saved if it changed since the last
+ * save (blocking), then everything freed; the loop must run once more
+ * (uv_run NOWAIT) to close the save timer. */
+void grey_shutdown(void);
 
 #endif

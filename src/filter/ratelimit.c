@@ -1,6 +1,6 @@
 /*
  * ratelimit.c - FILTER: GCRA rate limits (ratelimit.h) and their bounded
- * in-memory store: a hash table of (limit, key) -> TAT with an LRU list.
+ * in-memory store: (limit, key) -> TAT in a lib/lru.h map.
  *
  * Guarantees: at most max_keys pairs are held (the least recently used is
  * dropped first); a lookup, an insertion and an eviction are O(1).
@@ -13,7 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/lru.h"
 #include "lib/xalloc.h"
 
 #define US 1000000ull
@@ -38,134 +40,22 @@ rl_gcra(uint64_t *tat, uint64_t now_us, const rate_t *r, uint64_t *retry_us)
 }
 
 /* ------------------------------------------------------------------ */
-/* the in-memory store                                                 */
+/* the in-memory store: "limit key" -> TAT, a lib/lru.h map            */
 
-typedef struct ent {
-	struct ent *hnext;           /* hash chain */
-	struct ent *prev, *next;     /* LRU list: head = most recent */
-	uint64_t tat;
-	uint32_t hash;
-	char key[];                  /* "limit\0key" flattened as "limit key" */
-} ent_t;
+static lru_t store = LRU_INIT(sizeof(uint64_t));
 
-static struct {
-	ent_t **tab;
-	size_t nbuckets;
-	size_t count;
-	ent_t *head, *tail;
-} store;
-
-static uint32_t
-hash_str(const char *s)
+/* a new pair; at the cap, first the expired pairs at the cold end go,
+ * then the least recently used */
+static uint64_t *
+insert(const char *key, size_t max_keys, uint64_t now_us)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
-static void
-lru_unlink(ent_t *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		store.head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		store.tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-static void
-lru_front(ent_t *e)
-{
-	e->next = store.head;
-	e->prev = NULL;
-	if (store.head)
-		store.head->prev = e;
-	store.head = e;
-	if (store.tail == NULL)
-		store.tail = e;
-}
-
-static void
-ent_remove(ent_t *e)
-{
-	ent_t **pp = &store.tab[e->hash % store.nbuckets];
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
-	lru_unlink(e);
-	store.count--;
-	xfree(e);
-}
-
-static void
-grow(void)
-{
-	size_t nb = store.nbuckets ? store.nbuckets * 2 : 1024;
-	ent_t **tab = xcalloc(nb, sizeof(ent_t *)); // NOLINT(bugprone-sizeof-expression): an array of pointers
-	for (size_t i = 0; i < store.nbuckets; i++) {
-		ent_t *e = store.tab[i];
-		while (e) {
-			ent_t *nx = e->hnext;
-			e->hnext = tab[e->hash % nb];
-			tab[e->hash % nb] = e;
-			e = nx;
-		}
-	}
-	xfree(store.tab);
-	store.tab = tab;
-	store.nbuckets = nb;
-}
-
-static ent_t *
-lookup(const char *key, uint32_t h)
-{
-	if (store.nbuckets == 0)
-		return NULL;
-	for (ent_t *e = store.tab[h % store.nbuckets]; e; e = e->hnext)
-		if (e->hash == h && strcmp(e->key, key) == 0)
-			return e;
-	return NULL;
-}
-
-static ent_t *
-insert(const char *key, uint32_t h, size_t max_keys, uint64_t now_us)
-{
-	/* at the cap: first the expired pairs at the cold end, then the least recently used */
-	/* ent_remove unlinks the victim, so the tail moves on (the analyzer
-	 * does not see that: hence the NOLINTs) */
 	for (;;) {
-		ent_t *victim = store.tail;
-		// NOLINTNEXTLINE(clang-analyzer-unix.Malloc)
-		if (victim == NULL || (store.count < max_keys && victim->tat > now_us))
+		uint64_t *old = lru_oldest(&store);
+		if (old == NULL || (lru_count(&store) < max_keys && *old > now_us))
 			break;
-		ent_remove(victim); // NOLINT(clang-analyzer-unix.Malloc)
+		lru_del(&store, old);
 	}
-	if (store.count >= store.nbuckets)
-		grow();
-	size_t len = strlen(key);
-	ent_t *e = xcalloc(1, sizeof *e + len + 1);
-	memcpy(e->key, key, len + 1);
-	e->hash = h;
-	e->hnext = store.tab[h % store.nbuckets];
-	store.tab[h % store.nbuckets] = e;
-	lru_front(e);
-	store.count++;
-	return e;
-}
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * US + (uint64_t)ts.tv_nsec / 1000u;
+	return lru_put(&store, key);
 }
 
 #define RL_MAX_ITEMS 8
@@ -175,7 +65,7 @@ rl_check_mem(const rl_item_t *items, size_t n, size_t max_keys, uint64_t now_us,
     rl_result_t *res)
 {
 	if (now_us == 0)
-		now_us = mono_us() + 1;
+		now_us = clock_mono_us() + 1;
 	if (max_keys == 0)
 		max_keys = 1;
 	if (n > RL_MAX_ITEMS)
@@ -187,58 +77,48 @@ rl_check_mem(const rl_item_t *items, size_t n, size_t max_keys, uint64_t now_us,
 	/* pass 1: would each pass? nothing is charged yet */
 	for (size_t i = 0; i < n; i++) {
 		(void)snprintf(kbuf, sizeof kbuf, "%s %s", items[i].limit, items[i].key);
-		ent_t *e = lookup(kbuf, hash_str(kbuf));
-		tat[i] = e ? e->tat : 0;
+		uint64_t *e = lru_get(&store, kbuf);
+		tat[i] = e ? *e : 0;
 		uint64_t retry;
 		if (!rl_gcra(&tat[i], now_us, items[i].rate, &retry)) {
 			res->denied = (int)i;
 			res->retry_secs = (unsigned)((retry + US - 1) / US);
 			if (res->retry_secs == 0)
 				res->retry_secs = 1;
-			if (e) {
-				lru_unlink(e);
-				lru_front(e);
-			}
+			if (e)
+				lru_touch(&store, e);
 			return;
 		}
 	}
 	/* pass 2: every one passed: charge them all */
 	for (size_t i = 0; i < n; i++) {
 		(void)snprintf(kbuf, sizeof kbuf, "%s %s", items[i].limit, items[i].key);
-		uint32_t h = hash_str(kbuf);
-		ent_t *e = lookup(kbuf, h);
-		if (e) {
-			lru_unlink(e);
-			lru_front(e);
-		} else {
-			e = insert(kbuf, h, max_keys, now_us);
-		}
-		e->tat = tat[i];
+		uint64_t *e = lru_get(&store, kbuf);
+		if (e)
+			lru_touch(&store, e);
+		else
+			e = insert(kbuf, max_keys, now_us);
+		*e = tat[i];
 	}
 }
 
 size_t
 rl_mem_count(void)
 {
-	return store.count;
+	return lru_count(&store);
 }
 
 void
 rl_mem_clear(void)
 {
-	for (size_t i = 0; i < store.nbuckets; i++) {
-		ent_t *e = store.tab[i];
-		while (e) {
-			ent_t *nx = e->hnext;
-			xfree(e);
-			e = nx;
-		}
-	}
-	store.head = store.tail = NULL;
-	store.count = 0;
-	xfree(store.tab);
-	store.tab = NULL;
-	store.nbuckets = 0;
+	lru_clear(&store);
+}
+
+void
+rl_shutdown(void)
+{
+	rl_redis_shutdown();
+	rl_mem_clear();
 }
 
 /* ------------------------------------------------------------------ */

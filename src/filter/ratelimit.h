@@ -61,6 +61,9 @@ void rl_check_mem(const rl_item_t *items, size_t n, size_t max_keys, uint64_t no
 size_t rl_mem_count(void);
 /* forget every pair (tests; configuration reload keeps them) */
 void rl_mem_clear(void);
+/* At exit (no session left): the pairs freed, the Redis connection closed;
+ * the loop must run once more (uv_run NOWAIT) to close its handles. */
+void rl_shutdown(void);
 
 /* ---- the limits of an SMTP session's stages (smtpd calls these) ---- */
 
@@ -104,5 +107,7 @@ struct rl_rreq;
 struct rl_rreq *rl_redis_check(uv_loop_t *loop, const config_t *c, const rl_item_t *items,
     size_t n, rl_redis_cb cb, void *arg);
 void rl_redis_cancel(struct rl_rreq *q);
+/* close the connection and free its state (rl_shutdown) */
+void rl_redis_shutdown(void);
 
 #endif

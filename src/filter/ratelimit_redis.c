@@ -341,3 +341,28 @@ rl_redis_cancel(struct rl_rreq *q)
 	uv_timer_stop(&q->timer);
 	uv_close((uv_handle_t *)&q->timer, timer_closed);
 }
+
+static void
+retry_free(uv_handle_t *h)
+{
+	xfree(h);
+}
+
+void
+rl_redis_shutdown(void)
+{
+	if (rd.ac) {
+		/* every command still waiting is answered "failed" (no session is
+		 * left to hear it); hiredis closes its handle on the loop */
+		redisAsyncContext *ac = rd.ac;
+		rd.ac = NULL;
+		rd.up = false;
+		redisAsyncFree(ac);
+	}
+	if (rd.retry) {
+		uv_close((uv_handle_t *)rd.retry, retry_free);
+		rd.retry = NULL;
+	}
+	xfree(rd.addr);
+	rd.addr = NULL;
+}

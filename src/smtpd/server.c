@@ -33,6 +33,7 @@
 #include "common/secret.h"
 #include "filter/content.h"
 #include "filter/dnsbl.h"
+#include "filter/filter.h"
 #include "lib/conn.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -643,7 +644,7 @@ server_free(server_t *s)
 {
 	if (!s)
 		return;
-	dnsbl_shutdown(); /* the lists' resolver and cache */
+	filter_shutdown(); /* DNSBL cache, rate-limit and greylisting state */
 	for (size_t i = 0; i < IPTAB_SIZE; i++) {
 		ipcount_t *e = s->iptab[i];
 		while (e) {
