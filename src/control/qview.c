@@ -61,6 +61,23 @@ any_active(const qview_entry_t *e)
 	return false;
 }
 
+#define QUARANTINED "quarantined: "
+
+const char *
+qview_held_reason(const qview_entry_t *e)
+{
+	const envelope_t *env = e->env;
+	if (!(env->flags & ENV_HELD))
+		return NULL;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const env_rcpt_t *r = &env->rcpt[i];
+		if (r->status == RCPT_PENDING && r->attempts == 0 && r->reply &&
+		    strncmp(r->reply, QUARANTINED, sizeof QUARANTINED - 1) == 0)
+			return r->reply;
+	}
+	return "held by the administrator";
+}
+
 /* ---- text helpers ---- */
 
 /* s with control characters replaced, at most max octets (0: no limit) */
@@ -132,6 +149,12 @@ qview_mailq(buf_t *out, const qview_entry_t *e, size_t n)
 		else
 			buf_puts(out, "MAILER-DAEMON");
 		buf_putc(out, '\n');
+		const char *held = qview_held_reason(&e[k]);
+		if (held) {
+			buf_putc(out, '(');
+			put_clean(out, held, 1000);
+			buf_puts(out, ")\n");
+		}
 		const char *last_reason = NULL;
 		for (size_t i = 0; i < env->nrcpt; i++) {
 			const env_rcpt_t *r = &env->rcpt[i];
@@ -203,10 +226,13 @@ put_msg_line(buf_t *out, const qview_entry_t *e)
 	buf_puts(out, "  from <");
 	put_clean(out, env->sender, 0);
 	buf_putc(out, '>');
-	if (env->flags & ENV_HELD)
-		buf_puts(out, "  HELD");
 	if (env->flags & ENV_IS_BOUNCE)
 		buf_puts(out, "  (DSN)");
+	if (env->flags & ENV_HELD) {
+		buf_puts(out, "  HELD (");
+		put_clean(out, qview_held_reason(e), 1000);
+		buf_putc(out, ')');
+	}
 	buf_putc(out, '\n');
 }
 
@@ -252,7 +278,13 @@ qview_show_text(buf_t *out, const qview_entry_t *e, const char *hdr, size_t hlen
 		put_clean(out, env->auth_user, 0);
 	}
 	buf_putc(out, '\n');
-	buf_printf(out, "held: %s\n", (env->flags & ENV_HELD) ? "yes" : "no");
+	if (env->flags & ENV_HELD) {
+		buf_puts(out, "held: yes (");
+		put_clean(out, qview_held_reason(e), 1000);
+		buf_puts(out, ")\n");
+	} else {
+		buf_puts(out, "held: no\n");
+	}
 	buf_printf(out, "dsn: %s\n", (env->flags & ENV_IS_BOUNCE) ? "yes (a notification tern made)" : "no");
 	buf_printf(out, "delay warning sent: %s\n", (env->flags & ENV_DELAY_WARNED) ? "yes" : "no");
 	buf_printf(out, "recipients: %zu\n", env->nrcpt);
@@ -363,8 +395,10 @@ put_msg_json(buf_t *out, const qview_entry_t *e)
 	buf_printf(out, ",\"ret\":%s", env->ret == RET_FULL ? "\"full\"" : env->ret == RET_HDRS ? "\"hdrs\"" : "null");
 	buf_putc(out, ',');
 	json_key_str(out, "client", env->client_addr);
-	buf_printf(out, ",\"held\":%s,\"active\":%s,\"dsn\":%s,\"delay_warned\":%s,\"recipients\":[",
-	    (env->flags & ENV_HELD) ? "true" : "false", any_active(e) ? "true" : "false",
+	buf_printf(out, ",\"held\":%s,", (env->flags & ENV_HELD) ? "true" : "false");
+	json_key_str(out, "held_reason", qview_held_reason(e));
+	buf_printf(out, ",\"active\":%s,\"dsn\":%s,\"delay_warned\":%s,\"recipients\":[",
+	    any_active(e) ? "true" : "false",
 	    (env->flags & ENV_IS_BOUNCE) ? "true" : "false",
 	    (env->flags & ENV_DELAY_WARNED) ? "true" : "false");
 	for (size_t i = 0; i < env->nrcpt; i++) {

@@ -36,10 +36,20 @@ void qview_sort(qview_entry_t *e, size_t n);
  * "sent", "failed", "reported". */
 const char *qview_status(const qview_entry_t *e, size_t i);
 
+/* Why a held message is held, NULL when it is not: the reason the filter
+ * stage left with each of its recipients when a milter quarantined it or a
+ * header/body check said HOLD ("quarantined: REASON (milter NAME)",
+ * "quarantined: TEXT (header_checks FILE:LINE)"; the first recipient not
+ * yet tried that has one), else "held by the administrator" (tern queue
+ * hold). A quarantined message that was released and held again before
+ * its first delivery attempt still shows the quarantine reason. */
+const char *qview_held_reason(const qview_entry_t *e);
+
 /*
  * Postfix/Sendmail mailq format:
  *   -Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
  *   QID[*!]  SIZE  Www Mmm dd hh:mm:ss  sender
+ *   (why it is held, for a held one: qview_held_reason)
  *   (reason)
  *                                      recipient
  *   (blank line)

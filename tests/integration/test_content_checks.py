@@ -14,6 +14,7 @@ bad pattern; the rules read again on SIGHUP.
 
 import base64
 import json
+import re
 import signal
 import time
 
@@ -89,14 +90,21 @@ def test_hold_warn_ignore_prepend(ct):
     qid = r.text.split()[-1]
     ct.wait_log(r"quarantined \(held\) reason=\"held for review \(header_checks \S+:4\)\"")
     data = json.loads(run_tool(ct, "queue", "list", "--json").stdout)
-    assert any(m["held"] for m in data["messages"]), data
+    held = [m for m in data["messages"] if m["queue_id"] == qid]
+    assert held and held[0]["held"] is True, data
+    assert re.fullmatch(r"quarantined: held for review \(header_checks \S+:4\)", held[0]["held_reason"]), held
+    assert "HELD (quarantined: held for review (header_checks " in run_tool(ct, "queue", "list").stdout
+    assert "released" in run_tool(ct, "queue", "release", qid).stdout
+    run_tool(ct, "queue", "flush")
+    ct.wait_delivered("alice@localhost", 1)  # released: delivered
     r = send_raw(ct, plain("warn me", extra="X-Remove-Me: bye\n"))
     assert r.code == 250, r
     ct.wait_log(r"header_checks \S+:5 action=warn text=just noting")
     ct.wait_log(r"header_checks \S+:6 action=ignore line=\"X-Remove-Me: bye\"")
     assert send_raw(ct, plain("tag me")).code == 250
-    ct.wait_delivered("alice@localhost", 2)
+    ct.wait_delivered("alice@localhost", 3)
     mails = [Mail(p) for p in ct.messages("alice@localhost")]
+    assert [m for m in mails if m.get("Subject") == "hold me please"]
     warned = [m for m in mails if m.get("Subject") == "warn me"][0]
     assert warned.get("X-Remove-Me") is None
     tagged = [m for m in mails if m.get("Subject") == "tag me"][0]

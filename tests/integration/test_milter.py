@@ -229,8 +229,11 @@ def test_quarantine_hold_and_release(make_tern, peers):
     assert t.messages("alice@localhost") == []
     data = json.loads(run_tool(t, "queue", "list", "--json").stdout)
     assert data["messages"][0]["queue_id"] == qid and data["messages"][0]["held"] is True
-    assert "HELD" in run_tool(t, "queue", "list").stdout
-    assert "quarantined: looks like a virus" in run_tool(t, "queue", "show", qid).stdout
+    assert data["messages"][0]["held_reason"] == "quarantined: looks like a virus (milter m1)"
+    assert "HELD (quarantined: looks like a virus (milter m1))" in run_tool(t, "queue", "list").stdout
+    out = run_tool(t, "mailq").stdout
+    assert re.search(r"^%s! .*\n\(quarantined: looks like a virus \(milter m1\)\)$" % qid, out, re.M), out
+    assert "held: yes (quarantined: looks like a virus (milter m1))" in run_tool(t, "queue", "show", qid).stdout
     assert "released" in run_tool(t, "queue", "release", qid).stdout
     run_tool(t, "queue", "flush")
     t.wait_delivered("alice@localhost", 1)

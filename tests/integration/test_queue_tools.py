@@ -137,8 +137,9 @@ def test_hold_release_flush(make_tern):
         assert peer.messages == [] and peer.rcpts == 1
         data = json.loads(tool(t, "queue", "list", "--json").stdout)
         assert data["messages"][0]["held"] is True
-        assert re.search(r"^%s! " % qid, tool(t, "mailq").stdout, re.M)
-        assert "HELD" in tool(t, "queue", "list").stdout
+        assert data["messages"][0]["held_reason"] == "held by the administrator"
+        assert re.search(r"^%s! .*\n\(held by the administrator\)$" % qid, tool(t, "mailq").stdout, re.M)
+        assert "HELD (held by the administrator)" in tool(t, "queue", "list").stdout
         # the hold survives a restart
         t.restart()
         t.wait_log(r"%s: held \(recovered" % qid)

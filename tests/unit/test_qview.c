@@ -80,10 +80,43 @@ test_mailq(void **state)
 	 * the pending recipient only, blank line, total */
 	assert_true(strncmp(s, "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n"
 	    "1K1AVEJBZS447PRJ!     2000 ", 93) == 0);
-	assert_non_null(strstr(s, "  MAILER-DAEMON\n(451 4.3.0 try?later)\n"));
+	assert_non_null(strstr(s, "  MAILER-DAEMON\n(held by the administrator)\n(451 4.3.0 try?later)\n"));
 	assert_non_null(strstr(s, "\n                                                far@remote.test\n\n"));
 	assert_null(strstr(s, "near@remote.test"));
 	assert_non_null(strstr(s, "\n-- 2 Kbytes in 1 Request.\n"));
+	buf_free(&b);
+	qview_entries_free(q, 1);
+}
+
+/* the reason a message is held: a quarantine's (left with the recipients
+ * not yet tried), else the administrator's hold; none when not held */
+static void
+test_held_reason(void **state)
+{
+	qview_entry_t *q = one_entry(false);
+	assert_null(qview_held_reason(q));
+	q->env->flags |= ENV_HELD;
+	assert_string_equal(qview_held_reason(q), "held by the administrator");
+	env_rcpt_t *r = envelope_add_rcpt(q->env, "third@remote.test", NULL, NULL, 0);
+	r->reply = xstrdup("quarantined: looks like a\tvirus (milter m1)");
+	assert_string_equal(qview_held_reason(q), "quarantined: looks like a\tvirus (milter m1)");
+
+	buf_t b = BUF_INIT;
+	qview_list_text(&b, q, 1);
+	assert_non_null(strstr(buf_cstr(&b), "  HELD (quarantined: looks like a?virus (milter m1))\n"));
+	buf_reset(&b);
+	qview_mailq(&b, q, 1);
+	assert_non_null(strstr(buf_cstr(&b), "  MAILER-DAEMON\n(quarantined: looks like a?virus (milter m1))\n"));
+	buf_reset(&b);
+	qview_list_json(&b, q, 1);
+	assert_non_null(strstr(buf_cstr(&b),
+	    "\"held\":true,\"held_reason\":\"quarantined: looks like a\\tvirus (milter m1)\""));
+	buf_reset(&b);
+	qview_show_text(&b, q, NULL, 0);
+	assert_non_null(strstr(buf_cstr(&b), "held: yes (quarantined: looks like a?virus (milter m1))\n"));
+	/* once tried (released and deferred), the recipient's reply is no hold reason */
+	r->attempts = 1;
+	assert_string_equal(qview_held_reason(q), "held by the administrator");
 	buf_free(&b);
 	qview_entries_free(q, 1);
 }
@@ -99,7 +132,7 @@ test_list_json(void **state)
 	const char *s = buf_cstr(&b);
 	assert_non_null(strstr(s, "\"queue_id\":\"1K1AVEJBZS447PRJ\""));
 	assert_non_null(strstr(s, "\"sender\":\"\""));
-	assert_non_null(strstr(s, "\"held\":false,\"active\":true"));
+	assert_non_null(strstr(s, "\"held\":false,\"held_reason\":null,\"active\":true"));
 	assert_non_null(strstr(s, "\"status\":\"deferred\",\"attempts\":2"));
 	assert_non_null(strstr(s, "\"reply\":\"451 4.3.0 try\\u0001later\""));
 	/* an active recipient shows no state */
@@ -116,6 +149,7 @@ main(void)
 		cmocka_unit_test(test_json_str),
 		cmocka_unit_test(test_mailq),
 		cmocka_unit_test(test_list_json),
+		cmocka_unit_test(test_held_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
