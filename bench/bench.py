@@ -14,7 +14,12 @@ and measures:
                     before/after, reaped children included)
   peak RSS / PSS    sum over the MTA's processes, RSS sampled every 50 ms,
                     PSS (shared pages split between processes) every 500 ms
-plus an idle-sessions test (memory with many open SMTP sessions), a
+Workloads named milter-*, rspamd-* run both MTAs through the same milter
+(bench/milter_accept.c, an accept-all milter that asks for every stage;
+rspamd 3.4 in milter mode), started once per workload; checks-* runs tern
+without and with its built-in checks (DNSBL from a local DNS server's
+cached answers, 100 header/body rules, rate limits in memory).
+Plus an idle-sessions test (memory with many open SMTP sessions), a
 latency test (final dot to 250, p50/p99, under background load), and the
 ceilings: smtp-source straight into smtp-sink (protocol ceiling) and
 bench/fsync_ceiling.c (durable-queue ceiling of this disk).
@@ -70,11 +75,22 @@ WORKLOADS = {
     "100k-c100-r1": dict(size=102400, conc=100, rcpt=1, n=800),
     "100k-c10-r10": dict(size=102400, conc=10, rcpt=10, n=400),
     "100k-c100-r10": dict(size=102400, conc=100, rcpt=10, n=400),
+    # through one milter, the same one for both MTAs (issue 12): bench's
+    # own accept-all milter (milter_accept.c), and rspamd in milter mode
+    "milter-4k-c100-r1": dict(size=4096, conc=100, rcpt=1, n=1500, filter="accept"),
+    "milter-4k-c10-r1": dict(size=4096, conc=10, rcpt=1, n=1500, filter="accept"),
+    "rspamd-4k-c100-r1": dict(size=4096, conc=100, rcpt=1, n=800, filter="rspamd"),
+    # tern alone, without and with its built-in checks (DNSBL from cache,
+    # 100 header/body rules, rate limits in memory), the same routing
+    "checks-4k-c100-r1": dict(size=4096, conc=100, rcpt=1, n=3000, filter="checks"),
 }
+FILTER_WORKLOADS = ["milter-4k-c100-r1", "milter-4k-c10-r1", "rspamd-4k-c100-r1",
+                    "checks-4k-c100-r1"]
 DEFAULT_WORKLOADS = ["4k-c10-r1", "4k-c100-r1", "4k-c100-r10",
-                     "100k-c10-r1", "100k-c100-r1", "100k-c100-r10",
-                     "idle", "latency", "ceilings"]
-QUICK_WORKLOADS = ["4k-c100-r1", "100k-c100-r1", "idle", "latency", "ceilings"]
+                     "100k-c10-r1", "100k-c100-r1", "100k-c100-r10"] + FILTER_WORKLOADS + \
+                    ["idle", "latency", "ceilings"]
+QUICK_WORKLOADS = ["4k-c100-r1", "100k-c100-r1"] + FILTER_WORKLOADS + \
+                  ["idle", "latency", "ceilings"]
 IDLE_SESSIONS = 10000
 E2E_DEADLINE = 180.0   # seconds for one throughput run to complete
 
@@ -310,6 +326,234 @@ class Sink:
             pass
 
 
+# ---------------------------------------------------------------- filters
+
+def milter_ready(port, deadline):
+    """True once a milter on 127.0.0.1:port answers an option negotiation."""
+    pkt = b"\x00\x00\x00\x0dO" + (6).to_bytes(4, "big") + (0x1ff).to_bytes(4, "big") + \
+        (0x1fffff).to_bytes(4, "big")
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(pkt)
+                if s.recv(5)[4:5] == b"O":
+                    return True
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def build_c(name):
+    """bench/NAME.c built with gcc into build/bench/NAME (when older than its source)."""
+    src = os.path.join(HERE, f"{name}.c")
+    out = os.path.join(ROOT, "build", "bench", name)
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        subprocess.run(["gcc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-pthread",
+                        "-o", out, src], check=True)
+    return out
+
+
+class AcceptMilter:
+    """bench/milter_accept.c: every stage answered 'continue'."""
+    name = "accept-all milter (bench/milter_accept.c)"
+    mtas = ("tern", "postfix")
+
+    def start(self, parent):
+        self.p = subprocess.Popen([build_c("milter_accept"), "0"], stdout=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, text=True)
+        line = self.p.stdout.readline()
+        m = re.match(r"port=(\d+)", line)
+        if not m:
+            raise BenchError(f"milter_accept did not start: {line!r}")
+        self.port = int(m.group(1))
+        if not milter_ready(self.port, 10):
+            raise BenchError("milter_accept does not answer")
+
+    def root(self):
+        return self.p.pid
+
+    def stop(self):
+        stop_process(self.p)
+
+    def tern_conf(self, d):
+        return [f"milter = bench inet:{self.port}@127.0.0.1 default_action=tempfail",
+                "smtp_milters = bench"]
+
+    def postfix_conf(self):
+        return [f"smtpd_milters = inet:127.0.0.1:{self.port}",
+                "milter_default_action = tempfail"]
+
+    rcpt = RCPT
+
+
+class Rspamd(AcceptMilter):
+    """rspamd 3.4's proxy worker in milter mode, self-scanning, without Redis
+    or DNS (docs/filtering.md's setup, as tests/integration/test_milter_real.py
+    runs it): the rules that need neither run on every message."""
+    name = "rspamd 3.4 (rspamd_proxy, milter = yes, self_scan)"
+
+    def start(self, parent):
+        if not shutil.which("rspamd"):
+            raise BenchError("rspamd is not installed (scripts/deps.sh installs it)")
+        self.dir = tempfile.mkdtemp(prefix="rspamd-bench-", dir=parent)
+        os.chmod(self.dir, 0o755)
+        os.makedirs(os.path.join(self.dir, "plugins"))
+        shutil.copy("/usr/share/rspamd/plugins/milter_headers.lua",
+                    os.path.join(self.dir, "plugins"))
+        with open(os.path.join(self.dir, "tld.dat"), "w") as f:
+            f.write("com\norg\nnet\ntest\nexample\nlocalhost\n")
+        self.port = free_port()
+        with open(os.path.join(self.dir, "rspamd.conf"), "w") as f:
+            f.write(f"""
+options {{
+  filters = "";
+  pidfile = "{self.dir}/rspamd.pid";
+  dns {{ nameserver = "127.0.0.1:1"; }}
+  local_addrs = [];
+  url_tld = "{self.dir}/tld.dat";
+}}
+logging {{ type = "file"; filename = "{self.dir}/rspamd.log"; level = "error"; }}
+worker "rspamd_proxy" {{
+  milter = yes;
+  bind_socket = "127.0.0.1:{self.port}";
+  upstream "local" {{ default = yes; self_scan = yes; }}
+  count = {os.cpu_count() or 1};
+}}
+modules {{ path = "{self.dir}/plugins"; }}
+milter_headers {{
+  use = ["x-spamd-result", "x-rspamd-queue-id", "x-spam-status"];
+  extended_spam_headers = true;
+  skip_local = false;
+  skip_authenticated = false;
+}}
+""")
+        argv = ["rspamd", "-f", "-c", os.path.join(self.dir, "rspamd.conf")]
+        if os.geteuid() == 0:
+            argv += ["-u", "root", "-g", "root", "-i"]
+        self.out = open(os.path.join(self.dir, "rspamd.out"), "wb")
+        self.p = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, cwd=self.dir)
+        if not milter_ready(self.port, 60):
+            raise BenchError("rspamd does not answer as a milter")
+
+    def stop(self):
+        stop_process(self.p)
+        self.out.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# 50 header and 50 body rules of the kinds sites use; none matches the
+# messages smtp-source sends, so every line is tried against all of them
+HEADER_RULES = [
+    r"/^Subject:.*\b(viagra|cialis|levitra|casino|lottery)\b/i REJECT no pharmacy spam",
+    r"/^Content-(Type|Disposition):.*name=\"?.*\.(exe|scr|bat|js|vbs|cmd|pif|com)\"?/i REJECT executables",
+    r"/^X-Mailer:.*(MassMailer|Bulk ?Mail|SendBlaster)/i HOLD bulk mailer",
+    r"/^Received:.*\[10\.13\./ WARN from the old office",
+    r"/^From:.*@(spam|junk|bulk)-?mail\.example/i REJECT known spammer",
+    r"/^Subject:.*=\?utf-8\?b\?.{200,}/i WARN long encoded subject",
+    r"/^To:.*undisclosed-recipients/i WARN undisclosed",
+    r"/^X-Originating-IP:\s*\[?(192\.0\.2|198\.51\.100)\./ REJECT bad network",
+    r"/^Message-I[Dd]:\s*<[^@]*@(localhost|localdomain)>/i WARN local message id",
+    r"/^Subject:\s*$/ WARN empty subject",
+] + [fr"/^X-Bench-Rule-{i}:.*\b(word{i}|other{i})\b/i WARN rule {i}" for i in range(40)]
+BODY_RULES = [
+    r"/^Click here to claim your (prize|reward)/i REJECT prize spam",
+    r"/^(Password|Passwort|Mot de passe):/i HOLD phishing",
+    r"/https?:\/\/[^\/]*\.(zip|mov|top|xyz)\//i WARN odd tld",
+    r"/\bwire transfer\b.*\burgent\b/i REJECT advance fee",
+    r"/^Dear (customer|user|friend),?$/i WARN generic greeting",
+    r"/\bbitcoin wallet\b/i WARN crypto",
+    r"/(?:\d{4}[- ]?){3}\d{4}/ WARN card number",
+    r"/^This is not spam/i REJECT it is",
+    r"/\bunsubscribe\b.{0,40}\bhere\b/i WARN bulk",
+    r"/<script\b/i REJECT script",
+] + [fr"/\b(body{i}|phrase{i}) (alpha|beta|gamma)\b/i WARN body rule {i}" for i in range(40)]
+
+CHECKS_ZONE = """$ORIGIN bench.example.
+$TTL 3600
+@                SOA   ns.bench.example. hostmaster.bench.example. 1 3600 600 86400 3600
+@                NS    ns
+ns               A     127.0.0.1
+; the bench's client, 127.0.0.1, is on the allow list only
+1.0.0.127.wl     A     127.0.9.2
+2.0.0.127.bl     A     127.0.0.2
+2.0.0.127.bl2    A     127.0.0.2
+"""
+
+
+class BuiltinChecks:
+    """tern's own checks: two DNS block lists and an allow list answered by a
+    DNS server of the bench (tests/unit/dns_server.py) and then from cache,
+    50 header_checks and 50 body_checks rules (PCRE2), four rate limits in
+    memory. Both tern runs of the workload route the same way (the client
+    is outside mynetworks, so it is checked; the recipient domain is a
+    virtual domain whose catch-all points at the relay)."""
+    name = "tern's built-in checks"
+    mtas = ("tern", "tern+checks")
+    rcpt = "user@in.example"
+
+    def start(self, parent):
+        self.dir = tempfile.mkdtemp(prefix="checks-bench-", dir=parent)
+        os.chmod(self.dir, 0o755)
+        zone = os.path.join(self.dir, "zone")
+        with open(zone, "w") as f:
+            f.write(CHECKS_ZONE)
+        self.p = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "unit", "dns_server.py"),
+                                   "--zone", zone], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline().strip()
+        if not line.isdigit():
+            raise BenchError(f"dns_server.py did not start: {line!r}")
+        self.dns_port = int(line)
+        for name, rules in (("header_checks", HEADER_RULES), ("body_checks", BODY_RULES)):
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write("\n".join(rules) + "\n")
+            os.chmod(os.path.join(self.dir, name), 0o644)
+        with open(os.path.join(self.dir, "virtual"), "w") as f:
+            f.write(f"@in.example {RCPT}\n")
+        os.chmod(os.path.join(self.dir, "virtual"), 0o644)
+
+    def root(self):
+        return self.p.pid
+
+    def stop(self):
+        stop_process(self.p)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def tern_conf(self, d, checks):
+        lines = ["mynetworks = 192.0.2.0/24",   # not the client: it is checked
+                 "virtual_domains = in.example",
+                 f"virtual = {self.dir}/virtual"]
+        # BENCH_CHECKS=dnsbl,rules,ratelimit (the default: all three) turns
+        # on only some, to see what each costs
+        parts = os.environ.get("BENCH_CHECKS", "dnsbl,rules,ratelimit").split(",")
+        if checks and "dnsbl" in parts:
+            lines += [
+                f"dns_servers = 127.0.0.1@{self.dns_port}",
+                "dnsbl_sites = bl.bench.example*2, bl2.bench.example=127.0.0.[2..11]*2, "
+                "wl.bench.example=127.0.[0..255].[1..3]*-5",
+                "dnsbl_threshold = 2",
+            ]
+        if checks and "rules" in parts:
+            lines += [f"header_checks = {self.dir}/header_checks",
+                      f"body_checks = {self.dir}/body_checks"]
+        if checks and "ratelimit" in parts:
+            lines += [
+                "ratelimit_client_connections = 1000000/1m",
+                "ratelimit_client_messages = 1000000/1m",
+                "ratelimit_client_recipients = 1000000/1m",
+                "ratelimit_sender_domain_messages = 1000000/1m",
+                "client_limit_exceptions =",
+            ]
+        return lines
+
+
+FILTERS = {"accept": AcceptMilter, "rspamd": Rspamd, "checks": BuiltinChecks}
+
+
 # ---------------------------------------------------------------- MTAs
 
 class LogCounter:
@@ -344,12 +588,14 @@ class LogCounter:
 class Tern:
     name = "tern"
 
-    def __init__(self, parent, binary):
+    def __init__(self, parent, binary, name="tern"):
         self.binary = binary
         self.parent = parent
+        self.name = name     # "tern+checks": tern with its built-in checks on
         self.p = None
         self.dir = None
         self.relay = True   # False: tern runs, but without relayhost (idle test only)
+        self.filt = None    # the filter of the workload (FILTERS), if any
 
     def config_text(self, sink_port, relay=True):
         lines = [
@@ -369,6 +615,11 @@ class Tern:
             # tern refuses to deliver as root: it binds, then runs as nobody
             # (Postfix, beside it, runs as its own postfix user)
             lines.append("user = nobody")
+        if self.filt is not None:
+            extra = (self.filt.tern_conf(self.dir, self.name == "tern+checks")
+                     if isinstance(self.filt, BuiltinChecks) else self.filt.tern_conf(self.dir))
+            keys = {ln.split("=", 1)[0].strip() for ln in extra}
+            lines = [ln for ln in lines if ln.split("=", 1)[0].strip() not in keys] + extra
         return "\n".join(lines) + "\n"
 
     def check_config(self, relay=True):
@@ -393,7 +644,8 @@ class Tern:
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
-    def start(self, sink_port):
+    def start(self, sink_port, filt=None):
+        self.filt = filt
         self.dir = tempfile.mkdtemp(prefix="tern-bench-", dir=self.parent)
         os.chmod(self.dir, 0o711)  # reachable by the user tern runs as
         os.makedirs(os.path.join(self.dir, "spool"))
@@ -448,7 +700,7 @@ class Postfix:
         self.parent = parent
         self.dir = None
 
-    def start(self, sink_port):
+    def start(self, sink_port, filt=None):
         self.dir = tempfile.mkdtemp(prefix="postfix-bench-", dir=self.parent)
         os.chmod(self.dir, 0o755)
         self.conf = os.path.join(self.dir, "conf")
@@ -478,6 +730,8 @@ local_recipient_maps =
 biff = no
 maillog_file = {self.logpath}
 """
+        if filt is not None:
+            main_cf += "".join(ln + "\n" for ln in filt.postfix_conf())
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             f.write(main_cf)
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
@@ -545,9 +799,9 @@ maillog_file = {self.logpath}
 
 # ---------------------------------------------------------------- throughput
 
-def smtp_source(port, n, conc, size, rcpt, timeout):
+def smtp_source(port, n, conc, size, rcpt, timeout, to=RCPT):
     cmd = [sbin("smtp-source"), "-m", str(n), "-s", str(conc), "-l", str(size),
-           "-r", str(rcpt), "-f", SENDER, "-t", RCPT, "-M", HELO,
+           "-r", str(rcpt), "-f", SENDER, "-t", to, "-M", HELO,
            f"127.0.0.1:{port}"]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -557,15 +811,17 @@ def smtp_source(port, n, conc, size, rcpt, timeout):
     return t0, t1
 
 
-def throughput_run(mta, parent, wl):
-    """One run of workload wl on a fresh instance of mta."""
+def throughput_run(mta, parent, wl, filt=None):
+    """One run of workload wl on a fresh instance of mta (through filt, a
+    running filter of FILTERS, when the workload has one)."""
     n, conc, size, rcpt = wl["n"], wl["conc"], wl["size"], wl["rcpt"]
+    to = filt.rcpt if filt is not None else RCPT
     res = {"ok": False}
     sink = Sink(parent)
     try:
-        port = mta.start(sink.port)
+        port = mta.start(sink.port, filt)
         # warm-up: every process type exists, connection paths are up
-        smtp_source(port, 10, 2, size, rcpt, 60)
+        smtp_source(port, 10, 2, size, rcpt, 60, to)
         end = time.monotonic() + 30
         while (sink.count() < 10 or mta.counter.poll() < 10 * rcpt) and time.monotonic() < end:
             time.sleep(0.01)
@@ -576,7 +832,8 @@ def throughput_run(mta, parent, wl):
         sampler = Sampler(mta.root())
         sampler.start()
         cpu0, sys0 = tree_cpu(mta.root()), machine_busy()
-        t0, t_acc = smtp_source(port, n, conc, size, rcpt, E2E_DEADLINE)
+        fcpu0 = tree_cpu(filt.root()) if filt is not None else 0.0
+        t0, t_acc = smtp_source(port, n, conc, size, rcpt, E2E_DEADLINE, to)
         end = t0 + E2E_DEADLINE
         t_e2e = None
         while time.monotonic() < end:
@@ -587,6 +844,7 @@ def throughput_run(mta, parent, wl):
                 break
             time.sleep(0.005)
         cpu1, sys1 = tree_cpu(mta.root()), machine_busy()
+        fcpu1 = tree_cpu(filt.root()) if filt is not None else 0.0
         sampler.stop()
         time.sleep(0.5)
         got = sink.count() - base_sink
@@ -603,6 +861,7 @@ def throughput_run(mta, parent, wl):
                    e2e_rate=n / (t_e2e - t0),
                    cpu_per_1000=(cpu1 - cpu0) * 1000.0 / n,
                    machine_cpu_per_1000=(sys1 - sys0) * 1000.0 / n,
+                   filter_cpu_per_1000=(fcpu1 - fcpu0) * 1000.0 / n,
                    peak_rss_mb=sampler.peak_rss / 2**20,
                    peak_pss_mb=sampler.peak_pss / 2**20)
     except (BenchError, subprocess.TimeoutExpired, OSError) as e:
@@ -884,6 +1143,22 @@ def report(R):
                 out.append(f"| {wl} | ceiling: smtp-source -> smtp-sink | {fmt(c['accepted_rate'])} "
                            f"| {fmt(c['accepted_rate'])} | | | | {c['failed']} |")
         out.append("")
+        fl = [(wl, per) for wl, per in tp.items() if wl in R.get("filters", {})]
+        if fl:
+            out.append("## Through a filter (the same one for both, in the same run)\n")
+            out.append("| workload | filter | compared | end-to-end ratio | CPU s/1000 msg (MTA) "
+                       "| CPU s/1000 msg (filter) | whole machine CPU s/1000 msg |")
+            out.append("| --- | --- | --- | ---: | --- | --- | --- |")
+            for wl, per in fl:
+                a_, b_ = ("tern+checks", "tern") if "tern+checks" in per else ("tern", "postfix")
+                A, B = per.get(a_), per.get(b_)
+                g = lambda d, k: d and d.get(k)  # noqa: E731
+                out.append(f"| {wl} | {R['filters'][wl]} | {a_} / {b_} "
+                           f"| {ratio(g(A, 'e2e_rate'), g(B, 'e2e_rate'))} "
+                           f"| {fmt(g(A, 'cpu_per_1000'), 2)} / {fmt(g(B, 'cpu_per_1000'), 2)} "
+                           f"| {fmt(g(A, 'filter_cpu_per_1000'), 2)} / {fmt(g(B, 'filter_cpu_per_1000'), 2)} "
+                           f"| {fmt(g(A, 'machine_cpu_per_1000'), 2)} / {fmt(g(B, 'machine_cpu_per_1000'), 2)} |")
+            out.append("")
         out.append("## Ratios (medians)\n")
         out.append("| workload | tern/Postfix end-to-end | Postfix/tern CPU per msg "
                    "| Postfix/tern peak RSS | Postfix/tern peak PSS | tern end-to-end / protocol ceiling "
@@ -895,6 +1170,8 @@ def report(R):
             if v and (best is None or v["median"] > best["median"]):
                 best = v
         for wl, per in tp.items():
+            if wl in R.get("filters", {}):
+                continue
             t, p = per.get("tern"), per.get("postfix")
             c = R["ceilings"].get("protocol", {}).get(wl)
             g = lambda d, k: d and d.get(k)  # noqa: E731
@@ -971,6 +1248,19 @@ def targets(R):
         r = t / p if t and p else None
         check(f"end-to-end >= {want}x Postfix ({wl})",
               f"{r:.2f}x" if r else None, r is not None and r >= want)
+    for wl in ("milter-4k-c100-r1", "milter-4k-c10-r1", "rspamd-4k-c100-r1"):
+        if wl not in tp:
+            continue
+        t, p = med(wl, "tern", "e2e_rate"), med(wl, "postfix", "e2e_rate")
+        r = t / p if t and p else None
+        check(f"through the same milter, end-to-end >= 3x Postfix ({wl})",
+              f"{r:.2f}x" if r else None, r is not None and r >= 3)
+    if "checks-4k-c100-r1" in tp:
+        t, c = med("checks-4k-c100-r1", "tern", "e2e_rate"), med("checks-4k-c100-r1", "tern+checks", "e2e_rate")
+        r = 1 - c / t if t and c else None
+        check("built-in checks cost < 10% of tern's end-to-end throughput (checks-4k-c100-r1)",
+              f"{r * 100:.1f}% ({c:.0f} vs {t:.0f} msg/s)" if r is not None else None,
+              r is not None and r < 0.10)
     t, p = med("4k-c100-r1", "tern", "cpu_per_1000"), med("4k-c100-r1", "postfix", "cpu_per_1000")
     r = p / t if t and p else None
     check("CPU per 1000 msgs <= 1/5 of Postfix (4k-c100-r1)",
@@ -1060,7 +1350,8 @@ def main():
                   "bench_dir": parent, "fs": fs, "runs": runs,
                   "mode": "quick mode (fewer messages, one run)" if quick else "full mode",
                   "workloads": wls, "notes": notes},
-         "throughput": {}, "ceilings": {"protocol": {}, "fsync": {}}, "idle": {}, "latency": {},
+         "throughput": {}, "filters": {}, "ceilings": {"protocol": {}, "fsync": {}}, "idle": {},
+         "latency": {},
          "raw": [], "failures": []}
 
     for w in wls:
@@ -1069,13 +1360,28 @@ def main():
         wl = dict(WORKLOADS[w])
         wl["n"] = max(100, int(wl["n"] * scale))
         per = {}
-        for mta in mtas:
+        filt = FILTERS[wl["filter"]]() if wl.get("filter") else None
+        wl_mtas = mtas
+        if filt is not None:
+            names = [m.name for m in mtas]
+            wl_mtas = [m for m in mtas if m.name in filt.mtas and getattr(m, "relay", True)]
+            if "tern+checks" in filt.mtas and "tern" in names and wl_mtas:
+                wl_mtas.append(Tern(parent, a.tern_bin, name="tern+checks"))
+            try:
+                filt.start(parent)
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                log(f"{w}: {filt.name} did not start: {e}")
+                R["failures"].append(f"{w}: {filt.name} did not start: {e}")
+                filt.stop()
+                continue
+            R["filters"][w] = filt.name
+        for mta in wl_mtas:
             if not getattr(mta, "relay", True):
                 continue
             rs = []
             for i in range(runs):
                 log(f"{w} {mta.name} run {i + 1}/{runs} ({wl['n']} messages)")
-                r = throughput_run(mta, parent, wl)
+                r = throughput_run(mta, parent, wl, filt)
                 r.update(workload=w, mta=mta.name, run=i + 1)
                 R["raw"].append(r)
                 if r["ok"]:
@@ -1086,10 +1392,13 @@ def main():
                     log(f"  FAILED: {r['error']}")
                     R["failures"].append(f"{w} {mta.name} run {i + 1}: {r['error']}")
             per[mta.name] = {k: summary([r[k] for r in rs]) for k in
-                             ("accepted_rate", "e2e_rate", "cpu_per_1000", "peak_rss_mb", "peak_pss_mb")}
+                             ("accepted_rate", "e2e_rate", "cpu_per_1000", "peak_rss_mb",
+                              "peak_pss_mb", "filter_cpu_per_1000", "machine_cpu_per_1000")}
             per[mta.name]["failed"] = runs - len(rs)
+        if filt is not None:
+            filt.stop()
         R["throughput"][w] = per
-        if "ceilings" in wls:
+        if "ceilings" in wls and filt is None:
             rs = []
             for i in range(runs):
                 r = protocol_ceiling_run(parent, wl)
