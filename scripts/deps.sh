@@ -8,7 +8,8 @@ PKGS="gcc make pkg-config libuv1-dev libssl-dev libunbound-dev libcmocka-dev \
 libcrypt-dev python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dnslib python3-yaml swaks openssl \
 clang libclang-rt-14-dev cppcheck clang-tidy valgrind iproute2 procps dovecot-core dovecot-lmtpd libseccomp-dev \
 clamav-daemon clamav-milter rspamd opendkim python3-dkim python3-nacl libpcre2-dev redis-server libhiredis-dev \
-libpsl-dev publicsuffix python3-authres nsd ldnsutils dns-root-data python3-cryptography"
+libpsl-dev publicsuffix python3-authres nsd ldnsutils dns-root-data python3-cryptography \
+spamass-milter spamd spamassassin"
 
 missing=""
 for p in $PKGS; do
@@ -53,13 +54,13 @@ case " $missing " in *" dovecot-core "*)
 	fi ;;
 esac
 # the milter tests (tests/integration/test_milter.py) run their own clamd,
-# clamav-milter, rspamd and opendkim in the test's directory: no system
+# clamav-milter, rspamd, opendkim, spamd and spamass-milter in the test's directory: no system
 # service (nor freshclam's downloads) is wanted
 # the rate-limit tests (tests/integration/test_ratelimit.py) start their own
 # redis-server on a private port: the system one is not wanted either; the
 # DANE tests (tests/integration/test_dane.py) run their own nsd in a network
 # namespace
-for svc in clamav-daemon clamav-freshclam clamav-milter rspamd opendkim redis-server nsd; do
+for svc in clamav-daemon clamav-freshclam clamav-milter rspamd opendkim redis-server nsd spamd spamass-milter; do
 	case " $missing " in *" $svc "*|*" clamav-daemon "*)
 		if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 			$SUDO systemctl disable --now "$svc.service" "$svc.socket" >/dev/null 2>&1 || true
