@@ -913,7 +913,7 @@ set_listen(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 }
 
 /*
- * "milter = NAME inet:PORT@HOST|unix:PATH [default_action=tempfail|accept|reject]
+ * "milter = NAME inet:PORT@HOST|inet:HOST:PORT|unix:PATH [default_action=tempfail|accept|reject]
  * [connect_timeout=D] [command_timeout=D] [eom_timeout=D]" (Postfix's
  * milter_default_action and milter_*_timeout, per milter).
  */
@@ -945,23 +945,43 @@ set_milter(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 	if (strncmp(sock, "unix:", 5) == 0 && sock[5] != '\0' && strlen(sock) < 100) {
 		m.path = cfg_make_absolute(p->basedir, sock + 5);
 	} else if (strncmp(sock, "inet:", 5) == 0) {
+		/* Sendmail's inet:PORT@HOST, or Postfix's inet:HOST:PORT ([IPv6]:PORT);
+		 * HOST an IP address or a name, looked up at each connection */
 		const char *at = strchr(sock, '@');
-		uint64_t port;
-		size_t nd = parse_digits(sock + 5, &port);
+		uint64_t port = 0;
+		char h[256] = "";
+		bool ok;
+		if (at) {
+			size_t nd = parse_digits(sock + 5, &port);
+			ok = nd > 0 && sock + 5 + nd == at && strlen(at + 1) < sizeof h;
+			if (ok)
+				(void)snprintf(h, sizeof h, "%s", at + 1);
+		} else {
+			const char *colon = strrchr(sock + 5, ':');
+			const char *hs = sock + 5;
+			size_t hl = colon ? (size_t)(colon - hs) : 0;
+			if (hl >= 2 && hs[0] == '[' && hs[hl - 1] == ']') {
+				hs++;
+				hl -= 2;
+			}
+			ok = colon && hl > 0 && hl < sizeof h && parse_digits(colon + 1, &port) > 0 &&
+			    colon[1 + parse_digits(colon + 1, &port)] == '\0';
+			if (ok)
+				(void)snprintf(h, sizeof h, "%.*s", (int)hl, hs);
+		}
 		unsigned char bin[16];
-		const char *h = at ? at + 1 : "";
-		if (at == NULL || nd == 0 || sock + 5 + nd != at || port == 0 || port > 65535 ||
-		    (strcmp(h, "localhost") != 0 && inet_pton(AF_INET, h, bin) != 1 &&
-		    inet_pton(AF_INET6, h, bin) != 1)) {
-			cfg_error(p, line, "%s: \"%.*s%s\": expected inet:PORT@IP (an IP address or "
-			    "localhost) or unix:PATH", k->name, SHOWV(sock));
+		if (!ok || port == 0 || port > 65535 ||
+		    (inet_pton(AF_INET, h, bin) != 1 && inet_pton(AF_INET6, h, bin) != 1 &&
+		    !cfg_valid_domain(h))) {
+			cfg_error(p, line, "%s: \"%.*s%s\": expected inet:PORT@HOST or inet:HOST:PORT "
+			    "(HOST an IP address or a host name) or unix:PATH", k->name, SHOWV(sock));
 			return -1;
 		}
 		m.port = (int)port;
-		m.host = xstrdup(strcmp(h, "localhost") == 0 ? "127.0.0.1" : h);
+		m.host = xstrdup(h);
 	} else {
-		cfg_error(p, line, "%s: \"%.*s%s\": expected inet:PORT@IP or unix:PATH", k->name,
-		    SHOWV(sock));
+		cfg_error(p, line, "%s: \"%.*s%s\": expected inet:PORT@HOST, inet:HOST:PORT or "
+		    "unix:PATH", k->name, SHOWV(sock));
 		return -1;
 	}
 	for (size_t i = 2; i < t->n; i++) {

@@ -10,12 +10,17 @@
  * restarts it, as libmilter's smfi_progress() intends. While no reply is
  * due there is no timeout, and any byte the milter sends is a reply out
  * of sequence.
- * Lifetime: the milter_t lives until its conn is closed; milter_free()
- * only detaches the owner (no callback after it) and closes.
+ * A host given by name is looked up when the session opens the milter,
+ * with uv_getaddrinfo (the thread pool: the loop never waits), and its
+ * addresses are tried in the order getaddrinfo gives them.
+ * Lifetime: the milter_t lives until its conn is closed (or its lookup is
+ * back); milter_free() only detaches the owner (no callback after it) and
+ * closes.
  */
 #include "filter/milter.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,6 +61,11 @@ struct milter {
 	char *quarantine;
 	buf_t reply;
 	char why[160];
+	/* a host given by name: the lookup in flight, then the addresses left */
+	uv_getaddrinfo_t *gai;
+	struct addrinfo *ai, *ai_next;
+	int port;
+	char host[256];
 };
 
 static void milter_event(conn_t *c, enum conn_event ev, int err, void *arg);
@@ -131,6 +141,8 @@ mods_free(milter_t *m)
 static void
 milter_destroy(milter_t *m)
 {
+	if (m->ai)
+		uv_freeaddrinfo(m->ai);
 	steps_free(m);
 	mods_free(m);
 	buf_free(&m->reply);
@@ -188,6 +200,50 @@ fail(milter_t *m, const char *fmt, ...)
 	finish(m, MS_FAILED);
 }
 
+/* connect to the next address of the lookup; false when none is left */
+static bool
+connect_next(milter_t *m)
+{
+	while (m->ai_next) {
+		struct addrinfo *a = m->ai_next;
+		m->ai_next = a->ai_next;
+		struct sockaddr_storage ss;
+		if (a->ai_addrlen > sizeof ss || (a->ai_family != AF_INET && a->ai_family != AF_INET6))
+			continue;
+		memset(&ss, 0, sizeof ss);
+		memcpy(&ss, a->ai_addr, a->ai_addrlen);
+		if (ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)m->port);
+		else
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)m->port);
+		m->conn = conn_connect(m->loop, (struct sockaddr *)&ss, NULL, m->connect_timeout,
+		    MILTER_INPUT_MAX, milter_event, m);
+		if (m->conn)
+			return true;
+	}
+	return false;
+}
+
+static void
+resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	milter_t *m = req->data;
+	xfree(req);
+	m->gai = NULL;
+	m->ai = res;
+	m->ai_next = res;
+	if (m->owner_gone) {
+		milter_destroy(m);
+		return;
+	}
+	if (status < 0 || res == NULL) {
+		fail(m, "cannot resolve %s: %s", m->host, status < 0 ? uv_strerror(status) : "no address");
+		return;
+	}
+	if (!connect_next(m))
+		fail(m, "cannot connect to %s", m->host);
+}
+
 milter_t *
 milter_open(uv_loop_t *loop, const config_milter_t *spec, const char *sid, milter_cb cb, void *arg)
 {
@@ -217,9 +273,22 @@ milter_open(uv_loop_t *loop, const config_milter_t *spec, const char *sid, milte
 			a6->sin6_family = AF_INET6;
 			a6->sin6_port = htons((uint16_t)spec->port);
 		}
-		if (ss.ss_family)
+		if (ss.ss_family) {
 			m->conn = conn_connect(loop, (struct sockaddr *)&ss, NULL, m->connect_timeout,
 			    MILTER_INPUT_MAX, milter_event, m);
+		} else {
+			/* a name: looked up now, connected to when the answer is back */
+			snprintf(m->host, sizeof m->host, "%s", spec->host);
+			m->port = spec->port;
+			m->gai = xcalloc(1, sizeof *m->gai);
+			m->gai->data = m;
+			struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+			    .ai_flags = AI_ADDRCONFIG};
+			if (uv_getaddrinfo(loop, m->gai, resolved, spec->host, NULL, &hints) == 0)
+				return m;
+			xfree(m->gai);
+			m->gai = NULL;
+		}
 	}
 	if (m->conn == NULL) {
 		m->failed = true;
@@ -285,6 +354,10 @@ milter_free(milter_t *m)
 		return;
 	m->owner_gone = true;
 	m->cb = NULL;
+	if (m->gai) {
+		(void)uv_cancel((uv_req_t *)m->gai);
+		return; /* freed when the lookup is back (resolved) */
+	}
 	if (m->conn) {
 		if (m->state == M_IDLE && !m->failed) {
 			/* SMFIC_QUIT: the milter may end its session cleanly */
@@ -467,6 +540,9 @@ milter_event(conn_t *c, enum conn_event ev, int err, void *arg)
 			return;
 		}
 		if (!m->failed) {
+			/* a name with several addresses: the next one */
+			if (m->state == M_CONNECTING && connect_next(m))
+				break;
 			if (m->state == M_CONNECTING)
 				fail(m, "cannot connect: %s", err ? uv_strerror(err) : "closed");
 			else

@@ -17,7 +17,7 @@ import pytest
 from milter_peer import (ACCEPT, CONTINUE, DISCARD, REJECT, SMFIF_ALL, SMFIP_NR_HDR, SMFIP_SKIP, SKIP,
                          TEMPFAIL, MilterPeer, addheader, addrcpt, addrcpt_par, chgfrom,
                          chgheader, delrcpt, insheader, pkt, quarantine, replbody, replycode)
-from tern_harness import RUN_AS, make_cert, make_message, open_for, run_tool, tf, Mail
+from tern_harness import RUN_AS, free_port, make_cert, make_message, open_for, run_tool, tf, Mail
 from test_auth import passwd
 
 import smtplib
@@ -379,7 +379,10 @@ def test_check_config(make_tern, tmp_path):
     assert "smtp_milters: no \"milter = nosuch ...\" line defines nosuch" in r.stderr
     t2 = make_tern(config={"milter": "m1 tcp:1234 eom_timeout=0s"})
     r = run_tool(t2, "check-config")
-    assert r.returncode != 0 and "expected inet:PORT@IP or unix:PATH" in r.stderr
+    assert r.returncode != 0 and "expected inet:PORT@HOST, inet:HOST:PORT or unix:PATH" in r.stderr
+    for bad in ("inet:1234@bad_name!", "inet:localhost", "inet:localhost:0", "inet:[::1]:x"):
+        r = run_tool(make_tern(config={"milter": "m1 " + bad}), "check-config")
+        assert r.returncode != 0 and "expected inet:PORT@HOST or inet:HOST:PORT" in r.stderr, bad
     t3 = make_tern(config={"milter": "m1 unix:/run/m1.sock connect_timeout=5s eom_timeout=2m",
                            "submission_milters": "m1"})
     if RUN_AS:
@@ -414,3 +417,26 @@ def test_no_reply_headers(make_tern, peers):
     t.wait_delivered("alice@localhost", 1)
     m = Mail(t.messages("alice@localhost")[0])
     assert m.get("X-Seen") == str(len(p.sessions[0].headers)) and len(p.sessions[0].headers) == 6
+
+
+def test_milter_host_by_name(make_tern, peers):
+    """A milter host given by name is looked up at each connection
+    (uv_getaddrinfo, off the loop), its addresses tried in order: localhost
+    may give ::1 first, where the milter does not listen; in Sendmail's
+    inet:PORT@HOST and Postfix's inet:HOST:PORT forms."""
+    p = peers("m1")
+    for spec in ("m1 inet:%d@localhost" % p.port, "m1 inet:localhost:%d" % p.port,
+                 "m1 inet:[127.0.0.1]:%d" % p.port):
+        t = milter_tern(make_tern, spec)
+        t.send("alice@localhost")
+        t.wait_delivered("alice@localhost", 1)
+        assert "milter=m1 failed" not in t.log, t.log
+        t.stop()
+    assert len(p.sessions) >= 3
+    # no address of the name answers (every one is tried): the default
+    # action; a name that does not resolve at all would need the machine's
+    # DNS, which the tests never ask
+    t = milter_tern(make_tern, "m2 inet:%d@localhost" % free_port())
+    code, text = send_raw(t, ["alice@localhost"])
+    assert code == 451, (code, text)
+    assert re.search(r"milter=m2 failed: cannot connect", t.log), t.log
