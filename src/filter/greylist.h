@@ -10,8 +10,9 @@
  * State: in memory, at most greylist_max_entries triplets (the least
  * recently used dropped first), saved to SPOOL/greylist (written to a
  * temporary file, fsync'd and renamed, on the thread pool, at most once a
- * second after a change) and loaded at the first check after a start, so
- * it survives restarts. Times are wall-clock seconds.
+ * second after a change, and once more at exit: grey_shutdown) and loaded
+ * at the first check after a start, so it survives restarts. Times are
+ * wall-clock seconds.
  *
  * The caller exempts mynetworks and authenticated clients (filter.h).
  * Must not: block the loop (the load at the first check reads one small
