@@ -6,14 +6,19 @@
  *   'T'  a tag list (RFC 6376 section 3.2);
  *   'S'  the value of a DKIM-Signature field;
  *   'K'  a key record;
+ *   'M', 'E'  the value of an ARC-Message-Signature, an ARC-Seal;
+ *   'A'  a whole message through the ARC verifier (src/mailauth/arc.c),
+ *        keys as below;
  *   else a whole message, verified with every key lookup answered by the
  *        text after the first "\n%%\n" (the key record), or NXDOMAIN.
  * Invariants: every tag slice lies inside the input, names are non-empty
  * and distinct, values hold no ';' and do not start or end with white
  * space, raw spans cover the value; a parsed signature has a valid d=, a
  * 32-octet bh=, a non-empty b= and From in h=; a parsed key record is
- * revoked or has a key; the verifier answers exactly once, with at most 5
- * results, each a known result with non-NULL strings. Must not leak.
+ * revoked or has a key; an AMS or AS has its instance in 1..50, an AS a
+ * cv of none/pass/fail; the verifiers answer exactly once, DKIM with at
+ * most 5 results, each a known result with non-NULL strings, ARC with
+ * none (and no set), pass or fail and at most 50 sets. Must not leak.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 
 #include "fuzz_check.h"
 #include "lib/xalloc.h"
+#include "mailauth/arc.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dkim_int.h"
 
@@ -82,6 +88,23 @@ check_sig(const char *p, size_t n)
 }
 
 static void
+check_arc_sig(const char *p, size_t n, enum dkim_sig_kind kind)
+{
+	dkim_sig_t s;
+	enum dkim_result r;
+	const char *why;
+	if (dkim_sig_parse_kind(p, n, kind, &s, &r, &why) == 0) {
+		CHECK(s.instance >= 1 && s.instance <= 50);
+		CHECK(kind != DKIM_KIND_AS || strcmp(s.cv, "none") == 0 || strcmp(s.cv, "pass") == 0 ||
+		    strcmp(s.cv, "fail") == 0);
+		CHECK(kind == DKIM_KIND_AS ? s.nh == 0 : s.bh.len == 32);
+	} else {
+		CHECK(*why);
+	}
+	dkim_sig_clear(&s);
+}
+
+static void
 check_key(const char *p, size_t n)
 {
 	dkim_keyrec_t k;
@@ -120,7 +143,18 @@ on_result(void *arg, const dkim_sig_result_t *r, size_t n)
 }
 
 static void
-check_verify(const char *p, size_t n)
+on_arc(void *arg, const arc_verdict_t *v)
+{
+	int *calls = arg;
+	(*calls)++;
+	CHECK(v->result == ARC_NONE || v->result == ARC_PASS || v->result == ARC_FAIL);
+	CHECK(v->instances <= ARC_MAX_INSTANCES);
+	CHECK(v->result != ARC_NONE || v->instances == 0);
+	CHECK(v->reason && v->ams_d && v->as_d);
+}
+
+static void
+check_verify(const char *p, size_t n, bool arc)
 {
 	const char *sep = memmem(p, n, "\n%%\n", 4);
 	size_t mlen = n;
@@ -133,9 +167,19 @@ check_verify(const char *p, size_t n)
 	dkim_verify_opts_t o;
 	memset(&o, 0, sizeof o);
 	o.now = 1600000000;
+	/* in two pieces */
+	size_t cut = mlen / 3;
+	if (arc) {
+		arc_verify_t *a = arc_verify_new(&o);
+		arc_verify_feed(a, p, cut);
+		arc_verify_feed(a, p + cut, mlen - cut);
+		int calls = 0;
+		arc_verify_finish_sync(a, lookup, NULL, on_arc, &calls);
+		CHECK(calls == 1);
+		arc_verify_free(a);
+		return;
+	}
 	dkim_verify_t *v = dkim_verify_new(&o);
-	/* in two pieces, the cut chosen by the length */
-	size_t cut = mlen ? (mlen * 7) % mlen : 0;
 	dkim_verify_feed(v, p, cut);
 	dkim_verify_feed(v, p + cut, mlen - cut);
 	int calls = 0;
@@ -155,7 +199,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 'T': check_tags(p, n); break;
 	case 'S': check_sig(p, n); break;
 	case 'K': check_key(p, n); break;
-	default: check_verify(p, n); break;
+	case 'M': check_arc_sig(p, n, DKIM_KIND_AMS); break;
+	case 'E': check_arc_sig(p, n, DKIM_KIND_AS); break;
+	case 'A': check_verify(p, n, true); break;
+	default: check_verify(p, n, false); break;
 	}
 	return 0;
 }

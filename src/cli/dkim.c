@@ -28,6 +28,7 @@
 #include "lib/dns.h"
 #include "lib/fsutil.h"
 #include "lib/xalloc.h"
+#include "mailauth/arc.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dkim_int.h"
 
@@ -39,11 +40,18 @@ usage(FILE *to)
 	fprintf(to, "usage: tern [-c config] dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N] [--dir DIR]\n"
 	    "       tern dkim sign --key FILE --domain DOMAIN --selector SELECTOR [--time T] < message\n"
 	    "       tern dkim verify [--dns-servers \"IP[@PORT] ...\"] [--time T] < message\n"
+	    "       tern dkim arc-verify [--dns-servers \"IP[@PORT] ...\"] < message\n"
+	    "       tern dkim arc-seal --key FILE --domain DOMAIN --selector SELECTOR\n"
+	    "                [--authres \"ID; method=result ...\" | --authserv-id ID]\n"
+	    "                [--dns-servers \"IP[@PORT] ...\"] [--time T] < message\n"
 	    "keygen writes DIR/SELECTOR.DOMAIN.key (mode 0600; as root owned by the config's user;\n"
 	    "RSA 2048 bits by default) and prints the TXT record to publish.\n"
 	    "sign prints the message with a DKIM-Signature (relaxed/relaxed) on top.\n"
 	    "verify prints one line per signature: RESULT d=DOMAIN s=SELECTOR a=ALG (reason);\n"
 	    "exit 0 when one passes. --time: the clock, in seconds since 1970 (tests).\n"
+	    "arc-verify prints the ARC chain's result (RFC 8617): RESULT i=N (reason); exit 0 on pass.\n"
+	    "arc-seal verifies the chain, then prints the message with our ARC set on top (the\n"
+	    "ARC-Authentication-Results: --authres as given, or \"ID; arc=RESULT\").\n"
 	    "Details: docs/dkim.md\n");
 }
 
@@ -324,6 +332,27 @@ on_verified(void *arg, const dkim_sig_result_t *r, size_t n)
 	fflush(stdout);
 }
 
+/* a resolver on loop: servers "IP[@PORT] ..." or /etc/resolv.conf */
+static dns_t *
+open_dns(uv_loop_t *loop, const char *servers, buf_t *err)
+{
+	char *list = servers ? xstrdup(servers) : NULL;
+	const char *sv[33];
+	size_t ns = 0;
+	char *save = NULL;
+	for (char *tok = list ? strtok_r(list, " \t,", &save) : NULL; tok && ns < 32;
+	     tok = strtok_r(NULL, " \t,", &save))
+		sv[ns++] = tok;
+	sv[ns] = NULL;
+	dns_options_t dopt;
+	memset(&dopt, 0, sizeof dopt);
+	dopt.servers = ns ? sv : NULL;
+	dopt.timeout_ms = 5000;
+	dns_t *dns = dns_new(loop, &dopt, err);
+	xfree(list);
+	return dns;
+}
+
 static int
 verify(int argc, char **argv)
 {
@@ -344,21 +373,9 @@ verify(int argc, char **argv)
 	bool lf;
 	if (read_message(&msg, &lf) < 0)
 		return 1;
-	char *list = servers ? xstrdup(servers) : NULL;
-	const char *sv[33];
-	size_t ns = 0;
-	char *save = NULL;
-	for (char *tok = list ? strtok_r(list, " \t,", &save) : NULL; tok && ns < 32;
-	     tok = strtok_r(NULL, " \t,", &save))
-		sv[ns++] = tok;
-	sv[ns] = NULL;
-	dns_options_t dopt;
-	memset(&dopt, 0, sizeof dopt);
-	dopt.servers = ns ? sv : NULL;
-	dopt.timeout_ms = 5000;
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	dns_t *dns = dns_new(&loop, &dopt, &err);
+	dns_t *dns = open_dns(&loop, servers, &err);
 	int rc = 1;
 	if (!dns) {
 		fprintf(stderr, "tern dkim verify: DNS: %s\n", buf_cstr(&err));
@@ -377,9 +394,147 @@ verify(int argc, char **argv)
 	}
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
-	xfree(list);
 	buf_free(&msg);
 	buf_free(&err);
+	return rc;
+}
+
+/* ---- ARC ---- */
+
+typedef struct await {
+	bool done;
+	enum arc_result result;
+	unsigned n;
+	char reason[128];
+} await_t;
+
+static void
+on_arc(void *arg, const arc_verdict_t *r)
+{
+	await_t *w = arg;
+	w->done = true;
+	w->result = r->result;
+	w->n = r->instances;
+	snprintf(w->reason, sizeof w->reason, "%s", r->reason);
+}
+
+/* the chain of msg (CRLF); -1 when DNS cannot be set up */
+static int
+arc_check(const buf_t *msg, const char *servers, await_t *w)
+{
+	buf_t err = BUF_INIT;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	dns_t *dns = open_dns(&loop, servers, &err);
+	int rc = -1;
+	if (!dns) {
+		fprintf(stderr, "tern dkim: DNS: %s\n", buf_cstr(&err));
+	} else {
+		arc_verify_t *v = arc_verify_new(NULL);
+		for (size_t i = 0; i < msg->len; i += 4096)
+			arc_verify_feed(v, msg->data + i, msg->len - i < 4096 ? msg->len - i : 4096);
+		memset(w, 0, sizeof *w);
+		arc_verify_finish(v, dns, on_arc, w);
+		while (!w->done)
+			uv_run(&loop, UV_RUN_ONCE);
+		arc_verify_free(v);
+		dns_free(dns);
+		rc = 0;
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	buf_free(&err);
+	return rc;
+}
+
+static int
+arc_verify_cmd(int argc, char **argv)
+{
+	const char *servers = NULL;
+	for (int i = 2; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--dns-servers") == 0) {
+			servers = argv[++i];
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	buf_t msg = BUF_INIT;
+	bool lf;
+	await_t w;
+	if (read_message(&msg, &lf) < 0 || arc_check(&msg, servers, &w) < 0) {
+		buf_free(&msg);
+		return 1;
+	}
+	printf("%s i=%u", arc_result_str(w.result), w.n);
+	if (w.reason[0])
+		printf(" (%s)", w.reason);
+	printf("\n");
+	buf_free(&msg);
+	return w.result == ARC_PASS ? 0 : 1;
+}
+
+static int
+arc_seal_cmd(int argc, char **argv)
+{
+	const char *key = NULL, *domain = NULL, *selector = NULL, *servers = NULL, *authres = NULL,
+		   *id = NULL;
+	time_t now = time(NULL);
+	for (int i = 2; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--key") == 0)
+			key = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--domain") == 0)
+			domain = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--selector") == 0)
+			selector = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--dns-servers") == 0)
+			servers = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--authres") == 0)
+			authres = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--authserv-id") == 0)
+			id = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--time") == 0 && parse_time(argv[i + 1], &now))
+			i++;
+		else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!key || !domain || !selector || (!authres && !id)) {
+		usage(stderr);
+		return 2;
+	}
+	buf_t err = BUF_INIT, msg = BUF_INIT, set = BUF_INIT, ar = BUF_INIT;
+	int rc = 1;
+	bool lf;
+	await_t w;
+	dkim_key_t *k = dkim_key_load(key, &err);
+	if (!k) {
+		fprintf(stderr, "tern dkim arc-seal: %s\n", buf_cstr(&err));
+		goto out;
+	}
+	if (read_message(&msg, &lf) < 0 || arc_check(&msg, servers, &w) < 0)
+		goto out;
+	if (authres)
+		buf_puts(&ar, authres);
+	else
+		buf_printf(&ar, "%s; arc=%s", id, arc_result_str(w.result));
+	if (arc_seal(k, domain, selector, ar.data, w.result, msg.data ? msg.data : "", msg.len, now, &set,
+	    &err) < 0) {
+		fprintf(stderr, "tern dkim arc-seal: %s\n", buf_cstr(&err));
+		goto out;
+	}
+	buf_append(&set, msg.data, msg.len);
+	for (size_t i = 0; i < set.len; i++)
+		if (!(lf && set.data[i] == '\r' && i + 1 < set.len && set.data[i + 1] == '\n'))
+			putchar(set.data[i]);
+	rc = fflush(stdout) == 0 ? 0 : 1;
+out:
+	dkim_key_free(k);
+	buf_free(&err);
+	buf_free(&msg);
+	buf_free(&set);
+	buf_free(&ar);
 	return rc;
 }
 
@@ -401,6 +556,10 @@ cli_dkim(const char *config, int argc, char **argv)
 		return sign(argc, argv);
 	if (strcmp(argv[1], "verify") == 0)
 		return verify(argc, argv);
+	if (strcmp(argv[1], "arc-verify") == 0)
+		return arc_verify_cmd(argc, argv);
+	if (strcmp(argv[1], "arc-seal") == 0)
+		return arc_seal_cmd(argc, argv);
 	usage(stderr);
 	return 2;
 }

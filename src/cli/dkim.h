@@ -12,8 +12,13 @@
  *       prints the message with a DKIM-Signature on top.
  *   verify [--dns-servers "IP[@PORT] ..."] [--time T] < message
  *       one line per signature: RESULT d= s= a= (reason).
- * Exit status: 0 done / at least one signature passes; 1 failure / none
- * passes; 2 usage.
+ *   arc-verify [--dns-servers ...] < message
+ *       the ARC chain (RFC 8617): RESULT i=N (reason).
+ *   arc-seal --key FILE --domain D --selector S (--authres TEXT | --authserv-id ID)
+ *       [--dns-servers ...] [--time T] < message
+ *       verifies the chain, then prints the message with our ARC set on top.
+ * Exit status: 0 done / at least one signature (the ARC chain) passes;
+ * 1 failure / none passes; 2 usage.
  */
 #ifndef TERN_CLI_DKIM_H
 #define TERN_CLI_DKIM_H

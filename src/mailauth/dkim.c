@@ -33,6 +33,7 @@
  */
 #include "mailauth/dkim.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdint.h>
@@ -293,31 +294,6 @@ check_sig(vsig_t *s, const dkim_keyrec_t *k)
 			return;
 		}
 	}
-	EVP_PKEY *pk = NULL;
-	if (k->rsa) {
-		const unsigned char *q = (const unsigned char *)k->p.data;
-		pk = d2i_PUBKEY(NULL, &q, (long)k->p.len);
-		if (!pk) {
-			q = (const unsigned char *)k->p.data;
-			pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &q, (long)k->p.len);
-		}
-		if (pk && EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
-			EVP_PKEY_free(pk);
-			pk = NULL;
-		}
-		if (pk && EVP_PKEY_get_bits(pk) < 1024) {
-			EVP_PKEY_free(pk);
-			decide(s, DKIM_PERMERROR, "RSA key under 1024 bits (RFC 8301)");
-			return;
-		}
-	} else if (k->p.len == 32) {
-		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL,
-		    (const unsigned char *)k->p.data, 32);
-	}
-	if (!pk) {
-		decide(s, DKIM_PERMERROR, "key record: unusable public key");
-		return;
-	}
 	/* section 5.4.2: the fields of h= bottom up, then this signature with
 	 * an empty b= and no CRLF */
 	buf_t data = BUF_INIT;
@@ -344,30 +320,68 @@ check_sig(vsig_t *s, const dkim_keyrec_t *k)
 	dkim_canon_header(s->sig.hrelaxed, self.data, self.len, &data);
 	buf_free(&self);
 
+	const char *why;
+	enum dkim_result r = dkim_keyrec_verify(k, s->sig.alg, data.data, data.len, &s->sig.b, &why);
+	buf_free(&data);
+	decide(s, r, why);
+}
+
+enum dkim_result
+dkim_keyrec_verify(const dkim_keyrec_t *k, enum dkim_alg alg, const char *data, size_t len,
+    const buf_t *sig, const char **why)
+{
+	if (k->rsa != (alg == DKIM_ALG_RSA_SHA256)) {
+		*why = "key type (k=) does not match a=";
+		return DKIM_PERMERROR;
+	}
+	EVP_PKEY *pk = NULL;
+	if (k->rsa) {
+		const unsigned char *q = (const unsigned char *)k->p.data;
+		pk = d2i_PUBKEY(NULL, &q, (long)k->p.len);
+		if (!pk) {
+			q = (const unsigned char *)k->p.data;
+			pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &q, (long)k->p.len);
+		}
+		if (pk && EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
+			EVP_PKEY_free(pk);
+			pk = NULL;
+		}
+		if (pk && EVP_PKEY_get_bits(pk) < 1024) {
+			EVP_PKEY_free(pk);
+			*why = "RSA key under 1024 bits (RFC 8301)";
+			return DKIM_PERMERROR;
+		}
+	} else if (k->p.len == 32) {
+		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, (const unsigned char *)k->p.data,
+		    32);
+	}
+	if (!pk) {
+		ERR_clear_error();
+		*why = "key record: unusable public key";
+		return DKIM_PERMERROR;
+	}
 	int ok = 0;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	if (md) {
 		if (k->rsa) {
 			ok = EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) == 1 &&
-			    EVP_DigestVerify(md, (const unsigned char *)s->sig.b.data, s->sig.b.len,
-				(const unsigned char *)data.data, data.len) == 1;
+			    EVP_DigestVerify(md, (const unsigned char *)sig->data, sig->len,
+				(const unsigned char *)data, len) == 1;
 		} else {
 			/* RFC 8463 section 3: Ed25519 over the SHA-256 hash */
 			unsigned char hash[32];
 			unsigned hl = 0;
-			ok = EVP_Digest(data.data, data.len, hash, &hl, EVP_sha256(), NULL) == 1 &&
+			ok = EVP_Digest(data, len, hash, &hl, EVP_sha256(), NULL) == 1 &&
 			    EVP_DigestVerifyInit(md, NULL, NULL, NULL, pk) == 1 &&
-			    EVP_DigestVerify(md, (const unsigned char *)s->sig.b.data, s->sig.b.len, hash,
+			    EVP_DigestVerify(md, (const unsigned char *)sig->data, sig->len, hash,
 				sizeof hash) == 1;
 		}
 	}
 	EVP_MD_CTX_free(md);
 	EVP_PKEY_free(pk);
-	buf_free(&data);
-	if (ok)
-		decide(s, DKIM_PASS, "");
-	else
-		decide(s, DKIM_FAIL, "signature did not verify");
+	ERR_clear_error();
+	*why = ok ? "" : "signature did not verify";
+	return ok ? DKIM_PASS : DKIM_FAIL;
 }
 
 /* a key lookup's answer for s */

@@ -479,7 +479,7 @@ list_has(const char *p, size_t n, const char *item)
 }
 
 static int
-parse_h(dkim_sig_t *s, const dkim_tag_t *t, const char **why)
+parse_h(dkim_sig_t *s, const dkim_tag_t *t, bool need_from, const char **why)
 {
 	const char *p = t->val;
 	size_t n = t->vlen, i = 0;
@@ -517,7 +517,7 @@ parse_h(dkim_sig_t *s, const dkim_tag_t *t, const char **why)
 		s->h[s->nh++] = name;
 		i++;
 	}
-	if (!from) {
+	if (!from && need_from) {
 		*why = "h= does not include From";
 		return -1;
 	}
@@ -538,6 +538,24 @@ dkim_sig_clear(dkim_sig_t *s)
 
 int
 dkim_sig_parse(const char *p, size_t n, dkim_sig_t *s, enum dkim_result *res, const char **why)
+{
+	return dkim_sig_parse_kind(p, n, DKIM_KIND_SIG, s, res, why);
+}
+
+/* ARC's i=: 1..50 */
+static bool
+parse_instance(const dkim_tag_t *t, unsigned *out)
+{
+	uint64_t v;
+	if (!parse_uint(t, &v) || v < 1 || v > 50)
+		return false;
+	*out = (unsigned)v;
+	return true;
+}
+
+int
+dkim_sig_parse_kind(const char *p, size_t n, enum dkim_sig_kind kind, dkim_sig_t *s,
+    enum dkim_result *res, const char **why)
 {
 	dkim_tag_t tags[DKIM_MAX_TAGS];
 	size_t nt;
@@ -564,14 +582,40 @@ dkim_sig_parse(const char *p, size_t n, dkim_sig_t *s, enum dkim_result *res, co
 				s->b8[k++] = b->val[i];
 		s->b8[k] = '\0';
 	}
-	if (!v || !a || !b || !bh || !d || !h || !sel) {
-		*why = !v ? "missing v= tag" : !a ? "missing a= tag" : !b ? "missing b= tag"
-		    : !bh ? "missing bh= tag" : !d ? "missing d= tag" : !h ? "missing h= tag"
-		    : "missing s= tag";
+	const dkim_tag_t *i = dkim_tag_get(tags, nt, "i");
+	if (kind == DKIM_KIND_SIG && !v) {
+		*why = "missing v= tag";
 		return -1;
 	}
-	if (!tag_is(v, "1")) {
+	if (kind != DKIM_KIND_SIG && !i) {
+		*why = "missing i= tag";
+		return -1;
+	}
+	if (kind == DKIM_KIND_AS) {
+		const dkim_tag_t *cv = dkim_tag_get(tags, nt, "cv");
+		if (!cv || !(tag_is(cv, "none") || tag_is(cv, "pass") || tag_is(cv, "fail"))) {
+			*why = cv ? "bad cv= value" : "missing cv= tag";
+			return -1;
+		}
+		copy_tag(s->cv, sizeof s->cv, cv);
+		for (char *q = s->cv; *q; q++)
+			*q = lower(*q);
+		if (h || bh) {
+			*why = "h= or bh= in an ARC-Seal";
+			return -1;
+		}
+	}
+	if (!a || !b || (!bh && kind != DKIM_KIND_AS) || !d || (!h && kind != DKIM_KIND_AS) || !sel) {
+		*why = !a ? "missing a= tag" : !b ? "missing b= tag" : !d ? "missing d= tag"
+		    : !sel ? "missing s= tag" : !bh ? "missing bh= tag" : "missing h= tag";
+		return -1;
+	}
+	if (kind == DKIM_KIND_SIG && !tag_is(v, "1")) {
 		*why = "v= is not 1";
+		return -1;
+	}
+	if (kind != DKIM_KIND_SIG && !parse_instance(i, &s->instance)) {
+		*why = "bad i= (instance) value";
 		return -1;
 	}
 	if (tag_is(a, "rsa-sha256")) {
@@ -599,7 +643,7 @@ dkim_sig_parse(const char *p, size_t n, dkim_sig_t *s, enum dkim_result *res, co
 		*why = "bad b= value";
 		return -1;
 	}
-	if (dkim_base64_decode(bh->val, bh->vlen, &s->bh) < 0 || s->bh.len != 32) {
+	if (bh && (dkim_base64_decode(bh->val, bh->vlen, &s->bh) < 0 || s->bh.len != 32)) {
 		*why = "bad bh= value";
 		return -1;
 	}
@@ -625,10 +669,9 @@ dkim_sig_parse(const char *p, size_t n, dkim_sig_t *s, enum dkim_result *res, co
 			return -1;
 		}
 	}
-	if (parse_h(s, h, why) < 0)
+	if (h && parse_h(s, h, kind == DKIM_KIND_SIG, why) < 0)
 		return -1;
-	const dkim_tag_t *i = dkim_tag_get(tags, nt, "i");
-	if (i) {
+	if (i && kind == DKIM_KIND_SIG) {
 		if (!copy_tag(s->i, sizeof s->i, i)) {
 			*why = "i= too long";
 			return -1;

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "lib/buf.h"
 #include "mailauth/dkim.h"
@@ -108,7 +109,14 @@ typedef struct dkim_sig {
 	char **h; /* lowercase field names of h=, in order */
 	size_t nh;
 	size_t b_start, b_end; /* the b= value in the field's value (offsets) */
+	unsigned instance;     /* ARC (RFC 8617): i=, 1..50 */
+	char cv[8];            /* ARC-Seal: "none", "pass" or "fail" */
 } dkim_sig_t;
+
+/* what a signature field is: DKIM-Signature, or ARC's AMS or AS (RFC 8617
+ * sections 4.1.2, 4.1.3: i= is the instance, no v=; the AS has cv= and
+ * neither h= nor bh=, and From need not be in an AMS's h=) */
+enum dkim_sig_kind { DKIM_KIND_SIG, DKIM_KIND_AMS, DKIM_KIND_AS };
 
 #define DKIM_MAX_H 128
 
@@ -117,6 +125,8 @@ typedef struct dkim_sig {
  * algorithm), *why the reason; d, s, a and b8 are filled as far as they
  * could be read. dkim_sig_clear() frees what it holds in either case. */
 int dkim_sig_parse(const char *p, size_t n, dkim_sig_t *s, enum dkim_result *res, const char **why);
+int dkim_sig_parse_kind(const char *p, size_t n, enum dkim_sig_kind kind, dkim_sig_t *s,
+    enum dkim_result *res, const char **why);
 void dkim_sig_clear(dkim_sig_t *s);
 
 typedef struct dkim_keyrec {
@@ -129,6 +139,29 @@ typedef struct dkim_keyrec {
 
 int dkim_keyrec_parse(const char *p, size_t n, dkim_keyrec_t *k, const char **why);
 void dkim_keyrec_clear(dkim_keyrec_t *k);
+
+/* Check sig over data (the canonical header data) with the key record's
+ * key: its type must match alg, an RSA key needs 1024 bits (RFC 8301);
+ * Ed25519 signs the SHA-256 hash of data (RFC 8463). DKIM_PASS, DKIM_FAIL
+ * ("signature did not verify") or DKIM_PERMERROR, with *why. The record
+ * must not be revoked. */
+enum dkim_result dkim_keyrec_verify(const dkim_keyrec_t *k, enum dkim_alg alg, const char *data,
+    size_t len, const buf_t *sig, const char **why);
+
+/* ---- signing pieces (dkim_sign.c), shared with ARC ---- */
+
+/* where content's header section ends (*hlen: the fields, without the
+ * empty line) and its body starts (*boff); no empty line: all header */
+void dkim_header_end(const char *content, size_t len, size_t *hlen, size_t *boff);
+/* data signed with k (rsa-sha256 or ed25519-sha256 by its type), the
+ * signature in base64 appended to *b64. 0 or -1 with *err. */
+int dkim_key_sign_b64(const dkim_key_t *k, const char *data, size_t len, buf_t *b64, buf_t *err);
+/* dkim_sign() for a field of another name (ARC-Message-Signature) whose
+ * tags start with first ("v=1", "i=2"); dkim_sigs: DKIM-Signature fields
+ * are signed too (once each, not over-signed). */
+int dkim_sign_field(const dkim_key_t *k, const char *field, const char *first, const char *domain,
+    const char *selector, const char *content, size_t len, time_t now, bool dkim_sigs, buf_t *out,
+    buf_t *err);
 
 /* ---- verification without DNS ---- */
 

@@ -156,36 +156,81 @@ put_folded(buf_t *out, size_t *col, const char *s, size_t n)
 	*col += n;
 }
 
+void
+dkim_header_end(const char *content, size_t len, size_t *hlen, size_t *boff)
+{
+	*hlen = len;
+	*boff = len;
+	if (len >= 2 && content[0] == '\r' && content[1] == '\n') {
+		*hlen = 0;
+		*boff = 2;
+		return;
+	}
+	const char *p = content, *end = content + len;
+	while ((p = memchr(p, '\r', (size_t)(end - p))) != NULL && end - p >= 4) {
+		if (p[1] == '\n' && p[2] == '\r' && p[3] == '\n') {
+			*hlen = (size_t)(p - content) + 2;
+			*boff = (size_t)(p - content) + 4;
+			return;
+		}
+		p++;
+	}
+}
+
+int
+dkim_key_sign_b64(const dkim_key_t *k, const char *data, size_t len, buf_t *b64, buf_t *err)
+{
+	unsigned char sig[1024];
+	size_t slen = sizeof sig;
+	int ok;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (k->rsa) {
+		ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k->pk) == 1 &&
+		    EVP_DigestSign(md, sig, &slen, (const unsigned char *)data, len) == 1;
+	} else {
+		/* RFC 8463 section 3: Ed25519 over the SHA-256 hash */
+		unsigned char hash[32];
+		unsigned dl = 0;
+		ok = md && EVP_Digest(data, len, hash, &dl, EVP_sha256(), NULL) == 1 &&
+		    EVP_DigestSignInit(md, NULL, NULL, NULL, k->pk) == 1 &&
+		    EVP_DigestSign(md, sig, &slen, hash, sizeof hash) == 1;
+	}
+	EVP_MD_CTX_free(md);
+	if (!ok) {
+		ERR_clear_error();
+		buf_puts(err, "signing failed (OpenSSL)");
+		return -1;
+	}
+	dkim_base64_encode(sig, slen, b64);
+	return 0;
+}
+
 int
 dkim_sign(const dkim_key_t *k, const char *domain, const char *selector, const char *content,
     size_t len, time_t now, buf_t *out, buf_t *err)
+{
+	return dkim_sign_field(k, "DKIM-Signature", "v=1", domain, selector, content, len, now, false,
+	    out, err);
+}
+
+int
+dkim_sign_field(const dkim_key_t *k, const char *field, const char *first, const char *domain,
+    const char *selector, const char *content, size_t len, time_t now, bool dkim_sigs, buf_t *out,
+    buf_t *err)
 {
 	if (!dkim_name_ok(domain) || !dkim_name_ok(selector)) {
 		buf_printf(err, "bad DKIM domain or selector (%s, %s)", domain, selector);
 		return -1;
 	}
-	/* the header section ends at the empty line; none: all header */
-	size_t hlen = len, boff = len;
-	if (len >= 2 && content[0] == '\r' && content[1] == '\n') {
-		hlen = 0;
-		boff = 2;
-	} else {
-		for (size_t i = 0; i + 4 <= len; i++) {
-			if (content[i] == '\r' && content[i + 1] == '\n' && content[i + 2] == '\r' &&
-			    content[i + 3] == '\n') {
-				hlen = i + 2;
-				boff = i + 4;
-				break;
-			}
-		}
-	}
+	size_t hlen, boff;
+	dkim_header_end(content, len, &hlen, &boff);
 	dkim_field_t *fields;
 	size_t nfields;
 	dkim_fields_split(content, hlen, &fields, &nfields);
 
 	int rc = -1;
 	buf_t hdr = BUF_INIT, data = BUF_INIT, b64 = BUF_INIT;
-	unsigned char bh[32], sig[600];
+	unsigned char bh[32];
 	unsigned hl = 0;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	if (!md) {
@@ -205,7 +250,7 @@ dkim_sign(const dkim_key_t *k, const char *domain, const char *selector, const c
 
 	/* the field, b= empty; h= and the header data together */
 	size_t col;
-	buf_printf(&hdr, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s;",
+	buf_printf(&hdr, "%s: %s; a=%s; c=relaxed/relaxed; d=%s;", field, first,
 	    k->rsa ? "rsa-sha256" : "ed25519-sha256", domain);
 	col = hdr.len;
 	char tmp[300];
@@ -214,9 +259,11 @@ dkim_sign(const dkim_key_t *k, const char *domain, const char *selector, const c
 	tl = snprintf(tmp, sizeof tmp, " t=%lld;", (long long)now);
 	put_folded(&hdr, &col, tmp, (size_t)tl);
 	bool *used = xcalloc(nfields ? nfields : 1, sizeof *used);
-	bool first = true, from = false;
-	for (size_t i = 0; i < sizeof sign_fields / sizeof sign_fields[0]; i++) {
-		const char *name = sign_fields[i];
+	bool hfirst = true, from = false;
+	size_t nnames = sizeof sign_fields / sizeof sign_fields[0] + (dkim_sigs ? 1 : 0);
+	for (size_t i = 0; i < nnames; i++) {
+		const char *name = i < sizeof sign_fields / sizeof sign_fields[0] ? sign_fields[i]
+		    : "DKIM-Signature";
 		size_t nl = strlen(name);
 		size_t present = 0;
 		for (size_t j = 0; j < nfields; j++)
@@ -228,9 +275,9 @@ dkim_sign(const dkim_key_t *k, const char *domain, const char *selector, const c
 			from = true;
 		size_t times = present + (i < OVERSIGNED ? 1 : 0);
 		for (size_t t = 0; t < times; t++) {
-			tl = snprintf(tmp, sizeof tmp, "%s%s", first ? " h=" : ":", name);
+			tl = snprintf(tmp, sizeof tmp, "%s%s", hfirst ? " h=" : ":", name);
 			put_folded(&hdr, &col, tmp, (size_t)tl);
-			first = false;
+			hfirst = false;
 			/* section 5.4.2: bottom up; a name listed once more than
 			 * present adds nothing */
 			for (size_t j = nfields; j-- > 0;) {
@@ -257,22 +304,9 @@ dkim_sign(const dkim_key_t *k, const char *domain, const char *selector, const c
 	put_folded(&hdr, &col, " b=", 3);
 	dkim_canon_header(true, hdr.data, hdr.len, &data);
 
-	size_t slen = sizeof sig;
-	EVP_MD_CTX_reset(md);
-	if (k->rsa) {
-		if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k->pk) != 1 ||
-		    EVP_DigestSign(md, sig, &slen, (const unsigned char *)data.data, data.len) != 1)
-			goto crypto;
-	} else {
-		unsigned char hash[32];
-		unsigned dl = 0;
-		if (EVP_Digest(data.data, data.len, hash, &dl, EVP_sha256(), NULL) != 1 ||
-		    EVP_DigestSignInit(md, NULL, NULL, NULL, k->pk) != 1 ||
-		    EVP_DigestSign(md, sig, &slen, hash, sizeof hash) != 1)
-			goto crypto;
-	}
 	buf_reset(&b64);
-	dkim_base64_encode(sig, slen, &b64);
+	if (dkim_key_sign_b64(k, data.data, data.len, &b64, err) < 0)
+		goto done;
 	for (size_t i = 0; i < b64.len;) {
 		size_t room = col < 76 ? 76 - col : 0;
 		if (room < 8) {

@@ -1,0 +1,697 @@
+/*
+ * arc.c - MAILAUTH: ARC, RFC 8617, verifying and sealing (see arc.h); the
+ * tag lists, canonicalisation and crypto are DKIM's (dkim_int.h).
+ *
+ * Verifying, section 5.2: collect the ARC sets (a header section over
+ * 256 KiB is a fail if it holds an ARC field); check their structure
+ * (instances 1..N without gap or duplicate, N <= 50, cv=none at i=1 and
+ * cv=pass above, the newest not cv=fail); hash the body for the newest
+ * AMS while it streams; then, with the keys: the newest AMS as a DKIM
+ * signature (its h= fields bottom up, then itself with b= empty), and
+ * every AS from N down to 1 over the ARC sets 1..i (AAR, AMS, AS of each,
+ * relaxed, the AS being checked with b= empty and no CRLF). Anything that
+ * does not verify, or a key that cannot be had, is fail. Older AMSs are
+ * not checked (section 5.2 asks only for the newest).
+ *
+ * Must not: block, call back from inside arc_verify_finish(), or touch
+ * the object after the callback (which may free it).
+ */
+#include "mailauth/arc.h"
+
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/xalloc.h"
+
+#define ARC_MAX_HEADER (256u * 1024)
+
+typedef struct arc_key {
+	char *name;
+	enum dns_status st;
+	buf_t txt;
+	dns_query_t *q;
+	struct arc_verify *v;
+} arc_key_t;
+
+struct arc_verify {
+	dkim_verify_opts_t o;
+	buf_t hdr;
+	size_t scan;
+	bool hdr_done, overflow, overflow_arc;
+	dkim_field_t *fields;
+	size_t nfields;
+	unsigned n;
+	size_t aar[ARC_MAX_INSTANCES + 1], ams[ARC_MAX_INSTANCES + 1], as[ARC_MAX_INSTANCES + 1];
+	dkim_sig_t amsig;                        /* the newest AMS */
+	dkim_sig_t assig[ARC_MAX_INSTANCES + 1]; /* every AS */
+	bool decided;
+	enum arc_result result;
+	const char *reason;
+	char reasonbuf[96];
+	dkim_canon_t canon;
+	EVP_MD_CTX *body;
+	uint64_t hashed;
+	arc_key_t keys[ARC_MAX_INSTANCES + 1];
+	size_t nkeys, pending;
+	arc_verify_cb cb;
+	void *arg;
+	uv_timer_t timer;
+	bool timer_init, delivered;
+};
+
+const char *
+arc_result_str(enum arc_result r)
+{
+	return r == ARC_PASS ? "pass" : r == ARC_FAIL ? "fail" : "none";
+}
+
+arc_verify_t *
+arc_verify_new(const dkim_verify_opts_t *o)
+{
+	arc_verify_t *v = xcalloc(1, sizeof *v);
+	if (o)
+		v->o = *o;
+	if (!v->o.timeout_ms)
+		v->o.timeout_ms = 10000;
+	return v;
+}
+
+static void
+decide(arc_verify_t *v, enum arc_result r, const char *why)
+{
+	if (v->decided)
+		return;
+	v->decided = true;
+	v->result = r;
+	v->reason = why;
+	EVP_MD_CTX_free(v->body);
+	v->body = NULL;
+}
+
+/* a fail whose reason is "WHAT i=N REST" */
+static void
+decide_i(arc_verify_t *v, const char *what, unsigned i, const char *rest)
+{
+	snprintf(v->reasonbuf, sizeof v->reasonbuf, "%s i=%u%s", what, i, rest);
+	decide(v, ARC_FAIL, v->reasonbuf);
+}
+
+enum kind { K_NONE, K_AAR, K_AMS, K_AS };
+
+static enum kind
+kind_of(const dkim_field_t *f)
+{
+	if (dkim_field_is(f, "ARC-Seal", 8))
+		return K_AS;
+	if (dkim_field_is(f, "ARC-Message-Signature", 21))
+		return K_AMS;
+	if (dkim_field_is(f, "ARC-Authentication-Results", 26))
+		return K_AAR;
+	return K_NONE;
+}
+
+static const char *
+value_of(const dkim_field_t *f, size_t *len)
+{
+	const char *val = (const char *)memchr(f->p, ':', f->len) + 1;
+	*len = f->len - (size_t)(val - f->p);
+	return val;
+}
+
+/* the i= of an ARC field: 1..50, else 0 */
+static unsigned
+arc_instance(const dkim_field_t *f)
+{
+	size_t n;
+	const char *p = value_of(f, &n);
+	size_t i = 0;
+	if (kind_of(f) == K_AAR) {
+		/* "i=N;" first (section 4.1.1); what follows is A-R syntax */
+		while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+			i++;
+		if (i + 1 >= n || p[i] != 'i')
+			return 0;
+		i++;
+		while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+			i++;
+		if (i >= n || p[i] != '=')
+			return 0;
+		i++;
+		while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+			i++;
+		unsigned v = 0;
+		size_t d = 0;
+		while (i < n && p[i] >= '0' && p[i] <= '9' && d < 3) {
+			v = v * 10 + (unsigned)(p[i++] - '0');
+			d++;
+		}
+		while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+			i++;
+		if (!d || i >= n || p[i] != ';' || v < 1 || v > ARC_MAX_INSTANCES)
+			return 0;
+		return v;
+	}
+	dkim_tag_t tags[DKIM_MAX_TAGS];
+	size_t nt;
+	const char *why;
+	if (dkim_tags_parse(p, n, tags, DKIM_MAX_TAGS, &nt, &why) < 0)
+		return 0;
+	const dkim_tag_t *t = dkim_tag_get(tags, nt, "i");
+	if (!t || t->vlen == 0 || t->vlen > 2)
+		return 0;
+	unsigned v = 0;
+	for (size_t k = 0; k < t->vlen; k++) {
+		if (t->val[k] < '0' || t->val[k] > '9')
+			return 0;
+		v = v * 10 + (unsigned)(t->val[k] - '0');
+	}
+	return v >= 1 && v <= ARC_MAX_INSTANCES ? v : 0;
+}
+
+static void
+sink(void *arg, const char *p, size_t n)
+{
+	arc_verify_t *v = arg;
+	if (!v->body)
+		return;
+	size_t take = n;
+	if (v->amsig.has_l && v->amsig.l - v->hashed < take)
+		take = (size_t)(v->amsig.l - v->hashed);
+	if (take) {
+		EVP_DigestUpdate(v->body, p, take);
+		v->hashed += take;
+	}
+}
+
+/* the header section is complete: the sets, their structure, the AMS */
+static void
+header_done(arc_verify_t *v)
+{
+	v->hdr_done = true;
+	if (v->overflow) {
+		if (v->overflow_arc)
+			decide(v, ARC_FAIL, "header section too large to check");
+		return;
+	}
+	dkim_fields_split(v->hdr.data ? v->hdr.data : "", v->hdr.len, &v->fields, &v->nfields);
+	bool any = false;
+	for (size_t i = 0; i < v->nfields; i++) {
+		enum kind k = kind_of(&v->fields[i]);
+		if (k == K_NONE)
+			continue;
+		any = true;
+		unsigned inst = arc_instance(&v->fields[i]);
+		if (!inst) {
+			decide(v, ARC_FAIL, "an ARC field without a valid i=");
+			return;
+		}
+		size_t *slot = k == K_AAR ? &v->aar[inst] : k == K_AMS ? &v->ams[inst] : &v->as[inst];
+		if (*slot) {
+			decide_i(v, "two ARC fields of one kind with", inst, "");
+			return;
+		}
+		*slot = i + 1;
+		if (inst > v->n)
+			v->n = inst;
+	}
+	if (!any)
+		return; /* none */
+	for (unsigned i = 1; i <= v->n; i++) {
+		if (!v->aar[i] || !v->ams[i] || !v->as[i]) {
+			decide_i(v, "ARC set", i, " incomplete");
+			return;
+		}
+	}
+	for (unsigned i = 1; i <= v->n; i++) {
+		size_t len;
+		const char *p = value_of(&v->fields[v->as[i] - 1], &len);
+		enum dkim_result r;
+		const char *why;
+		if (dkim_sig_parse_kind(p, len, DKIM_KIND_AS, &v->assig[i], &r, &why) < 0) {
+			snprintf(v->reasonbuf, sizeof v->reasonbuf, "ARC-Seal i=%u: %s", i, why);
+			decide(v, ARC_FAIL, v->reasonbuf);
+			return;
+		}
+	}
+	if (strcmp(v->assig[v->n].cv, "fail") == 0) {
+		decide(v, ARC_FAIL, "the newest ARC-Seal says cv=fail");
+		return;
+	}
+	for (unsigned i = 1; i <= v->n; i++) {
+		if (strcmp(v->assig[i].cv, i == 1 ? "none" : "pass") != 0) {
+			decide_i(v, "ARC-Seal", i, " has the wrong cv=");
+			return;
+		}
+	}
+	size_t len;
+	const char *p = value_of(&v->fields[v->ams[v->n] - 1], &len);
+	enum dkim_result r;
+	const char *why;
+	if (dkim_sig_parse_kind(p, len, DKIM_KIND_AMS, &v->amsig, &r, &why) < 0) {
+		snprintf(v->reasonbuf, sizeof v->reasonbuf, "ARC-Message-Signature i=%u: %s", v->n, why);
+		decide(v, ARC_FAIL, v->reasonbuf);
+		return;
+	}
+	v->body = EVP_MD_CTX_new();
+	if (!v->body || EVP_DigestInit_ex(v->body, EVP_sha256(), NULL) != 1) {
+		decide(v, ARC_FAIL, "out of memory");
+		return;
+	}
+	dkim_canon_init(&v->canon, v->amsig.brelaxed, sink, v);
+}
+
+static const char *
+find_end(const arc_verify_t *v)
+{
+	const char *h = v->hdr.data;
+	if (v->hdr.len >= 2 && h[0] == '\r' && h[1] == '\n')
+		return h;
+	for (size_t i = v->scan; i + 4 <= v->hdr.len; i++)
+		if (h[i] == '\r' && h[i + 1] == '\n' && h[i + 2] == '\r' && h[i + 3] == '\n')
+			return h + i + 2;
+	return NULL;
+}
+
+void
+arc_verify_feed(arc_verify_t *v, const char *p, size_t n)
+{
+	if (v->cb || n == 0)
+		return;
+	if (v->hdr_done) {
+		if (v->body)
+			dkim_canon_body(&v->canon, p, n);
+		return;
+	}
+	size_t room = ARC_MAX_HEADER + 4 - v->hdr.len;
+	size_t take = n < room ? n : room;
+	size_t old = v->hdr.len;
+	buf_append(&v->hdr, p, take);
+	const char *end = find_end(v);
+	if (!end) {
+		v->scan = v->hdr.len >= 3 ? v->hdr.len - 3 : 0;
+		if (v->hdr.len >= ARC_MAX_HEADER + 4) {
+			v->overflow = true;
+			for (size_t i = 0; i + 4 <= v->hdr.len; i++)
+				if ((i == 0 || v->hdr.data[i - 1] == '\n') && strncasecmp(v->hdr.data + i, "ARC-", 4) == 0)
+					v->overflow_arc = true;
+			buf_free(&v->hdr);
+			header_done(v);
+		}
+		return;
+	}
+	size_t hlen = (size_t)(end - v->hdr.data);
+	v->hdr.len = hlen;
+	v->hdr.data[hlen] = '\0';
+	header_done(v);
+	size_t used = hlen + 2 - old;
+	if (used < n && v->body)
+		dkim_canon_body(&v->canon, p + used, n - used);
+}
+
+/* ---- finish ---- */
+
+static void
+add_key(arc_verify_t *v, const dkim_sig_t *s)
+{
+	char *name = xasprintf("%s._domainkey.%s", s->s, s->d);
+	for (size_t i = 0; i < v->nkeys; i++) {
+		if (strcmp(v->keys[i].name, name) == 0) {
+			xfree(name);
+			return;
+		}
+	}
+	arc_key_t *k = &v->keys[v->nkeys++];
+	k->name = name;
+	k->st = DNS_TEMPFAIL;
+	k->v = v;
+}
+
+static const arc_key_t *
+key_for(const arc_verify_t *v, const dkim_sig_t *s)
+{
+	char name[600];
+	snprintf(name, sizeof name, "%s._domainkey.%s", s->s, s->d);
+	for (size_t i = 0; i < v->nkeys; i++)
+		if (strcmp(v->keys[i].name, name) == 0)
+			return &v->keys[i];
+	return NULL;
+}
+
+/* 0 and *kr parsed, or -1 with the chain decided */
+static int
+get_key(arc_verify_t *v, const dkim_sig_t *s, const char *what, unsigned i, dkim_keyrec_t *kr)
+{
+	const arc_key_t *k = key_for(v, s);
+	const char *why;
+	memset(kr, 0, sizeof *kr);
+	if (!k || k->st != DNS_OK) {
+		snprintf(v->reasonbuf, sizeof v->reasonbuf, "%s i=%u: %s", what, i,
+		    k && (k->st == DNS_NXDOMAIN || k->st == DNS_NODATA) ? "no key record" : "key lookup failed");
+		decide(v, ARC_FAIL, v->reasonbuf);
+		return -1;
+	}
+	if (dkim_keyrec_parse(k->txt.data ? k->txt.data : "", k->txt.len, kr, &why) < 0 || kr->revoked) {
+		snprintf(v->reasonbuf, sizeof v->reasonbuf, "%s i=%u: %s", what, i,
+		    kr->revoked ? "key revoked" : why);
+		dkim_keyrec_clear(kr);
+		decide(v, ARC_FAIL, v->reasonbuf);
+		return -1;
+	}
+	return 0;
+}
+
+/* the field with the value span [bs, be) of its value removed */
+static void
+without_b(const dkim_field_t *f, const dkim_sig_t *s, buf_t *out)
+{
+	size_t vl;
+	const char *val = value_of(f, &vl);
+	size_t voff = (size_t)(val - f->p);
+	buf_append(out, f->p, voff + s->b_start);
+	buf_append(out, f->p + voff + s->b_end, f->len - voff - s->b_end);
+}
+
+static void
+check_ams(arc_verify_t *v)
+{
+	dkim_keyrec_t kr;
+	if (get_key(v, &v->amsig, "ARC-Message-Signature", v->n, &kr) < 0)
+		return;
+	buf_t data = BUF_INIT, self = BUF_INIT;
+	bool *used = xcalloc(v->nfields, sizeof *used);
+	for (size_t i = 0; i < v->amsig.nh; i++) {
+		const char *name = v->amsig.h[i];
+		size_t nl = strlen(name);
+		for (size_t j = v->nfields; j-- > 0;) {
+			if (used[j] || !dkim_field_is(&v->fields[j], name, nl))
+				continue;
+			used[j] = true;
+			dkim_canon_header(v->amsig.hrelaxed, v->fields[j].p, v->fields[j].len, &data);
+			buf_append(&data, "\r\n", 2);
+			break;
+		}
+	}
+	xfree(used);
+	without_b(&v->fields[v->ams[v->n] - 1], &v->amsig, &self);
+	dkim_canon_header(v->amsig.hrelaxed, self.data, self.len, &data);
+	const char *why;
+	enum dkim_result r = dkim_keyrec_verify(&kr, v->amsig.alg, data.data, data.len, &v->amsig.b, &why);
+	buf_free(&self);
+	buf_free(&data);
+	dkim_keyrec_clear(&kr);
+	if (r != DKIM_PASS) {
+		snprintf(v->reasonbuf, sizeof v->reasonbuf, "ARC-Message-Signature i=%u: %s", v->n, why);
+		decide(v, ARC_FAIL, v->reasonbuf);
+	}
+}
+
+static void
+check_seal(arc_verify_t *v, unsigned i)
+{
+	dkim_keyrec_t kr;
+	if (get_key(v, &v->assig[i], "ARC-Seal", i, &kr) < 0)
+		return;
+	buf_t data = BUF_INIT, self = BUF_INIT;
+	for (unsigned j = 1; j <= i; j++) {
+		const dkim_field_t *a = &v->fields[v->aar[j] - 1], *m = &v->fields[v->ams[j] - 1],
+				   *s = &v->fields[v->as[j] - 1];
+		dkim_canon_header(true, a->p, a->len, &data);
+		buf_append(&data, "\r\n", 2);
+		dkim_canon_header(true, m->p, m->len, &data);
+		buf_append(&data, "\r\n", 2);
+		if (j < i) {
+			dkim_canon_header(true, s->p, s->len, &data);
+			buf_append(&data, "\r\n", 2);
+		} else {
+			without_b(s, &v->assig[i], &self);
+			dkim_canon_header(true, self.data, self.len, &data);
+		}
+	}
+	const char *why;
+	enum dkim_result r = dkim_keyrec_verify(&kr, v->assig[i].alg, data.data, data.len, &v->assig[i].b,
+	    &why);
+	buf_free(&self);
+	buf_free(&data);
+	dkim_keyrec_clear(&kr);
+	if (r != DKIM_PASS) {
+		snprintf(v->reasonbuf, sizeof v->reasonbuf, "ARC-Seal i=%u: %s", i, why);
+		decide(v, ARC_FAIL, v->reasonbuf);
+	}
+}
+
+/* every key is in: the signatures */
+static void
+check_all(arc_verify_t *v)
+{
+	if (v->decided)
+		return;
+	check_ams(v);
+	for (unsigned i = v->n; i >= 1 && !v->decided; i--)
+		check_seal(v, i);
+	decide(v, ARC_PASS, "");
+}
+
+static void
+deliver(arc_verify_t *v)
+{
+	if (v->delivered)
+		return;
+	v->delivered = true;
+	if (v->timer_init)
+		uv_timer_stop(&v->timer);
+	if (!v->decided)
+		check_all(v);
+	arc_verdict_t r;
+	r.result = v->result;
+	r.instances = v->n;
+	r.reason = v->reason ? v->reason : "";
+	r.ams_d = v->n && v->amsig.d[0] ? v->amsig.d : "";
+	r.as_d = v->n ? v->assig[v->n].d : "";
+	v->cb(v->arg, &r); /* may free v */
+}
+
+/* the body is in: its hash; the keys still needed */
+static void
+body_done(arc_verify_t *v)
+{
+	if (!v->hdr_done)
+		header_done(v);
+	if (!v->n && !v->decided)
+		decide(v, ARC_NONE, "no ARC set");
+	if (v->decided)
+		return;
+	dkim_canon_end(&v->canon);
+	unsigned char h[32];
+	unsigned hl = 0;
+	EVP_DigestFinal_ex(v->body, h, &hl);
+	EVP_MD_CTX_free(v->body);
+	v->body = NULL;
+	if ((v->amsig.has_l && v->hashed < v->amsig.l) || memcmp(h, v->amsig.bh.data, 32) != 0) {
+		decide_i(v, "ARC-Message-Signature", v->n, ": body hash mismatch");
+		return;
+	}
+	add_key(v, &v->amsig);
+	for (unsigned i = 1; i <= v->n; i++)
+		add_key(v, &v->assig[i]);
+}
+
+static void
+on_key(void *arg, const dns_result_t *r)
+{
+	arc_key_t *k = arg;
+	arc_verify_t *v = k->v;
+	k->q = NULL;
+	k->st = r->status == DNS_BOGUS ? DNS_TEMPFAIL : r->status;
+	if (k->st == DNS_OK) {
+		k->st = DNS_NODATA;
+		for (size_t i = 0; i < r->n; i++) {
+			if (dns_txt_join(r->rr[i].rdata, r->rr[i].rdlen, &k->txt) == 0) {
+				k->st = DNS_OK;
+				break;
+			}
+		}
+	}
+	if (--v->pending == 0)
+		deliver(v);
+}
+
+static void
+on_timer(uv_timer_t *t)
+{
+	arc_verify_t *v = t->data;
+	for (size_t i = 0; i < v->nkeys; i++) {
+		if (v->keys[i].q) {
+			dns_cancel(v->keys[i].q);
+			v->keys[i].q = NULL;
+			v->keys[i].st = DNS_TEMPFAIL;
+		}
+	}
+	v->pending = 0;
+	deliver(v);
+}
+
+void
+arc_verify_finish(arc_verify_t *v, dns_t *dns, arc_verify_cb cb, void *arg)
+{
+	if (v->cb)
+		return;
+	v->cb = cb;
+	v->arg = arg;
+	body_done(v);
+	uv_timer_init(dns_loop(dns), &v->timer);
+	v->timer.data = v;
+	v->timer_init = true;
+	if (!v->decided) {
+		v->pending = v->nkeys;
+		for (size_t i = 0; i < v->nkeys; i++)
+			v->keys[i].q = dns_query(dns, v->keys[i].name, DNS_T_TXT, on_key, &v->keys[i]);
+	}
+	uv_timer_start(&v->timer, on_timer, v->pending ? v->o.timeout_ms : 0, 0);
+}
+
+void
+arc_verify_finish_sync(arc_verify_t *v, dkim_key_lookup_fn lookup, void *larg, arc_verify_cb cb,
+    void *arg)
+{
+	if (v->cb)
+		return;
+	v->cb = cb;
+	v->arg = arg;
+	body_done(v);
+	if (!v->decided)
+		for (size_t i = 0; i < v->nkeys; i++)
+			v->keys[i].st = lookup(larg, v->keys[i].name, &v->keys[i].txt);
+	deliver(v);
+}
+
+static void
+on_close(uv_handle_t *h)
+{
+	xfree(h->data);
+}
+
+void
+arc_verify_free(arc_verify_t *v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->nkeys; i++) {
+		dns_cancel(v->keys[i].q);
+		xfree(v->keys[i].name);
+		buf_free(&v->keys[i].txt);
+	}
+	dkim_sig_clear(&v->amsig);
+	for (unsigned i = 0; i <= ARC_MAX_INSTANCES; i++)
+		dkim_sig_clear(&v->assig[i]);
+	EVP_MD_CTX_free(v->body);
+	xfree(v->fields);
+	buf_free(&v->hdr);
+	if (v->timer_init) {
+		uv_timer_stop(&v->timer);
+		v->timer.data = v;
+		uv_close((uv_handle_t *)&v->timer, on_close);
+		return;
+	}
+	xfree(v);
+}
+
+/* ---- sealing ---- */
+
+int
+arc_seal(const dkim_key_t *k, const char *domain, const char *selector, const char *authres,
+    enum arc_result chain, const char *content, size_t len, time_t now, buf_t *out, buf_t *err)
+{
+	size_t hlen, boff;
+	dkim_header_end(content, len, &hlen, &boff);
+	dkim_field_t *f;
+	size_t nf;
+	dkim_fields_split(content, hlen, &f, &nf);
+	unsigned n = 0;
+	size_t aar[ARC_MAX_INSTANCES + 1] = {0}, ams[ARC_MAX_INSTANCES + 1] = {0},
+	       as[ARC_MAX_INSTANCES + 1] = {0};
+	for (size_t i = 0; i < nf; i++) {
+		enum kind kd = kind_of(&f[i]);
+		unsigned inst = kd == K_NONE ? 0 : arc_instance(&f[i]);
+		if (!inst)
+			continue;
+		size_t *slot = kd == K_AAR ? &aar[inst] : kd == K_AMS ? &ams[inst] : &as[inst];
+		if (!*slot)
+			*slot = i + 1;
+		if (inst > n)
+			n = inst;
+	}
+	int rc = -1;
+	buf_t set = BUF_INIT, amsf = BUF_INIT, sealf = BUF_INIT, data = BUF_INIT;
+	const char *cv = "none";
+	if (n > 0) {
+		if (chain == ARC_NONE) {
+			buf_puts(err, "ARC sets present but the chain was not verified");
+			goto done;
+		}
+		cv = chain == ARC_PASS ? "pass" : "fail";
+	}
+	if (n >= ARC_MAX_INSTANCES) {
+		buf_puts(err, "the ARC chain has 50 sets already");
+		goto done;
+	}
+	unsigned inst = n + 1;
+	/* AAR */
+	buf_printf(&set, "ARC-Authentication-Results: i=%u; %s", inst, authres);
+	char first[16];
+	snprintf(first, sizeof first, "i=%u", inst);
+	/* AMS over the message, as DKIM would sign it (DKIM-Signature too) */
+	if (dkim_sign_field(k, "ARC-Message-Signature", first, domain, selector, content, len, now, true,
+	    &amsf, err) < 0)
+		goto done;
+	/* AS over the sets 1..n (none when cv=fail) and ours */
+	if (strcmp(cv, "fail") != 0) {
+		for (unsigned j = 1; j <= n; j++) {
+			if (!aar[j] || !ams[j] || !as[j])
+				continue;
+			const dkim_field_t *x[3] = {&f[aar[j] - 1], &f[ams[j] - 1], &f[as[j] - 1]};
+			for (int t = 0; t < 3; t++) {
+				dkim_canon_header(true, x[t]->p, x[t]->len, &data);
+				buf_append(&data, "\r\n", 2);
+			}
+		}
+	}
+	dkim_canon_header(true, set.data, set.len, &data);
+	buf_append(&data, "\r\n", 2);
+	dkim_canon_header(true, amsf.data, amsf.len - 2, &data); /* without its CRLF */
+	buf_append(&data, "\r\n", 2);
+	buf_printf(&sealf, "ARC-Seal: i=%u; a=%s; cv=%s; d=%s; s=%s;\r\n\tt=%lld; b=", inst,
+	    strcmp(dkim_key_type(k), "rsa") == 0 ? "rsa-sha256" : "ed25519-sha256", cv, domain, selector,
+	    (long long)now);
+	dkim_canon_header(true, sealf.data, sealf.len, &data);
+	buf_t b64 = BUF_INIT;
+	if (dkim_key_sign_b64(k, data.data, data.len, &b64, err) < 0) {
+		buf_free(&b64);
+		goto done;
+	}
+	size_t col = 11;
+	for (size_t i = 0; i < b64.len;) {
+		size_t take = b64.len - i < 76 - col ? b64.len - i : 76 - col;
+		buf_append(&sealf, b64.data + i, take);
+		i += take;
+		if (i < b64.len) {
+			buf_append(&sealf, "\r\n\t", 3);
+			col = 1;
+		}
+	}
+	buf_free(&b64);
+	buf_append(&sealf, "\r\n", 2);
+	buf_append(out, sealf.data, sealf.len);
+	buf_append(out, amsf.data, amsf.len);
+	buf_append(out, set.data, set.len);
+	buf_append(out, "\r\n", 2);
+	rc = 0;
+done:
+	xfree(f);
+	buf_free(&set);
+	buf_free(&amsf);
+	buf_free(&sealf);
+	buf_free(&data);
+	return rc;
+}
