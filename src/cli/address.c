@@ -5,7 +5,8 @@
  * the daemon does, asks the router (router_expand_trace, router_final,
  * router_transport: the daemon's own code, not a copy of its rules) and
  * prints the answer. The expansion runs first as for a client outside
- * mynetworks; when that is a relay refusal, the refusal is printed and the
+ * mynetworks (an SRS address is verified with the secrets when this
+ * user can read them); when that is a relay refusal, the refusal is printed and the
  * expansion runs again as for a client allowed to relay. With --mx, the
  * MX lookup of a remote domain is done by the daemon's own resolver code
  * (mx_resolve on dns_servers, with its ordering and loop checks).
@@ -27,6 +28,7 @@
 #include "lib/buf.h"
 #include "lib/dns.h"
 #include "lib/xalloc.h"
+#include "mailauth/srs.h"
 
 typedef struct report {
 	const config_t *c;
@@ -222,6 +224,13 @@ report(const char *config, const char *prog, int n, char **addrs, bool mx)
 		buf_free(&err);
 		config_free(c);
 		return -1;
+	}
+	/* SRS addresses verify only with the secrets (readable by root or
+	 * tern's user): without them they are refused, and the note says why */
+	if (c->srs_domain && srs_secrets_load(c, &t->srs_secrets, &t->nsrs_secrets, &err) < 0) {
+		fprintf(stderr, "%s: note: %s: SRS addresses cannot be verified\n", prog,
+		    buf_cstr(&err));
+		buf_reset(&err);
 	}
 	report_t r = {c, t, NULL, NULL};
 	uv_loop_t loop;

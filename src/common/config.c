@@ -160,6 +160,14 @@ const struct cfg_key cfg_keys[] = {
 	{"greylist_lifetime", CT_DURATION, FLD(greylist_lifetime), 0, 0, "35d", 1, 365 * DAY, NULL},
 	{"greylist_max_entries", CT_NUMBER, FLD(greylist_max_entries), 0, 0, "100000", 100,
 	    100000000, NULL},
+	/* SRS, the Sender Rewriting Scheme (mailauth/srs.h, docs/srs.md); the
+	 * secret file is read by the daemon (srs_secrets_load), not here */
+	{"srs_domain", CT_DOMAIN, FLD(srs_domain), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"srs_secret_file", CT_PATH, FLD(srs_secret_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"srs_max_age", CT_DURATION, FLD(srs_max_age), 0, 0, "21d", DAY, 1000 * DAY, NULL},
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"srs_exclude_domains", CT_DOMAINS, LST(srs_exclude_domains, nsrs_exclude_domains), 0, "", 0,
+	    0, NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
 	/* DKIM signing (mailauth/sign.h: mailauth_sign_load() reads the table

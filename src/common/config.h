@@ -178,6 +178,13 @@ typedef struct config {
 	unsigned greylist_lifetime;      /* a passed triplet is kept this long after its last use, 35d */
 	unsigned greylist_max_entries;   /* triplets held, default 100000 */
 
+	/* SRS, the Sender Rewriting Scheme (mailauth/srs.h, docs/srs.md) */
+	char *srs_domain;            /* the domain of rewritten senders; NULL = SRS off */
+	char *srs_secret_file;       /* one secret a line, the first signs; needed with srs_domain */
+	unsigned srs_max_age;        /* seconds (whole days count) a bounce address stays valid, 21d */
+	char **srs_exclude_domains;  /* senders in these domains are never rewritten */
+	size_t nsrs_exclude_domains;
+
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 
 	/* DKIM signing (mailauth/sign.h, docs/dkim.md) */

@@ -175,6 +175,10 @@ cfg_cross_checks(cfg_parser_t *p)
 				    "defines %s", key, v[i], v[i]);
 		}
 	}
+	/* SRS (docs/srs.md): rewriting needs a secret */
+	if (c->srs_domain && !c->srs_secret_file && !p->failed[cfg_key_index("srs_domain")])
+		cfg_error(p, p->set_line[cfg_key_index("srs_domain")], "srs_domain is set but "
+		    "srs_secret_file is not: SRS needs a secret (one a line, the first signs)");
 	if ((line = pair_line(p, "local_domains", "virtual_domains"))) {
 		for (size_t i = 0; i < c->nvirtual_domains; i++)
 			if (config_is_local_domain(c, c->virtual_domains[i]))

@@ -30,6 +30,7 @@ rcpt_clear(env_rcpt_t *r)
 	xfree(r->addr);
 	xfree(r->orig);
 	xfree(r->orcpt);
+	xfree(r->sender);
 	xfree(r->reply);
 	xfree(r->relay);
 }
@@ -90,6 +91,7 @@ envelope_dup(const envelope_t *e)
 			r->addr = dup_or_null(s->addr);
 			r->orig = dup_or_null(s->orig);
 			r->orcpt = dup_or_null(s->orcpt);
+			r->sender = dup_or_null(s->sender);
 			r->reply = dup_or_null(s->reply);
 			r->relay = dup_or_null(s->relay);
 		}

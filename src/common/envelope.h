@@ -31,6 +31,12 @@ typedef struct env_rcpt {
 	char *orig;        /* the address the client gave in RCPT TO, when different (alias); else NULL */
 	char *orcpt;       /* DSN ORCPT "addr-type;address" (RFC 3461 §4.2), or NULL */
 	unsigned notify;   /* NOTIFY_* bits of addr.h; 0 = not given (default: failure, delay) */
+	/* the envelope sender this recipient's delivery uses, when not the
+	 * message's own: the SRS address of a message an alias or virtual
+	 * entry forwards to another domain (deliver/router.h
+	 * router_srs_envelope, docs/srs.md); NULL: env->sender. Kept in the
+	 * queue file, so every retry uses the same address. */
+	char *sender;
 	/* delivery state */
 	int status;        /* enum rcpt_status */
 	unsigned attempts; /* delivery attempts so far */

@@ -1,10 +1,10 @@
 /*
  * secret.h - reading the files that hold secrets.
  *
- * Four configuration keys name files tern reads at start and again at every
+ * Five configuration keys name files tern reads at start and again at every
  * reload that an administrator keeps root-only (root:root 0600, as openssl
- * and certbot make them): tls_cert, tls_key, auth_users and
- * relayhost_auth_file. The daemon runs unprivileged by then, so who opens
+ * and certbot make them): tls_cert, tls_key, auth_users,
+ * relayhost_auth_file and srs_secret_file. The daemon runs unprivileged by then, so who opens
  * them is pluggable: by default this process (open(2)); started as root, the
  * daemon installs an opener that asks its privileged parent
  * (daemon/privsep.h), which checks the request against its own reading of
@@ -30,6 +30,7 @@ enum secret_kind {
 	SECRET_TLS_KEY,
 	SECRET_AUTH_USERS,
 	SECRET_RELAY_AUTH,
+	SECRET_SRS, /* srs_secret_file (mailauth/srs.h) */
 	SECRET_NKINDS
 };
 

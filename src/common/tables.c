@@ -320,5 +320,10 @@ tables_free(tables_t *t)
 	table_free(t->aliases);
 	table_free(t->virtual_);
 	table_free(t->transport);
+	for (size_t i = 0; i < t->nsrs_secrets; i++) {
+		explicit_bzero(t->srs_secrets[i], strlen(t->srs_secrets[i]));
+		xfree(t->srs_secrets[i]);
+	}
+	xfree(t->srs_secrets);
 	xfree(t);
 }

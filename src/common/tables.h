@@ -32,6 +32,12 @@ typedef struct tables {
 	table_t *aliases;   /* TABLE_ALIASES */
 	table_t *virtual_;  /* TABLE_MAP */
 	table_t *transport; /* TABLE_MAP: "domain smtp:[host]:port | lmtp:host:port | lmtp:unix:/path" */
+	/* the SRS secrets (mailauth/srs.h), the first signs: not read by
+	 * tables_load() but by the daemon after it (they are secrets, read
+	 * through the privileged parent); NULL/0 elsewhere (no SRS address
+	 * then verifies). Wiped by tables_free(). */
+	char **srs_secrets;
+	size_t nsrs_secrets;
 } tables_t;
 
 /* Loads the four tables named in c. NULL on error, with

@@ -278,7 +278,8 @@ redact(qview_entry_t *e, size_t n)
 			xfree(r->orig);
 			xfree(r->orcpt);
 			xfree(r->relay);
-			r->orig = r->orcpt = r->relay = NULL;
+			xfree(r->sender);
+			r->orig = r->orcpt = r->relay = r->sender = NULL;
 			if (!act && r->status != RCPT_PENDING) {
 				xfree(r->addr);
 				xfree(r->reply);

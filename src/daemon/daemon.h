@@ -28,7 +28,8 @@ int daemon_run(const char *config_path, bool use_syslog, bool debug);
  * warnings (postmaster, user); 0 when the configuration loads. */
 int daemon_check_config(const char *config_path);
 
-/* Load config and tables; on error print every problem on stderr and
+/* Load config and tables (and, with srs_domain, the SRS secrets into the
+ * tables: mailauth/srs.h); on error print every problem on stderr and
  * return -1 (nothing allocated). */
 int daemon_load(const char *path, config_t **cfg, tables_t **tables);
 

@@ -11,10 +11,11 @@
  * outbound delivery (deliver/outbound_conf.c), recover what is queued,
  * open the control socket, confine the process (confine.c), and only then
  * accept connections.
- * SIGHUP: load config and tables afresh; on success swap them (every stage
- * reads them through its context at the next event), warn of Maildirs the
- * sandbox keeps closed, and reload the SMTP side's certificate, password
- * file and sender_login table; on error keep the running ones.
+ * SIGHUP: load config and tables (with the SRS secrets) afresh; on
+ * success swap them (every stage reads them through its context at the
+ * next event), warn of Maildirs the sandbox keeps closed, and reload the
+ * SMTP side's certificate, password file and sender_login table; on error
+ * keep the running ones.
  * Shutdown (SIGTERM/SIGINT): stop the control socket and listening, let
  * sessions with a commit in flight get their 250, then stop the scheduler
  * (jobs in flight finish) and outbound delivery (what has not started is
@@ -43,6 +44,7 @@
 #include "lib/log.h"
 #include "lib/version.h"
 #include "mailauth/sign.h"
+#include "mailauth/srs.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 #include "smtpd/server.h"
@@ -79,6 +81,16 @@ daemon_load(const char *path, config_t **cfg, tables_t **tables)
 		if (err.len && err.data[err.len - 1] != '\n')
 			fputc('\n', stderr);
 		buf_free(&err);
+		config_free(c);
+		return -1;
+	}
+	/* the SRS secrets are secrets: read here, through the privileged
+	 * parent when there is one, not by tables_load() (docs/srs.md) */
+	if (c->srs_domain &&
+	    srs_secrets_load(c, &t->srs_secrets, &t->nsrs_secrets, &err) < 0) {
+		daemon_report(stderr, c, buf_cstr(&err));
+		buf_free(&err);
+		tables_free(t);
 		config_free(c);
 		return -1;
 	}

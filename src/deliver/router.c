@@ -17,8 +17,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "lib/xalloc.h"
+#include "mailauth/srs.h"
 
 #define ROUTER_MAX_DEPTH 16
 #define ROUTER_MAX_NODES 20000 /* addresses looked at in one expansion */
@@ -29,6 +31,16 @@ static const char ERR_UNKNOWN_TARGET[] =
 static const char ERR_RELAY[] = "554 5.7.1 Relay access denied";
 static const char ERR_LOOP[] = "554 5.4.6 Alias expansion loop";
 static const char ERR_TOO_BIG[] = "554 5.4.6 Alias expansion too large";
+/* SRS (docs/srs.md): a bounce address we did not make, or made too long
+ * ago, names no mailbox: X.1.1, "bad destination mailbox address" (RFC
+ * 3463 section 3.2), as an unknown user is */
+static const char ERR_SRS_HASH[] = "550 5.1.1 Recipient address rejected: invalid SRS address";
+static const char ERR_SRS_SYNTAX[] =
+    "550 5.1.1 Recipient address rejected: malformed SRS address";
+static const char ERR_SRS_EXPIRED[] =
+    "550 5.1.1 Recipient address rejected: expired SRS address";
+static const char ERR_SRS_NONE[] =
+    "550 5.1.1 Recipient address rejected: no SRS secret to verify the address with";
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
@@ -276,10 +288,59 @@ lookup(const table_t *tab, char *key, const char *cand, const char *domain, char
 	return e;
 }
 
+/* SRS, mailauth/srs.h */
+static bool
+is_srs_domain(const config_t *c, const char *domain)
+{
+	return c->srs_domain && strcasecmp(c->srs_domain, domain) == 0;
+}
+
+/* local@srs_domain is an SRS0/SRS1 address: verify it, then expand the
+ * address it stands for like one our own tables produced (it may go
+ * remote: that is where the bounce belongs) */
+static enum router_status
+expand_srs(xctx_t *x, const char *local, const char *domain, int depth)
+{
+	buf_t ol = BUF_INIT, od = BUF_INIT;
+	enum srs_status ss = srs_reverse((const char *const *)x->t->srs_secrets,
+	    x->t->nsrs_secrets, local, strlen(local), (int64_t)time(NULL),
+	    x->c->srs_max_age / 86400, &ol, &od);
+	enum router_status st = ROUTER_UNKNOWN_USER;
+	char *vl = NULL, *vd = NULL;
+	if (ss == SRS_OK) {
+		/* the decoded address must be a valid one */
+		char *a = tables_key(buf_cstr(&ol), buf_cstr(&od));
+		if (tables_split_addr(a, NULL, &vl, &vd) < 0)
+			ss = SRS_BAD_SYNTAX;
+		else if (x->trace) {
+			char *k = tables_key(local, domain);
+			x->trace(x->trace_arg, depth, "srs", k, a);
+			xfree(k);
+		}
+		xfree(a);
+	}
+	switch (ss) {
+	case SRS_OK: st = expand(x, vl, vd, depth + 1, true, 0); break;
+	case SRS_BAD_HASH: x->err = ERR_SRS_HASH; break;
+	case SRS_EXPIRED: x->err = ERR_SRS_EXPIRED; break;
+	case SRS_NO_SECRET: x->err = ERR_SRS_NONE; break;
+	default: x->err = ERR_SRS_SYNTAX; break;
+	}
+	xfree(vl);
+	xfree(vd);
+	buf_free(&ol);
+	buf_free(&od);
+	return st;
+}
+
 static enum router_status
 expand_node(xctx_t *x, const char *local, const char *domain, int depth, bool from_alias,
     unsigned skip)
 {
+	/* 0. SRS bounce addresses in srs_domain, before any table */
+	if (is_srs_domain(x->c, domain) && srs_is_srs(local, strlen(local)))
+		return expand_srs(x, local, domain, depth);
+
 	const config_t *c = x->c;
 	const tables_t *t = x->t;
 	char *base = base_of(c, local);
@@ -332,6 +393,13 @@ expand_node(xctx_t *x, const char *local, const char *domain, int depth, bool fr
 
 	/* 3. virtual domains live only in the virtual table */
 	if (config_is_virtual_domain(c, domain)) {
+		x->err = depth ? ERR_UNKNOWN_TARGET : ERR_UNKNOWN;
+		st = ROUTER_UNKNOWN_USER;
+		goto out;
+	}
+
+	/* the SRS domain is ours: it holds only SRS addresses (step 0) */
+	if (is_srs_domain(c, domain)) {
 		x->err = depth ? ERR_UNKNOWN_TARGET : ERR_UNKNOWN;
 		st = ROUTER_UNKNOWN_USER;
 		goto out;
@@ -509,4 +577,90 @@ route_free(route_t *r)
 	xfree(r->domain);
 	memset(r, 0, sizeof *r);
 	r->kind = ROUTE_NONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* SRS: the senders of forwarded recipients                            */
+
+/* Was this recipient forwarded to another domain by our own tables? It
+ * came from a different address the client gave (an alias or virtual
+ * entry, or an SRS bounce address, expanded it) and routes remote. */
+static bool
+rcpt_forwarded(const config_t *c, const tables_t *t, const env_rcpt_t *r)
+{
+	if (r->orig == NULL || r->addr == NULL)
+		return false;
+	char *ol, *od;
+	if (tables_split_addr(r->orig, NULL, &ol, &od) == 0) {
+		/* the same address written another way ("bob"@x): not expanded */
+		char *k = tables_key(ol, od);
+		bool same = strcasecmp(k, r->addr) == 0;
+		xfree(k);
+		xfree(ol);
+		xfree(od);
+		if (same)
+			return false;
+	}
+	route_t rt;
+	router_final(c, t, r->addr, &rt);
+	bool remote = rt.kind == ROUTE_REMOTE;
+	route_free(&rt);
+	return remote;
+}
+
+/* a sender domain that is ours, or excluded: never rewritten */
+static bool
+sender_domain_ours(const config_t *c, const char *domain)
+{
+	if (config_is_local_domain(c, domain) || config_is_virtual_domain(c, domain) ||
+	    is_srs_domain(c, domain))
+		return true;
+	for (size_t i = 0; i < c->nsrs_exclude_domains; i++)
+		if (strcasecmp(c->srs_exclude_domains[i], domain) == 0)
+			return true;
+	return false;
+}
+
+size_t
+router_srs_envelope(const config_t *c, const tables_t *t, envelope_t *env, int64_t now)
+{
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		xfree(env->rcpt[i].sender);
+		env->rcpt[i].sender = NULL;
+	}
+	if (c->srs_domain == NULL || t->nsrs_secrets == 0 || env->sender == NULL ||
+	    env->sender[0] == '\0')
+		return 0;
+	char *sl, *sd;
+	if (tables_split_addr(env->sender, NULL, &sl, &sd) < 0)
+		return 0; /* <Postmaster> without a domain, or not an address */
+	size_t n = 0;
+	char *srs = NULL;
+	bool tried = false;
+	if (!sender_domain_ours(c, sd)) {
+		for (size_t i = 0; i < env->nrcpt; i++) {
+			if (!rcpt_forwarded(c, t, &env->rcpt[i]))
+				continue;
+			if (!tried) {
+				tried = true;
+				buf_t b = BUF_INIT;
+				if (srs_forward((const char *const *)t->srs_secrets, t->nsrs_secrets, sl,
+				    strlen(sl), sd, now, &b) == SRS_OK) {
+					char *dom = xstrdup(c->srs_domain);
+					lowercase(dom);
+					srs = tables_key(buf_cstr(&b), dom);
+					xfree(dom);
+				}
+				buf_free(&b);
+			}
+			if (srs == NULL)
+				break; /* too long: the message keeps its own sender */
+			env->rcpt[i].sender = xstrdup(srs);
+			n++;
+		}
+	}
+	xfree(srs);
+	xfree(sl);
+	xfree(sd);
+	return n;
 }

@@ -23,6 +23,10 @@
  *     Otherwise 550 5.1.1. "postmaster" must be deliverable in every local
  *     domain (RFC 5321 §4.5.1): "tern check-config" warns when it is not.
  *  3. domain in virtual_domains without a virtual hit: 550 5.1.1.
+ *  0. srs_domain (when SRS is on, docs/srs.md): an SRS0/SRS1 local part is
+ *     verified (hash, age) and expands to the address it stands for (which
+ *     may go remote); an invalid one is 550 5.1.1, and so is any other
+ *     local part when srs_domain is not also a local or virtual domain.
  *  4. any other domain: remote; allowed only if relay_ok, else 554 5.7.1.
  *     Addresses produced by our own alias expansion may always go remote.
  * Expansion is recursive (depth at most 16: beyond that 554 5.4.6 loop),
@@ -39,6 +43,7 @@
 
 #include "common/addr.h"
 #include "common/config.h"
+#include "common/envelope.h"
 #include "common/table.h"
 #include "common/tables.h"
 
@@ -84,6 +89,21 @@ typedef struct route {
  * a mailbox (the tables changed since it was accepted): the caller bounces. */
 int router_final(const config_t *c, const tables_t *t, const char *addr, route_t *out);
 void route_free(route_t *r);
+
+/*
+ * SRS (docs/srs.md): set each recipient's own envelope sender (its
+ * `sender`, kept in the queue file) before the message is queued. With
+ * srs_domain set and secrets loaded, a recipient that an alias, a virtual
+ * entry or an SRS bounce address forwarded to a remote domain leaves with
+ * the sender rewritten into srs_domain (SRS0, or SRS1 when it is already
+ * an SRS address); never when the sender is <>, has no domain, or is in
+ * local_domains, virtual_domains, srs_domain or srs_exclude_domains, and
+ * never when the rewritten local part would pass 64 octets (then the
+ * message keeps its own sender). Every other recipient's sender is
+ * cleared, so a changed sender (a milter's) can be applied again. Returns
+ * the number of recipients rewritten. now: unix seconds.
+ */
+size_t router_srs_envelope(const config_t *c, const tables_t *t, envelope_t *env, int64_t now);
 
 /* The transport for a (lowercased) remote domain: the entry for the domain
  * itself, else for ".parent" entries of its parent domains (like Postfix's

@@ -426,7 +426,12 @@ write_mail(smtp_client_t *c)
 {
 	const envelope_t *e = c->txn->env;
 	buf_t b = BUF_INIT;
-	buf_printf(&b, "MAIL FROM:<%s>", e->sender ? e->sender : "");
+	/* the recipients' own sender (SRS, docs/srs.md): the scheduler puts
+	 * only recipients with the same one in a transaction */
+	const char *from = c->txn->n ? e->rcpt[c->txn->idx[0]].sender : NULL;
+	if (from == NULL)
+		from = e->sender ? e->sender : "";
+	buf_printf(&b, "MAIL FROM:<%s>", from);
 	if (c->ext & SMTP_EXT_SIZE)
 		buf_printf(&b, " SIZE=%llu", /* RFC 1870 §6 */
 		    (unsigned long long)(c->converted ? c->conv.len : e->body_len));

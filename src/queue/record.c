@@ -262,6 +262,8 @@ qrec_encode_header(buf_t *b, const envelope_t *e, uint64_t body_len, size_t *inf
 		put_ostr(b, r->orig);
 		put_ostr(b, r->orcpt);
 		put_state(b, r);
+		if (r->sender) /* optional, last: files without it read as before */
+			put_str(b, r->sender);
 		rec_end(b, off);
 	}
 	if (body_rec_off)
@@ -361,6 +363,8 @@ qrec_env_check(const envelope_t *e)
 			return "bad original recipient";
 		if (!cstr_ok(r->orcpt, QF_MAX_ADDR, true, true))
 			return "bad ORCPT";
+		if (!cstr_ok(r->sender, QF_MAX_ADDR, false, true))
+			return "bad recipient sender";
 		if (r->notify & ~QF_NOTIFY_KNOWN)
 			return "bad NOTIFY";
 		if (!state_ok(r))
@@ -618,6 +622,9 @@ hdr_rcpt(envelope_t *e, const rec_t *rec)
 	if (!r.bad) {
 		env_rcpt_t *t = envelope_add_rcpt(e, addr, orig, orcpt, notify);
 		get_state(&r, t);
+		/* the recipient's own sender (SRS), when the record goes on */
+		if (!r.bad && r.off < r.n)
+			t->sender = get_text(&r, QF_MAX_ADDR, false, false);
 	}
 	xfree(addr);
 	xfree(orig);

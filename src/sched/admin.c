@@ -230,6 +230,7 @@ snap_one(const smsg_t *m, sched_entry_t *e)
 	for (size_t i = 0; i < src->nrcpt; i++) {
 		const env_rcpt_t *r = &src->rcpt[i];
 		env_rcpt_t *x = envelope_add_rcpt(d, r->addr, r->orig, r->orcpt, r->notify);
+		x->sender = dup_or_null(r->sender);
 		if (m->busy[i]) {
 			e->active[i] = true;
 			continue;

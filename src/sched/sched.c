@@ -529,8 +529,18 @@ dispatch_local(sched_t *s, smsg_t *m, const size_t *lidx, char *const *lpaths, s
 	s->st.local_submit(s->st.local, m->env, lidx, lpaths, nl, &o, stage_done, m);
 }
 
+/* the envelope senders of two recipients are the same (a recipient's own,
+ * SRS, or the message's) */
+static bool
+same_sender(const env_rcpt_t *a, const env_rcpt_t *b)
+{
+	if (a->sender == NULL || b->sender == NULL)
+		return a->sender == b->sender;
+	return strcmp(a->sender, b->sender) == 0;
+}
+
 /* recipients ridx[0..nr) (domains rdom[]) go to the remote stage, one
- * submission per domain */
+ * submission per domain and envelope sender (one MAIL FROM each) */
 static void
 dispatch_remote(sched_t *s, smsg_t *m, const size_t *ridx, char **rdom, size_t nr)
 {
@@ -541,7 +551,8 @@ dispatch_remote(sched_t *s, smsg_t *m, const size_t *ridx, char **rdom, size_t n
 			continue;
 		size_t ng = 0;
 		for (size_t q = k; q < nr; q++) {
-			if (rdom[q] && strcmp(rdom[q], rdom[k]) == 0) {
+			if (rdom[q] && strcmp(rdom[q], rdom[k]) == 0 &&
+			    same_sender(&env->rcpt[ridx[q]], &env->rcpt[ridx[k]])) {
 				grp[ng++] = ridx[q];
 				m->busy[ridx[q]] = true;
 				m->att[ridx[q]] = env->rcpt[ridx[q]].attempts;

@@ -135,6 +135,8 @@ content_begin(session_t *s, bool raw)
 	hdr_hops_init(&s->hops);
 	s->started_us = now_us();
 	s->env->arrival_us = s->started_us;
+	/* SRS senders of forwarded recipients (docs/srs.md), kept in the queue file */
+	router_srs_envelope(c, T(s)->tables, s->env, s->started_us / 1000000);
 	s->qm = s->filter ? NULL : queue_begin(T(s)->queue, s->env);
 	buf_reset(&s->fcontent);
 

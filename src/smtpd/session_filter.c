@@ -322,7 +322,9 @@ sess_filter_eom_done(void *arg, const filter_verdict_t *v)
 		}
 		log_info("%s: quarantined (held) reason=\"%s\" session=%s", s->qid, v->quarantine, s->id);
 	}
-	/* the queue file, written once, with the milters' changes */
+	/* the queue file, written once, with the milters' changes (and SRS
+	 * senders for them: a changed sender or added recipient, docs/srs.md) */
+	router_srs_envelope(CFG(s), T(s)->tables, s->env, s->started_us / 1000000);
 	s->qm = queue_begin(T(s)->queue, s->env);
 	queue_write(s->qm, v->content, v->content_len);
 	buf_free(&s->fcontent);
