@@ -15,6 +15,11 @@
  *    the transports themselves are run by outbound.c and smtp_client.c.
  *
  * Lookup order for an address local@domain (keys are case-insensitive):
+ *  0. srs_domain, first (SRS on, docs/srs.md): an SRS0/SRS1 local part
+ *     is verified (hash, age) and expands to the address it stands for
+ *     (which may go remote); an invalid one is 550 5.1.1, and so is any
+ *     other local part when srs_domain is not also a local or virtual
+ *     domain (step 4 never sees it).
  *  1. virtual table: "local@domain", then "base@domain" when local is
  *     base+detail, then the catch-all "@domain". A hit expands to its values.
  *  2. domain in local_domains: aliases table "local" then "base"; a hit
@@ -23,10 +28,6 @@
  *     Otherwise 550 5.1.1. "postmaster" must be deliverable in every local
  *     domain (RFC 5321 §4.5.1): "tern check-config" warns when it is not.
  *  3. domain in virtual_domains without a virtual hit: 550 5.1.1.
- *  0. srs_domain (when SRS is on, docs/srs.md): an SRS0/SRS1 local part is
- *     verified (hash, age) and expands to the address it stands for (which
- *     may go remote); an invalid one is 550 5.1.1, and so is any other
- *     local part when srs_domain is not also a local or virtual domain.
  *  4. any other domain: remote; allowed only if relay_ok, else 554 5.7.1.
  *     Addresses produced by our own alias expansion may always go remote.
  * Expansion is recursive (depth at most 16: beyond that 554 5.4.6 loop),
