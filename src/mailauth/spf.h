@@ -146,8 +146,8 @@ int spf_macro_expand(const spf_macro_ctx_t *m, const char *s, size_t n, int expl
     buf_t *err);
 /* Section 7.1: domain-spec = macro-string domain-end (not empty) */
 int spf_domain_spec_valid(const char *s, size_t n);
-/* Section 4.3: is d a well-formed <domain> (labels of 1..63 octets, at
- * least two, a valid top label, optional final dot)? */
+/* Section 4.3: is d a well-formed <domain> (labels of 1..63 octets of
+ * any value, at least two, a valid top label, optional final dot)? */
 int spf_domain_valid(const char *d);
 /* An expanded domain-spec made ready to query (section 4.8): the final dot
  * dropped, labels removed from the left while over 253 octets, every octet

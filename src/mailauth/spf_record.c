@@ -385,9 +385,9 @@ spf_domain_valid(const char *d)
 			if (i == n)
 				return labels >= 2 && toplabel_valid(d + start, l);
 			start = i + 1;
-		} else if ((unsigned char)d[i] <= 0x20 || (unsigned char)d[i] >= 0x7f) {
-			return 0;
 		}
+		/* other labels may hold any octet: a target built by macros
+		 * from a local-part with spaces or '%' is queried as it is */
 	}
 	return 0;
 }

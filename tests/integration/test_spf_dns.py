@@ -26,8 +26,9 @@ TERN = os.environ.get("TERN_BIN", str(Path(__file__).resolve().parents[2] / "bui
 ZONE = {
     "silent.example.com": [{"TXT": "v=spf1 ptr:example.com a:ok.example.com -all"}],
     "ok.example.com": [{"A": "192.0.2.1"}, {"TXT": "v=spf1 ip4:192.0.2.1 -all"}],
-    "odd.example.com": [{"TXT": "v=spf1 a:%{l}.odd.example.com -all"}],
+    "odd.example.com": [{"TXT": "v=spf1 a:%{l}.odd.example.com include:%{l}.inc.example.com -all"}],
     "a:b%c d.odd.example.com": [{"A": "192.0.2.9"}],
+    "a:b%c d.inc.example.com": [{"TXT": "v=spf1 ip4:192.0.2.10 -all"}],
     "lan.example.com": [{"TXT": "v=spf1 ptr -all"}],
     "5.1.168.192.in-addr.arpa": [{"PTR": "host.lan.example.com"}],
     "host.lan.example.com": [{"A": "192.168.1.5"}],
@@ -95,6 +96,10 @@ def test_macro_names_and_private_reverse_zones():
                               "--dns-servers", srv.addr)
         assert (rc, out[0]) == (0, "pass"), (out, err)
         assert srv.seen.get((b"a:b%c d.odd.example.com", 1)) == 1
+        # and an include: target made so (a <domain> of any octets)
+        rc, out, err, _ = spf("192.0.2.10", "a:b%c d@odd.example.com", "--helo", "h.example",
+                              "--dns-servers", srv.addr)
+        assert (rc, out[0], out[1]) == (0, "pass", "reason: include:%{l}.inc.example.com"), out
         # 192.168/16: libunbound would answer NXDOMAIN itself (RFC 6303)
         rc, out, err, _ = spf("192.168.1.5", "lan.example.com", "--dns-servers", srv.addr)
         assert (rc, out[0]) == (0, "pass"), (out, err)

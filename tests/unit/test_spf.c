@@ -301,6 +301,7 @@ test_domain_spec(void **state)
 	assert_true(spf_domain_valid(
 	    "A12345678901234567890123456789012345678901234567890123456789012.example.com"));
 	assert_false(spf_domain_valid(""));
+	assert_true(spf_domain_valid("a b%c:d._spf.example.com"));
 }
 
 static void
