@@ -168,6 +168,24 @@ const struct cfg_key cfg_keys[] = {
 	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
 	{"srs_exclude_domains", CT_DOMAINS, LST(srs_exclude_domains, nsrs_exclude_domains), 0, "", 0,
 	    0, NULL},
+	/* inbound mail authentication (mailauth/mailauth.h, docs/authentication.md);
+	 * psl_file is loaded by mailauth_config_check() at start and reload */
+	{"spf_check", CT_BOOL, FLD(spf_check), 0, 0, "yes", 0, 0, NULL},
+	{"spf_helo_check", CT_BOOL, FLD(spf_helo_check), 0, 0, "no", 0, 0, NULL},
+	{"spf_fail_action", CT_STRING, FLD(spf_fail_action), 0, 0, "tag", 0, 0, check_tag_reject},
+	{"spf_temperror_action", CT_STRING, FLD(spf_temperror_action), 0, 0, "tag", 0, 0,
+	    check_tag_defer},
+	{"dkim_verify", CT_BOOL, FLD(dkim_verify), 0, 0, "yes", 0, 0, NULL},
+	{"dkim_max_signatures", CT_NUMBER, FLD(dkim_max_signatures), 0, 0, "5", 1, 50, NULL},
+	{"dmarc_check", CT_BOOL, FLD(dmarc_check), 0, 0, "yes", 0, 0, NULL},
+	{"dmarc_enforce", CT_BOOL, FLD(dmarc_enforce), 0, 0, "no", 0, 0, NULL},
+	{"dmarc_quarantine_action", CT_STRING, FLD(dmarc_quarantine_action), 0, 0, "tag", 0, 0,
+	    check_tag_hold},
+	{"psl_file", CT_PATH, FLD(psl_file), 0, 0, "/usr/share/publicsuffix/public_suffix_list.dat",
+	    0, 0, NULL},
+	/* default (set in apply_defaults): the value of hostname */
+	{"authserv_id", CT_STRING, FLD(authserv_id), 0, CF_OPTIONAL, NULL, 0, 0, check_authserv_id},
+	{"mailauth_timeout", CT_DURATION, FLD(mailauth_timeout), 0, 0, "30s", 1, 300, NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
 	/* DKIM signing (mailauth/sign.h: mailauth_sign_load() reads the table
@@ -404,6 +422,8 @@ apply_defaults(cfg_parser_t *p)
 		h[sizeof h - 1] = '\0';
 		p->c->hostname = xstrdup(cfg_valid_domain(h) ? h : "localhost");
 	}
+	if (p->c->authserv_id == NULL)
+		p->c->authserv_id = xstrdup(p->c->hostname);
 	/* The spool and the Maildirs are reached by the unprivileged user after
 	 * the daemon drops root: resolve the symbolic links of their existing
 	 * part now, so that a link to a place that user can reach is followed

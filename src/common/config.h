@@ -184,6 +184,21 @@ typedef struct config {
 	unsigned srs_max_age;        /* seconds (whole days count) a bounce address stays valid, 21d */
 	char **srs_exclude_domains;  /* senders in these domains are never rewritten */
 	size_t nsrs_exclude_domains;
+	/* inbound mail authentication on smtp listeners, for clients neither in
+	 * mynetworks nor authenticated (src/mailauth/mailauth.h,
+	 * docs/authentication.md) */
+	bool spf_check;              /* SPF of the MAIL FROM identity (RFC 7208); default yes */
+	bool spf_helo_check;         /* and of the HELO identity (section 2.3); default no */
+	char *spf_fail_action;       /* "tag" (default) or "reject": 550 5.7.23 (RFC 7372) unless DMARC passes */
+	char *spf_temperror_action;  /* "tag" (default) or "defer": 451 4.7.24 */
+	bool dkim_verify;            /* DKIM signatures (RFC 6376); default yes */
+	unsigned dkim_max_signatures; /* signatures checked per message, default 5 */
+	bool dmarc_check;            /* DMARC (RFC 7489); default yes */
+	bool dmarc_enforce;          /* apply p=reject (550 5.7.1) and p=quarantine; default no */
+	char *dmarc_quarantine_action; /* enforced p=quarantine: "tag" (default) or "hold" */
+	char *psl_file;              /* the Public Suffix List; default Debian's publicsuffix file */
+	char *authserv_id;           /* Authentication-Results authserv-id; default: hostname */
+	unsigned mailauth_timeout;   /* seconds the end-of-data checks may take; default 30 */
 
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 

@@ -111,6 +111,10 @@ const char *check_open_closed(const char *v);
 const char *check_delimiter(const char *v);
 const char *check_tls_protocols(const char *v);
 const char *check_list_user(const char *v);
+const char *check_tag_reject(const char *v);
+const char *check_tag_defer(const char *v);
+const char *check_tag_hold(const char *v);
+const char *check_authserv_id(const char *v);
 /* config_value.c: words, values and setters */
 bool cfg_valid_domain(const char *s);
 bool cfg_key_char(int ch);

@@ -346,6 +346,39 @@ check_open_closed(const char *v)
 	return strcmp(v, "open") == 0 || strcmp(v, "closed") == 0 ? NULL : "expected open or closed";
 }
 
+/* the actions of the mail-authentication keys (mailauth/mailauth.h) */
+const char *
+check_tag_reject(const char *v)
+{
+	return strcmp(v, "tag") == 0 || strcmp(v, "reject") == 0 ? NULL : "must be tag or reject";
+}
+
+const char *
+check_tag_defer(const char *v)
+{
+	return strcmp(v, "tag") == 0 || strcmp(v, "defer") == 0 ? NULL : "must be tag or defer";
+}
+
+const char *
+check_tag_hold(const char *v)
+{
+	return strcmp(v, "tag") == 0 || strcmp(v, "hold") == 0 ? NULL : "must be tag or hold";
+}
+
+/* RFC 8601 section 2.2: authserv-id is a value; tern writes it bare, so a
+ * token (RFC 2045: no spaces, controls or tspecials), e.g. a host name */
+const char *
+check_authserv_id(const char *v)
+{
+	if (!*v || strlen(v) > 255)
+		return "must be a token of 1 to 255 characters (a host name, say)";
+	for (const char *q = v; *q; q++)
+		if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f ||
+		    strchr("()<>@,;:\\\"/[]?=", *q))
+			return "must be a token: no spaces, controls or ()<>@,;:\\\"/[]?=";
+	return NULL;
+}
+
 const char *
 check_dnsbl_stage(const char *v)
 {

@@ -54,3 +54,11 @@ maillog_removed(const char *qid)
 {
 	log_info("%s: removed", qid);
 }
+
+void
+maillog_mailauth(const char *qid, const char *session, const char *client, const char *results,
+    const char *action, const char *reason)
+{
+	log_info("%s: mailauth session=%s client=%s %s action=%s%s%s%s", qid, session, client, results,
+	    action, reason ? " reason=\"" : "", reason ? reason : "", reason ? "\"" : "");
+}

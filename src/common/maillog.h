@@ -11,6 +11,11 @@
  *               notification", ...), followed by the DSN's own accepted line
  *   discarded  "QID: undeliverable bounce discarded (N recipients; ...)"
  *   removed    "QID: removed"
+ *   mailauth   "QID: mailauth session=S client=C spf=R smtp.mailfrom=A
+ *               [spf_helo=R smtp.helo=H ]dkim=R[ (d=D s=S),...]
+ *               dmarc=R header.from=D[ policy=P disposition=P] action=A
+ *               [reason="..."]"  (the inbound checks' results, once per
+ *               message: mailauth/mailauth.c builds the results part)
  *
  * Thread-safe (lib/log.h); no state.
  */
@@ -33,5 +38,9 @@ void maillog_rcpt(const envelope_t *env, const env_rcpt_t *r);
 void maillog_dsn(const char *qid, const char *what, const envelope_t *dsn);
 void maillog_bounce_discarded(const char *qid, size_t n, bool postmaster_notified);
 void maillog_removed(const char *qid);
+/* results: "spf=pass smtp.mailfrom=... dkim=... dmarc=..."; action:
+ * "accept", "reject", "defer", "hold"; reason: NULL or the reply/hold text */
+void maillog_mailauth(const char *qid, const char *session, const char *client,
+    const char *results, const char *action, const char *reason);
 
 #endif

@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <uv.h>
 
 #include "common/config.h"
 #include "lib/buf.h"
@@ -47,6 +48,7 @@ typedef struct mailauth_client {
 	const char *helo;          /* NULL: none given */
 	const char *sid;           /* session id, for the log */
 	const char *qid;           /* queue id, for the log */
+	uv_loop_t *loop;           /* the loop the checks run on; NULL: uv_default_loop() */
 } mailauth_client_t;
 
 enum mailauth_action {
@@ -75,6 +77,13 @@ void mailauth_mail(mailauth_t *m, const char *sender);
 void mailauth_data(mailauth_t *m, const char *p, size_t n);
 void mailauth_eom(mailauth_t *m, mailauth_cb cb, void *arg);
 void mailauth_free(mailauth_t *m);
+
+/* check-config, start and reload: the inbound keys are usable (the
+ * psl_file loads; it is kept for the messages to come). 0, or -1 with the
+ * reason in *err. */
+int mailauth_config_check(const config_t *c, buf_t *err);
+/* At exit, no message being checked: the resolver and the list go. */
+void mailauth_shutdown(void);
 
 /* RFC 8601 section 5: remove from the header section of content (in
  * place) every Authentication-Results field whose authserv-id is ours

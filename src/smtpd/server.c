@@ -34,6 +34,7 @@
 #include "filter/content.h"
 #include "filter/dnsbl.h"
 #include "filter/filter.h"
+#include "mailauth/mailauth.h"
 #include "lib/conn.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -322,7 +323,7 @@ static int
 shared_load(const config_t *c, shared_t *sh, buf_t *err)
 {
 	memset(sh, 0, sizeof *sh);
-	if (dnsbl_config_check(c, err) < 0)
+	if (dnsbl_config_check(c, err) < 0 || mailauth_config_check(c, err) < 0)
 		return -1;
 	if (load_tls(c, &sh->tls_ctx, err) < 0 || load_auth(c, &sh->auth_db, err) < 0 ||
 	    load_sender_login(c, &sh->sender_login, err) < 0 || load_checks(c, &sh->checks, err) < 0)
