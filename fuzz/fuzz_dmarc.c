@@ -8,7 +8,9 @@
  * gives the same. The From parser gives a domain exactly when it says OK,
  * a host name (lowercase LDH labels of 1..63, at most 253 octets), and the
  * same answer when a blank line and another From field follow the input
- * (the body is never read).
+ * (the body is never read). A mailto: URI that parses gives an address
+ * with an '@' that is neither first nor last and no space, control, '<',
+ * '>' or ','.
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -17,6 +19,7 @@
 
 #include "lib/xalloc.h"
 #include "mailauth/dmarc.h"
+#include "mailauth/dmarc_report.h"
 #include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -75,15 +78,35 @@ from(const char *d, size_t n)
 	buf_free(&dom2);
 }
 
+static void
+mailto(const char *d, size_t n)
+{
+	char *u = xstrndup(d, n); /* a C string: NULs end it */
+	buf_t a = BUF_INIT;
+	uint64_t lim;
+	if (dmarc_report_mailto(u, &a, &lim) == 0) {
+		const char *s = buf_cstr(&a), *at = strrchr(s, '@');
+		CHECK(at && at != s && at[1]);
+		for (const char *q = s; *q; q++)
+			CHECK((unsigned char)*q > 0x20 && *q != 0x7f && !strchr("<>,", *q));
+	} else {
+		CHECK(a.len == 0);
+	}
+	buf_free(&a);
+	xfree(u);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
 	const char *d = (const char *)data + 1;
-	if (data[0] % 2 == 0)
+	if (data[0] % 3 == 0)
 		record(d, size - 1);
-	else
+	else if (data[0] % 3 == 1)
 		from(d, size - 1);
+	else
+		mailto(d, size - 1);
 	return 0;
 }

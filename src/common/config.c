@@ -186,6 +186,14 @@ const struct cfg_key cfg_keys[] = {
 	/* default (set in apply_defaults): the value of hostname */
 	{"authserv_id", CT_STRING, FLD(authserv_id), 0, CF_OPTIONAL, NULL, 0, 0, check_authserv_id},
 	{"mailauth_timeout", CT_DURATION, FLD(mailauth_timeout), 0, 0, "30s", 1, 300, NULL},
+	/* DMARC aggregate reports (daemon/reports.c); defaults of org and email
+	 * (set in apply_defaults) come from hostname */
+	{"dmarc_reports", CT_BOOL, FLD(dmarc_reports), 0, 0, "no", 0, 0, NULL},
+	{"dmarc_report_org", CT_STRING, FLD(dmarc_report_org), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"dmarc_report_email", CT_STRING, FLD(dmarc_report_email), 0, CF_OPTIONAL, NULL, 0, 0,
+	    check_report_email},
+	{"dmarc_report_interval", CT_DURATION, FLD(dmarc_report_interval), 0, 0, "1d", 1, 7 * DAY,
+	    NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
 	/* DKIM signing (mailauth/sign.h: mailauth_sign_load() reads the table
@@ -424,6 +432,10 @@ apply_defaults(cfg_parser_t *p)
 	}
 	if (p->c->authserv_id == NULL)
 		p->c->authserv_id = xstrdup(p->c->hostname);
+	if (p->c->dmarc_report_org == NULL)
+		p->c->dmarc_report_org = xstrdup(p->c->hostname);
+	if (p->c->dmarc_report_email == NULL)
+		p->c->dmarc_report_email = xasprintf("noreply-dmarc@%s", p->c->hostname);
 	/* The spool and the Maildirs are reached by the unprivileged user after
 	 * the daemon drops root: resolve the symbolic links of their existing
 	 * part now, so that a link to a place that user can reach is followed

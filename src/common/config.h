@@ -199,6 +199,10 @@ typedef struct config {
 	char *psl_file;              /* the Public Suffix List; default Debian's publicsuffix file */
 	char *authserv_id;           /* Authentication-Results authserv-id; default: hostname */
 	unsigned mailauth_timeout;   /* seconds the end-of-data checks may take; default 30 */
+	bool dmarc_reports;          /* send aggregate reports (RFC 7489 section 7.2); default no */
+	char *dmarc_report_org;      /* org_name in them; default: hostname */
+	char *dmarc_report_email;    /* their From; default: noreply-dmarc@hostname */
+	unsigned dmarc_report_interval; /* seconds between reports, default 1d */
 
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 

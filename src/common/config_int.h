@@ -115,6 +115,7 @@ const char *check_tag_reject(const char *v);
 const char *check_tag_defer(const char *v);
 const char *check_tag_hold(const char *v);
 const char *check_authserv_id(const char *v);
+const char *check_report_email(const char *v);
 /* config_value.c: words, values and setters */
 bool cfg_valid_domain(const char *s);
 bool cfg_key_char(int ch);

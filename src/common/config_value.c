@@ -379,6 +379,19 @@ check_authserv_id(const char *v)
 	return NULL;
 }
 
+/* the From of the DMARC reports: local@domain, no spaces or brackets */
+const char *
+check_report_email(const char *v)
+{
+	const char *at = strrchr(v, '@');
+	if (!at || at == v || !at[1] || strlen(v) > 254)
+		return "must be an address, local@domain";
+	for (const char *q = v; *q; q++)
+		if ((unsigned char)*q <= 0x20 || strchr("<>,;\"", *q))
+			return "must be an address, local@domain";
+	return NULL;
+}
+
 const char *
 check_dnsbl_stage(const char *v)
 {

@@ -38,6 +38,7 @@
 #include "daemon/daemon.h"
 #include "daemon/privdrop.h"
 #include "daemon/privsep.h"
+#include "daemon/reports.h"
 #include "deliver/outbound_conf.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
@@ -119,6 +120,7 @@ stop_one_done(void *arg)
 	(void)arg;
 	if (--stop_pending > 0)
 		return;
+	reports_stop();
 	outbound_conf_free(outbound); /* the resolver; the manager is gone */
 	outbound = NULL;
 	uv_close((uv_handle_t *)&sig_term, NULL);
@@ -244,6 +246,7 @@ start_stages(buf_t *err)
 	sched_set_outbound(T.sched, outbound_conf_outbound(outbound));
 	size_t n = queue_scan(T.cfg->spool_dir, recover_cb, NULL);
 	log_info("recovered %zu messages from the queue", n);
+	reports_start(T.loop, &T.cfg, T.sched, queue_spool_dir(T.queue));
 	control_ctx_t cctx = {T.loop, &T.cfg, T.queue, T.sched};
 	control = control_start(&cctx, err);
 	if (!control) {

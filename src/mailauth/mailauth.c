@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "common/maillog.h"
 #include "lib/dns.h"
@@ -52,6 +53,7 @@
 #include "mailauth/authres.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dmarc.h"
+#include "mailauth/dmarc_report.h"
 #include "mailauth/spf.h"
 
 #define HDR_MAX (256 * 1024) /* the header section kept for From */
@@ -209,7 +211,7 @@ typedef struct sigres {
 
 struct mailauth {
 	/* copied from the config */
-	bool dkim_on, dmarc_on, enforce;
+	bool dkim_on, dmarc_on, enforce, reports;
 	enum act spf_fail_act, spf_temp_act, quarantine_act;
 	char *authserv_id, *hostname;
 	unsigned timeout_ms, dkim_max;
@@ -304,6 +306,7 @@ mailauth_new(const config_t *c, const mailauth_client_t *cl)
 	m->dkim_on = c->dkim_verify;
 	m->dmarc_on = c->dmarc_check;
 	m->enforce = c->dmarc_enforce;
+	m->reports = c->dmarc_reports;
 	m->spf_fail_act = act_of(c->spf_fail_action);
 	m->spf_temp_act = act_of(c->spf_temperror_action);
 	m->quarantine_act = act_of(c->dmarc_quarantine_action);
@@ -468,10 +471,170 @@ dkim_done(void *arg, const dkim_sig_result_t *sigs, size_t n)
 	maybe_finish(m);
 }
 
+/* ---- aggregate reports ---- */
+
+static dmarc_report_store_t rstore;
+static bool rstore_init;
+
+/* Count the message for its domain's aggregate report (while the answer,
+ * and so the record, lives). */
+static void
+report_count(const mailauth_t *m, const dmarc_answer_t *a)
+{
+	if (!a->rec || (a->result != DMARC_PASS && a->result != DMARC_FAIL))
+		return;
+	if (!rstore_init) {
+		dmarc_report_init(&rstore, time(NULL));
+		rstore_init = true;
+	}
+	enum dmarc_policy applied = DMARC_P_NONE;
+	if (a->result == DMARC_FAIL && m->enforce) {
+		if (a->disposition == DMARC_P_REJECT)
+			applied = DMARC_P_REJECT;
+		else if (a->disposition == DMARC_P_QUARANTINE && m->quarantine_act == ACT_HOLD)
+			applied = DMARC_P_QUARANTINE;
+	}
+	dmarc_report_in_t in;
+	memset(&in, 0, sizeof in);
+	in.policy_domain = a->record_domain;
+	in.rec = a->rec;
+	in.source_ip = m->ip;
+	in.header_from = a->from_domain;
+	in.envelope_from = m->mail.domain ? m->mail.domain : "";
+	in.disposition = applied;
+	in.dkim_aligned = a->dkim_aligned;
+	in.spf_aligned = a->spf_aligned;
+	in.sampled_out = a->sampled_out;
+	in.not_enforced = a->result == DMARC_FAIL && applied != a->disposition;
+	for (size_t i = 0; i < m->nsigs && in.ndkim < DMARC_REPORT_MAX_DKIM; i++) {
+		if (!m->sigs[i].d[0])
+			continue;
+		in.dkim_domain[in.ndkim] = m->sigs[i].d;
+		in.dkim_selector[in.ndkim] = m->sigs[i].s;
+		in.dkim_result[in.ndkim++] = dkim_result_str(m->sigs[i].result);
+	}
+	if (m->mail.on && m->mail.domain) {
+		in.spf_domain = m->mail.domain;
+		in.spf_scope = "mfrom";
+		in.spf_result = spf_result_str(m->mail.result);
+	}
+	dmarc_report_add(&rstore, &in);
+}
+
+/* One flush: the period's domains, the section 7.1 checks in flight. */
+typedef struct rflush {
+	dmarc_report_domain_t *domains;
+	dmarc_report_meta_t meta;
+	char *org, *email, *receiver;
+	shared_res_t *res;
+	shared_psl_t *psl;
+	mailauth_report_cb submit;
+	void *arg;
+	size_t pending;
+} rflush_t;
+
+typedef struct rsend {
+	rflush_t *f;
+	const dmarc_report_domain_t *d;
+	char *rcpt;
+	uint64_t limit;
+} rsend_t;
+
+static void
+rflush_put(rflush_t *f)
+{
+	if (--f->pending > 0)
+		return;
+	dmarc_report_domains_free(f->domains);
+	xfree(f->org);
+	xfree(f->email);
+	xfree(f->receiver);
+	res_put(f->res);
+	psl_put(f->psl);
+	xfree(f);
+}
+
+static void
+rsend_verified(void *arg, bool ok)
+{
+	rsend_t *s = arg;
+	rflush_t *f = s->f;
+	if (!ok) {
+		log_info("dmarc report: %s for %s not sent: %s does not accept reports for it "
+			 "(RFC 7489 section 7.1)", s->rcpt, s->d->domain, strrchr(s->rcpt, '@') + 1);
+	} else {
+		buf_t msg = BUF_INIT, err = BUF_INIT;
+		if (dmarc_report_message(&f->meta, s->d, s->rcpt, &msg, &err) < 0)
+			log_err("dmarc report for %s: %s", s->d->domain, buf_cstr(&err));
+		else if (s->limit && msg.len > s->limit)
+			log_info("dmarc report: %s for %s not sent: %zu octets, over its limit of %llu",
+			    s->rcpt, s->d->domain, msg.len, (unsigned long long)s->limit);
+		else
+			f->submit(f->arg, f->email, s->rcpt, msg.data, msg.len);
+		buf_free(&msg);
+		buf_free(&err);
+	}
+	xfree(s->rcpt);
+	xfree(s);
+	rflush_put(f);
+}
+
+void
+mailauth_reports_flush(uv_loop_t *loop, const config_t *c, mailauth_report_cb submit, void *arg)
+{
+	if (!rstore_init) {
+		dmarc_report_init(&rstore, time(NULL));
+		rstore_init = true;
+	}
+	time_t now = time(NULL), begin;
+	dmarc_report_domain_t *ds = dmarc_report_take(&rstore, now, &begin);
+	if (!ds)
+		return;
+	shared_res_t *res = res_get(loop, c);
+	if (!res) {
+		dmarc_report_domains_free(ds);
+		return;
+	}
+	rflush_t *f = xcalloc(1, sizeof *f);
+	f->domains = ds;
+	f->org = xstrdup(c->dmarc_report_org ? c->dmarc_report_org : c->hostname);
+	f->email = xstrdup(c->dmarc_report_email ? c->dmarc_report_email : "postmaster");
+	f->receiver = xstrdup(c->hostname);
+	f->meta = (dmarc_report_meta_t){f->org, f->email, f->receiver, begin, now};
+	f->res = res;
+	f->psl = cur_psl;
+	if (cur_psl)
+		cur_psl->refs++;
+	f->submit = submit;
+	f->arg = arg;
+	f->pending = 1; /* this function's own reference */
+	for (const dmarc_report_domain_t *d = ds; d; d = d->next) {
+		for (size_t i = 0; i < d->nrua; i++) {
+			buf_t addr = BUF_INIT;
+			uint64_t limit;
+			if (dmarc_report_mailto(d->rua[i], &addr, &limit) < 0) {
+				buf_free(&addr);
+				continue;
+			}
+			rsend_t *s = xcalloc(1, sizeof *s);
+			s->f = f;
+			s->d = d;
+			s->rcpt = buf_steal(&addr);
+			s->limit = limit;
+			f->pending++;
+			dmarc_report_verify(res->dns, f->psl ? f->psl->psl : NULL, d->domain,
+			    strrchr(s->rcpt, '@') + 1, rsend_verified, s);
+		}
+	}
+	rflush_put(f);
+}
+
 static void
 dmarc_done(void *arg, const dmarc_answer_t *a)
 {
 	mailauth_t *m = arg;
+	if (m->reports)
+		report_count(m, a);
 	m->dmarc = NULL;
 	m->dmarc_done = true;
 	m->dmarc_result = a->result;

@@ -85,6 +85,18 @@ int mailauth_config_check(const config_t *c, buf_t *err);
 /* At exit, no message being checked: the resolver and the list go. */
 void mailauth_shutdown(void);
 
+/* DMARC aggregate reports (RFC 7489 section 7.2; mailauth/dmarc_report.h):
+ * with dmarc_reports on, every message DMARC evaluated against a record
+ * that asks for reports (rua=mailto:) is counted. mailauth_reports_flush()
+ * ends the period: for each such domain and each of its mailto:
+ * addresses that passed section 7.1's check (and whose size limit the
+ * report fits), submit(arg, sender, rcpt, content, len) is called on the
+ * loop, later, with the whole report message (the daemon queues it). */
+typedef void (*mailauth_report_cb)(void *arg, const char *sender, const char *rcpt,
+    const char *content, size_t len);
+void mailauth_reports_flush(uv_loop_t *loop, const config_t *c, mailauth_report_cb submit,
+    void *arg);
+
 /* RFC 8601 section 5: remove from the header section of content (in
  * place) every Authentication-Results field whose authserv-id is ours
  * (c's); returns how many. smtpd calls it before putting the verdict's

@@ -6,7 +6,9 @@
  * suffixes such as co.uk), and policy discovery and evaluation (section
  * 6.6.3: From domain, then organizational domain, no walk beyond, several
  * records, temperror, sp for subdomains, pct) against tests/unit/dns_server.py
- * serving tests/unit/dmarc.zone, with tests/unit/dmarc_psl.dat as the list.
+ * serving tests/unit/dmarc.zone, with tests/unit/dmarc_psl.dat as the list;
+ * the aggregate reports (dmarc_report.c): counting, the XML, the mailto:
+ * URIs, the message with its gzipped attachment, section 7.1's check.
  */
 #include <errno.h>
 #include <poll.h>
@@ -22,7 +24,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <zlib.h>
+#include <openssl/evp.h>
+
 #include "mailauth/dmarc.h"
+#include "mailauth/dmarc_report.h"
 
 #define PSL_SYSTEM "/usr/share/publicsuffix/public_suffix_list.dat"
 #define PSL_TEST "tests/unit/dmarc_psl.dat"
@@ -241,6 +247,148 @@ test_org_and_alignment(void **state)
 	psl_free(psl);
 	assert_null(dmarc_psl_load("/nonexistent/psl.dat", &err));
 	buf_free(&err);
+}
+
+
+/* ---- aggregate reports ---- */
+
+static void
+test_report_store(void **state)
+{
+	dmarc_report_store_t st;
+	dmarc_report_init(&st, 1000);
+	dmarc_record_t rec;
+	buf_t err = BUF_INIT;
+	const char *txt = "v=DMARC1; p=reject; adkim=s; rua=mailto:agg@reports.example,https://x.example/r";
+	assert_int_equal(dmarc_record_parse(txt, strlen(txt), &rec, &err), 0);
+	dmarc_report_in_t in = {.policy_domain = "reject.example", .rec = &rec,
+	    .source_ip = "192.0.2.7", .header_from = "reject.example", .envelope_from = "other.example",
+	    .disposition = DMARC_P_NONE, .spf_domain = "other.example", .spf_scope = "mfrom",
+	    .spf_result = "pass", .not_enforced = true, .ndkim = 1,
+	    .dkim_domain = {"evil<&>.example"}, .dkim_selector = {"s1"}, .dkim_result = {"fail"}};
+	dmarc_report_add(&st, &in);
+	dmarc_report_add(&st, &in);
+	in.source_ip = "192.0.2.8";
+	in.dkim_aligned = true;
+	in.not_enforced = false;
+	dmarc_report_add(&st, &in);
+	/* a record without rua mailto: is not counted */
+	dmarc_record_t norua;
+	assert_int_equal(dmarc_record_parse("v=DMARC1; p=none", 16, &norua, &err), 0);
+	in.rec = &norua;
+	in.policy_domain = "none.example";
+	dmarc_report_add(&st, &in);
+	assert_int_equal(st.ndomains, 1);
+	time_t begin;
+	dmarc_report_domain_t *d = dmarc_report_take(&st, 2000, &begin);
+	assert_int_equal(begin, 1000);
+	assert_non_null(d);
+	assert_null(d->next);
+	assert_int_equal(d->nrows, 2);
+	assert_int_equal(d->nrua, 1);
+	assert_null(st.domains);
+	dmarc_report_meta_t meta = {"Tern Test", "noreply-dmarc@mx.example", "mx.example", 1000,
+	    2000};
+	buf_t xml = BUF_INIT, id = BUF_INIT;
+	dmarc_report_xml(&meta, d, &xml, &id);
+	const char *x = buf_cstr(&xml);
+	static const char *const want[] = {
+	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n<version>1.0</version>",
+	    "<org_name>Tern Test</org_name><email>noreply-dmarc@mx.example</email>",
+	    "<date_range><begin>1000</begin><end>2000</end></date_range>",
+	    "<policy_published><domain>reject.example</domain><adkim>s</adkim><aspf>r</aspf>"
+	    "<p>reject</p><sp>reject</sp><pct>100</pct><fo>0</fo></policy_published>",
+	    "<record><row><source_ip>192.0.2.7</source_ip><count>2</count><policy_evaluated>"
+	    "<disposition>none</disposition><dkim>fail</dkim><spf>fail</spf><reason><type>"
+	    "local_policy</type>",
+	    "<source_ip>192.0.2.8</source_ip><count>1</count>",
+	    "<identifiers><envelope_from>other.example</envelope_from><header_from>reject.example"
+	    "</header_from></identifiers>",
+	    "<auth_results><dkim><domain>evil&lt;&amp;&gt;.example</domain><selector>s1</selector>"
+	    "<result>fail</result></dkim><spf><domain>other.example</domain><scope>mfrom</scope>"
+	    "<result>pass</result></spf></auth_results></record>",
+	    "</feedback>\n",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		if (!strstr(x, want[i]))
+			fail_msg("not in the XML: %s\n%s", want[i], x);
+	/* the message: subject, file name, and the attachment is the XML gzipped */
+	buf_t msg = BUF_INIT;
+	assert_int_equal(dmarc_report_message(&meta, d, "agg@reports.example", &msg, &err), 0);
+	const char *mt = buf_cstr(&msg);
+	assert_non_null(strstr(mt, "To: <agg@reports.example>\r\n"));
+	assert_non_null(strstr(mt, "Subject: Report Domain: reject.example Submitter: Tern Test "
+				   "Report-ID: <"));
+	assert_non_null(strstr(mt, "filename=\"mx.example!reject.example!1000!2000.xml.gz\""));
+	const char *b64 = strstr(mt, "Content-Disposition: attachment");
+	b64 = strstr(b64, "\r\n\r\n") + 4;
+	const char *end = strstr(b64, "\r\n\r\n--");
+	buf_t raw = BUF_INIT;
+	for (const char *p = b64; p < end;) {
+		const char *e = strstr(p, "\r\n");
+		unsigned char out[128];
+		int n = EVP_DecodeBlock(out, (const unsigned char *)p, (int)(e - p));
+		assert_true(n >= 0);
+		size_t pad = (e - p >= 2 && e[-1] == '=') + (e - p >= 2 && e[-2] == '=');
+		buf_append(&raw, out, (size_t)n - pad);
+		p = e + 2;
+	}
+	unsigned char plain[65536];
+	z_stream zs;
+	memset(&zs, 0, sizeof zs);
+	assert_int_equal(inflateInit2(&zs, 15 + 16), Z_OK);
+	zs.next_in = (Bytef *)raw.data;
+	zs.avail_in = (uInt)raw.len;
+	zs.next_out = plain;
+	zs.avail_out = sizeof plain;
+	assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+	assert_int_equal(zs.total_out, xml.len);
+	assert_memory_equal(plain, xml.data, xml.len);
+	inflateEnd(&zs);
+	buf_free(&raw);
+	buf_free(&msg);
+	buf_free(&xml);
+	buf_free(&id);
+	dmarc_report_domains_free(d);
+	dmarc_record_clear(&rec);
+	dmarc_record_clear(&norua);
+	dmarc_report_clear(&st);
+	buf_free(&err);
+}
+
+static void
+test_report_mailto(void **state)
+{
+	static const struct {
+		const char *uri, *addr;
+		uint64_t limit;
+	} cases[] = {
+	    {"mailto:agg@reports.example", "agg@reports.example", 0},
+	    {"MAILTO:agg@reports.example!10m", "agg@reports.example", 10485760},
+	    {"mailto:agg@reports.example!500", "agg@reports.example", 500},
+	    {"mailto:a%2Bb@reports.example", "a+b@reports.example", 0},
+	    {"mailto:agg@reports.example?subject=x", "agg@reports.example", 0},
+	    {"https://reports.example/x", NULL, 0},
+	    {"mailto:", NULL, 0},
+	    {"mailto:noat", NULL, 0},
+	    {"mailto:a@", NULL, 0},
+	    {"mailto:a%20b@x.example", NULL, 0},
+	    {"mailto:<a@x.example>", NULL, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		buf_t a = BUF_INIT;
+		uint64_t lim = 99;
+		int r = dmarc_report_mailto(cases[i].uri, &a, &lim);
+		if (!cases[i].addr) {
+			if (r != -1)
+				fail_msg("%s: accepted as %s", cases[i].uri, buf_cstr(&a));
+		} else if (r != 0 || strcmp(buf_cstr(&a), cases[i].addr) != 0 ||
+		    lim != cases[i].limit) {
+			fail_msg("%s: %d %s %llu", cases[i].uri, r, buf_cstr(&a),
+			    (unsigned long long)lim);
+		}
+		buf_free(&a);
+	}
 }
 
 /* ---- discovery against a DNS server ---- */
@@ -476,6 +624,52 @@ test_cancel(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+
+static void
+on_verify(void *arg, bool ok)
+{
+	int *r = arg;
+	*r = ok ? 1 : 0;
+}
+
+/* RFC 7489 section 7.1 */
+static void
+test_report_verify(void **state)
+{
+	static const struct {
+		const char *policy, *rcpt;
+		int ok;
+	} cases[] = {
+	    {"reject.example", "reject.example", 1},      /* the same domain */
+	    {"a.reject.example", "mail.reject.example", 1}, /* the same org domain: no lookup */
+	    {"reject.example", "reports.example", 1},     /* authorised by a record */
+	    {"none.example", "reports.example", 0},       /* not authorised */
+	    {"reject.example", "tempfail.example", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uv_loop_t loop;
+		assert_int_equal(uv_loop_init(&loop), 0);
+		const char *servers[] = {server_addr, NULL};
+		dns_options_t o = {.servers = servers, .timeout_ms = 1500};
+		buf_t err = BUF_INIT;
+		dns_t *dns = dns_new(&loop, &o, &err);
+		buf_free(&err);
+		int r = -1;
+		dmarc_report_verify(dns, test_psl, cases[i].policy, cases[i].rcpt, on_verify, &r);
+		assert_int_equal(r, -1);
+		uint64_t end = uv_hrtime() + 10000000000ull;
+		while (r < 0 && uv_hrtime() < end)
+			uv_run(&loop, UV_RUN_ONCE);
+		if (r != cases[i].ok)
+			fail_msg("%s -> %s: %d", cases[i].policy, cases[i].rcpt, r);
+		dmarc_report_verify_cancel(
+		    dmarc_report_verify(dns, test_psl, "x.example", "y.example", on_verify, &r));
+		dns_free(dns);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		assert_int_equal(uv_loop_close(&loop), 0);
+	}
+}
+
 int
 main(void)
 {
@@ -483,10 +677,13 @@ main(void)
 	    cmocka_unit_test(test_from),
 	    cmocka_unit_test(test_record),
 	    cmocka_unit_test(test_org_and_alignment),
+	    cmocka_unit_test(test_report_store),
+	    cmocka_unit_test(test_report_mailto),
 	};
 	const struct CMUnitTest live[] = {
 	    cmocka_unit_test(test_discovery),
 	    cmocka_unit_test(test_cancel),
+	    cmocka_unit_test(test_report_verify),
 	};
 	int rc = cmocka_run_group_tests(pure, NULL, NULL);
 	return rc | cmocka_run_group_tests(live, group_setup, group_teardown);

@@ -1,0 +1,482 @@
+/*
+ * dmarc_report.c - MAILAUTH: DMARC aggregate reports (contract in
+ * dmarc_report.h).
+ *
+ * Rows are kept as the XML they will be written as (all but the source IP
+ * and the count), so that two messages with the same outcome meet in one
+ * hash bucket and only the count grows. Every string from the message or
+ * the DNS is XML-escaped before it is kept; the XML follows RFC 7489
+ * Appendix C (version, report_metadata, policy_published with fo,
+ * identifiers with envelope_from, spf with scope).
+ * Must not: block; keep more than the bounds in dmarc_report.h.
+ */
+#include "mailauth/dmarc_report.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "lib/xalloc.h"
+
+static void
+xml_esc(buf_t *b, const char *s)
+{
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		switch (c) {
+		case '<': buf_puts(b, "&lt;"); break;
+		case '>': buf_puts(b, "&gt;"); break;
+		case '&': buf_puts(b, "&amp;"); break;
+		case '"': buf_puts(b, "&quot;"); break;
+		case '\'': buf_puts(b, "&apos;"); break;
+		default:
+			/* XML 1.0 allows no C0 controls but tab, LF, CR */
+			buf_putc(b, (c < 0x20 || c == 0x7f) ? '?' : (char)c);
+		}
+	}
+}
+
+static void
+elem(buf_t *b, const char *name, const char *v)
+{
+	buf_printf(b, "<%s>", name);
+	xml_esc(b, v);
+	buf_printf(b, "</%s>", name);
+}
+
+static uint32_t
+fnv(const char *a, const char *b)
+{
+	uint32_t h = 2166136261u;
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (; *b; b++)
+		h = (h ^ (unsigned char)*b) * 16777619u;
+	return h;
+}
+
+void
+dmarc_report_init(dmarc_report_store_t *s, time_t now)
+{
+	memset(s, 0, sizeof *s);
+	s->begin = now;
+}
+
+static void
+domain_free(dmarc_report_domain_t *d)
+{
+	xfree(d->domain);
+	xfree(d->published);
+	for (size_t i = 0; i < d->nrua; i++)
+		xfree(d->rua[i]);
+	for (size_t i = 0; i < d->nrows; i++) {
+		xfree(d->rows[i]->source_ip);
+		xfree(d->rows[i]->tail);
+		xfree(d->rows[i]);
+	}
+	xfree(d->rows);
+	xfree(d);
+}
+
+void
+dmarc_report_domains_free(dmarc_report_domain_t *d)
+{
+	while (d) {
+		dmarc_report_domain_t *n = d->next;
+		domain_free(d);
+		d = n;
+	}
+}
+
+void
+dmarc_report_clear(dmarc_report_store_t *s)
+{
+	dmarc_report_domains_free(s->domains);
+	s->domains = NULL;
+	s->ndomains = 0;
+}
+
+static const char *
+align(bool strict)
+{
+	return strict ? "s" : "r";
+}
+
+/* <policy_published> of the record found at domain */
+static char *
+published(const char *domain, const dmarc_record_t *r)
+{
+	buf_t b = BUF_INIT;
+	buf_puts(&b, "<policy_published>");
+	elem(&b, "domain", domain);
+	elem(&b, "adkim", align(r->adkim_strict));
+	elem(&b, "aspf", align(r->aspf_strict));
+	elem(&b, "p", dmarc_policy_str(r->p));
+	elem(&b, "sp", dmarc_policy_str(r->sp != DMARC_P_UNSET ? r->sp : r->p));
+	buf_printf(&b, "<pct>%u</pct>", r->pct);
+	elem(&b, "fo", r->fo);
+	buf_puts(&b, "</policy_published>");
+	return buf_steal(&b);
+}
+
+static char *
+row_tail(const dmarc_report_in_t *in)
+{
+	buf_t b = BUF_INIT;
+	buf_puts(&b, "<policy_evaluated>");
+	elem(&b, "disposition", dmarc_policy_str(in->disposition));
+	elem(&b, "dkim", in->dkim_aligned ? "pass" : "fail");
+	elem(&b, "spf", in->spf_aligned ? "pass" : "fail");
+	if (in->sampled_out)
+		buf_puts(&b, "<reason><type>sampled_out</type></reason>");
+	else if (in->not_enforced && !(in->dkim_aligned || in->spf_aligned) &&
+	    in->rec->p != DMARC_P_NONE)
+		buf_puts(&b, "<reason><type>local_policy</type><comment>policy not enforced here"
+			     "</comment></reason>");
+	buf_puts(&b, "</policy_evaluated></row><identifiers>");
+	elem(&b, "envelope_from", in->envelope_from ? in->envelope_from : "");
+	elem(&b, "header_from", in->header_from);
+	buf_puts(&b, "</identifiers><auth_results>");
+	for (size_t i = 0; i < in->ndkim && i < DMARC_REPORT_MAX_DKIM; i++) {
+		buf_puts(&b, "<dkim>");
+		elem(&b, "domain", in->dkim_domain[i]);
+		if (in->dkim_selector[i] && in->dkim_selector[i][0])
+			elem(&b, "selector", in->dkim_selector[i]);
+		elem(&b, "result", in->dkim_result[i]);
+		buf_puts(&b, "</dkim>");
+	}
+	/* "There will always be at least one SPF result" */
+	buf_puts(&b, "<spf>");
+	elem(&b, "domain", in->spf_domain ? in->spf_domain : in->envelope_from);
+	elem(&b, "scope", in->spf_scope ? in->spf_scope : "mfrom");
+	elem(&b, "result", in->spf_result ? in->spf_result : "none");
+	buf_puts(&b, "</spf></auth_results>");
+	return buf_steal(&b);
+}
+
+void
+dmarc_report_add(dmarc_report_store_t *s, const dmarc_report_in_t *in)
+{
+	if (!in->rec || !in->policy_domain || !in->header_from)
+		return;
+	bool mailto = false;
+	for (size_t i = 0; i < in->rec->nrua; i++)
+		if (strncasecmp(in->rec->rua[i], "mailto:", 7) == 0)
+			mailto = true;
+	if (!mailto)
+		return; /* nobody asked for reports */
+	dmarc_report_domain_t *d = s->domains;
+	while (d && strcasecmp(d->domain, in->policy_domain) != 0)
+		d = d->next;
+	if (!d) {
+		if (s->ndomains >= DMARC_REPORT_MAX_DOMAINS) {
+			s->dropped++;
+			return;
+		}
+		d = xcalloc(1, sizeof *d);
+		d->domain = xstrdup(in->policy_domain);
+		d->next = s->domains;
+		s->domains = d;
+		s->ndomains++;
+	}
+	/* the latest record's policy and addresses */
+	xfree(d->published);
+	d->published = published(in->policy_domain, in->rec);
+	for (size_t i = 0; i < d->nrua; i++)
+		xfree(d->rua[i]);
+	d->nrua = 0;
+	for (size_t i = 0; i < in->rec->nrua; i++)
+		if (strncasecmp(in->rec->rua[i], "mailto:", 7) == 0)
+			d->rua[d->nrua++] = xstrdup(in->rec->rua[i]);
+	char *tail = row_tail(in);
+	const char *ip = in->source_ip ? in->source_ip : "";
+	uint32_t h = fnv(ip, tail);
+	for (dmarc_report_row_t *r = d->buckets[h & 255]; r; r = r->next_hash)
+		if (r->hash == h && strcmp(r->source_ip, ip) == 0 && strcmp(r->tail, tail) == 0) {
+			r->count++;
+			xfree(tail);
+			return;
+		}
+	if (d->nrows >= DMARC_REPORT_MAX_ROWS) {
+		d->dropped++;
+		xfree(tail);
+		return;
+	}
+	if (d->nrows == d->caprows) {
+		d->caprows = d->caprows ? d->caprows * 2 : 16;
+		d->rows = xrealloc(d->rows, d->caprows * sizeof(dmarc_report_row_t *));
+	}
+	dmarc_report_row_t *r = xcalloc(1, sizeof *r);
+	r->source_ip = xstrdup(ip);
+	r->tail = tail;
+	r->count = 1;
+	r->hash = h;
+	r->next_hash = d->buckets[h & 255];
+	d->buckets[h & 255] = r;
+	d->rows[d->nrows++] = r;
+}
+
+dmarc_report_domain_t *
+dmarc_report_take(dmarc_report_store_t *s, time_t now, time_t *begin)
+{
+	dmarc_report_domain_t *d = s->domains;
+	*begin = s->begin;
+	s->domains = NULL;
+	s->ndomains = 0;
+	s->dropped = 0;
+	s->begin = now;
+	return d;
+}
+
+void
+dmarc_report_xml(const dmarc_report_meta_t *m, const dmarc_report_domain_t *d, buf_t *out,
+    buf_t *id)
+{
+	size_t id0 = id->len;
+	buf_printf(id, "%lld.%s@%s", (long long)m->begin, d->domain, m->receiver);
+	buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n"
+		      "<version>1.0</version>\n<report_metadata>");
+	elem(out, "org_name", m->org_name);
+	elem(out, "email", m->email);
+	elem(out, "report_id", id->data + id0);
+	buf_printf(out, "<date_range><begin>%lld</begin><end>%lld</end></date_range>",
+	    (long long)m->begin, (long long)m->end);
+	if (d->dropped)
+		buf_printf(out, "<error>%llu messages not counted (too many distinct rows)</error>",
+		    (unsigned long long)d->dropped);
+	buf_puts(out, "</report_metadata>\n");
+	buf_puts(out, d->published ? d->published : "");
+	buf_puts(out, "\n");
+	for (size_t i = 0; i < d->nrows; i++) {
+		const dmarc_report_row_t *r = d->rows[i];
+		buf_puts(out, "<record><row>");
+		elem(out, "source_ip", r->source_ip);
+		buf_printf(out, "<count>%llu</count>", (unsigned long long)r->count);
+		buf_puts(out, r->tail);
+		buf_puts(out, "</record>\n");
+	}
+	buf_puts(out, "</feedback>\n");
+}
+
+static int
+hexv(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int
+dmarc_report_mailto(const char *uri, buf_t *addr, uint64_t *limit)
+{
+	*limit = 0;
+	if (strncasecmp(uri, "mailto:", 7) != 0)
+		return -1;
+	const char *p = uri + 7, *bang = strchr(p, '!');
+	size_t n = bang ? (size_t)(bang - p) : strlen(p);
+	size_t start = addr->len;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '%' && i + 2 < n && hexv(p[i + 1]) >= 0 && hexv(p[i + 2]) >= 0) {
+			buf_putc(addr, (char)(hexv(p[i + 1]) * 16 + hexv(p[i + 2])));
+			i += 2;
+		} else if (p[i] == '?') {
+			break; /* hfields: not used */
+		} else {
+			buf_putc(addr, p[i]);
+		}
+	}
+	const char *a = addr->data ? addr->data + start : "";
+	const char *at = strrchr(a, '@');
+	bool ok = at && at != a && at[1];
+	for (const char *q = a; ok && *q; q++)
+		if ((unsigned char)*q <= 0x20 || *q == '<' || *q == '>' || *q == ',' || *q == 0x7f)
+			ok = false;
+	if (!ok) {
+		addr->len = start;
+		if (addr->data)
+			addr->data[start] = '\0';
+		return -1;
+	}
+	if (bang) {
+		uint64_t v = 0;
+		const char *q = bang + 1;
+		while (isdigit((unsigned char)*q) && v < (1ull << 40))
+			v = v * 10 + (uint64_t)(*q++ - '0');
+		uint64_t mul = *q == 'k' ? 1024ull : *q == 'm' ? 1024ull * 1024
+		    : *q == 'g' ? 1024ull * 1024 * 1024 : *q == 't' ? 1024ull * 1024 * 1024 * 1024 : 1;
+		*limit = v * mul;
+	}
+	return 0;
+}
+
+static int
+gzip_buf(const char *p, size_t n, buf_t *out)
+{
+	z_stream zs;
+	memset(&zs, 0, sizeof zs);
+	if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK)
+		return -1;
+	uLong bound = deflateBound(&zs, (uLong)n) + 32;
+	buf_reserve(out, bound);
+	zs.next_in = (Bytef *)(uintptr_t)p;
+	zs.avail_in = (uInt)n;
+	zs.next_out = (Bytef *)out->data + out->len;
+	zs.avail_out = (uInt)bound;
+	int rc = deflate(&zs, Z_FINISH);
+	if (rc == Z_STREAM_END)
+		out->len += zs.total_out;
+	if (out->data)
+		out->data[out->len] = '\0';
+	deflateEnd(&zs);
+	return rc == Z_STREAM_END ? 0 : -1;
+}
+
+int
+dmarc_report_message(const dmarc_report_meta_t *m, const dmarc_report_domain_t *d,
+    const char *rcpt, buf_t *out, buf_t *err)
+{
+	buf_t xml = BUF_INIT, id = BUF_INIT, gz = BUF_INIT;
+	dmarc_report_xml(m, d, &xml, &id);
+	if (gzip_buf(xml.data, xml.len, &gz) < 0) {
+		buf_puts(err, "cannot compress the report");
+		buf_free(&xml);
+		buf_free(&id);
+		buf_free(&gz);
+		return -1;
+	}
+	unsigned char rnd[8];
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		memset(rnd, 0x5a, sizeof rnd);
+	char bnd[40];
+	snprintf(bnd, sizeof bnd, "=_dmarc_%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+	    rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	char date[64];
+	struct tm tm;
+	time_t now = m->end;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	/* section 7.2.1.1: filename = receiver "!" policy-domain "!" begin "!" end ".xml.gz" */
+	char *fname = xasprintf("%s!%s!%lld!%lld.xml.gz", m->receiver, d->domain,
+	    (long long)m->begin, (long long)m->end);
+	buf_printf(out, "From: <%s>\r\nTo: <%s>\r\n", m->email, rcpt);
+	buf_printf(out, "Subject: Report Domain: %s Submitter: %s Report-ID: <%s>\r\n", d->domain,
+	    m->org_name, buf_cstr(&id));
+	buf_printf(out, "Date: %s\r\nMessage-ID: <dmarc.%02x%02x%02x%02x.%s>\r\n", date, rnd[0],
+	    rnd[1], rnd[2], rnd[3], buf_cstr(&id));
+	buf_printf(out, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n",
+	    bnd);
+	buf_printf(out, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+			"This is a DMARC aggregate report (RFC 7489) for %s from %s,\r\n"
+			"covering %lld to %lld (seconds since the epoch, UTC).\r\n\r\n",
+	    bnd, d->domain, m->org_name, (long long)m->begin, (long long)m->end);
+	buf_printf(out, "--%s\r\nContent-Type: application/gzip; name=\"%s\"\r\n"
+			"Content-Transfer-Encoding: base64\r\n"
+			"Content-Disposition: attachment; filename=\"%s\"\r\n\r\n",
+	    bnd, fname, fname);
+	/* base64 in lines of 76 (57 octets each) */
+	unsigned char line[80];
+	for (size_t i = 0; i < gz.len; i += 57) {
+		size_t k = gz.len - i < 57 ? gz.len - i : 57;
+		int w = EVP_EncodeBlock(line, (const unsigned char *)gz.data + i, (int)k);
+		buf_append(out, line, (size_t)w);
+		buf_puts(out, "\r\n");
+	}
+	buf_printf(out, "\r\n--%s--\r\n", bnd);
+	xfree(fname);
+	buf_free(&xml);
+	buf_free(&id);
+	buf_free(&gz);
+	return 0;
+}
+
+/* ---- section 7.1 ---- */
+
+struct dmarc_report_verify {
+	dns_query_t *q;
+	uv_timer_t *timer;
+	dmarc_report_verify_cb cb;
+	void *arg;
+	bool ok;
+};
+
+static void
+v_timer_closed(uv_handle_t *h)
+{
+	xfree(h);
+}
+
+static void
+v_fire(uv_timer_t *t)
+{
+	dmarc_report_verify_t *v = t->data;
+	uv_close((uv_handle_t *)t, v_timer_closed);
+	v->timer = NULL;
+	dmarc_report_verify_cb cb = v->cb;
+	void *arg = v->arg;
+	bool ok = v->ok;
+	xfree(v);
+	cb(arg, ok);
+}
+
+static void
+v_dns(void *arg, const dns_result_t *r)
+{
+	dmarc_report_verify_t *v = arg;
+	v->q = NULL;
+	bool ok = false;
+	buf_t t = BUF_INIT;
+	for (size_t i = 0; r->status == DNS_OK && i < r->n && !ok; i++) {
+		buf_reset(&t);
+		if (dns_txt_join(r->rr[i].rdata, r->rr[i].rdlen, &t) == 0 &&
+		    dmarc_is_record(t.data, t.len))
+			ok = true;
+	}
+	buf_free(&t);
+	dmarc_report_verify_cb cb = v->cb;
+	void *cbarg = v->arg;
+	xfree(v);
+	cb(cbarg, ok);
+}
+
+dmarc_report_verify_t *
+dmarc_report_verify(dns_t *dns, const psl_ctx_t *psl, const char *policy_domain,
+    const char *rcpt_domain, dmarc_report_verify_cb cb, void *arg)
+{
+	dmarc_report_verify_t *v = xcalloc(1, sizeof *v);
+	v->cb = cb;
+	v->arg = arg;
+	if (dmarc_aligned(psl, policy_domain, rcpt_domain, false)) {
+		v->ok = true;
+		v->timer = xmalloc(sizeof *v->timer);
+		uv_timer_init(dns_loop(dns), v->timer);
+		v->timer->data = v;
+		uv_timer_start(v->timer, v_fire, 0, 0);
+		return v;
+	}
+	char *name = xasprintf("%s._report._dmarc.%s", policy_domain, rcpt_domain);
+	v->q = dns_query(dns, name, DNS_T_TXT, v_dns, v);
+	xfree(name);
+	return v;
+}
+
+void
+dmarc_report_verify_cancel(dmarc_report_verify_t *v)
+{
+	if (!v)
+		return;
+	dns_cancel(v->q);
+	if (v->timer) {
+		uv_timer_stop(v->timer);
+		uv_close((uv_handle_t *)v->timer, v_timer_closed);
+	}
+	xfree(v);
+}
