@@ -206,6 +206,7 @@ typedef struct spf_part {
 
 typedef struct sigres {
 	enum dkim_result result;
+	bool testing; /* the key says t=y */
 	char *d, *i, *s, *a, *b, *reason;
 } sigres_t;
 
@@ -461,6 +462,7 @@ dkim_done(void *arg, const dkim_sig_result_t *sigs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		sigres_t *s = &m->sigs[i];
 		s->result = sigs[i].result;
+		s->testing = sigs[i].testing;
 		s->d = xstrdup(sigs[i].d ? sigs[i].d : "");
 		s->i = xstrdup(sigs[i].i ? sigs[i].i : "");
 		s->s = xstrdup(sigs[i].s ? sigs[i].s : "");
@@ -664,8 +666,11 @@ dmarc_start(mailauth_t *m)
 	m->from_domain = buf_steal(&d);
 	const char **pass = m->nsigs ? xcalloc(m->nsigs, sizeof *pass) : NULL;
 	size_t np = 0;
+	/* a key in testing mode (t=y): "Verifiers MUST NOT treat messages from
+	 * Signers in testing mode differently from unsigned email" (RFC 6376
+	 * section 3.6.1), so it does not make DMARC pass */
 	for (size_t i = 0; i < m->nsigs; i++)
-		if (m->sigs[i].result == DKIM_PASS)
+		if (m->sigs[i].result == DKIM_PASS && !m->sigs[i].testing)
 			pass[np++] = m->sigs[i].d;
 	dmarc_input_t in = {
 	    .from_domain = m->from_domain,
@@ -714,8 +719,9 @@ verdict(mailauth_t *m)
 			authres_prop_t pr[] = {{"header.d", s->d}, {"header.i", s->i}, {"header.s", s->s},
 			    {"header.a", s->a}, {"header.b", s->b}};
 			const char *res = dkim_result_str(s->result);
-			authres_add(&ar, "dkim", res,
-			    s->result == DKIM_PASS || !s->reason[0] ? NULL : s->reason, NULL, pr, 5);
+			const char *cm = s->testing ? "key in test mode, t=y"
+			    : s->result == DKIM_PASS || !s->reason[0] ? NULL : s->reason;
+			authres_add(&ar, "dkim", res, cm, NULL, pr, 5);
 			buf_printf(&log, "%s%sdkim=%s (d=%s s=%s%s%s)", log.len && i == 0 ? " " : "",
 			    i ? "," : "", res, s->d, s->s, s->result == DKIM_PASS ? "" : ": ",
 			    s->result == DKIM_PASS ? "" : s->reason);
@@ -819,7 +825,7 @@ timer_fire(uv_timer_t *t)
 		/* the signatures are unknown: one temperror stands for them */
 		m->sigs = xcalloc(1, sizeof *m->sigs);
 		m->nsigs = 1;
-		m->sigs[0] = (sigres_t){DKIM_TEMPERROR, xstrdup(""), xstrdup(""), xstrdup(""), xstrdup(""),
+		m->sigs[0] = (sigres_t){DKIM_TEMPERROR, false, xstrdup(""), xstrdup(""), xstrdup(""), xstrdup(""),
 		    xstrdup(""), xstrdup("timeout")};
 	}
 	if (m->dmarc_on && !m->dmarc_done) {
