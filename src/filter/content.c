@@ -29,6 +29,7 @@
 
 typedef struct rule {
 	pcre2_code *re;
+	pcre2_code *block_re; /* for content_table_sieve; NULL: the rule is never sieved */
 	bool negate;
 	enum content_action action;
 	char *text;
@@ -58,6 +59,55 @@ is_header_line(const char *t)
 	while (t[k] > 0x20 && t[k] < 0x7f && t[k] != ':')
 		k++;
 	return k > 0 && t[k] == ':';
+}
+
+/*
+ * The sieve (content_table_sieve). A body rule is tried against each line
+ * on its own, at about 80 ns per rule and 70-octet line: 50 rules over a
+ * 4 KB message cost 200 us or more, mostly in the per-call work. One match
+ * of the rule over all the lines joined by LF, in multiline mode, costs
+ * about half. When that finds nothing, no line can match the rule alone:
+ * a match of a line is a match of the joined text at the same place,
+ * since LF, like the ends of a subject, is no word character and ^ and $
+ * match beside it in multiline mode; more characters around only add
+ * ways to match. That holds only for rules that cannot look past the
+ * line's ends or give up backtracking, so a rule is sieved only when its
+ * pattern has none of: lookaround and every other (? group but (?: and
+ * the option settings imnsU (no '-': (?-m) would undo multiline), (*VERB),
+ * \A \Z \z \G \C, a possessive quantifier, the x flag (white space
+ * inside a quantifier); a negated rule (!/.../) never is. Anything odd in
+ * a pattern only makes it unsieved (tried on every line, as before).
+ */
+static bool
+block_safe(const char *pat, size_t n, uint32_t opts)
+{
+	if (opts & PCRE2_EXTENDED)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = pat[i];
+		if (c == '\\') {
+			if (i + 1 >= n)
+				return false;
+			char e = pat[++i];
+			if (e == 'A' || e == 'Z' || e == 'z' || e == 'G' || e == 'C' || e == 'Q')
+				return false;
+			continue;
+		}
+		if (c == '(' && i + 1 < n && pat[i + 1] == '*')
+			return false;
+		if (c == '(' && i + 1 < n && pat[i + 1] == '?') {
+			size_t k = i + 2;
+			while (k < n && strchr("imnsU", pat[k]) && pat[k] != '\0')
+				k++;
+			if (k >= n || (pat[k] != ':' && pat[k] != ')'))
+				return false;
+			i = k;
+			continue;
+		}
+		if ((c == '*' || c == '+' || c == '?' || c == '}') && i + 1 < n && pat[i + 1] == '+')
+			return false;
+	}
+	return true;
 }
 
 /* one logical line; 0, or -1 with an error appended */
@@ -151,6 +201,9 @@ parse_rule(content_table_t *t, const char *name, unsigned lineno, char *s, buf_t
 		    (size_t)eo);
 		return -1;
 	}
+	if (!r.negate && block_safe(pat, (size_t)(end - pat), opts))
+		r.block_re = pcre2_compile((PCRE2_SPTR)pat, (PCRE2_SIZE)(end - pat),
+		    opts | PCRE2_MULTILINE, &ec, &eo, NULL);
 	r.text = xstrdup(text);
 	t->r = xrealloc(t->r, (t->n + 1) * sizeof *t->r);
 	t->r[t->n++] = r;
@@ -259,6 +312,7 @@ content_table_free(content_table_t *t)
 		return;
 	for (size_t i = 0; i < t->n; i++) {
 		pcre2_code_free(t->r[i].re);
+		pcre2_code_free(t->r[i].block_re);
 		xfree(t->r[i].text);
 	}
 	xfree(t->r);
@@ -274,12 +328,39 @@ content_table_size(const content_table_t *t)
 	return t ? t->n : 0;
 }
 
+bool *
+content_table_sieve(content_table_t *t, const char *block, size_t n)
+{
+	bool *skip = NULL;
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->r[i].block_re == NULL)
+			continue;
+		int rc = pcre2_match(t->r[i].block_re, (PCRE2_SPTR)(n ? block : ""), n, 0, 0, t->md,
+		    t->mc);
+		if (rc != PCRE2_ERROR_NOMATCH)
+			continue; /* a match, or a limit: tried on each line */
+		if (skip == NULL)
+			skip = xcalloc(t->n, sizeof *skip);
+		skip[i] = true;
+	}
+	return skip;
+}
+
 int
 content_table_match(content_table_t *t, const char *p, size_t n, content_rule_ref_t *out,
     bool *limited)
 {
+	return content_table_match_skip(t, NULL, p, n, out, limited);
+}
+
+int
+content_table_match_skip(content_table_t *t, const bool *skip, const char *p, size_t n,
+    content_rule_ref_t *out, bool *limited)
+{
 	for (size_t i = 0; i < t->n; i++) {
 		rule_t *r = &t->r[i];
+		if (skip && skip[i])
+			continue;
 		int rc = pcre2_match(r->re, (PCRE2_SPTR)(n ? p : ""), n, 0, 0, t->md, t->mc);
 		bool hit;
 		if (rc >= 0) {

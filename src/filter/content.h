@@ -69,6 +69,16 @@ size_t content_table_size(const content_table_t *t);
 int content_table_match(content_table_t *t, const char *p, size_t n, content_rule_ref_t *out,
     bool *limited);
 
+/* The rules that no line of a text can match, found cheaply: block is the
+ * lines joined by LF. Returns NULL when there are none, else t's size of
+ * flags, true for a rule to skip (the caller frees it). A rule not
+ * skipped may or may not match; a skipped one matches no line of block
+ * (content.c "The sieve" says for which rules this is decided). */
+bool *content_table_sieve(content_table_t *t, const char *block, size_t n);
+/* content_table_match without the rules skip flags (NULL: none) */
+int content_table_match_skip(content_table_t *t, const bool *skip, const char *p, size_t n,
+    content_rule_ref_t *out, bool *limited);
+
 /* the header and body tables of a configuration, shared by reference */
 typedef struct content_checks {
 	content_table_t *hdr;  /* NULL: no header_checks */

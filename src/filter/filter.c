@@ -915,6 +915,7 @@ struct scan {
 	char *reply;
 	char *who;
 	bool limited;
+	bool *skip;        /* body rules no body line can match (content_table_sieve) */
 };
 
 /* the subject for the log: printable ASCII, at most 100 octets */
@@ -1009,8 +1010,33 @@ scan_body_line(void *arg, const char *p, size_t n)
 {
 	struct scan *sc = arg;
 	content_rule_ref_t r;
-	if (sc->f->cc->body && content_table_match(sc->f->cc->body, p, n, &r, &sc->limited))
+	if (sc->f->cc->body && content_table_match_skip(sc->f->cc->body, sc->skip, p, n, &r,
+	    &sc->limited))
 		act(sc, "body_checks", &r, p, n, SIZE_MAX);
+}
+
+/* the first walk: the body lines, joined by LF, for the sieve */
+static void
+collect_mime_header(void *arg, const char *p, size_t n)
+{
+	(void)arg;
+	(void)p;
+	(void)n;
+}
+
+static void
+collect_body_line(void *arg, const char *p, size_t n)
+{
+	buf_t *b = arg;
+	buf_append(b, p, n);
+	buf_putc(b, '\n');
+}
+
+static bool
+collect_stop(void *arg)
+{
+	(void)arg;
+	return false;
 }
 
 /* the first value of a header field, unfolded */
@@ -1033,7 +1059,7 @@ header_value(const filter_msg_t *m, const char *name)
 static bool
 run_checks(filter_t *f, filter_cb cb, void *arg)
 {
-	struct scan sc = {f, FILTER_CONTINUE, NULL, NULL, false};
+	struct scan sc = {f, FILTER_CONTINUE, NULL, NULL, false, NULL};
 	filter_msg_t *m = f->msg;
 	content_table_t *ht = f->cc->hdr;
 	buf_t line = BUF_INIT;
@@ -1059,8 +1085,18 @@ run_checks(filter_t *f, filter_cb cb, void *arg)
 	if (sc.action == FILTER_CONTINUE) {
 		char *ct = header_value(m, "Content-Type");
 		char *cte = header_value(m, "Content-Transfer-Encoding");
+		const char *body = m->body.data ? m->body.data : "";
+		if (f->cc->body) {
+			/* the sieve: body rules that match no line are not tried on each */
+			buf_t all = BUF_INIT;
+			content_walk_cb_t ccb = {collect_mime_header, collect_body_line, collect_stop};
+			content_walk(body, m->body.len, ct, cte, &ccb, &all);
+			sc.skip = content_table_sieve(f->cc->body, all.data ? all.data : "", all.len);
+			buf_free(&all);
+		}
 		content_walk_cb_t wcb = {scan_mime_header, scan_body_line, scan_stop};
-		content_walk(m->body.data ? m->body.data : "", m->body.len, ct, cte, &wcb, &sc);
+		content_walk(body, m->body.len, ct, cte, &wcb, &sc);
+		xfree(sc.skip);
 		xfree(ct);
 		xfree(cte);
 	}

@@ -222,6 +222,85 @@ test_long_line_cut(void **state)
 	free(body);
 }
 
+/* The sieve never skips a rule that some line matches on its own: every
+ * rule (safe kinds and the kinds it must leave alone: lookaround at a
+ * line's end, \z, possessive, atomic, (*VERB), (?-m), x, negation) against
+ * sets of lines, each line alone against each rule alone; and it does
+ * skip the safe rules that match nothing, so it is exercised. */
+static void
+test_sieve(void **state)
+{
+	(void)state;
+	static const char rules[] =
+	    "/^Click here/i REJECT r1\n"           /* 0: anchored */
+	    "/\\bwire transfer\\b/i WARN r2\n"     /* 1: word boundaries */
+	    "/done$/ WARN r3\n"                    /* 2: end of line */
+	    "/(?:\\d{4}[- ]?){3}\\d{4}/ WARN r4\n" /* 3 */
+	    "/x(?!\\s)/ WARN r5\n"                 /* 4: lookahead: never sieved */
+	    "/(?<=^)abc/ WARN r6\n"                /* 5: lookbehind: never sieved */
+	    "/end\\z/ WARN r7\n"                   /* 6: \\z: never sieved */
+	    "/[^q]++q/ WARN r8\n"                  /* 7: possessive: never sieved */
+	    "/(?>a+)b/ WARN r9\n"                  /* 8: atomic: never sieved */
+	    "/(*COMMIT)zz/ WARN r10\n"             /* 9: verb: never sieved */
+	    "/(?-m)^tail/ WARN r11\n"              /* 10: never sieved */
+	    "/a b c/x WARN r12\n"                  /* 11: x flag: never sieved */
+	    "!/never/ WARN r13\n"                  /* 12: negated: never sieved */
+	    "/(?i)MiXeD/ WARN r14\n"               /* 13: option setting: sieved */
+	    "/^$/ WARN r15\n"                      /* 14: an empty line */
+	    "/(a)\\1/ WARN r16\n";                 /* 15: back reference */
+	static const char *const sets[][6] = {
+	    {"Click here now", "a wire transfer today", "all done", NULL},
+	    {"card 1234-5678-9012-3456 ok", "ex", "x", "xy", NULL},
+	    {"abc at start", "the end", "qqq", "aab", "zz top", NULL},
+	    {"tail first", "MIXED case", "", "aa", NULL},
+	    {"nothing to see", "here either", NULL},
+	    {"", NULL},
+	    {NULL},
+	};
+	static const bool never_sieved[] = {false, false, false, false, true, true, true, true,
+	    true, true, true, true, true, false, false, false};
+	buf_t err = BUF_INIT;
+	content_table_t *t = content_table_parse("sieve", rules, sizeof rules - 1, &err);
+	assert_non_null(t);
+	size_t nr = content_table_size(t);
+	assert_int_equal(nr, 16);
+	bool *only = calloc(nr, sizeof *only);
+	size_t skipped_total = 0;
+	for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+		buf_t block = BUF_INIT;
+		for (size_t l = 0; sets[k][l]; l++) {
+			buf_append(&block, sets[k][l], strlen(sets[k][l]));
+			buf_putc(&block, '\n');
+		}
+		bool *skip = content_table_sieve(t, block.data ? block.data : "", block.len);
+		for (size_t i = 0; i < nr; i++) {
+			bool any = false;
+			for (size_t j = 0; j < nr; j++)
+				only[j] = j != i;
+			for (size_t l = 0; sets[k][l]; l++) {
+				content_rule_ref_t r;
+				bool lim = false;
+				any = any || content_table_match_skip(t, only, sets[k][l],
+				    strlen(sets[k][l]), &r, &lim) == 1;
+			}
+			bool sk = skip && skip[i];
+			if (sk) {
+				assert_false(any); /* never a rule that a line matches */
+				assert_false(never_sieved[i]);
+				skipped_total++;
+			}
+			if (!any && !never_sieved[i] && sets[k][0] != NULL)
+				assert_true(sk); /* a safe rule that matches nothing is skipped */
+		}
+		free(skip);
+		buf_free(&block);
+	}
+	assert_true(skipped_total > 20);
+	free(only);
+	content_table_free(t);
+	buf_free(&err);
+}
+
 int
 main(void)
 {
@@ -234,6 +313,7 @@ main(void)
 		cmocka_unit_test(test_unfold),
 		cmocka_unit_test(test_walk),
 		cmocka_unit_test(test_long_line_cut),
+		cmocka_unit_test(test_sieve),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
