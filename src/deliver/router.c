@@ -398,10 +398,17 @@ expand_node(xctx_t *x, const char *local, const char *domain, int depth, bool fr
 		goto out;
 	}
 
-	/* the SRS domain is ours: it holds only SRS addresses (step 0) */
+	/* the SRS domain is ours: it holds only SRS addresses (step 0) and
+	 * the postmaster (RFC 5321 section 4.5.1), who is the first local
+	 * domain's */
 	if (is_srs_domain(c, domain)) {
-		x->err = depth ? ERR_UNKNOWN_TARGET : ERR_UNKNOWN;
-		st = ROUTER_UNKNOWN_USER;
+		if (strcasecmp(local, "postmaster") == 0 && c->nlocal_domains > 0 &&
+		    !is_srs_domain(c, c->local_domains[0])) {
+			st = expand(x, "postmaster", c->local_domains[0], depth + 1, true, 0);
+		} else {
+			x->err = depth ? ERR_UNKNOWN_TARGET : ERR_UNKNOWN;
+			st = ROUTER_UNKNOWN_USER;
+		}
 		goto out;
 	}
 

@@ -18,8 +18,9 @@
  *  0. srs_domain, first (SRS on, docs/srs.md): an SRS0/SRS1 local part
  *     is verified (hash, age) and expands to the address it stands for
  *     (which may go remote); an invalid one is 550 5.1.1, and so is any
- *     other local part when srs_domain is not also a local or virtual
- *     domain (step 4 never sees it).
+ *     other local part but postmaster (the first local domain's) when
+ *     srs_domain is not also a local or virtual domain (step 4 never
+ *     sees it).
  *  1. virtual table: "local@domain", then "base@domain" when local is
  *     base+detail, then the catch-all "@domain". A hit expands to its values.
  *  2. domain in local_domains: aliases table "local" then "base"; a hit

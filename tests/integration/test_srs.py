@@ -149,13 +149,16 @@ def test_invalid_addresses_refused(make_tern):
                            (expired, "expired SRS address"),
                            ("SRS0=abcd@%s" % SRS_DOMAIN, "malformed SRS address"),
                            ("SRS1=abcd=x.test@%s" % SRS_DOMAIN, "malformed SRS address"),
-                           ("postmaster@%s" % SRS_DOMAIN, "user unknown")]:
+                           ("someone@%s" % SRS_DOMAIN, "user unknown")]:
             r = rcpt_reply(t, "", addr)
             assert r.startswith("550 5.1.1 ") and text in r, (addr, r)
         # also for a client that may relay: the SRS domain is ours
         r = rcpt_reply(t, "", bad_hash, source=None)
         assert r.startswith("550 5.1.1 "), r
         assert rcpt_reply(t, "", good).startswith("250 ")
+        # the postmaster of the SRS domain is the first local domain's
+        # (RFC 5321 section 4.5.1)
+        assert rcpt_reply(t, "", "postmaster@%s" % SRS_DOMAIN).startswith("250 ")
         # an SRS1 address we made names the first forwarder
         srs1_local = "=abcd=AA=o.test=x"
         h = srs_hash(SECRET, "a.test", srs1_local)

@@ -330,7 +330,8 @@ setup(void **state)
 	if (mkdtemp(dir) == NULL)
 		return -1;
 	write_file("mailboxes", "alice@example.net\nbob@example.net\n", 0644);
-	write_file("aliases", "fwd: someone@remote.test\nboth: alice, other@remote.test\n", 0644);
+	write_file("aliases", "fwd: someone@remote.test\nboth: alice, other@remote.test\n"
+	    "postmaster: alice\n", 0644);
 	write_file("virtual", "v@example.org other@remote.test\n", 0644);
 	write_file("secrets", "tern-test-secret-0123456789\n", 0600);
 	char text[1024];
@@ -421,9 +422,11 @@ test_router_reverse(void **state)
 	expand_is(addr, false, "550 5.1.1 Recipient address rejected: expired SRS address");
 	expand_is("SRS0=xx@srs.example.net", false,
 	    "550 5.1.1 Recipient address rejected: malformed SRS address");
-	/* the SRS domain holds nothing else, even for a relay client */
-	expand_is("postmaster@srs.example.net", true,
+	/* the SRS domain holds nothing else, even for a relay client, but the
+	 * postmaster (RFC 5321 4.5.1): the first local domain's */
+	expand_is("someone@srs.example.net", true,
 	    "550 5.1.1 Recipient address rejected: user unknown");
+	expand_is("PostMaster@srs.example.net", false, "=alice@example.net");
 	/* an SRS1 address names the first forwarder */
 	char *s1 = fwd((const char *const *)tabs->srs_secrets, 1, "SRS0=abcd=TT=o.test=x", "a.test",
 	    now, &st);
