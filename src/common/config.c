@@ -544,11 +544,22 @@ config_load(const char *path, buf_t *errors)
 	return c;
 }
 
+const config_t *
+config_ref(const config_t *c)
+{
+	((config_t *)c)->refs++;
+	return c;
+}
+
 void
 config_free(config_t *c)
 {
 	if (c == NULL)
 		return;
+	if (c->refs > 0) {
+		c->refs--;
+		return;
+	}
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct cfg_key *k = &cfg_keys[i];
 		void *f = (char *)c + k->off;

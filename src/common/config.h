@@ -56,6 +56,7 @@ typedef struct config_milter {
 } config_milter_t;
 
 typedef struct config {
+	unsigned refs;    /* config_ref(): holders besides the owner (loop thread only) */
 	char *path;      /* the file it came from (absolute) */
 	char *hostname;  /* our name in the greeting, Received, Message-IDs; default: gethostname() */
 	listen_spec_t *listen;
@@ -229,6 +230,10 @@ config_t *config_load(const char *path, buf_t *errors);
  */
 config_t *config_parse_buf(const char *name, const char *data, size_t len, buf_t *errors);
 void config_free(config_t *c);
+/* One more holder (e.g. work on the thread pool across a SIGHUP reload):
+ * each config_ref() is matched by a config_free(), and the memory goes
+ * with the last one. Loop thread only. Returns c. */
+const config_t *config_ref(const config_t *c);
 /* The line of the file that set key (a configuration key name), 0 when
  * the key was not set (a default) or is unknown. */
 unsigned config_key_line(const config_t *c, const char *key);

@@ -142,6 +142,10 @@ sess_txn_reset(session_t *s)
 	buf_free(&s->fcontent);
 	s->fdiscard = false;
 	filter_abort(s->filter);
+	mailauth_free(s->mauth); /* no mail-authentication callback after this */
+	s->mauth = NULL;
+	s->mfeed = false;
+	s->sign = false;
 	if (s->state != ST_CONNECTED && s->state != ST_CLOSING && s->state != ST_TLS)
 		s->state = ST_READY;
 }
@@ -515,6 +519,7 @@ sess_mail_accept(session_t *s, mail_args_t *mp, const char *sender)
 	s->env->client_addr = xstrdup(s->ip);
 	s->env->client_helo = s->helo ? xstrdup(s->helo) : NULL;
 	s->state = ST_MAIL;
+	sess_mailauth_begin(s); /* SPF starts now, in the background */
 	sess_reply(s, "250 2.1.0 Ok");
 }
 

@@ -308,27 +308,11 @@ sess_filter_eom_done(void *arg, const filter_verdict_t *v)
 		sess_eom_discard(s, "the milters deleted every recipient", false);
 		return;
 	}
-	if (v->quarantine) {
-		/* accepted and held (tern queue release); the reason stays with
-		 * each recipient, where `tern queue show` prints it */
-		s->env->flags |= ENV_HELD;
-		for (size_t i = 0; i < s->env->nrcpt; i++) {
-			/* env_del_rcpt() frees a deleted recipient's strings and
-			 * moves the kept ones down over it: rcpt[0..nrcpt) are all
-			 * live; the analyzer loses track of the struct copy */
-			// NOLINTNEXTLINE(clang-analyzer-unix.Malloc): not freed before, see above
-			xfree(s->env->rcpt[i].reply);
-			s->env->rcpt[i].reply = xasprintf("quarantined: %s", v->quarantine);
-		}
-		log_info("%s: quarantined (held) reason=\"%s\" session=%s", s->qid, v->quarantine, s->id);
-	}
-	/* the queue file, written once, with the milters' changes (and SRS
-	 * senders for them: a changed sender or added recipient, docs/srs.md) */
+	if (v->quarantine)
+		sess_hold(s, "quarantined", v->quarantine); /* accepted and held (tern queue release) */
+	/* SRS senders for the milters' changes (a changed sender or added
+	 * recipient, docs/srs.md); then signed if it is to be, then the queue
+	 * file, written once, with the milters' changes */
 	router_srs_envelope(CFG(s), T(s)->tables, s->env, s->started_us / 1000000);
-	s->qm = queue_begin(T(s)->queue, s->env);
-	queue_write(s->qm, v->content, v->content_len);
-	buf_free(&s->fcontent);
-	qmsg_t *qm = s->qm;
-	s->busy++;
-	queue_commit(qm, sess_commit_done, s);
+	sess_content_final(s, v->content, v->content_len);
 }

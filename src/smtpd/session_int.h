@@ -33,6 +33,7 @@
 #include "filter/filter.h"
 #include "lib/buf.h"
 #include "lib/conn.h"
+#include "mailauth/mailauth.h"
 #include "queue/queue.h"
 #include "smtpd/dataread.h"
 #include "smtpd/header.h"
@@ -145,7 +146,22 @@ struct session {
 	struct rl_req *rlreq;   /* a rate-limit check waiting for Redis, else NULL */
 	char *rlargs;           /* the MAIL/RCPT parameters while it waits */
 	size_t rlargs_n;
+
+	/* mail authentication (src/mailauth/mailauth.h), per transaction */
+	mailauth_t *mauth;      /* inbound checks of this message, or NULL */
+	bool mfeed;             /* the content (after tern's Received) goes to mauth */
+	bool sign;              /* DKIM-sign the message before the queue commit */
 };
+
+/* Is the content held in memory (s->fcontent) until the end of the
+ * message, because milters, header/body checks, the mail-authentication
+ * checks or DKIM signing need it complete (the queue file is then written
+ * once, with their changes), rather than streamed into the queue file? */
+static inline bool
+sess_buffered(const session_t *s)
+{
+	return s->filter || s->mauth || s->sign;
+}
 
 static inline smtpd_ctx_t *
 T(session_t *s)
@@ -184,6 +200,9 @@ void sess_bdat_chunk_done(session_t *s);
 void sess_content_out(void *arg, const char *p, size_t n);
 void sess_content_end(session_t *s, const char *cmd);
 void sess_commit_done(void *arg, int err, envelope_t *env);
+void sess_content_final(session_t *s, const char *content, size_t len);
+void sess_hold(session_t *s, const char *prefix, const char *why);
+void sess_mailauth_begin(session_t *s);
 
 /* session_filter.c */
 void sess_hook_connect(session_t *s);
