@@ -445,6 +445,7 @@ sess_mailauth_begin(session_t *s)
 		    .helo = s->helo,
 		    .sid = s->id,
 		    .qid = s->qid,
+		    .loop = T(s)->loop,
 		};
 		s->mauth = mailauth_new(c, &cl);
 		if (s->mauth)
