@@ -27,19 +27,12 @@
 
 #include "common/maillog.h"
 #include "lib/log.h"
+#include "lib/clock.h"
 #include "lib/xalloc.h"
 #include "sched/sched.h"
 #include "smtpd/session_int.h"
 
 #define HDR_SCAN_MAX 65536     /* header section looked at for missing fields (local mail) */
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void
 rfc5322_date(char *out, size_t n, time_t t)
@@ -139,7 +132,7 @@ content_begin(session_t *s, bool raw)
 		qid_new(s->qid); /* with milters it was made at MAIL (macro i) */
 	memcpy(s->env->qid, s->qid, QID_SIZE);
 	hdr_hops_init(&s->hops);
-	s->started_us = now_us();
+	s->started_us = clock_wall_us();
 	s->env->arrival_us = s->started_us;
 	/* SRS senders of forwarded recipients (docs/srs.md), kept in the queue file */
 	router_srs_envelope(c, T(s)->tables, s->env, s->started_us / 1000000);
