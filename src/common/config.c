@@ -177,6 +177,7 @@ const struct cfg_key cfg_keys[] = {
 	    check_tag_defer},
 	{"dkim_verify", CT_BOOL, FLD(dkim_verify), 0, 0, "yes", 0, 0, NULL},
 	{"dkim_max_signatures", CT_NUMBER, FLD(dkim_max_signatures), 0, 0, "5", 1, 50, NULL},
+	{"arc_verify", CT_BOOL, FLD(arc_verify), 0, 0, "yes", 0, 0, NULL},
 	{"dmarc_check", CT_BOOL, FLD(dmarc_check), 0, 0, "yes", 0, 0, NULL},
 	{"dmarc_enforce", CT_BOOL, FLD(dmarc_enforce), 0, 0, "no", 0, 0, NULL},
 	{"dmarc_quarantine_action", CT_STRING, FLD(dmarc_quarantine_action), 0, 0, "tag", 0, 0,

@@ -194,6 +194,7 @@ typedef struct config {
 	char *spf_temperror_action;  /* "tag" (default) or "defer": 451 4.7.24 */
 	bool dkim_verify;            /* DKIM signatures (RFC 6376); default yes */
 	unsigned dkim_max_signatures; /* signatures checked per message, default 5 */
+	bool arc_verify;             /* the ARC chain (RFC 8617), reported as arc=; default yes */
 	bool dmarc_check;            /* DMARC (RFC 7489); default yes */
 	bool dmarc_enforce;          /* apply p=reject (550 5.7.1) and p=quarantine; default no */
 	char *dmarc_quarantine_action; /* enforced p=quarantine: "tag" (default) or "hold" */

@@ -9,7 +9,8 @@
  *         spf_helo_check is on, start in the background;
  *   DATA  every piece feeds the DKIM body hashes; the header section is
  *         kept (for From) up to HDR_MAX;
- *   EOM   DKIM keys are looked up; once SPF and DKIM are done, DMARC
+ *   EOM   DKIM keys (and the ARC chain's, RFC 8617, with arc_verify) are
+ *         looked up; once SPF and DKIM are done, DMARC
  *         (RFC 7489) with the SPF identity that passed and the d= of
  *         every DKIM signature that passed; then the verdict.
  * The DNS budget of one message is bounded by the checks' own limits:
@@ -50,6 +51,7 @@
 #include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "mailauth/arc.h"
 #include "mailauth/authres.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dmarc.h"
@@ -224,6 +226,12 @@ struct mailauth {
 	shared_psl_t *psl;
 	/* SPF */
 	spf_part_t mail, heloid;
+	/* ARC (RFC 8617) */
+	bool arc_on, arc_done;
+	arc_verify_t *arc;
+	enum arc_result arc_result;
+	unsigned arc_n;
+	char *arc_reason, *arc_as_d;
 	/* DKIM */
 	dkim_verify_t *dkim;
 	bool dkim_started, dkim_done;
@@ -256,7 +264,8 @@ timer_closed(uv_handle_t *h)
 bool
 mailauth_inbound_wanted(const config_t *c, bool smtp_listener, bool trusted)
 {
-	return smtp_listener && !trusted && (c->spf_check || c->dkim_verify || c->dmarc_check);
+	return smtp_listener && !trusted &&
+	    (c->spf_check || c->dkim_verify || c->dmarc_check || c->arc_verify);
 }
 
 static enum act
@@ -293,7 +302,7 @@ helo_is_domain(const char *h)
 mailauth_t *
 mailauth_new(const config_t *c, const mailauth_client_t *cl)
 {
-	if (!c->spf_check && !c->dkim_verify && !c->dmarc_check)
+	if (!c->spf_check && !c->dkim_verify && !c->dmarc_check && !c->arc_verify)
 		return NULL;
 	uv_loop_t *loop = cl->loop ? cl->loop : uv_default_loop();
 	shared_res_t *res = res_get(loop, c);
@@ -339,12 +348,17 @@ mailauth_new(const config_t *c, const mailauth_client_t *cl)
 		m->psl = cur_psl;
 		cur_psl->refs++;
 	}
-	if (m->dkim_on) {
+	if (m->dkim_on || c->arc_verify) {
 		dkim_verify_opts_t o;
 		memset(&o, 0, sizeof o);
 		o.max_sigs = m->dkim_max;
 		o.timeout_ms = m->timeout_ms;
-		m->dkim = dkim_verify_new(&o);
+		if (m->dkim_on)
+			m->dkim = dkim_verify_new(&o);
+		if (c->arc_verify) {
+			m->arc_on = true;
+			m->arc = arc_verify_new(&o);
+		}
 	}
 	return m;
 }
@@ -427,6 +441,8 @@ mailauth_data(mailauth_t *m, const char *p, size_t n)
 		return;
 	if (m->dkim)
 		dkim_verify_feed(m->dkim, p, n);
+	if (m->arc)
+		arc_verify_feed(m->arc, p, n);
 	if (m->hdr_done)
 		return;
 	size_t from = m->hdr.len > 3 ? m->hdr.len - 3 : 0;
@@ -450,6 +466,18 @@ mailauth_data(mailauth_t *m, const char *p, size_t n)
 	}
 	if (m->hdr.len >= HDR_MAX)
 		m->hdr_done = true;
+}
+
+static void
+arc_done(void *arg, const arc_verdict_t *v)
+{
+	mailauth_t *m = arg;
+	m->arc_done = true;
+	m->arc_result = v->result;
+	m->arc_n = v->instances;
+	m->arc_reason = xstrdup(v->reason ? v->reason : "");
+	m->arc_as_d = xstrdup(v->as_d ? v->as_d : "");
+	maybe_finish(m);
 }
 
 static void
@@ -727,6 +755,23 @@ verdict(mailauth_t *m)
 			    s->result == DKIM_PASS ? "" : s->reason);
 		}
 	}
+	if (m->arc_on) {
+		/* RFC 8617 section 10.1: arc=none/pass/fail; the comment says how
+		 * many sets and who sealed last, or why it failed */
+		const char *ar_res = m->arc_result == ARC_PASS ? "pass"
+		    : m->arc_result == ARC_FAIL ? "fail" : "none";
+		buf_t cm = BUF_INIT;
+		if (m->arc_result == ARC_PASS)
+			buf_printf(&cm, "i=%u as.d=%s", m->arc_n, m->arc_as_d);
+		else if (m->arc_result == ARC_FAIL)
+			buf_puts(&cm, m->arc_reason && m->arc_reason[0] ? m->arc_reason : "chain broken");
+		authres_prop_t pr[] = {{"smtp.remote-ip", m->ip}};
+		authres_add(&ar, "arc", ar_res, buf_cstr(&cm), NULL, pr, m->arc_result == ARC_NONE ? 0 : 1);
+		buf_printf(&log, "%sarc=%s", log.len ? " " : "", ar_res);
+		if (m->arc_result != ARC_NONE)
+			buf_printf(&log, " (i=%u)", m->arc_n);
+		buf_free(&cm);
+	}
 	if (m->dmarc_on) {
 		buf_t cm = BUF_INIT;
 		if (m->dmarc_result == DMARC_FAIL || m->dmarc_result == DMARC_PASS)
@@ -828,6 +873,15 @@ timer_fire(uv_timer_t *t)
 		m->sigs[0] = (sigres_t){DKIM_TEMPERROR, false, xstrdup(""), xstrdup(""), xstrdup(""), xstrdup(""),
 		    xstrdup(""), xstrdup("timeout")};
 	}
+	if (m->arc_on && !m->arc_done) {
+		/* a key that cannot be had makes the chain fail (arc.h) */
+		arc_verify_free(m->arc);
+		m->arc = NULL;
+		m->arc_done = true;
+		m->arc_result = ARC_FAIL;
+		m->arc_reason = xstrdup("timeout");
+		m->arc_as_d = xstrdup("");
+	}
 	if (m->dmarc_on && !m->dmarc_done) {
 		dmarc_cancel(m->dmarc);
 		m->dmarc = NULL;
@@ -848,7 +902,7 @@ maybe_finish(mailauth_t *m)
 	if (!m->at_eom || !m->cb)
 		return;
 	if ((m->mail.on && !m->mail.done) || (m->heloid.on && !m->heloid.done) ||
-	    (m->dkim_on && !m->dkim_done))
+	    (m->dkim_on && !m->dkim_done) || (m->arc_on && !m->arc_done))
 		return;
 	if (m->dmarc_on && !m->dmarc_started)
 		dmarc_start(m);
@@ -875,6 +929,8 @@ mailauth_eom(mailauth_t *m, mailauth_cb cb, void *arg)
 		m->dkim_started = true;
 		dkim_verify_finish(m->dkim, m->res->dns, dkim_done, m);
 	}
+	if (m->arc_on)
+		arc_verify_finish(m->arc, m->res->dns, arc_done, m);
 	maybe_finish(m);
 }
 
@@ -896,6 +952,9 @@ mailauth_free(mailauth_t *m)
 	spf_part_free(&m->mail);
 	spf_part_free(&m->heloid);
 	dkim_verify_free(m->dkim);
+	arc_verify_free(m->arc);
+	xfree(m->arc_reason);
+	xfree(m->arc_as_d);
 	dmarc_cancel(m->dmarc);
 	if (m->timer) {
 		uv_timer_stop(m->timer);

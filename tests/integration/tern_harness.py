@@ -72,6 +72,7 @@ DEFAULT_CONFIG = {
     "spf_check": "no",
     "dkim_verify": "no",
     "dmarc_check": "no",
+    "arc_verify": "no",
     "message_size_limit": "1M",
     "max_recipients": "100",
     "max_line_length": "1000",

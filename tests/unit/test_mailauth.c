@@ -285,6 +285,7 @@ test_all_pass(void **state)
 		has(&g, "dkim=pass header.d=good.example");
 		has(&g, "header.s=sel");
 		has(&g, "dmarc=pass (p=reject dis=none) header.from=good.example");
+		has(&g, ";\r\n\tarc=none;"); /* no ARC set (RFC 8617) */
 		assert_true(strlen(g.header) > 2 &&
 		    strcmp(g.header + strlen(g.header) - 2, "\r\n") == 0);
 	}
@@ -389,7 +390,7 @@ test_deadline_and_free(void **state)
 	uv_run(uv_default_loop(), UV_RUN_NOWAIT);
 	assert_int_equal(g.calls, 0);
 	/* everything off: nothing to do */
-	config_t *off = cfg("spf_check = no\ndkim_verify = no\ndmarc_check = no");
+	config_t *off = cfg("spf_check = no\ndkim_verify = no\ndmarc_check = no\narc_verify = no");
 	assert_null(mailauth_new(off, &cl));
 	assert_false(mailauth_inbound_wanted(off, true, false));
 	config_free(off);
