@@ -646,6 +646,7 @@ server_free(server_t *s)
 	if (!s)
 		return;
 	filter_shutdown(); /* DNSBL cache, rate-limit and greylisting state */
+	mailauth_shutdown(); /* its resolver and the Public Suffix List */
 	for (size_t i = 0; i < IPTAB_SIZE; i++) {
 		ipcount_t *e = s->iptab[i];
 		while (e) {
