@@ -5,8 +5,8 @@
  *
  *   accepted   "QID: accepted session=S client=C [helo=H ]from=<F> size=N
  *               nrcpt=N proto=P[ user=U][ (client gone before reply)]"
- *   rcpt       "QID: to=<A>[ orig_to=<O>] relay=R delay=D attempts=N
- *               status=sent|deferred|bounced (reply)"
+ *   rcpt       "QID: to=<A>[ orig_to=<O>][ srs_from=<S>] relay=R delay=D
+ *               attempts=N status=sent|deferred|bounced (reply)"
  *   dsn        "QID: WHAT: DSNQID"   (WHAT: "sender non-delivery
  *               notification", ...), followed by the DSN's own accepted line
  *   discarded  "QID: undeliverable bounce discarded (N recipients; ...)"

@@ -125,7 +125,10 @@ def test_forward_rewritten_and_bounce_back(make_tern):
         assert sorted(rcpts) == ["friend@remote.test", "other@remote.test",
                                  "someone@remote.test"], rcpts
         # the local copy keeps the original sender
+        t.wait_log(r"to=<someone@remote\.test> orig_to=<fwd@localhost> srs_from=<%s> .*"
+                   r"status=sent" % re.escape(want))
         box = t.wait_delivered("alice@localhost", 1)
+        t.wait_log(r"to=<alice@localhost> orig_to=<both@localhost> relay=local")
         assert b"Return-Path: <joe@far.test>\n" in open(box[0], "rb").read()
 
         # the bounce, from a client outside mynetworks, to the SRS address
