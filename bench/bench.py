@@ -83,9 +83,17 @@ WORKLOADS = {
     # tern alone, without and with its built-in checks (DNSBL from cache,
     # 100 header/body rules, rate limits in memory), the same routing
     "checks-4k-c100-r1": dict(size=4096, conc=100, rcpt=1, n=3000, filter="checks"),
+    # mail authentication (issue 13): tern without and with SPF, DKIM and
+    # DMARC on an inbound stream of DKIM-signed mail from 127.0.0.2 (DNS
+    # from a local server), and Postfix with no filter at all, the same mail
+    "auth-4k-c100-r1": dict(size=4096, conc=100, rcpt=1, n=1500, filter="auth"),
+    "auth-4k-c10-r1": dict(size=4096, conc=10, rcpt=1, n=1500, filter="auth"),
+    # tern without and with DKIM signing of trusted mail (rsa-2048; ed25519),
+    # and Postfix with no filter at all
+    "sign-4k-c100-r1": dict(size=4096, conc=100, rcpt=1, n=1500, filter="sign"),
 }
 FILTER_WORKLOADS = ["milter-4k-c100-r1", "milter-4k-c10-r1", "rspamd-4k-c100-r1",
-                    "checks-4k-c100-r1"]
+                    "checks-4k-c100-r1", "auth-4k-c100-r1", "sign-4k-c100-r1"]
 DEFAULT_WORKLOADS = ["4k-c10-r1", "4k-c100-r1", "4k-c100-r10",
                      "100k-c10-r1", "100k-c100-r1", "100k-c100-r10"] + FILTER_WORKLOADS + \
                     ["idle", "latency", "ceilings"]
@@ -297,13 +305,15 @@ def summary(values):
 class Sink:
     """smtp-sink on 127.0.0.1; counts messages (each "." received)."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, dump=None):
         self.port = free_port()
         self.out = os.path.join(workdir, f"sink-{self.port}.out")
         self.f = open(self.out, "wb")
+        # dump: a directory (writable by postfix) where each message is saved
+        opts = ["-d", os.path.join(dump, "m.")] if dump else []
         self.p = subprocess.Popen(
-            [sbin("smtp-sink"), "-c", "-u", "postfix", "-m", "1000",
-             f"127.0.0.1:{self.port}", "1000"],
+            [sbin("smtp-sink"), "-c", "-u", "postfix", "-m", "1000"] + opts +
+            [f"127.0.0.1:{self.port}", "1000"],
             stdout=self.f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_port(self.port)
 
@@ -378,7 +388,7 @@ class AcceptMilter:
     def stop(self):
         stop_process(self.p)
 
-    def tern_conf(self, d):
+    def tern_conf(self, d, name):
         return [f"milter = bench inet:{self.port}@127.0.0.1 default_action=tempfail",
                 "smtp_milters = bench"]
 
@@ -523,10 +533,14 @@ class BuiltinChecks:
         stop_process(self.p)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def tern_conf(self, d, checks):
+    def tern_conf(self, d, name):
+        checks = name == "tern+checks"
         lines = ["mynetworks = 192.0.2.0/24",   # not the client: it is checked
                  "virtual_domains = in.example",
-                 f"virtual = {self.dir}/virtual"]
+                 f"virtual = {self.dir}/virtual",
+                 # the mail-authentication checks (on by default) are the
+                 # auth-* workloads' subject, not this one's
+                 "spf_check = no", "dkim_verify = no", "dmarc_check = no"]
         # BENCH_CHECKS=dnsbl,header,body,ratelimit (the default: all; "rules"
         # is header,body) turns on only some, to see what each costs
         parts = os.environ.get("BENCH_CHECKS", "dnsbl,header,body,ratelimit").split(",")
@@ -554,7 +568,163 @@ class BuiltinChecks:
         return lines
 
 
-FILTERS = {"accept": AcceptMilter, "rspamd": Rspamd, "checks": BuiltinChecks}
+AUTH_DOMAIN = "client.example"      # SENDER's domain, and the From: field's
+AUTH_SOURCE = "127.0.0.2"            # the inbound client: outside tern's mynetworks
+AUTH_ZONE = f"""$ORIGIN example.
+$TTL 3600
+@                       SOA   ns.example. hostmaster.example. 1 3600 600 86400 3600
+@                       NS    ns
+ns                      A     127.0.0.1
+client                  TXT   "v=spf1 ip4:{AUTH_SOURCE} -all"
+_dmarc.client           TXT   "v=DMARC1; p=reject; adkim=r; aspf=r"
+"""
+
+
+def build_shim():
+    """bench/bind_source.c built into build/bench/bind_source.so."""
+    src = os.path.join(HERE, "bind_source.c")
+    out = os.path.join(ROOT, "build", "bench", "bind_source.so")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-o", out, src,
+                        "-ldl"], check=True)
+    return out
+
+
+def auth_message(size):
+    """A message from AUTH_DOMAIN of about size octets (LF line ends: smtp-source -F
+    sends each line with CRLF)."""
+    head = (f"From: Bench <{SENDER}>\nTo: <user@in.example>\nSubject: bench mail authentication\n"
+            f"Date: Mon, 07 Dec 2026 21:00:00 +0000\nMessage-ID: <bench.1@{AUTH_DOMAIN}>\n"
+            "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n")
+    line = "The quick brown fox jumps over the lazy dog, and the bench counts it. 0123\n"
+    return head + line * max(1, size // len(line))
+
+
+class MailAuth:
+    """The mail-authentication checks on an inbound stream (issue 13): every
+    message DKIM-signed beforehand (rsa-2048, `tern dkim sign`; one signed
+    message sent N times: verifying costs the same for each copy), SPF and
+    DMARC records for its domain, all served by tests/unit/dns_server.py;
+    smtp-source sends the file (-F) from 127.0.0.2 (bind_source.so), which
+    tern's mynetworks leaves out and the SPF record authorises. tern runs
+    without the checks ("tern": spf_check, dkim_verify, dmarc_check = no)
+    and with them ("tern+auth"), routed alike (a virtual catch-all to the
+    relay); Postfix with no filter at all, the same mail from the same
+    address."""
+    name = "SPF + DKIM verify + DMARC (tern's mailauth)"
+    tern_bin = os.path.join(ROOT, "build", "tern")
+    mtas = ("tern", "tern+auth", "postfix")
+    rcpt = "user@in.example"
+    keys = (("rsa2048", []),)          # selector, extra keygen arguments
+    source = AUTH_SOURCE
+
+    def start(self, parent):
+        self.dir = tempfile.mkdtemp(prefix="auth-bench-", dir=parent)
+        os.chmod(self.dir, 0o755)
+        tern = self.tern_bin
+        zone = AUTH_ZONE
+        nobody = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+        self.keyfiles = {}
+        for sel, extra in self.keys:
+            r = subprocess.run([tern, "dkim", "keygen", AUTH_DOMAIN, sel, "--dir", self.dir] + extra,
+                               capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                raise BenchError(f"tern dkim keygen: {r.stderr.strip()[:300]}")
+            kf = os.path.join(self.dir, f"{sel}.{AUTH_DOMAIN}.key")
+            if nobody is not None:   # tern runs as nobody and reads it
+                os.chown(kf, nobody.pw_uid, nobody.pw_gid)
+            self.keyfiles[sel] = kf
+            zone += r.stdout.strip() + "\n"
+        zf = os.path.join(self.dir, "zone")
+        with open(zf, "w") as f:
+            f.write(zone)
+        self.p = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "unit", "dns_server.py"),
+                                   "--zone", zf], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline().strip()
+        if not line.isdigit():
+            raise BenchError(f"dns_server.py did not start: {line!r}")
+        self.dns_port = int(line)
+        with open(os.path.join(self.dir, "virtual"), "w") as f:
+            f.write(f"@in.example {RCPT}\n")
+        os.chmod(os.path.join(self.dir, "virtual"), 0o644)
+        self.msg_file = self.make_message()
+        self.env = dict(os.environ, LD_PRELOAD=build_shim(), BENCH_SOURCE_ADDR=self.source)
+
+    def make_message(self):
+        plain = os.path.join(self.dir, "message")
+        with open(plain, "w") as f:
+            f.write(auth_message(4096))
+        signed = os.path.join(self.dir, "message.signed")
+        with open(plain, "rb") as fin, open(signed, "wb") as fout:
+            r = subprocess.run([self.tern_bin, "dkim", "sign", "--key", self.keyfiles["rsa2048"],
+                                "--domain", AUTH_DOMAIN, "--selector", "rsa2048"],
+                               stdin=fin, stdout=fout, stderr=subprocess.PIPE, timeout=60)
+        if r.returncode != 0:
+            raise BenchError(f"tern dkim sign: {r.stderr.decode(errors='replace')[:300]}")
+        os.chmod(signed, 0o644)
+        return signed
+
+    def root(self):
+        return self.p.pid
+
+    def stop(self):
+        stop_process(getattr(self, "p", None))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def tern_conf(self, d, name):
+        on = "yes" if name == "tern+auth" else "no"
+        return ["mynetworks = 127.0.0.1/32",    # not 127.0.0.2, the client: it is checked
+                "virtual_domains = in.example",
+                f"virtual = {self.dir}/virtual",
+                f"dns_servers = 127.0.0.1@{self.dns_port}",
+                f"spf_check = {on}", f"dkim_verify = {on}", f"dmarc_check = {on}"]
+
+    def postfix_conf(self):
+        # Postfix with no filter at all. Its smtpd looks up every client's
+        # name (PTR, then A); 127.0.0.2 is not in /etc/hosts, so that would
+        # ask the machine's resolver (seconds per session here); tern looks
+        # up no client names, so Postfix is spared it as well
+        return ["smtpd_peername_lookup = no"]
+
+
+class Signing(MailAuth):
+    """DKIM signing of trusted mail (issue 13): smtp-source from 127.0.0.1
+    (in mynetworks) sends an unsigned message From: client.example, which
+    tern signs with an rsa-2048 key ("tern+rsa") or an Ed25519 key
+    ("tern+ed25519") from its dkim_sign_keys table; "tern" signs nothing;
+    Postfix, with no filter at all, relays the same mail."""
+    name = "DKIM signing (tern's dkim_sign_keys)"
+    mtas = ("tern", "tern+rsa", "tern+ed25519", "postfix")
+    rcpt = RCPT
+    keys = (("rsa2048", []), ("ed25519", ["--ed25519"]))
+    source = "127.0.0.1"
+
+    def make_message(self):
+        plain = os.path.join(self.dir, "message")
+        with open(plain, "w") as f:
+            f.write(auth_message(4096).replace("user@in.example", RCPT))
+        os.chmod(plain, 0o644)
+        return plain
+
+    def postfix_conf(self):
+        return []    # Postfix with no filter at all (the client is 127.0.0.1)
+
+    def tern_conf(self, d, name):
+        lines = [f"dns_servers = 127.0.0.1@{self.dns_port}"]
+        sel = {"tern+rsa": "rsa2048", "tern+ed25519": "ed25519"}.get(name)
+        if sel:
+            table = os.path.join(self.dir, f"sign_{sel}")
+            with open(table, "w") as f:
+                f.write(f"{AUTH_DOMAIN} {sel} {self.keyfiles[sel]}\n")
+            os.chmod(table, 0o644)
+            lines.append(f"dkim_sign_keys = {table}")
+        return lines
+
+
+FILTERS = {"accept": AcceptMilter, "rspamd": Rspamd, "checks": BuiltinChecks,
+           "auth": MailAuth, "sign": Signing}
 
 
 # ---------------------------------------------------------------- MTAs
@@ -619,8 +789,7 @@ class Tern:
             # (Postfix, beside it, runs as its own postfix user)
             lines.append("user = nobody")
         if self.filt is not None:
-            extra = (self.filt.tern_conf(self.dir, self.name == "tern+checks")
-                     if isinstance(self.filt, BuiltinChecks) else self.filt.tern_conf(self.dir))
+            extra = self.filt.tern_conf(self.dir, self.name)
             keys = {ln.split("=", 1)[0].strip() for ln in extra}
             lines = [ln for ln in lines if ln.split("=", 1)[0].strip() not in keys] + extra
         return "\n".join(lines) + "\n"
@@ -802,12 +971,16 @@ maillog_file = {self.logpath}
 
 # ---------------------------------------------------------------- throughput
 
-def smtp_source(port, n, conc, size, rcpt, timeout, to=RCPT):
-    cmd = [sbin("smtp-source"), "-m", str(n), "-s", str(conc), "-l", str(size),
-           "-r", str(rcpt), "-f", SENDER, "-t", to, "-M", HELO,
-           f"127.0.0.1:{port}"]
+def smtp_source(port, n, conc, size, rcpt, timeout, to=RCPT, filt=None):
+    cmd = [sbin("smtp-source"), "-m", str(n), "-s", str(conc),
+           "-r", str(rcpt), "-f", SENDER, "-t", to, "-M", HELO]
+    msg_file = getattr(filt, "msg_file", None)
+    # the message as prepared (signed, or to be signed), else size octets
+    cmd += ["-F", msg_file] if msg_file else ["-l", str(size)]
+    cmd.append(f"127.0.0.1:{port}")
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env=getattr(filt, "env", None))
     t1 = time.monotonic()
     if r.returncode != 0:
         raise BenchError(f"smtp-source exit {r.returncode}: {r.stderr.strip()[-300:]}")
@@ -824,7 +997,7 @@ def throughput_run(mta, parent, wl, filt=None):
     try:
         port = mta.start(sink.port, filt)
         # warm-up: every process type exists, connection paths are up
-        smtp_source(port, 10, 2, size, rcpt, 60, to)
+        smtp_source(port, 10, 2, size, rcpt, 60, to, filt)
         end = time.monotonic() + 30
         while (sink.count() < 10 or mta.counter.poll() < 10 * rcpt) and time.monotonic() < end:
             time.sleep(0.01)
@@ -836,7 +1009,7 @@ def throughput_run(mta, parent, wl, filt=None):
         sampler.start()
         cpu0, sys0 = tree_cpu(mta.root()), machine_busy()
         fcpu0 = tree_cpu(filt.root()) if filt is not None else 0.0
-        t0, t_acc = smtp_source(port, n, conc, size, rcpt, E2E_DEADLINE, to)
+        t0, t_acc = smtp_source(port, n, conc, size, rcpt, E2E_DEADLINE, to, filt)
         end = t0 + E2E_DEADLINE
         t_e2e = None
         while time.monotonic() < end:
@@ -875,6 +1048,68 @@ def throughput_run(mta, parent, wl, filt=None):
         finally:
             sink.stop()
     return res
+
+
+def header_fields(text, name):
+    """the unfolded fields called name in a message's header section."""
+    fields = []
+    for line in text.replace("\r\n", "\n").split("\n\n", 1)[0].split("\n"):
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] += " " + line.strip()
+        else:
+            fields.append(line)
+    pre = name.lower() + ":"
+    return [f.split(":", 1)[1].strip() for f in fields if f.lower().startswith(pre)]
+
+
+def auth_proof(mtas, parent, filt, n=3):
+    """What the checks or the signing did to a few delivered messages: each
+    tern of the workload relays n messages to a sink that keeps them; their
+    Authentication-Results and DKIM-Signature fields, and for signed ones
+    `tern dkim verify` against the bench's DNS server. Without this the
+    figures would not show that the checks ran and passed."""
+    proof = {}
+    for mta in mtas:
+        if not mta.name.startswith("tern"):
+            continue
+        dump = tempfile.mkdtemp(prefix="auth-proof-", dir=parent)
+        pw = pwd.getpwnam("postfix")
+        os.chown(dump, pw.pw_uid, pw.pw_gid)
+        sink = Sink(parent, dump)
+        got = {"messages": []}
+        try:
+            port = mta.start(sink.port, filt)
+            smtp_source(port, n, 1, 4096, 1, 60, filt.rcpt, filt)
+            end = time.monotonic() + 30
+            while (sink.count() < n or mta.counter.poll() < n) and time.monotonic() < end:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            with open(mta.logpath, "rb") as f:
+                got["log"] = [ln.decode(errors="replace") for ln in f.read().split(b"\n")
+                              if b" mailauth " in ln][:n]
+            for fn in sorted(os.listdir(dump))[:n]:
+                with open(os.path.join(dump, fn), errors="replace") as f:
+                    text = f.read()
+                m = {"client": (header_fields(text, "X-Client-Addr") or ["?"])[0],
+                     "authentication_results": header_fields(text, "Authentication-Results"),
+                     "dkim_signatures": [re.sub(r"\bb=[^;]*", "b=...", re.sub(r"\s+", " ", f))[:200]
+                                         for f in header_fields(text, "DKIM-Signature")]}
+                r = subprocess.run([filt.tern_bin, "dkim", "verify", "--dns-servers",
+                                    f"127.0.0.1@{filt.dns_port}"], input=text.encode(),
+                                   capture_output=True, timeout=60)
+                m["tern_dkim_verify"] = r.stdout.decode(errors="replace").strip().split("\n")
+                got["messages"].append(m)
+        except (BenchError, subprocess.TimeoutExpired, OSError) as e:
+            got["error"] = str(e)
+        finally:
+            try:
+                mta.stop()
+            finally:
+                sink.stop()
+                shutil.rmtree(dump, ignore_errors=True)
+        log(f"proof {mta.name}: {json.dumps(got)[:1500]}")
+        proof[mta.name] = got
+    return proof
 
 
 def protocol_ceiling_run(parent, wl):
@@ -1153,6 +1388,8 @@ def report(R):
                        "| CPU s/1000 msg (filter) | whole machine CPU s/1000 msg |")
             out.append("| --- | --- | --- | ---: | --- | --- | --- |")
             for wl, per in fl:
+                if wl in R.get("auth_proof", {}):
+                    continue   # their own table below
                 a_, b_ = ("tern+checks", "tern") if "tern+checks" in per else ("tern", "postfix")
                 A, B = per.get(a_), per.get(b_)
                 g = lambda d, k: d and d.get(k)  # noqa: E731
@@ -1161,6 +1398,44 @@ def report(R):
                            f"| {fmt(g(A, 'cpu_per_1000'), 2)} / {fmt(g(B, 'cpu_per_1000'), 2)} "
                            f"| {fmt(g(A, 'filter_cpu_per_1000'), 2)} / {fmt(g(B, 'filter_cpu_per_1000'), 2)} "
                            f"| {fmt(g(A, 'machine_cpu_per_1000'), 2)} / {fmt(g(B, 'machine_cpu_per_1000'), 2)} |")
+            out.append("")
+        al = [(wl, per) for wl, per in tp.items() if wl in R.get("auth_proof", {})]
+        if al:
+            out.append("## Mail authentication (issue 13): each tern beside tern without, and "
+                       "beside Postfix with no filter\n")
+            out.append("| workload | MTA | end-to-end msg/s | / Postfix (no filter) | / tern without "
+                       "| CPU ms/msg | CPU ms/msg more than tern without |")
+            out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+            for wl, per in al:
+                base, pf = per.get("tern"), per.get("postfix")
+                g = lambda d, k: d and d.get(k)  # noqa: E731
+                for mta, st in per.items():
+                    if mta == "postfix":
+                        continue
+                    extra = "-"
+                    if mta != "tern" and g(st, "cpu_per_1000") and g(base, "cpu_per_1000"):
+                        extra = f"{st['cpu_per_1000']['median'] - base['cpu_per_1000']['median']:.3f}"
+                    out.append(f"| {wl} | {mta} | {fmt(g(st, 'e2e_rate'))} "
+                               f"| {ratio(g(st, 'e2e_rate'), g(pf, 'e2e_rate'))} "
+                               f"| {ratio(g(st, 'e2e_rate'), g(base, 'e2e_rate')) if mta != 'tern' else '-'} "
+                               f"| {fmt(g(st, 'cpu_per_1000'), 3)} | {extra} |")
+                out.append(f"| {wl} | postfix | {fmt(g(pf, 'e2e_rate'))} | | | "
+                           f"{fmt(g(pf, 'cpu_per_1000'), 3)} | |")
+            out.append("")
+            out.append("What the checks and the signing did to a few delivered messages "
+                       "(the sink's copies; tern's mailauth log line):\n")
+            for wl, _ in al:
+                for mta, pr in R["auth_proof"][wl].items():
+                    if pr.get("error"):
+                        out.append(f"- {wl} {mta}: FAILED: {pr['error'][:200]}")
+                        continue
+                    for m in pr["messages"][:1]:
+                        ar = "; ".join(m["authentication_results"]) or "no Authentication-Results"
+                        sigs = " | ".join(re.sub(r" h=[^;]*;", "", x)[:90] for x in m["dkim_signatures"])
+                        out.append(f"- {wl} {mta}: A-R `{ar}`; DKIM-Signature: `{sigs or 'none'}`; "
+                                   f"`tern dkim verify`: {', '.join(m['tern_dkim_verify'])}")
+                    for ln in pr.get("log", [])[:1]:
+                        out.append(f"  - log: `{ln.split(': ', 1)[-1][:300]}`")
             out.append("")
         out.append("## Ratios (medians)\n")
         out.append("| workload | tern/Postfix end-to-end | Postfix/tern CPU per msg "
@@ -1173,7 +1448,7 @@ def report(R):
             if v and (best is None or v["median"] > best["median"]):
                 best = v
         for wl, per in tp.items():
-            if wl in R.get("filters", {}):
+            if wl in R.get("filters", {}) and wl not in R.get("auth_proof", {}):
                 continue
             t, p = per.get("tern"), per.get("postfix")
             c = R["ceilings"].get("protocol", {}).get(wl)
@@ -1264,6 +1539,20 @@ def targets(R):
         check("built-in checks cost < 10% of tern's end-to-end throughput (checks-4k-c100-r1)",
               f"{r * 100:.1f}% ({c:.0f} vs {t:.0f} msg/s)" if r is not None else None,
               r is not None and r < 0.10)
+    for wl, per in tp.items():
+        if wl not in R.get("auth_proof", {}):
+            continue
+        for mta in per:
+            if not mta.startswith("tern+"):
+                continue
+            t, p = med(wl, mta, "e2e_rate"), med(wl, "postfix", "e2e_rate")
+            r = t / p if t and p else None
+            check(f"{mta} >= 4x Postfix with no filter, end to end ({wl})",
+                  f"{r:.2f}x" if r else None, r is not None and r >= 4)
+        t, s_ = med(wl, "tern", "cpu_per_1000"), med(wl, "tern+rsa", "cpu_per_1000")
+        if t and s_:
+            check(f"RSA-2048 signing <= 1.5 ms CPU per message in the daemon ({wl}, tern+rsa - tern)",
+                  f"{s_ - t:.3f} ms", s_ - t <= 1.5)
     t, p = med("4k-c100-r1", "tern", "cpu_per_1000"), med("4k-c100-r1", "postfix", "cpu_per_1000")
     r = p / t if t and p else None
     check("CPU per 1000 msgs <= 1/5 of Postfix (4k-c100-r1)",
@@ -1368,10 +1657,14 @@ def main():
         if filt is not None:
             names = [m.name for m in mtas]
             wl_mtas = [m for m in mtas if m.name in filt.mtas and getattr(m, "relay", True)]
-            if "tern+checks" in filt.mtas and "tern" in names and wl_mtas:
-                wl_mtas.append(Tern(parent, a.tern_bin, name="tern+checks"))
+            if "tern" in names and wl_mtas:
+                wl_mtas += [Tern(parent, a.tern_bin, name=n) for n in filt.mtas
+                            if n.startswith("tern+")]
+            filt.tern_bin = a.tern_bin
             try:
                 filt.start(parent)
+                if isinstance(filt, MailAuth):
+                    R.setdefault("auth_proof", {})[w] = auth_proof(wl_mtas, parent, filt)
             except (BenchError, OSError, subprocess.SubprocessError) as e:
                 log(f"{w}: {filt.name} did not start: {e}")
                 R["failures"].append(f"{w}: {filt.name} did not start: {e}")
