@@ -1090,8 +1090,7 @@ def auth_proof(mtas, parent, filt, n=3):
             for fn in sorted(os.listdir(dump))[:n]:
                 with open(os.path.join(dump, fn), errors="replace") as f:
                     text = f.read()
-                m = {"client": (header_fields(text, "X-Client-Addr") or ["?"])[0],
-                     "authentication_results": header_fields(text, "Authentication-Results"),
+                m = {"authentication_results": header_fields(text, "Authentication-Results"),
                      "dkim_signatures": [re.sub(r"\bb=[^;]*", "b=...", re.sub(r"\s+", " ", f))[:200]
                                          for f in header_fields(text, "DKIM-Signature")]}
                 r = subprocess.run([filt.tern_bin, "dkim", "verify", "--dns-servers",
