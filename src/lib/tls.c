@@ -235,6 +235,7 @@ static const char *const policy_names[] = {
 	[TLS_POLICY_VERIFY] = "verify",
 	[TLS_POLICY_DANE] = "dane",
 	[TLS_POLICY_DANE_ONLY] = "dane-only",
+	[TLS_POLICY_STS] = "sts",
 };
 
 int
@@ -262,7 +263,7 @@ tls_policy_check(const char *s)
 {
 	enum tls_policy p;
 	return tls_policy_parse(s, &p) == 0 ? NULL
-	                                    : "expected none, may, encrypt, verify, dane or dane-only";
+	                                    : "expected none, may, encrypt, verify, dane, dane-only or sts";
 }
 
 bool

@@ -72,9 +72,12 @@ enum tls_policy {
 	TLS_POLICY_VERIFY,
 	TLS_POLICY_DANE,
 	TLS_POLICY_DANE_ONLY,
+	/* MTA-STS (RFC 8461) where the recipient domain publishes a policy,
+	 * MAY elsewhere (deliver/mtasts_fetch.h); for MX delivery only */
+	TLS_POLICY_STS,
 };
 
-/* "none" "may" "encrypt" "verify" "dane" "dane-only" (case-insensitive);
+/* "none" "may" "encrypt" "verify" "dane" "dane-only" "sts" (case-insensitive);
  * 0 or -1 */
 int tls_policy_parse(const char *s, enum tls_policy *out);
 const char *tls_policy_name(enum tls_policy p);
