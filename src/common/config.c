@@ -106,6 +106,9 @@ const struct cfg_key cfg_keys[] = {
 	{"smtp_tls_policy", CT_STRING, FLD(smtp_tls_policy), 0, 0, "may", 0, 0, tls_policy_check},
 	{"tls_policy", CT_PATH, FLD(tls_policy_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"smtp_tls_ca_file", CT_PATH, FLD(smtp_tls_ca_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	/* MTA-STS (RFC 8461, docs/tls.md); the port is for tests only */
+	{"smtp_mta_sts", CT_BOOL, FLD(smtp_mta_sts), 0, 0, "no", 0, 0, NULL},
+	{"mta_sts_port", CT_NUMBER, FLD(mta_sts_port), 0, 0, "443", 1, 65535, NULL},
 	{"auth_users", CT_PATH, FLD(auth_users), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"auth_max_failures", CT_NUMBER, FLD(auth_max_failures), 0, 0, "3", 1, 100, NULL},
 	{"auth_failure_delay", CT_DURATION, FLD(auth_failure_delay), 0, 0, "1s", 0, 60, NULL},

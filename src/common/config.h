@@ -127,7 +127,9 @@ typedef struct config {
 	char *tls_ciphers;           /* TLS 1.2 cipher list; NULL = built-in modern list */
 	char *smtp_tls_policy;       /* outbound default: none|may|encrypt|verify, default may */
 	char *tls_policy_file;       /* key "tls_policy": "domain policy" lines; NULL = none */
-	char *smtp_tls_ca_file;      /* CAs for outbound verify; NULL = system store */
+	char *smtp_tls_ca_file;      /* CAs for outbound verify (and MTA-STS policy hosts); NULL = system store */
+	bool smtp_mta_sts;           /* MTA-STS for may/encrypt/dane MX destinations; default no */
+	unsigned mta_sts_port;       /* HTTPS port of policy hosts, default 443 (tests) */
 
 	/* AUTH, submission, local injection (src/smtpd/auth.h, docs/sendmail.md) */
 	char *auth_users;            /* password file "user:$y$..."; NULL = no AUTH */

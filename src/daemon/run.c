@@ -156,6 +156,13 @@ reload(void)
 	log_info("reloaded configuration and tables from %s", c->path);
 	confine_check_tables(c, t); /* warns of Maildirs Landlock keeps closed */
 	server_reload(T.server); /* certificate, password file, sender_login */
+	buf_t err = BUF_INIT;
+	if (outbound_conf_reload(outbound, c, &err) < 0)
+		log_err("reload: outbound delivery: %s; keeping the previous outbound settings",
+		    buf_cstr(&err));
+	else
+		log_info("reload: outbound settings applied (relayhost, TLS policy, DNS, MTA-STS)");
+	buf_free(&err);
 }
 
 static void

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/table.h"
+#include "deliver/mtasts_fetch.h"
 #include "queue/queue.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -44,6 +45,7 @@ struct target {
 	char *name;
 	uint16_t pref; /* MX preference; 0 for relay hosts and transports */
 	size_t host;   /* its entry in dest.hosts (DANE), or NO_HOST */
+	int sts;       /* SMTP_STS_*: the MTA-STS policy that applies to this host */
 };
 
 #define NO_HOST ((size_t)-1)
@@ -70,6 +72,12 @@ struct dest {
 	bool is_relay; /* a configured next hop (relayhost/transport), not the recipient's domain */
 	bool use_auth; /* the relayhost, with credentials configured */
 	enum tls_policy tls_policy;
+	/* MTA-STS (RFC 8461): looked up for this MX destination; the lookup
+	 * in flight; done (sts_pol valid when have_sts) */
+	bool sts_wanted, sts_done, have_sts;
+	mtasts_req_t *stsreq;
+	mtasts_policy_t sts_pol;
+	char sts_id[MTASTS_ID_MAX + 1];
 
 	enum rstate rstate;
 	struct target *t;
@@ -86,6 +94,7 @@ struct dest {
 	unsigned nsess, nconnecting;
 	unsigned rr;      /* round robin over the hosts of the best preference */
 	bool ever_ready;
+	bool stale;       /* built before a reload: takes no new work */
 };
 
 struct gai {
@@ -141,6 +150,8 @@ struct outbound {
 	table_t *tls_policies;
 	SSL_CTX *tls_ctx;
 	bool dnssec;
+	bool mta_sts;     /* MTA-STS for may, encrypt and dane destinations too */
+	mtasts_t *sts;    /* NULL: no destination uses MTA-STS */
 
 	struct dest *dests;
 	unsigned ndests;
@@ -469,6 +480,22 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 }
 
 /*
+ * MTA-STS for a host without DANE records (RFC 8461 §2: DANE wins where a
+ * host has both): enforce makes it VERIFY with the policy's name on the
+ * failures; testing keeps p and logs what enforce would refuse.
+ */
+static enum tls_policy
+target_sts(const struct dest *d, const struct target *t, smtp_client_options_t *co,
+    enum tls_policy p)
+{
+	if (t->sts == SMTP_STS_NONE)
+		return p;
+	co->sts = t->sts;
+	co->sts_domain = d->host;
+	return t->sts == SMTP_STS_ENFORCE ? TLS_POLICY_VERIFY : p;
+}
+
+/*
  * The TLS policy for one address of d. Under "dane"/"dane-only" it
  * depends on its host's TLSA records (RFC 7672 §2.2): usable ones mean
  * DANE (co gets the records and the reference names); only unusable ones
@@ -479,10 +506,10 @@ static enum tls_policy
 target_policy(const struct dest *d, const struct target *t, smtp_client_options_t *co)
 {
 	if (!tls_policy_is_dane(d->tls_policy))
-		return d->tls_policy;
+		return target_sts(d, t, co, d->tls_policy);
 	const struct dhost *h = t->host != NO_HOST && t->host < d->nhosts ? &d->hosts[t->host] : NULL;
 	if (!h || h->ntlsa == 0)
-		return TLS_POLICY_MAY;
+		return target_sts(d, t, co, TLS_POLICY_MAY);
 	if (!h->usable)
 		return TLS_POLICY_ENCRYPT;
 	co->tlsa = h->tlsa;
@@ -631,6 +658,10 @@ dest_forget(struct dest *d)
 	d->hosts = NULL;
 	d->nhosts = 0;
 	d->expires = 0;
+	/* the MTA-STS policy is asked for again with the DNS data (the TXT
+	 * id says whether it changed) */
+	mtasts_policy_clear(&d->sts_pol);
+	d->have_sts = d->sts_done = false;
 }
 
 static void
@@ -646,6 +677,8 @@ dest_free(struct dest *d)
 	o->ndests--;
 	if (d->mxreq)
 		mx_cancel(d->mxreq);
+	if (d->stsreq)
+		mtasts_cancel(d->stsreq);
 	if (d->gai)
 		d->gai->d = NULL;
 	dest_forget(d);
@@ -764,6 +797,40 @@ dest_apply_dane(struct dest *d, mx_result_t *r, bool *keep, buf_t *why)
 	}
 }
 
+/*
+ * RFC 8461 §4.1, §4.2 on an MX result: each host still kept that has no
+ * DANE records (DANE wins, §2) is matched against the domain's policy.
+ * Under enforce a host that does not match is not used (why says so);
+ * under testing it is used and the mismatch logged. sts[h] gets the mode
+ * each host is delivered under.
+ */
+static void
+dest_apply_sts(struct dest *d, mx_result_t *r, bool *keep, int *sts, buf_t *why)
+{
+	const mtasts_policy_t *p = &d->sts_pol;
+	for (size_t h = 0; h < r->nhosts; h++) {
+		if (!keep[h])
+			continue;
+		if (h < d->nhosts && d->hosts[h].ntlsa > 0)
+			continue; /* DANE applies to this host */
+		if (r->literal)
+			continue;
+		if (!mtasts_mx_match(p, r->hosts[h].name)) {
+			if (p->mode == MTASTS_ENFORCE) {
+				log_info("outbound: %s: MX host %s not used: it does not match the MTA-STS "
+				    "policy (id=%s, mode enforce)", d->host, r->hosts[h].name, d->sts_id);
+				buf_printf(why, "%s%s does not match", why->len ? "; " : "", r->hosts[h].name);
+				keep[h] = false;
+				continue;
+			}
+			log_info("outbound: mta-sts testing: %s: MX host %s does not match the policy "
+			    "(id=%s); used anyway (an enforce policy would not use it)", d->host,
+			    r->hosts[h].name, d->sts_id);
+		}
+		sts[h] = p->mode == MTASTS_ENFORCE ? SMTP_STS_ENFORCE : SMTP_STS_TESTING;
+	}
+}
+
 static void
 on_mx(void *arg, mx_result_t *r)
 {
@@ -780,41 +847,52 @@ on_mx(void *arg, mx_result_t *r)
 		return;
 	}
 	bool *keep = xcalloc(r->nhosts ? r->nhosts : 1, sizeof *keep);
-	buf_t why = BUF_INIT;
+	int *sts = xcalloc(r->nhosts ? r->nhosts : 1, sizeof *sts);
+	for (size_t h = 0; h < r->nhosts; h++)
+		keep[h] = true;
+	buf_t why = BUF_INIT, stswhy = BUF_INIT;
 	bool dane = tls_policy_is_dane(d->tls_policy);
 	if (dane)
 		dest_apply_dane(d, r, keep, &why);
+	if (d->have_sts)
+		dest_apply_sts(d, r, keep, sts, &stswhy);
 	for (size_t h = 0; h < r->nhosts; h++) {
-		if (dane && !keep[h])
+		if (!keep[h])
 			continue;
 		for (size_t a = 0; a < r->hosts[h].naddrs; a++) {
 			dest_add_target(d, (const struct sockaddr *)&r->hosts[h].addrs[a],
 			    r->hosts[h].name, r->hosts[h].pref);
 			if (dane)
 				d->t[d->nt - 1].host = h;
+			d->t[d->nt - 1].sts = sts[h];
 		}
 	}
+	xfree(sts);
 	if (r->ttl > 0)
 		d->expires = uv_now(d->o->loop) + (uint64_t)r->ttl * 1000u;
 	mx_result_free(r);
 	xfree(keep);
 	if (d->nt == 0) {
 		outcome_t oc;
-		if (why.len) {
-			char *t = xasprintf("451 4.7.5 no usable mail exchanger for %s under DANE: %s",
-			    d->host, buf_cstr(&why));
+		if (why.len || stswhy.len) {
+			char *t = why.len ? xasprintf("451 4.7.5 no usable mail exchanger for %s under "
+			    "DANE: %s%s%s", d->host, buf_cstr(&why), stswhy.len ? "; " : "", buf_cstr(&stswhy))
+			    : xasprintf("451 4.7.5 no mail exchanger of %s matches its MTA-STS policy: %s",
+			    d->host, buf_cstr(&stswhy));
 			outcome_next_hop(&oc, t);
 			xfree(t);
 		} else {
 			outcome_next_hop(&oc, "451 4.4.3 no address for the next hop");
 		}
 		buf_free(&why);
+		buf_free(&stswhy);
 		dest_forget(d);
 		dest_resolve_failed(d, &oc);
 		dest_maybe_free(d);
 		return;
 	}
 	buf_free(&why);
+	buf_free(&stswhy);
 	d->rstate = R_READY;
 	dest_pump(d);
 	dest_maybe_free(d);
@@ -862,6 +940,22 @@ parse_ip(const char *s, struct sockaddr_storage *sa)
 	return uv_ip6_addr(s, 0, (struct sockaddr_in6 *)sa) == 0 ? 0 : -1;
 }
 
+static void dest_resolve(struct dest *d);
+
+static void
+on_sts(void *arg, const mtasts_policy_t *p, const char *id)
+{
+	struct dest *d = arg;
+	d->stsreq = NULL;
+	d->sts_done = true;
+	mtasts_policy_clear(&d->sts_pol);
+	d->have_sts = p != NULL;
+	if (p)
+		mtasts_policy_copy(&d->sts_pol, p);
+	snprintf(d->sts_id, sizeof d->sts_id, "%s", id ? id : "");
+	dest_resolve(d); /* on to the MX lookup */
+}
+
 static void
 dest_resolve(struct dest *d)
 {
@@ -907,6 +1001,12 @@ dest_resolve(struct dest *d)
 	if (d->kind == HOP_MX || dest_wants_dane(d)) {
 		if (!o->dns) {
 			dest_unreachable(d, "451 4.3.5 no DNS resolver configured");
+			return;
+		}
+		if (d->kind == HOP_MX && d->sts_wanted && o->sts && !d->sts_done) {
+			/* RFC 8461 §5.1: the policy first (usually the cache and
+			 * one TXT answer), then the MX hosts it is applied to */
+			d->stsreq = mtasts_lookup(o->sts, d->host, on_sts, d);
 			return;
 		}
 		mx_options_t mo;
@@ -1038,7 +1138,7 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 	                 : xasprintf("mx:%s", domain);
 	struct dest *d;
 	for (d = o->dests; d; d = d->next)
-		if (strcmp(d->key, key) == 0)
+		if (!d->stale && strcmp(d->key, key) == 0)
 			break;
 	if (d) {
 		xfree(key);
@@ -1067,6 +1167,15 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 	}
 	xfree(transport);
 	d->tls_policy = d->kind == HOP_UNIX ? TLS_POLICY_NONE : policy_for(o, d->host);
+	if (d->tls_policy == TLS_POLICY_STS) {
+		/* MTA-STS where published, else opportunistic; a policy is a
+		 * recipient domain's, so only for MX delivery (RFC 8461 §4) */
+		d->tls_policy = TLS_POLICY_MAY;
+		d->sts_wanted = d->kind == HOP_MX;
+	} else if (o->mta_sts && d->kind == HOP_MX) {
+		d->sts_wanted = d->tls_policy == TLS_POLICY_MAY || d->tls_policy == TLS_POLICY_ENCRYPT ||
+		    d->tls_policy == TLS_POLICY_DANE;
+	}
 	d->next = o->dests;
 	if (o->dests)
 		o->dests->prev = d;
@@ -1091,14 +1200,57 @@ on_sweep(uv_timer_t *t)
 			}
 }
 
-outbound_t *
-outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
+/*
+ * The tls_policy table of opt, checked: NULL in *out when there is none;
+ * -1 (logged) when it cannot be read or has a bad policy word. *sts is
+ * set when a policy (the default or an entry) is "sts".
+ */
+static int
+load_policies(const outbound_options_t *opt, table_t **out, bool *sts)
 {
-	outbound_t *o = xcalloc(1, sizeof *o);
-	o->loop = loop;
+	*out = NULL;
+	*sts = opt->mta_sts || opt->tls_policy == TLS_POLICY_STS;
+	if (!opt->tls_policy_file)
+		return 0;
+	buf_t err = BUF_INIT;
+	table_t *t = table_load(opt->tls_policy_file, TABLE_MAP, &err);
+	for (size_t i = 0; t && i < table_count(t); i++) {
+		const table_entry_t *e = table_entry_at(t, i);
+		enum tls_policy p;
+		if (e->nvalues != 1 || tls_policy_parse(e->values[0], &p) < 0) {
+			buf_printf(&err, "%s:%u: expected \"destination policy\" with policy none, "
+			    "may, encrypt, verify, dane, dane-only or sts", e->file, e->line);
+			table_free(t);
+			t = NULL;
+		} else if (p == TLS_POLICY_STS) {
+			*sts = true;
+		}
+	}
+	if (!t) {
+		log_err("tls_policy: %s", buf_cstr(&err));
+		buf_free(&err);
+		return -1;
+	}
+	buf_free(&err);
+	*out = t;
+	return 0;
+}
+
+/* Everything of opt but the loop, spool, route and content opener, into
+ * o (the previous values freed): at start and at every reload. The table
+ * is the checked one of load_policies(). */
+static void
+apply_options(outbound_t *o, const outbound_options_t *opt, table_t *policies, bool sts)
+{
+	xfree(o->hostname);
 	o->hostname = xstrdup(opt->hostname && opt->hostname[0] ? opt->hostname : "localhost");
-	o->spool_dir = xstrdup(opt->spool_dir ? opt->spool_dir : ".");
+	xfree(o->relayhost);
 	o->relayhost = opt->relayhost && opt->relayhost[0] ? xstrdup(opt->relayhost) : NULL;
+	if (o->relay_auth_pass)
+		explicit_bzero(o->relay_auth_pass, strlen(o->relay_auth_pass));
+	xfree(o->relay_auth_user);
+	xfree(o->relay_auth_pass);
+	o->relay_auth_user = o->relay_auth_pass = NULL;
 	if (opt->relay_auth_user && opt->relay_auth_pass) {
 		o->relay_auth_user = xstrdup(opt->relay_auth_user);
 		o->relay_auth_pass = xstrdup(opt->relay_auth_pass);
@@ -1106,49 +1258,56 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 	o->dest_limit = opt->dest_concurrency ? opt->dest_concurrency : 20;
 	o->total_limit = opt->total_concurrency ? opt->total_concurrency : 100;
 	o->max_per_conn = opt->max_per_conn ? opt->max_per_conn : 100;
-	o->idle_ms = opt->idle_ms ? opt->idle_ms : 2000;
 	o->timeouts = opt->timeouts;
 	o->dns = opt->dns;
-	if (opt->mx) {
+	o->have_mx = opt->mx != NULL;
+	if (opt->mx)
 		o->mx = *opt->mx; /* pointers inside stay the caller's */
-		o->have_mx = true;
-	}
-	o->route = opt->route;
-	o->route_arg = opt->route_arg;
-	o->open_content = opt->open_content ? opt->open_content : queue_open_content;
 	o->tls_policy = opt->tls_policy;
 	o->dnssec = opt->dnssec;
+	o->mta_sts = opt->mta_sts;
+	table_free(o->tls_policies);
+	o->tls_policies = policies;
+	/* one client context for every new session (each holds a reference,
+	 * so replacing it never disturbs one under way); without it "may" is
+	 * clear text and "encrypt"/"verify" destinations are deferred */
 	buf_t err = BUF_INIT;
-	if (opt->tls_policy_file) {
-		o->tls_policies = table_load(opt->tls_policy_file, TABLE_MAP, &err);
-		for (size_t i = 0; o->tls_policies && i < table_count(o->tls_policies); i++) {
-			const table_entry_t *e = table_entry_at(o->tls_policies, i);
-			enum tls_policy p;
-			if (e->nvalues != 1 || tls_policy_parse(e->values[0], &p) < 0) {
-				buf_printf(&err, "%s:%u: expected \"destination policy\" with policy none, "
-				    "may, encrypt, verify, dane or dane-only", e->file, e->line);
-				table_free(o->tls_policies);
-				o->tls_policies = NULL;
-			}
-		}
-		if (!o->tls_policies) {
-			log_err("tls_policy: %s", buf_cstr(&err));
-			buf_free(&err);
-			xfree(o->hostname);
-			xfree(o->spool_dir);
-			xfree(o->relayhost);
-			xfree(o->relay_auth_user);
-			xfree(o->relay_auth_pass);
-			xfree(o);
-			return NULL;
-		}
-	}
-	/* one client context for every session; without it "may" is clear
-	 * text and "encrypt"/"verify" destinations are deferred */
+	SSL_CTX_free(o->tls_ctx);
 	o->tls_ctx = tls_client_ctx_new(opt->tls_ca_file, &err);
 	if (!o->tls_ctx)
 		log_warn("outbound TLS unavailable: %s", buf_cstr(&err));
+	buf_reset(&err);
+	mtasts_options_t mo;
+	memset(&mo, 0, sizeof mo);
+	mo.spool_dir = o->spool_dir;
+	mo.ca_file = opt->tls_ca_file;
+	mo.port = opt->mta_sts_port;
+	if (o->sts && o->dns) {
+		mtasts_set_options(o->sts, o->dns, &mo);
+	} else if (sts && o->dns) {
+		o->sts = mtasts_new(o->loop, o->dns, &mo, &err);
+		if (!o->sts)
+			log_warn("mta-sts: unavailable: %s; MTA-STS destinations get opportunistic TLS",
+			    buf_cstr(&err));
+	}
 	buf_free(&err);
+}
+
+outbound_t *
+outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
+{
+	table_t *policies;
+	bool sts;
+	if (load_policies(opt, &policies, &sts) < 0)
+		return NULL;
+	outbound_t *o = xcalloc(1, sizeof *o);
+	o->loop = loop;
+	o->spool_dir = xstrdup(opt->spool_dir ? opt->spool_dir : ".");
+	o->idle_ms = opt->idle_ms ? opt->idle_ms : 2000;
+	o->route = opt->route;
+	o->route_arg = opt->route_arg;
+	o->open_content = opt->open_content ? opt->open_content : queue_open_content;
+	apply_options(o, opt, policies, sts);
 	uv_timer_init(loop, &o->defer);
 	uv_timer_init(loop, &o->sweep);
 	o->defer.data = o->sweep.data = o;
@@ -1157,6 +1316,58 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 	uv_timer_start(&o->sweep, on_sweep, every, every);
 	uv_unref((uv_handle_t *)&o->sweep);
 	return o;
+}
+
+static void job_route(outbound_t *o, struct job *j);
+
+int
+outbound_reconfigure(outbound_t *o, const outbound_options_t *opt)
+{
+	table_t *policies;
+	bool sts;
+	if (o->shutting || load_policies(opt, &policies, &sts) < 0)
+		return -1;
+	/* every destination built under the old settings stops taking work:
+	 * its queued jobs are routed afresh below, its lookups are dropped
+	 * (they may use the old resolver), its idle sessions quit, and the
+	 * transactions under way finish on their sessions */
+	struct job *head = NULL, **tail = &head;
+	for (struct dest *d = o->dests, *nd; d; d = nd) {
+		nd = d->next;
+		struct job *j;
+		while ((j = dest_pop(d)) != NULL) {
+			*tail = j;
+			tail = &j->next;
+		}
+		d->stale = true;
+		if (d->mxreq) {
+			mx_cancel(d->mxreq);
+			d->mxreq = NULL;
+		}
+		if (d->stsreq) {
+			mtasts_cancel(d->stsreq);
+			d->stsreq = NULL;
+		}
+		if (d->gai) {
+			d->gai->d = NULL;
+			uv_cancel((uv_req_t *)&d->gai->req);
+			d->gai = NULL;
+		}
+		for (struct sess *s = d->sessions; s; s = s->next)
+			if (s->idle_since && !s->quitting && !s->job) {
+				s->quitting = true;
+				s->idle_since = 0;
+				smtp_client_quit(s->c);
+			}
+		dest_maybe_free(d);
+	}
+	apply_options(o, opt, policies, sts);
+	for (struct job *j = head, *nj; j; j = nj) {
+		nj = j->next;
+		j->next = NULL;
+		job_route(o, j);
+	}
+	return 0;
 }
 
 void
@@ -1185,6 +1396,15 @@ outbound_submit(outbound_t *o, envelope_t *env, const size_t *idx, size_t n,
 		job_finish(j);
 		return;
 	}
+	job_route(o, j);
+}
+
+/* queue j at the destination of its recipients' domain */
+static void
+job_route(outbound_t *o, struct job *j)
+{
+	const envelope_t *env = j->env;
+	const size_t *idx = j->idx;
 	const char *addr = env->rcpt[idx[0]].addr ? env->rcpt[idx[0]].addr : "";
 	const char *at = strrchr(addr, '@');
 	char *domain = xstrdup(at ? at + 1 : "");
@@ -1221,6 +1441,7 @@ on_handle_closed(uv_handle_t *h)
 	xfree(o->relay_auth_pass);
 	table_free(o->tls_policies);
 	SSL_CTX_free(o->tls_ctx);
+	mtasts_free(o->sts);
 	xfree(o);
 	if (cb)
 		cb(arg);
@@ -1252,6 +1473,10 @@ outbound_shutdown(outbound_t *o, void (*cb)(void *), void *arg)
 		if (d->mxreq) {
 			mx_cancel(d->mxreq);
 			d->mxreq = NULL;
+		}
+		if (d->stsreq) {
+			mtasts_cancel(d->stsreq);
+			d->stsreq = NULL;
 		}
 		if (d->gai) {
 			d->gai->d = NULL;

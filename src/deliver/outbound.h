@@ -40,6 +40,13 @@
  * "dane" and is skipped under "dane-only". A bracketed relayhost or
  * transport host is then resolved through the validating resolver too.
  * Resolved addresses and TLSA records are kept no longer than their TTL.
+ * MTA-STS (RFC 8461): for an MX destination under "sts" (or "may",
+ * "encrypt", "dane" with options.mta_sts) the domain's policy is looked
+ * up first (mtasts_fetch.h); under enforce, MX hosts outside its mx list
+ * are not used and the others get VERIFY for their own name (4.7.5 on
+ * failure, verified=sts on success); under testing the failures are only
+ * logged. A host with DANE records is DANE's alone (RFC 8461 §2). The
+ * policy is asked again with the DNS data (the TXT id says if it changed).
  *
  * Must not: block the loop on the network or DNS; touch an envelope after
  * its callback; call a callback twice or from inside outbound_submit().
@@ -91,7 +98,23 @@ typedef struct outbound_options {
 	const char *tls_policy_file;  /* "domain policy" lines; NULL = none */
 	const char *tls_ca_file;      /* CAs for verify; NULL = the system store */
 	bool dnssec;                  /* dns validates (a trust anchor): DANE can apply */
+	/* MTA-STS (RFC 8461, deliver/mtasts_fetch.h) for MX destinations
+	 * whose policy is may, encrypt or dane (and always under "sts"); the
+	 * policy host's certificate is checked against tls_ca_file */
+	bool mta_sts;
+	uint16_t mta_sts_port;        /* 0: 443; another only in tests */
 } outbound_options_t;
+
+/*
+ * Take new settings (a reload): every field of o but spool_dir, idle_ms,
+ * route and open_content, which stay. Destinations made before stop
+ * taking work: jobs waiting in them are routed again under the new
+ * settings (a new relayhost, TLS policy, resolver...), their lookups are
+ * dropped, their idle connections closed; transactions already under way
+ * finish. The previous resolver (o->dns) is not used after the call.
+ * -1 (logged) when the tls_policy table cannot be loaded: nothing changed.
+ */
+int outbound_reconfigure(outbound_t *o, const outbound_options_t *opt);
 
 /* idx points to the manager's own copy of the indices (valid during the
  * call); env is the caller's, updated as described above. */

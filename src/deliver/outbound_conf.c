@@ -36,6 +36,9 @@ struct outbound_conf {
 	size_t nself_addrs, cap_self_addrs;
 	mx_options_t mxo;
 	bool dnssec; /* the resolver validates */
+	char *hostname;  /* copies: the config_t goes at a reload */
+	char *spool_dir;
+	char *dns_sig;   /* the resolver's settings, to know if a reload changes them */
 	char relay_user[RELAY_USER_MAX];
 	char relay_pass[RELAY_PASS_MAX];
 };
@@ -132,7 +135,9 @@ add_interface_addrs(outbound_conf_t *oc)
 static void
 build_mx_options(outbound_conf_t *oc, const config_t *c)
 {
-	oc->self_names[0] = c->hostname;
+	xfree(oc->hostname);
+	oc->hostname = xstrdup(c->hostname);
+	oc->self_names[0] = oc->hostname;
 	oc->self_names[1] = NULL;
 	bool interfaces = false;
 	for (size_t i = 0; i < c->nlisten; i++) {
@@ -187,6 +192,15 @@ outbound_conf_trust_anchor(const config_t *c, bool dane)
 	return dane && access(OUTBOUND_ROOT_ANCHOR, R_OK) == 0 ? OUTBOUND_ROOT_ANCHOR : NULL;
 }
 
+/* what the resolver is made from: a reload with the same makes no new one */
+static char *
+dns_signature(const config_t *c)
+{
+	const char *ta = outbound_conf_trust_anchor(c, outbound_conf_uses_dane(c));
+	return xasprintf("%s|%u|%s", c->dns_servers ? c->dns_servers : "", c->dns_timeout,
+	    ta ? ta : "");
+}
+
 /* libunbound, with the configured servers ("a, b c" -> {a, b, c, NULL}) */
 static int
 start_dns(outbound_conf_t *oc, uv_loop_t *loop, const config_t *c, buf_t *err)
@@ -215,7 +229,42 @@ start_dns(outbound_conf_t *oc, uv_loop_t *loop, const config_t *c, buf_t *err)
 		    "apply: dane destinations get opportunistic TLS, dane-only ones are deferred",
 		    c->dnssec_trust_anchor ? "= none" : "unset and no " OUTBOUND_ROOT_ANCHOR);
 	oc->dns = dns_new(loop, &dopt, err);
+	oc->dns_sig = dns_signature(c);
 	return oc->dns ? 0 : -1;
+}
+
+/* the manager's options from c and what oc holds (resolver, MX options,
+ * credentials) */
+static void
+fill_options(outbound_conf_t *oc, const config_t *c, outbound_options_t *o)
+{
+	memset(o, 0, sizeof *o);
+	o->hostname = oc->hostname;
+	o->spool_dir = oc->spool_dir;
+	o->relayhost = c->relayhost;
+	if (c->relayhost_auth_file) {
+		o->relay_auth_user = oc->relay_user;
+		o->relay_auth_pass = oc->relay_pass;
+	}
+	o->dest_concurrency = c->destination_concurrency;
+	o->total_concurrency = c->outbound_connections;
+	o->max_per_conn = c->max_messages_per_connection;
+	o->timeouts.connect = c->smtp_connect_timeout;
+	o->timeouts.greeting = o->timeouts.helo = o->timeouts.mail = o->timeouts.rcpt = o->timeouts.rset =
+	    c->smtp_command_timeout;
+	o->timeouts.data_init = c->smtp_command_timeout < 120 ? c->smtp_command_timeout : 120;
+	o->timeouts.data_block = c->smtp_data_timeout;
+	o->timeouts.data_done = c->smtp_data_done_timeout;
+	o->dns = oc->dns;
+	o->mx = &oc->mxo;
+	o->route = conf_route;
+	o->route_arg = oc;
+	tls_policy_parse(c->smtp_tls_policy, &o->tls_policy); /* checked by config.c */
+	o->tls_policy_file = c->tls_policy_file;
+	o->tls_ca_file = c->smtp_tls_ca_file;
+	o->dnssec = oc->dnssec;
+	o->mta_sts = c->smtp_mta_sts;
+	o->mta_sts_port = (uint16_t)c->mta_sts_port;
 }
 
 outbound_conf_t *
@@ -232,32 +281,9 @@ outbound_conf_new(uv_loop_t *loop, const config_t *c, tables_t *const *tables,
 		goto fail;
 	build_mx_options(oc, c);
 
+	oc->spool_dir = xstrdup(spool_dir);
 	outbound_options_t o;
-	memset(&o, 0, sizeof o);
-	o.hostname = c->hostname;
-	o.spool_dir = spool_dir;
-	o.relayhost = c->relayhost;
-	if (c->relayhost_auth_file) {
-		o.relay_auth_user = oc->relay_user;
-		o.relay_auth_pass = oc->relay_pass;
-	}
-	o.dest_concurrency = c->destination_concurrency;
-	o.total_concurrency = c->outbound_connections;
-	o.max_per_conn = c->max_messages_per_connection;
-	o.timeouts.connect = c->smtp_connect_timeout;
-	o.timeouts.greeting = o.timeouts.helo = o.timeouts.mail = o.timeouts.rcpt = o.timeouts.rset =
-	    c->smtp_command_timeout;
-	o.timeouts.data_init = c->smtp_command_timeout < 120 ? c->smtp_command_timeout : 120;
-	o.timeouts.data_block = c->smtp_data_timeout;
-	o.timeouts.data_done = c->smtp_data_done_timeout;
-	o.dns = oc->dns;
-	o.mx = &oc->mxo;
-	o.route = conf_route;
-	o.route_arg = oc;
-	tls_policy_parse(c->smtp_tls_policy, &o.tls_policy); /* checked by config.c */
-	o.tls_policy_file = c->tls_policy_file;
-	o.tls_ca_file = c->smtp_tls_ca_file;
-	o.dnssec = oc->dnssec;
+	fill_options(oc, c, &o);
 	oc->outbound = outbound_new(loop, &o);
 	if (oc->outbound == NULL) {
 		buf_puts(err, "cannot start (see the log above)");
@@ -267,6 +293,77 @@ outbound_conf_new(uv_loop_t *loop, const config_t *c, tables_t *const *tables,
 fail:
 	outbound_conf_free(oc);
 	return NULL;
+}
+
+/* free what start_dns() made in a scratch outbound_conf_t */
+static void
+drop_resolver(dns_t *dns, char **servers, char *sig)
+{
+	if (dns)
+		dns_free(dns);
+	for (size_t i = 0; servers && servers[i]; i++)
+		xfree(servers[i]);
+	xfree(servers);
+	xfree(sig);
+}
+
+int
+outbound_conf_reload(outbound_conf_t *oc, const config_t *c, buf_t *err)
+{
+	char user[RELAY_USER_MAX] = "", pass[RELAY_PASS_MAX] = "";
+	int rc = -1;
+	if (c->relayhost_auth_file &&
+	    outbound_conf_relay_auth(c, user, sizeof user, pass, sizeof pass, err) < 0)
+		goto out;
+	/* a new resolver only when its settings changed (a fresh one starts
+	 * with an empty cache) */
+	outbound_conf_t fresh;
+	memset(&fresh, 0, sizeof fresh);
+	char *sig = dns_signature(c);
+	bool new_dns = strcmp(sig, oc->dns_sig ? oc->dns_sig : "") != 0;
+	xfree(sig);
+	if (new_dns && start_dns(&fresh, dns_loop(oc->dns), c, err) < 0) {
+		drop_resolver(fresh.dns, fresh.servers, fresh.dns_sig);
+		goto out;
+	}
+	/* our own name for EHLO and MX loop detection (the listeners, and so
+	 * our addresses, change only with a restart) */
+	char *old_name = oc->hostname;
+	oc->hostname = xstrdup(c->hostname);
+	oc->self_names[0] = oc->hostname;
+	outbound_options_t o;
+	fill_options(oc, c, &o);
+	o.hostname = oc->hostname;
+	o.relay_auth_user = c->relayhost_auth_file ? user : NULL;
+	o.relay_auth_pass = c->relayhost_auth_file ? pass : NULL;
+	if (new_dns) {
+		o.dns = fresh.dns;
+		o.dnssec = fresh.dnssec;
+	}
+	if (outbound_reconfigure(oc->outbound, &o) < 0) {
+		/* the manager keeps all its settings, the old resolver among them */
+		buf_puts(err, "the tls_policy table (see the log above)");
+		drop_resolver(fresh.dns, fresh.servers, fresh.dns_sig);
+		xfree(old_name);
+		goto out;
+	}
+	xfree(old_name);
+	if (new_dns) {
+		/* nothing uses the old resolver now: the manager dropped every
+		 * lookup when it took the new settings */
+		drop_resolver(oc->dns, oc->servers, oc->dns_sig);
+		oc->dns = fresh.dns;
+		oc->servers = fresh.servers;
+		oc->dns_sig = fresh.dns_sig;
+		oc->dnssec = fresh.dnssec;
+	}
+	memcpy(oc->relay_user, user, sizeof user);
+	memcpy(oc->relay_pass, pass, sizeof pass);
+	rc = 0;
+out:
+	explicit_bzero(user, sizeof user);
+	explicit_bzero(pass, sizeof pass);
+	return rc;
 }
 
 outbound_t *
@@ -286,6 +383,9 @@ outbound_conf_free(outbound_conf_t *oc)
 		xfree(oc->servers[i]);
 	xfree(oc->servers);
 	xfree(oc->self_addrs);
+	xfree(oc->hostname);
+	xfree(oc->spool_dir);
+	xfree(oc->dns_sig);
 	explicit_bzero(oc->relay_user, sizeof oc->relay_user);
 	explicit_bzero(oc->relay_pass, sizeof oc->relay_pass);
 	xfree(oc);

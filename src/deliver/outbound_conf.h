@@ -8,8 +8,8 @@
  * and its credentials (relayhost_auth_file), limits, timeouts and the TLS
  * policy; and the transport lookup, asked through the tables the daemon
  * holds now (so a SIGHUP's new transport table applies to the next
- * message). These are read once at start; a SIGHUP changes only the
- * tables.
+ * message). outbound_conf_reload() applies a new configuration's
+ * outbound settings (SIGHUP).
  * Owns: the resolver, the MX options and the relay credentials (wiped when
  * freed); outbound_new() copies the rest.
  * Must not: keep anything of the config_t after outbound_conf_new().
@@ -46,6 +46,18 @@ bool outbound_conf_uses_dane(const config_t *c);
  * dnssec_trust_anchor; "none" turns validation off; unset, the root's
  * (OUTBOUND_ROOT_ANCHOR) when dane is true and the file exists. */
 const char *outbound_conf_trust_anchor(const config_t *c, bool dane);
+
+/*
+ * A reload (SIGHUP): relayhost and its credentials, limits, timeouts, the
+ * TLS policy, the tls_policy table, smtp_tls_ca_file, MTA-STS, and the
+ * resolver (dns_servers, dns_timeout, dnssec_trust_anchor: a new one only
+ * when they changed) take effect for every message routed from now on,
+ * including those waiting in the manager (outbound_reconfigure). Our
+ * hostname too; our addresses (the listeners) need a restart. -1 with the
+ * reason when the credentials, the resolver or the table cannot be had:
+ * then everything stays as it was.
+ */
+int outbound_conf_reload(outbound_conf_t *oc, const config_t *c, buf_t *err);
 
 /* The manager; outbound_shutdown() frees it (then call outbound_conf_free). */
 outbound_t *outbound_conf_outbound(outbound_conf_t *oc);

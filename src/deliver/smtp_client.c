@@ -859,6 +859,16 @@ after_helo(smtp_client_t *c)
 			set_timeout(c, c->o.t.helo);
 			return;
 		}
+		if (c->o.sts == SMTP_STS_TESTING)
+			log_info("outbound: mta-sts testing: %s: %s does not offer STARTTLS; delivering "
+			    "anyway (an enforce policy would defer)", c->o.sts_domain, c->relay);
+		if (c->o.sts == SMTP_STS_ENFORCE) {
+			conn_write(c->conn, "QUIT\r\n", 6);
+			session_trouble(c, "451 4.7.5 the MTA-STS policy of %s requires TLS but %s %s",
+			    c->o.sts_domain, c->relay, offered ? "has no TLS client context"
+			    : "does not offer STARTTLS");
+			return;
+		}
 		if (c->o.tls_policy != TLS_POLICY_MAY) {
 			conn_write(c->conn, "QUIT\r\n", 6);
 			/* RFC 7672 §2.2: TLSA records make TLS mandatory; a server
@@ -1069,6 +1079,7 @@ on_closed(smtp_client_t *c, int err)
 	xfree(c->helo_name);
 	xfree(c->host);
 	xfree(c->relay);
+	SSL_CTX_free(c->o.tls_ctx); /* our reference (smtp_client_new) */
 	xfree(c);
 }
 
@@ -1129,8 +1140,21 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 			}
 		} else {
 			c->tls_auth = verified ? "ca" : "none";
+			if (verified && c->o.sts == SMTP_STS_ENFORCE)
+				c->tls_auth = "sts";
 			log_info("outbound tls relay=%s %s verify=%s%s%s", c->relay, c->tls_info,
 			    verified ? "ok" : "failed", verified ? "" : " reason=", verified ? "" : why);
+		}
+		/* RFC 8461 §5: testing mode reports the failure, delivers anyway */
+		if (c->o.sts == SMTP_STS_TESTING && !verified)
+			log_info("outbound: mta-sts testing: %s: the certificate of %s is not valid for it "
+			    "(%s); delivering anyway (an enforce policy would defer)", c->o.sts_domain,
+			    c->relay, why);
+		if (c->o.sts == SMTP_STS_ENFORCE && !verified) {
+			conn_write(c->conn, "QUIT\r\n", 6);
+			session_trouble(c, "451 4.7.5 MTA-STS policy of %s: certificate verification failed "
+			    "for %s: %s", c->o.sts_domain, c->relay, why);
+			break;
 		}
 		if (c->o.tls_policy == TLS_POLICY_VERIFY && !verified) {
 			conn_write(c->conn, "QUIT\r\n", 6);
@@ -1154,6 +1178,9 @@ smtp_client_new(uv_loop_t *loop, const struct sockaddr *addr, const char *host,
 	smtp_client_t *c = xcalloc(1, sizeof *c);
 	c->loop = loop;
 	c->o = *o;
+	/* a reload may replace the owner's context while we still need it */
+	if (c->o.tls_ctx)
+		SSL_CTX_up_ref(c->o.tls_ctx);
 	c->helo_name = xstrdup(o->helo_name && o->helo_name[0] ? o->helo_name : "localhost");
 	c->o.helo_name = c->helo_name;
 	default_timeout(&c->o.t.connect, 30);

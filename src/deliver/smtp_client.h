@@ -148,7 +148,8 @@ typedef struct smtp_client_options {
 	bool lmtp;             /* RFC 2033 */
 	smtp_timeouts_t t;
 	enum tls_policy tls_policy; /* 0 = MAY */
-	SSL_CTX *tls_ctx;      /* client context (tls.h); NULL: no STARTTLS (MAY goes on in clear) */
+	SSL_CTX *tls_ctx;      /* client context (tls.h; the client holds a reference); NULL: no
+	                        * STARTTLS (MAY goes on in clear) */
 	/* AUTH to the server (a relay host, RFC 4954): after EHLO, and only
 	 * under TLS (credentials are never sent in clear: without TLS the
 	 * session fails with 4.7.0). PLAIN when offered, else LOGIN. A refusal
@@ -166,6 +167,12 @@ typedef struct smtp_client_options {
 	const char *dane_base;
 	const char *dane_domain;
 	const char *dane_alias;
+	/* MTA-STS (RFC 8461 §4.2, §5): under the policy of sts_domain, ENFORCE
+	 * (tls_policy is then VERIFY: STARTTLS and a certificate that chains to
+	 * a trusted CA and names the MX host, else 451 4.7.5) or TESTING (a
+	 * failure is logged, delivery goes on under tls_policy) */
+	enum { SMTP_STS_NONE = 0, SMTP_STS_TESTING, SMTP_STS_ENFORCE } sts;
+	const char *sts_domain; /* must outlive the client */
 } smtp_client_options_t;
 
 /*
@@ -208,7 +215,8 @@ int smtp_client_error_outcome(const smtp_client_t *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" when the session is under TLS, else NULL */
 const char *smtp_client_tls(const smtp_client_t *c);
 /* how the peer was authenticated once under TLS: "dane-ee", "dane-ta",
- * "ca" (its certificate chains to a trusted CA and names the host), or
+ * "sts" (an MTA-STS policy in enforce mode, and the certificate is valid
+ * for the host), "ca" (its certificate chains to a trusted CA and names the host), or
  * "none"; NULL without TLS */
 const char *smtp_client_tls_auth(const smtp_client_t *c);
 /* the STARTTLS handshake failed (the session then failed too) */

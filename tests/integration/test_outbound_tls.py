@@ -6,7 +6,9 @@ host defers the message, a server without STARTTLS defers it under
 "encrypt", and a handshake that fails under "may" is retried in clear.
 """
 
+import os
 import re
+import signal
 import socket
 import ssl
 import time
@@ -203,3 +205,55 @@ def test_lmtp_over_a_unix_socket(make_tern, tmp_path):
         t.wait_log(r"to=<someone@far\.example> relay=localhost\[unix:%s\] .*status=sent" % re.escape(str(sock)))
     finally:
         c.stop()
+
+
+def test_reload_outbound_settings(make_tern, peer, tmp_path):
+    """SIGHUP applies the outbound settings: a new relayhost, a new TLS
+    policy and CA file, a tls_policy table; a broken table at a reload keeps
+    the previous settings (the mail still goes)."""
+    os.chmod(tmp_path, 0o755)
+    cert = make_cert(tmp_path, name="mx", cn="localhost", dns=("localhost",), ips=())
+    os.chmod(cert[0], 0o644)
+    sink_a, port_a = peer()
+    sink_b, port_b = peer(cert=cert)
+    t = relay(make_tern, port_a)
+    t.send("one@far.example")
+    assert wait_sunk(sink_a)[0]["to"] == ["one@far.example"]
+
+    def reload(**changes):
+        t.config.update(changes)
+        t.write_files()
+        mark = len(t.run_log())
+        t.signal(signal.SIGHUP)
+        deadline = time.monotonic() + tf(10)
+        while not re.search(r"reload: (outbound settings applied|outbound delivery: .*keeping)",
+                            t.run_log()[mark:]):
+            assert time.monotonic() < deadline, t.tail()
+            time.sleep(0.05)
+        return t.run_log()[mark:]
+
+    # another relayhost, under "verify" without the CA that signed it: deferred
+    reload(relayhost="[localhost]:%d" % port_b, smtp_tls_policy="verify")
+    t.send("two@far.example")
+    t.wait_log(r"to=<two@far\.example> relay=localhost\[127\.0\.0\.1\]:%d .*status=deferred "
+               r"\(451 4\.7\.5 TLS certificate verification failed" % port_b)
+    assert sink_b.messages == [] and len(sink_a.messages) == 1
+    # the CA file now: delivered, verified
+    reload(smtp_tls_ca_file=str(cert[0]))
+    t.send("three@far.example")
+    assert wait_sunk(sink_b)[0]["to"] == ["three@far.example"]
+    t.wait_log(r"to=<three@far\.example> relay=localhost\S+ tls=TLSv1\.[23] verified=ca .*status=sent")
+    # a tls_policy table naming the relay host: "none" now
+    table = tmp_path / "tls_policy"
+    table.write_text("localhost none\n")
+    reload(tls_policy=str(table))
+    t.send("four@far.example")
+    m = wait_sunk(sink_b, 2)[1]
+    assert m["to"] == ["four@far.example"] and not m["tls"]
+    # a broken table: the reload of the outbound part fails, the rest stays
+    table.write_text("localhost sometimes\n")
+    out = reload()
+    assert "keeping the previous outbound settings" in out
+    t.send("five@far.example")
+    m = wait_sunk(sink_b, 3)[2]
+    assert m["to"] == ["five@far.example"] and not m["tls"]
