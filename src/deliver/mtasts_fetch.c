@@ -183,6 +183,34 @@ persist(mtasts_t *m, const char *domain, const char *id, int64_t expires, const 
 	}
 }
 
+/* "tern-mta-sts 1\nid ID\nexpires N\n\n": the id, the time and where
+ * the policy starts; -1 when the header is not that */
+static int
+parse_header(const char *data, char *id, long long *expires, int *used)
+{
+	static const char magic[] = "tern-mta-sts 1\nid ";
+	if (strncmp(data, magic, sizeof magic - 1) != 0)
+		return -1;
+	const char *p = data + sizeof magic - 1;
+	size_t n = 0;
+	while (n <= MTASTS_ID_MAX && ((p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= 'a' && p[n] <= 'z') ||
+	    (p[n] >= '0' && p[n] <= '9')))
+		n++;
+	if (n == 0 || n > MTASTS_ID_MAX || strncmp(p + n, "\nexpires ", 9) != 0)
+		return -1;
+	memcpy(id, p, n);
+	id[n] = '\0';
+	p += n + 9;
+	char *end;
+	errno = 0;
+	long long v = strtoll(p, &end, 10);
+	if (errno || end == p || v <= 0 || strncmp(end, "\n\n", 2) != 0)
+		return -1;
+	*expires = v;
+	*used = (int)(end + 2 - data);
+	return 0;
+}
+
 /* read one cache file at start; expired or broken ones are removed */
 static void
 load_one(mtasts_t *m, const char *name)
@@ -201,8 +229,7 @@ load_one(mtasts_t *m, const char *name)
 	mtasts_policy_t pol;
 	buf_t err = BUF_INIT;
 	memset(&pol, 0, sizeof pol);
-	if (sscanf(data, "tern-mta-sts 1\nid %32[A-Za-z0-9]\nexpires %lld\n\n%n", id, &expires,
-	    &used) != 2 || used == 0)
+	if (parse_header(data, id, &expires, &used) < 0)
 		why = "not a cache file";
 	else if (expires <= (long long)time(NULL))
 		why = "expired";
@@ -553,8 +580,16 @@ mtasts_free(mtasts_t *m)
 {
 	if (!m)
 		return;
-	while (m->reqs)
-		mtasts_cancel(m->reqs);
+	for (mtasts_req_t *r = m->reqs, *next; r; r = next) {
+		next = r->next;
+		if (r->q)
+			dns_cancel(r->q);
+		if (r->h)
+			http_cancel(r->h);
+		xfree(r->domain);
+		xfree(r);
+	}
+	m->reqs = NULL;
 	http_free(m->http);
 	for (struct entry *e = m->cache, *n; e; e = n) {
 		n = e->next;

@@ -43,6 +43,7 @@ struct http_req {
 	size_t max;
 	bool too_big;
 	bool in_multi;
+	bool failed;   /* on h->failed: set up failed, reported from the defer timer */
 	http_cb cb;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
@@ -72,19 +73,33 @@ sock_close(http_t *h, struct sock *s)
 	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
+/* take r out of its list (h->reqs, or h->failed when r->failed) */
 static void
 req_unlink(http_req_t *r)
 {
 	http_t *h = r->h;
+	http_req_t **head = r->failed ? &h->failed : &h->reqs;
 	if (r->prev)
 		r->prev->next = r->next;
-	else if (h->reqs == r)
-		h->reqs = r->next;
-	else if (h->failed == r)
-		h->failed = r->next;
+	else
+		*head = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
 	r->next = r->prev = NULL;
+}
+
+/* the first request of *head, taken out of the list; NULL when empty */
+static http_req_t *
+req_pop(http_req_t **head)
+{
+	http_req_t *r = *head;
+	if (!r)
+		return NULL;
+	*head = r->next;
+	if (*head)
+		(*head)->prev = NULL;
+	r->next = r->prev = NULL;
+	return r;
 }
 
 static void
@@ -235,8 +250,7 @@ on_defer(uv_timer_t *t)
 {
 	http_t *h = t->data;
 	http_req_t *r;
-	while ((r = h->failed) != NULL) {
-		req_unlink(r);
+	while ((r = req_pop(&h->failed)) != NULL) {
 		req_report(r, CURLE_FAILED_INIT);
 		req_free(r);
 	}
@@ -299,14 +313,10 @@ http_free(http_t *h)
 	if (!h)
 		return;
 	http_req_t *r;
-	while ((r = h->reqs) != NULL) {
-		req_unlink(r);
+	while ((r = req_pop(&h->reqs)) != NULL)
 		req_free(r);
-	}
-	while ((r = h->failed) != NULL) {
-		req_unlink(r);
+	while ((r = req_pop(&h->failed)) != NULL)
 		req_free(r);
-	}
 	h->freeing = true;
 	curl_multi_cleanup(h->multi); /* may close polls through socket_cb */
 	h->multi = NULL;
@@ -360,6 +370,7 @@ http_get(http_t *h, const http_get_options_t *o, http_cb cb, void *arg)
 		return r; /* curl asks for its timer: the transfer starts on the loop */
 	}
 	snprintf(r->errbuf, sizeof r->errbuf, "cannot set the request up");
+	r->failed = true;
 	r->next = h->failed;
 	if (h->failed)
 		h->failed->prev = r;
