@@ -101,6 +101,9 @@ const struct cfg_key cfg_keys[] = {
 	{"smtp_port", CT_NUMBER, FLD(smtp_port), 0, 0, "25", 1, 65535, NULL},
 	{"tls_cert", CT_PATH, FLD(tls_cert), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"tls_key", CT_PATH, FLD(tls_key), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"tls_certificate", CT_TLSCERT, LST(tls_certificates, ntls_certificates), CF_REPEAT, NULL, 0, 0,
+	    NULL},
 	{"tls_protocols", CT_STRING, FLD(tls_protocols), 0, 0, ">=TLSv1.2", 0, 0, check_tls_protocols},
 	{"tls_ciphers", CT_STRING, FLD(tls_ciphers), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"smtp_tls_policy", CT_STRING, FLD(smtp_tls_policy), 0, 0, "may", 0, 0, tls_policy_check},
@@ -580,6 +583,13 @@ config_free(config_t *c)
 			xfree(*(listen_spec_t **)f);
 			break;
 		case CT_NETS: xfree(*(netmask_t **)f); break;
+		case CT_TLSCERT:
+			for (size_t j = 0; j < *n; j++) {
+				xfree((*(config_tls_cert_t **)f)[j].cert);
+				xfree((*(config_tls_cert_t **)f)[j].key);
+			}
+			xfree(*(config_tls_cert_t **)f);
+			break;
 		case CT_MILTER:
 			for (size_t j = 0; j < *n; j++) {
 				config_milter_t *m = &(*(config_milter_t **)f)[j];

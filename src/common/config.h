@@ -55,6 +55,15 @@ typedef struct config_milter {
 	unsigned eom_timeout;               /* ms, default 100 s */
 } config_milter_t;
 
+/* "tls_certificate = CERTFILE [KEYFILE]": one more server certificate,
+ * chosen by the names it holds when a client's SNI asks for one of them
+ * (lib/tls.h, docs/tls.md) */
+typedef struct config_tls_cert {
+	char *cert;    /* PEM chain, leaf first */
+	char *key;     /* PEM key; NULL = in cert */
+	unsigned line; /* of the configuration file, for messages */
+} config_tls_cert_t;
+
 typedef struct config {
 	unsigned refs;    /* config_ref(): holders besides the owner (loop thread only) */
 	char *path;      /* the file it came from (absolute) */
@@ -123,6 +132,8 @@ typedef struct config {
 	/* TLS (src/lib/tls.h, docs/tls.md) */
 	char *tls_cert;              /* PEM chain, leaf first; NULL = no STARTTLS, no smtps */
 	char *tls_key;               /* PEM key; NULL = in tls_cert */
+	config_tls_cert_t *tls_certificates; /* more, chosen by SNI; tls_cert stays the default */
+	size_t ntls_certificates;
 	char *tls_protocols;         /* default ">=TLSv1.2" */
 	char *tls_ciphers;           /* TLS 1.2 cipher list; NULL = built-in modern list */
 	char *smtp_tls_policy;       /* outbound default: none|may|encrypt|verify, default may */

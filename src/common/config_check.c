@@ -179,6 +179,14 @@ cfg_cross_checks(cfg_parser_t *p)
 	if (c->srs_domain && !c->srs_secret_file && !p->failed[cfg_key_index("srs_domain")])
 		cfg_error(p, p->set_line[cfg_key_index("srs_domain")], "srs_domain is set but "
 		    "srs_secret_file is not: SRS needs a secret (one a line, the first signs)");
+	/* the others are chosen by SNI; a client without one gets tls_cert */
+	if (c->ntls_certificates && !c->tls_cert)
+		cfg_error(p, c->tls_certificates[0].line, "tls_certificate needs tls_cert, the default "
+		    "certificate (for clients that send no name or one no certificate has)");
+	for (size_t i = 0; c->tls_cert && i < c->ntls_certificates; i++)
+		if (strcmp(c->tls_certificates[i].cert, c->tls_cert) == 0)
+			cfg_error(p, c->tls_certificates[i].line, "tls_certificate: %s is already tls_cert",
+			    c->tls_cert);
 	if ((line = pair_line(p, "local_domains", "virtual_domains"))) {
 		for (size_t i = 0; i < c->nvirtual_domains; i++)
 			if (config_is_local_domain(c, c->virtual_domains[i]))

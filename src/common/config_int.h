@@ -42,6 +42,7 @@ enum cfg_type {
 	CT_WORDS,    /* list of words, each passed to check, kept as written */
 	CT_MILTER,   /* NAME inet:PORT@HOST|unix:PATH [option=value ...] */
 	CT_BOOL,     /* yes/no, true/false, on/off, 1/0 (any case), stored as bool */
+	CT_TLSCERT,  /* CERTFILE [KEYFILE] */
 };
 
 #define CF_REPEAT 0x01   /* may appear on several lines, values accumulate */

@@ -1076,6 +1076,42 @@ set_milter(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens
 	return 0;
 }
 
+/* "tls_certificate = CERTFILE [KEYFILE]" (the key may be in CERTFILE, as
+ * with tls_cert and tls_key) */
+static int
+set_tls_cert(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
+{
+	config_t *c = p->c;
+	if (t->n < 1 || t->n > 2 || t->v[0][0] == '\0' || (t->n == 2 && t->v[1][0] == '\0')) {
+		cfg_error(p, line, "%s: expected CERTFILE [KEYFILE] (the key may be in CERTFILE)",
+		    k->name);
+		return -1;
+	}
+	for (size_t i = 0; i < t->n; i++)
+		if (strlen(t->v[i]) >= PATH_MAX - 256) {
+			cfg_error(p, line, "%s: path too long", k->name);
+			return -1;
+		}
+	if (c->ntls_certificates >= CONFIG_MAX_LIST) {
+		cfg_error(p, line, "%s: more than %d certificates", k->name, CONFIG_MAX_LIST);
+		return -1;
+	}
+	config_tls_cert_t e = {cfg_make_absolute(p->basedir, t->v[0]),
+	    t->n == 2 ? cfg_make_absolute(p->basedir, t->v[1]) : NULL, line};
+	for (size_t i = 0; i < c->ntls_certificates; i++)
+		if (strcmp(c->tls_certificates[i].cert, e.cert) == 0) {
+			cfg_error(p, line, "%s: %s is listed twice (first on line %u)", k->name, e.cert,
+			    c->tls_certificates[i].line);
+			xfree(e.cert);
+			xfree(e.key);
+			return -1;
+		}
+	c->tls_certificates = xrealloc(c->tls_certificates,
+	    (c->ntls_certificates + 1) * sizeof *c->tls_certificates);
+	c->tls_certificates[c->ntls_certificates++] = e;
+	return 0;
+}
+
 int
 cfg_set(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t *t)
 {
@@ -1087,6 +1123,7 @@ cfg_set(cfg_parser_t *p, const struct cfg_key *k, unsigned line, const tokens_t 
 	case CT_WORDS: return set_domains(p, k, line, t);
 	case CT_LISTEN: return set_listen(p, k, line, t);
 	case CT_MILTER: return set_milter(p, k, line, t);
+	case CT_TLSCERT: return set_tls_cert(p, k, line, t);
 	case CT_CHAR: return set_char(p, k, line, t);
 	case CT_BOOL: return set_bool(p, k, line, t);
 	case CT_NETS: return set_nets(p, k, line, t);

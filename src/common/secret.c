@@ -14,6 +14,7 @@
 
 static const char *const kind_key[SECRET_NKINDS] = {
 	"tls_cert", "tls_key", "auth_users", "relayhost_auth_file", "srs_secret_file",
+	"tls_certificate", "tls_certificate",
 };
 
 static secret_opener_fn opener;
@@ -37,6 +38,28 @@ secret_config_path(const config_t *c, enum secret_kind k)
 	}
 }
 
+const char *
+secret_sni_key_path(const config_tls_cert_t *e)
+{
+	return e->key && e->key[0] ? e->key : e->cert;
+}
+
+bool
+secret_config_names(const config_t *c, enum secret_kind k, const char *path)
+{
+	if (k == SECRET_SNI_CERT || k == SECRET_SNI_KEY) {
+		for (size_t i = 0; i < c->ntls_certificates; i++) {
+			const config_tls_cert_t *e = &c->tls_certificates[i];
+			const char *p = k == SECRET_SNI_CERT ? e->cert : secret_sni_key_path(e);
+			if (strcmp(p, path) == 0)
+				return true;
+		}
+		return false;
+	}
+	const char *want = secret_config_path(c, k);
+	return want && strcmp(want, path) == 0;
+}
+
 int
 secret_file_problem(enum secret_kind k, const char *path, const struct stat *st, uid_t uid,
     buf_t *err)
@@ -45,7 +68,7 @@ secret_file_problem(enum secret_kind k, const char *path, const struct stat *st,
 		buf_printf(err, "%s %s: not a regular file", secret_key(k), path);
 		return -1;
 	}
-	if (k == SECRET_TLS_CERT)
+	if (k == SECRET_TLS_CERT || k == SECRET_SNI_CERT)
 		return 0; /* a certificate is public */
 	const char *why = fs_secret_problem(st, uid, k != SECRET_RELAY_AUTH && k != SECRET_SRS);
 	if (why) {

@@ -1,10 +1,11 @@
 /*
  * secret.h - reading the files that hold secrets.
  *
- * Five configuration keys name files tern reads at start and again at every
- * reload that an administrator keeps root-only (root:root 0600, as openssl
- * and certbot make them): tls_cert, tls_key, auth_users,
- * relayhost_auth_file and srs_secret_file. The daemon runs unprivileged by then, so who opens
+ * These configuration keys name files tern reads at start and again at
+ * every reload that an administrator keeps root-only (root:root 0600, as
+ * openssl and certbot make them): tls_cert, tls_key, the files of each
+ * tls_certificate line, auth_users, relayhost_auth_file and
+ * srs_secret_file. The daemon runs unprivileged by then, so who opens
  * them is pluggable: by default this process (open(2)); started as root, the
  * daemon installs an opener that asks its privileged parent
  * (daemon/privsep.h), which checks the request against its own reading of
@@ -17,12 +18,14 @@
 #ifndef TERN_SECRET_H
 #define TERN_SECRET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
 #include "lib/buf.h"
 
 struct config;
+struct config_tls_cert;
 struct stat;
 
 enum secret_kind {
@@ -31,6 +34,8 @@ enum secret_kind {
 	SECRET_AUTH_USERS,
 	SECRET_RELAY_AUTH,
 	SECRET_SRS, /* srs_secret_file (mailauth/srs.h) */
+	SECRET_SNI_CERT, /* the certificate of a tls_certificate line */
+	SECRET_SNI_KEY,  /* its key (the certificate's file when the line names none) */
 	SECRET_NKINDS
 };
 
@@ -38,8 +43,17 @@ enum secret_kind {
 const char *secret_key(enum secret_kind k);
 
 /* The path the configuration names for a kind (tls_key falls back to
- * tls_cert, which then holds the key); NULL when it names none. */
+ * tls_cert, which then holds the key); NULL when it names none, or
+ * several (the tls_certificate kinds). */
 const char *secret_config_path(const struct config *c, enum secret_kind k);
+
+/* Does the configuration name path for kind k? (tls_certificate: on any
+ * of its lines) What the privileged parent grants. */
+bool secret_config_names(const struct config *c, enum secret_kind k, const char *path);
+
+/* The key file of a tls_certificate entry (its certificate's file when it
+ * names none). */
+const char *secret_sni_key_path(const struct config_tls_cert *e);
 
 /*
  * The checks on an opened file: a regular file; for all kinds but the

@@ -70,13 +70,27 @@ problem_line(const config_t *c, const char *text)
 	return config_key_line(c, key);
 }
 
+/* a problem that already says where it is ("FILE:LINE: ..."): a line of
+ * a repeated key (tls_certificate) */
+static bool
+placed(const config_t *c, const char *text)
+{
+	size_t pl = strlen(c->path);
+	return strncmp(text, c->path, pl) == 0 && text[pl] == ':' && text[pl + 1] >= '0' &&
+	    text[pl + 1] <= '9';
+}
+
 void
 daemon_report(FILE *f, const config_t *c, const char *text)
 {
 	for (const char *line = text; *line;) {
 		int n = (int)strcspn(line, "\n");
-		unsigned at = problem_line(c, line);
-		if (f && at)
+		unsigned at = placed(c, line) ? 0 : problem_line(c, line);
+		if (f && placed(c, line))
+			fprintf(f, "%.*s\n", n, line);
+		else if (!f && placed(c, line))
+			log_err("%.*s", n, line);
+		else if (f && at)
 			fprintf(f, "%s:%u: %.*s\n", c->path, at, n, line);
 		else if (f)
 			fprintf(f, "%s: %.*s\n", c->path, n, line);
@@ -84,6 +98,34 @@ daemon_report(FILE *f, const config_t *c, const char *text)
 			log_err("%s:%u: %.*s", c->path, at, n, line);
 		else
 			log_err("%.*s", n, line);
+		line += n;
+		if (*line)
+			line++;
+	}
+}
+
+/* warnings, each as "FILE:LINE: warning: ..." (or "FILE: warning: ...") */
+static void
+report_warnings(const config_t *c, const char *text)
+{
+	size_t pl = strlen(c->path);
+	for (const char *line = text; *line;) {
+		int n = (int)strcspn(line, "\n");
+		unsigned at = problem_line(c, line);
+		if (placed(c, line)) {
+			/* "FILE:LINE: " then the text */
+			const char *rest = line + pl + 1 + strspn(line + pl + 1, "0123456789");
+			if (*rest == ':')
+				rest++;
+			if (*rest == ' ')
+				rest++;
+			fprintf(stderr, "%.*s warning: %.*s\n", (int)(rest - line - 1), line,
+			    n - (int)(rest - line), rest);
+		} else if (at) {
+			fprintf(stderr, "%s:%u: warning: %.*s\n", c->path, at, n, line);
+		} else if (n) {
+			fprintf(stderr, "%s: warning: %.*s\n", c->path, n, line);
+		}
 		line += n;
 		if (*line)
 			line++;
@@ -102,11 +144,14 @@ static int
 check_start(const config_t *c)
 {
 	buf_t err = BUF_INIT;
+	buf_t warn = BUF_INIT;
 	int bad = 0;
-	if (server_check(c, &err) < 0) {
+	if (server_check(c, &warn, &err) < 0) {
 		daemon_report(stderr, c, buf_cstr(&err));
 		bad = 1;
 	}
+	report_warnings(c, buf_cstr(&warn));
+	buf_free(&warn);
 	buf_reset(&err);
 	char user[256], pass[512];
 	if (c->relayhost_auth_file &&

@@ -167,9 +167,8 @@ privsep_serve_one(int sock, const config_t *c)
 			buf_puts(&why, "malformed request (NUL in the path)");
 		} else {
 			enum secret_kind k = (enum secret_kind)rq.kind;
-			const char *want = secret_config_path(c, k);
 			struct stat st;
-			if (!want || strcmp(want, path) != 0) {
+			if (!secret_config_names(c, k, path)) {
 				buf_printf(&why, "%s %s: not the file the configuration %s names for %s",
 				    secret_key(k), path, c->path, secret_key(k));
 			} else if ((fd = secret_open_here(k, path, &why)) < 0) {

@@ -22,10 +22,11 @@
  *    secret_read() (common/secret.h), which this module points at the
  *    parent.
  * What the parent grants: a request names a kind (tls_cert, tls_key,
- * auth_users, relayhost_auth_file) and a path; it is served only when the
- * path is, byte for byte, the one the parent's configuration gives that
- * kind, the file opened is a regular file, and, for the secret kinds (all
- * but tls_cert), secret_file_problem() finds nothing wrong with it. Anything
+ * auth_users, relayhost_auth_file, srs_secret_file, a tls_certificate
+ * line's certificate or key) and a path; it is served only when the path is, byte for byte, one
+ * the parent's configuration gives that kind (secret_config_names()), the
+ * file opened is a regular file, and, for the secret kinds (all but the
+ * certificates), secret_file_problem() finds nothing wrong with it. Anything
  * else (unknown kind, other path, malformed message, a descriptor sent to
  * it) gets a refusal with the reason in text; the channel stays usable.
  *

@@ -1,6 +1,6 @@
 /*
- * tls.h - OpenSSL contexts for the server side (STARTTLS, implicit TLS)
- * and the client side (outbound STARTTLS), the outbound TLS policy
+ * tls.h - OpenSSL contexts for the server side (STARTTLS, implicit TLS;
+ * certificates chosen by the client's SNI) and the client side (outbound STARTTLS), the outbound TLS policy
  * words, and DANE's TLSA records handed to OpenSSL's DANE API. The TLS records themselves are handled in conn.c.
  *
  * Defaults are modern: TLS 1.2 and 1.3 only, forward-secret AEAD ciphers
@@ -46,11 +46,35 @@ typedef struct tls_pem {
 	size_t len;
 } tls_pem_t;
 
-/* A server context with the certificate chain (PEM, leaf first) and the
- * key (PEM; it may be the same file as the chain). An encrypted key is
- * refused, never prompted for. NULL with *err set. */
-SSL_CTX *tls_server_ctx_new(const tls_pem_t *cert, const tls_pem_t *key, const char *protocols,
-    const char *ciphers, buf_t *err);
+/* One certificate of the server: its chain (PEM, leaf first) and its key
+ * (PEM; it may be the same text as the chain). The labels start every
+ * message about it: "tls_cert" and "tls_key" for the default one, e.g.
+ * "/etc/tern/tern.conf:12: tls_certificate" for the others. */
+typedef struct tls_server_cert {
+	tls_pem_t cert, key;
+	const char *cert_label, *key_label;
+} tls_server_cert_t;
+
+/*
+ * A server context for certs[0..n) (n >= 1), chosen by the client's SNI
+ * (RFC 6066 section 3): each certificate serves the DNS names of its
+ * subjectAltName (its subject CN when it has none), a wildcard
+ * "*.example.com" serving exactly one label more (RFC 6125 section 6.4.3).
+ * A name with certificates of several key types (RSA, ECDSA, Ed25519) gets
+ * them all in one context, and OpenSSL picks by the signature algorithms
+ * the client offers; among certificates of the same key type for the same
+ * name the first listed serves it. A client that sends no name, or one no
+ * certificate has, gets certs[0] (with the certificates of other key types
+ * that serve its first name). An encrypted key is refused, never prompted
+ * for. The returned context owns the others (freed with it, so a session
+ * that still uses an old context after a reload keeps everything it needs).
+ * NULL with *err set (one line). Lines appended to *warn (may be NULL), one
+ * a problem, label first: a certificate expired or not yet valid, one
+ * that serves no name, one whose name an earlier certificate of the same
+ * key type already serves.
+ */
+SSL_CTX *tls_server_ctx_new(const tls_server_cert_t *certs, size_t n, const char *protocols,
+    const char *ciphers, buf_t *warn, buf_t *err);
 
 /* A client context; certificates are checked against ca_file (NULL: the
  * system store, /etc/ssl/certs), but a failed check does not stop the

@@ -249,27 +249,79 @@ wipe_free(char *p, size_t n)
 	xfree(p);
 }
 
+/* one certificate and its key through secret_read(); a tls_certificate
+ * line's messages begin with "FILE:LINE: " */
 static int
-load_tls(const config_t *c, SSL_CTX **out, buf_t *err)
+read_cert(const config_t *c, size_t i, tls_server_cert_t *out, char **cd, char **kd, buf_t *err)
+{
+	uid_t uid = config_run_uid(c);
+	const config_tls_cert_t *e = i ? &c->tls_certificates[i - 1] : NULL;
+	enum secret_kind ck = e ? SECRET_SNI_CERT : SECRET_TLS_CERT;
+	enum secret_kind kk = e ? SECRET_SNI_KEY : SECRET_TLS_KEY;
+	const char *cp = e ? e->cert : c->tls_cert;
+	const char *kp = e ? secret_sni_key_path(e) : secret_config_path(c, SECRET_TLS_KEY);
+	buf_t why = BUF_INIT;
+	size_t cl = 0, kl = 0;
+	int r = -1;
+	if (secret_read(ck, cp, uid, TLS_MAX_PEM, cd, &cl, &why) == 0) {
+		if (secret_read(kk, kp, uid, TLS_MAX_PEM, kd, &kl, &why) == 0)
+			r = 0;
+	}
+	if (r < 0 && e)
+		buf_printf(err, "%s:%u: %s", c->path, e->line, buf_cstr(&why));
+	else if (r < 0)
+		buf_puts(err, buf_cstr(&why));
+	buf_free(&why);
+	out->cert = (tls_pem_t){cp, *cd, cl};
+	out->key = (tls_pem_t){kp, *kd, kl};
+	out->cert_label = e ? xasprintf("%s:%u: tls_certificate", c->path, e->line) : xstrdup("tls_cert");
+	out->key_label = e ? xstrdup(out->cert_label) : xstrdup("tls_key");
+	return r;
+}
+
+/*
+ * The server context: tls_cert and tls_key (the default), then every
+ * tls_certificate line, chosen by the client's SNI (lib/tls.h). Problems
+ * that do not stop the certificates from being used (expired, a name
+ * served twice) go to *warn, one a line.
+ */
+static int
+load_tls(const config_t *c, SSL_CTX **out, buf_t *warn, buf_t *err)
 {
 	*out = NULL;
 	if (!c->tls_cert)
 		return 0;
-	uid_t uid = config_run_uid(c);
-	const char *kp = secret_config_path(c, SECRET_TLS_KEY);
-	char *cd = NULL, *kd = NULL;
-	size_t cl = 0, kl = 0;
-	if (secret_read(SECRET_TLS_CERT, c->tls_cert, uid, TLS_MAX_PEM, &cd, &cl, err) < 0)
-		return -1;
-	if (secret_read(SECRET_TLS_KEY, kp, uid, TLS_MAX_PEM, &kd, &kl, err) < 0) {
-		wipe_free(cd, cl);
-		return -1;
+	size_t n = 1 + c->ntls_certificates;
+	tls_server_cert_t *certs = xcalloc(n, sizeof *certs);
+	char **data = xcalloc(2 * n, sizeof *data);
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = read_cert(c, i, &certs[i], &data[2 * i], &data[2 * i + 1], err);
+	if (r == 0)
+		*out = tls_server_ctx_new(certs, n, c->tls_protocols, c->tls_ciphers, warn, err);
+	for (size_t i = 0; i < n; i++) {
+		wipe_free(data[2 * i], certs[i].cert.len);
+		wipe_free(data[2 * i + 1], certs[i].key.len);
+		xfree((char *)(uintptr_t)certs[i].cert_label);
+		xfree((char *)(uintptr_t)certs[i].key_label);
 	}
-	tls_pem_t cert = {c->tls_cert, cd, cl}, key = {kp, kd, kl};
-	*out = tls_server_ctx_new(&cert, &key, c->tls_protocols, c->tls_ciphers, err);
-	wipe_free(cd, cl);
-	wipe_free(kd, kl);
+	xfree(data);
+	xfree(certs);
 	return *out ? 0 : -1;
+}
+
+/* each line of warnings into the log */
+static void
+log_warnings(const char *what, const buf_t *w)
+{
+	for (const char *p = buf_cstr(w); *p;) {
+		int n = (int)strcspn(p, "\n");
+		if (n)
+			log_warn("%s%.*s", what, n, p);
+		p += n;
+		if (*p)
+			p++;
+	}
 }
 
 static int
@@ -318,14 +370,15 @@ shared_free(shared_t *sh)
 	memset(sh, 0, sizeof *sh);
 }
 
-/* Start-up: every part, and the listeners that need them. */
+/* Start-up: every part, and the listeners that need them; what is only
+ * worth a warning into *warn. */
 static int
-shared_load(const config_t *c, shared_t *sh, buf_t *err)
+shared_load(const config_t *c, shared_t *sh, buf_t *warn, buf_t *err)
 {
 	memset(sh, 0, sizeof *sh);
 	if (dnsbl_config_check(c, err) < 0 || mailauth_config_check(c, err) < 0)
 		return -1;
-	if (load_tls(c, &sh->tls_ctx, err) < 0 || load_auth(c, &sh->auth_db, err) < 0 ||
+	if (load_tls(c, &sh->tls_ctx, warn, err) < 0 || load_auth(c, &sh->auth_db, err) < 0 ||
 	    load_sender_login(c, &sh->sender_login, err) < 0 || load_checks(c, &sh->checks, err) < 0)
 		goto fail;
 	for (size_t i = 0; i < c->nlisten; i++) {
@@ -350,10 +403,10 @@ fail:
 }
 
 int
-server_check(const config_t *c, buf_t *err)
+server_check(const config_t *c, buf_t *warn, buf_t *err)
 {
 	shared_t sh;
-	if (shared_load(c, &sh, err) < 0)
+	if (shared_load(c, &sh, warn, err) < 0)
 		return -1;
 	shared_free(&sh);
 	return server_socket_dir(c, false, err);
@@ -368,19 +421,27 @@ int
 server_reload(server_t *s)
 {
 	const config_t *c = s->t->cfg;
-	buf_t err = BUF_INIT, ok = BUF_INIT, kept = BUF_INIT;
+	buf_t err = BUF_INIT, ok = BUF_INIT, kept = BUF_INIT, warn = BUF_INIT;
 	SSL_CTX *ctx;
 	passwd_db_t *db;
 	table_t *sl;
 
-	if (load_tls(c, &ctx, &err) == 0) {
+	if (load_tls(c, &ctx, &warn, &err) == 0) {
 		SSL_CTX_free(s->tls_ctx);
 		s->tls_ctx = ctx;
-		buf_puts(&ok, c->tls_cert ? ", certificate and key" : ", no certificate (tls_cert unset)");
+		log_warnings("reload: ", &warn);
+		if (!c->tls_cert)
+			buf_puts(&ok, ", no certificate (tls_cert unset)");
+		else if (c->ntls_certificates)
+			buf_printf(&ok, ", %zu certificates and keys", 1 + c->ntls_certificates);
+		else
+			buf_puts(&ok, ", certificate and key");
 	} else {
-		log_err("reload: %s; keeping the previous certificate and key", buf_cstr(&err));
-		buf_puts(&kept, ", certificate and key");
+		log_err("reload: %s; keeping the previous certificate%s", buf_cstr(&err),
+		    c->ntls_certificates ? "s and keys" : " and key");
+		buf_puts(&kept, c->ntls_certificates ? ", certificates and keys" : ", certificate and key");
 	}
+	buf_free(&warn);
 	buf_reset(&err);
 	if (load_auth(c, &db, &err) == 0) {
 		passwd_db_free(s->auth_db);
@@ -555,7 +616,11 @@ server_new(smtpd_ctx_t *t, buf_t *err)
 	s->head.next = s->head.prev = &s->head;
 	s->ls = xcalloc(c->nlisten + 1, sizeof *s->ls);
 	shared_t sh;
-	if (shared_load(c, &sh, err) < 0)
+	buf_t warn = BUF_INIT;
+	int loaded = shared_load(c, &sh, &warn, err);
+	log_warnings("", &warn);
+	buf_free(&warn);
+	if (loaded < 0)
 		goto fail;
 	s->tls_ctx = sh.tls_ctx;
 	s->auth_db = sh.auth_db;

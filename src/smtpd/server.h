@@ -38,7 +38,7 @@ server_t *server_new(smtpd_ctx_t *ctx, buf_t *err);
 /* Start accepting. */
 int server_start(server_t *s);
 void server_stop(server_t *s, void (*done)(void *arg), void *arg);
-/* SIGHUP: load the TLS certificate and key, the password file and the
+/* SIGHUP: load the TLS certificates and keys, the password file and the
  * sender_login table again from the current configuration (the context's),
  * each part on its own: a part that fails keeps its previous version while
  * the others apply; the log names each failure and what applied. 0, or -1
@@ -49,8 +49,10 @@ int server_reload(server_t *s);
  * check-config): the certificate and key, the password file and the
  * sender_login table load; smtps listeners have a certificate, submission
  * listeners a certificate and a password file; the local socket's
- * directory exists (or, as root, can be made). 0 or -1 with *err. */
-int server_check(const config_t *c, buf_t *err);
+ * directory exists (or, as root, can be made). 0 or -1 with *err; lines
+ * worth a warning (a certificate expired, a name two certificates of the
+ * same key type serve) appended to *warn. */
+int server_check(const config_t *c, buf_t *warn, buf_t *err);
 
 /* The directory of local_socket: 0 when it exists. Missing: started as
  * root, tern makes it (when create, mode 0755, owned by "user") if its

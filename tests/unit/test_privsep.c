@@ -39,6 +39,7 @@
 
 static char dir[64];
 static char key_path[128], cert_path[128], auth_path[128], open_key_path[128], relay_path[128];
+static char key_path2[128], cert_path2[128];
 
 static void
 write_file(const char *path, const char *text, mode_t mode)
@@ -83,6 +84,10 @@ setup(void **state)
 	write_file(auth_path, "alice:$y$j9T$x$y\n", 0600);
 	write_file(open_key_path, "OPEN KEY\n", 0644);
 	write_file(relay_path, "user pass\n", 0600);
+	snprintf(key_path2, sizeof key_path2, "%s/key2.pem", dir);
+	snprintf(cert_path2, sizeof cert_path2, "%s/cert2.pem", dir);
+	write_file(key_path2, "KEY 2\n", 0600);
+	write_file(cert_path2, "CERT 2\n", 0644);
 	return 0;
 }
 
@@ -90,7 +95,8 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	const char *f[] = {key_path, cert_path, auth_path, open_key_path, relay_path};
+	const char *f[] = {key_path, cert_path, auth_path, open_key_path, relay_path, key_path2,
+	    cert_path2};
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 		unlink(f[i]);
 	rmdir(dir);
@@ -202,6 +208,48 @@ test_refuses_other_paths(void **state)
 	close(fd);
 	buf_free(&err);
 	stop(&s, cl);
+}
+
+/* tls_certificate lines (SNI): each line's certificate and key, no other */
+static void
+test_grants_sni_certificates(void **state)
+{
+	(void)state;
+	struct server s;
+	char text[1024];
+	/* the second line names no key: it is in the certificate's file */
+	snprintf(text, sizeof text,
+	    "spool_dir = %s/spool\nmaildir_base = %s/mail\ntls_cert = %s\ntls_key = %s\n"
+	    "tls_certificate = %s %s\ntls_certificate = %s\n", dir, dir, cert_path, key_path,
+	    cert_path2, key_path2, relay_path);
+	buf_t err = BUF_INIT;
+	config_t *c = config_parse_buf("test.conf", text, strlen(text), &err);
+	assert_non_null(c);
+	int cl = start(&s, c);
+	int fd = privsep_request(cl, SECRET_SNI_CERT, cert_path2, &err);
+	assert_true(fd >= 0);
+	assert_string_equal(content(fd), "CERT 2\n");
+	close(fd);
+	fd = privsep_request(cl, SECRET_SNI_KEY, key_path2, &err);
+	assert_true(fd >= 0);
+	assert_string_equal(content(fd), "KEY 2\n");
+	close(fd);
+	fd = privsep_request(cl, SECRET_SNI_KEY, relay_path, &err);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(err.len, 0);
+	/* the default's key is tls_key's, not a tls_certificate's */
+	assert_int_equal(privsep_request(cl, SECRET_SNI_KEY, key_path, &err), -1);
+	assert_non_null(strstr(buf_cstr(&err), "tls_certificate"));
+	assert_non_null(strstr(buf_cstr(&err), "not the file the configuration"));
+	buf_reset(&err);
+	/* a key file is no certificate file, and the other way round */
+	assert_int_equal(privsep_request(cl, SECRET_SNI_CERT, key_path2, &err), -1);
+	buf_reset(&err);
+	assert_int_equal(privsep_request(cl, SECRET_TLS_KEY, key_path2, &err), -1);
+	buf_free(&err);
+	stop(&s, cl);
+	assert_int_equal(s.served, 6);
 }
 
 static void
@@ -356,6 +404,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grants_named_secret),
 		cmocka_unit_test(test_refuses_other_paths),
+		cmocka_unit_test(test_grants_sni_certificates),
 		cmocka_unit_test(test_refuses_unsafe_secret),
 		cmocka_unit_test(test_protocol_survives_garbage),
 		cmocka_unit_test(test_gone_parent),
