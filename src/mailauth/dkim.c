@@ -36,6 +36,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -326,6 +327,59 @@ check_sig(vsig_t *s, const dkim_keyrec_t *k)
 	decide(s, r, why);
 }
 
+/* Decoded RSA public keys, by their DER octets. OpenSSL 3 takes about
+ * 150 us of CPU to decode one (its decoder machinery), six times the
+ * verification itself, and a busy MX sees the same few keys over and over
+ * (docs/PERFORMANCE.md, "Mail authentication"). The same octets are the
+ * same key whatever the record's TTL, so nothing goes stale: the record is
+ * still looked up for every signature (revocation, t=, k=). A few entries,
+ * replaced in turn; shared by the loops' threads, hence the lock. */
+#define PKCACHE_N 16
+static struct {
+	unsigned char *der;
+	size_t len;
+	EVP_PKEY *pk;
+} pkcache[PKCACHE_N];
+static unsigned pkcache_next;
+static pthread_mutex_t pkcache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* a reference to the cached key of these octets, or NULL */
+static EVP_PKEY *
+pkcache_get(const char *der, size_t len)
+{
+	EVP_PKEY *pk = NULL;
+	pthread_mutex_lock(&pkcache_mu);
+	for (unsigned i = 0; i < PKCACHE_N; i++) {
+		if (pkcache[i].pk && pkcache[i].len == len && memcmp(pkcache[i].der, der, len) == 0) {
+			if (EVP_PKEY_up_ref(pkcache[i].pk) == 1)
+				pk = pkcache[i].pk;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&pkcache_mu);
+	return pk;
+}
+
+/* keep pk (a usable RSA key decoded from these octets) for next time */
+static void
+pkcache_put(const char *der, size_t len, EVP_PKEY *pk)
+{
+	if (len == 0 || EVP_PKEY_up_ref(pk) != 1)
+		return;
+	unsigned char *copy = xmalloc(len);
+	memcpy(copy, der, len);
+	pthread_mutex_lock(&pkcache_mu);
+	unsigned i = pkcache_next++ % PKCACHE_N;
+	EVP_PKEY *old = pkcache[i].pk;
+	unsigned char *old_der = pkcache[i].der;
+	pkcache[i].der = copy;
+	pkcache[i].len = len;
+	pkcache[i].pk = pk;
+	pthread_mutex_unlock(&pkcache_mu);
+	EVP_PKEY_free(old);
+	xfree(old_der);
+}
+
 enum dkim_result
 dkim_keyrec_verify(const dkim_keyrec_t *k, enum dkim_alg alg, const char *data, size_t len,
     const buf_t *sig, const char **why)
@@ -335,7 +389,9 @@ dkim_keyrec_verify(const dkim_keyrec_t *k, enum dkim_alg alg, const char *data, 
 		return DKIM_PERMERROR;
 	}
 	EVP_PKEY *pk = NULL;
-	if (k->rsa) {
+	if (k->rsa && (pk = pkcache_get(k->p.data, k->p.len)) != NULL) {
+		/* decoded and checked before */
+	} else if (k->rsa) {
 		const unsigned char *q = (const unsigned char *)k->p.data;
 		pk = d2i_PUBKEY(NULL, &q, (long)k->p.len);
 		if (!pk) {
@@ -351,6 +407,8 @@ dkim_keyrec_verify(const dkim_keyrec_t *k, enum dkim_alg alg, const char *data, 
 			*why = "RSA key under 1024 bits (RFC 8301)";
 			return DKIM_PERMERROR;
 		}
+		if (pk)
+			pkcache_put(k->p.data, k->p.len, pk);
 	} else if (k->p.len == 32) {
 		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, (const unsigned char *)k->p.data,
 		    32);
