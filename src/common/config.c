@@ -184,6 +184,13 @@ const struct cfg_key cfg_keys[] = {
 	{"dkim_verify", CT_BOOL, FLD(dkim_verify), 0, 0, "yes", 0, 0, NULL},
 	{"dkim_max_signatures", CT_NUMBER, FLD(dkim_max_signatures), 0, 0, "5", 1, 50, NULL},
 	{"arc_verify", CT_BOOL, FLD(arc_verify), 0, 0, "yes", 0, 0, NULL},
+	/* ARC (docs/authentication.md): DMARC failures rescued for the sealers
+	 * listed; mail tern forwards sealed with arc_seal_domain's
+	 * dkim_sign_keys key */
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
+	{"arc_trusted_sealers", CT_DOMAINS, LST(arc_trusted_sealers, narc_trusted_sealers), 0, "", 0,
+	    0, NULL},
+	{"arc_seal_domain", CT_DOMAIN, FLD(arc_seal_domain), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"dmarc_check", CT_BOOL, FLD(dmarc_check), 0, 0, "yes", 0, 0, NULL},
 	{"dmarc_enforce", CT_BOOL, FLD(dmarc_enforce), 0, 0, "no", 0, 0, NULL},
 	{"dmarc_quarantine_action", CT_STRING, FLD(dmarc_quarantine_action), 0, 0, "tag", 0, 0,

@@ -208,6 +208,9 @@ typedef struct config {
 	bool dkim_verify;            /* DKIM signatures (RFC 6376); default yes */
 	unsigned dkim_max_signatures; /* signatures checked per message, default 5 */
 	bool arc_verify;             /* the ARC chain (RFC 8617), reported as arc=; default yes */
+	char **arc_trusted_sealers;  /* ARC sealers whose passing chain overrides a DMARC fail */
+	size_t narc_trusted_sealers;
+	char *arc_seal_domain;       /* seal forwarded mail with this domain's dkim_sign_keys key */
 	bool dmarc_check;            /* DMARC (RFC 7489); default yes */
 	bool dmarc_enforce;          /* apply p=reject (550 5.7.1) and p=quarantine; default no */
 	char *dmarc_quarantine_action; /* enforced p=quarantine: "tag" (default) or "hold" */

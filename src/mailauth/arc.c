@@ -19,6 +19,7 @@
 #include "mailauth/arc.h"
 
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -469,6 +470,10 @@ deliver(arc_verify_t *v)
 	r.reason = v->reason ? v->reason : "";
 	r.ams_d = v->n && v->amsig.d[0] ? v->amsig.d : "";
 	r.as_d = v->n ? v->assig[v->n].d : "";
+	r.aar1 = NULL;
+	r.aar1_len = 0;
+	if (v->n && v->aar[1])
+		r.aar1 = value_of(&v->fields[v->aar[1] - 1], &r.aar1_len);
 	v->cb(v->arg, &r); /* may free v */
 }
 
@@ -595,6 +600,86 @@ arc_verify_free(arc_verify_t *v)
 		return;
 	}
 	xfree(v);
+}
+
+/* ---- the oldest AAR's results (RFC 8617 section 7.2: local policy) ---- */
+
+/* one resinfo "method=result ..." of [p, e), comments removed: its method
+ * and result into m and r (lowercased, truncated to their sizes) */
+static void
+resinfo_of(const char *p, const char *e, char *m, size_t ml, char *r, size_t rl)
+{
+	char tok[2][32] = {"", ""};
+	size_t t = 0, tl = 0;
+	int depth = 0;
+	for (; p < e && t < 2; p++) {
+		char c = *p;
+		if (c == '(') {
+			depth++;
+			continue;
+		}
+		if (c == ')' && depth > 0) {
+			depth--;
+			continue;
+		}
+		if (depth > 0)
+			continue;
+		if (c == '=' && t == 0 && tl > 0) {
+			t = 1;
+			tl = 0;
+			continue;
+		}
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			if (t == 1 && tl > 0)
+				break; /* the result ended */
+			continue;
+		}
+		if (tl + 1 < sizeof tok[t])
+			tok[t][tl++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+	}
+	snprintf(m, ml, "%s", tok[0]);
+	snprintf(r, rl, "%s", tok[1]);
+}
+
+bool
+arc_aar_passed(const char *p, size_t n)
+{
+	const char *e = p + n;
+	int dmarc = -1; /* -1 none seen, 0 not pass, 1 pass */
+	bool other = false;
+	/* skip "i=N" and the authserv-id: the resinfos follow the second ';' */
+	unsigned semi = 0;
+	const char *q = p;
+	while (q < e && semi < 2)
+		if (*q++ == ';')
+			semi++;
+	while (q < e) {
+		const char *end = memchr(q, ';', (size_t)(e - q));
+		if (!end)
+			end = e;
+		char m[32], r[32];
+		resinfo_of(q, end, m, sizeof m, r, sizeof r);
+		if (strcmp(m, "dmarc") == 0)
+			dmarc = dmarc == 1 || strcmp(r, "pass") == 0 ? 1 : 0;
+		else if ((strcmp(m, "spf") == 0 || strcmp(m, "dkim") == 0) && strcmp(r, "pass") == 0)
+			other = true;
+		q = end < e ? end + 1 : e;
+	}
+	return dmarc >= 0 ? dmarc == 1 : other;
+}
+
+bool
+arc_domain_listed(const char *d, char *const *list, size_t n)
+{
+	size_t dl = strlen(d);
+	for (size_t i = 0; i < n; i++) {
+		size_t tl = strlen(list[i]);
+		if (dl == tl && strcasecmp(d, list[i]) == 0)
+			return true;
+		if (dl > tl && d[dl - tl - 1] == '.' && strcasecmp(d + dl - tl, list[i]) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* ---- sealing ---- */

@@ -25,6 +25,7 @@
 #ifndef TERN_ARC_H
 #define TERN_ARC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -44,6 +45,8 @@ typedef struct arc_verdict {
 	const char *reason;  /* for the log: "", "ARC-Seal i=2 did not verify", ... */
 	const char *ams_d;   /* d= of the newest AMS, "" if none */
 	const char *as_d;    /* d= of the newest ARC-Seal, "" if none */
+	const char *aar1;    /* the oldest ARC-Authentication-Results' value ("i=1; ..."), */
+	size_t aar1_len;     /* unfolded, not NUL-terminated; NULL/0 if none */
 } arc_verdict_t;
 
 typedef struct arc_verify arc_verify_t;
@@ -58,6 +61,15 @@ void arc_verify_finish_sync(arc_verify_t *v, dkim_key_lookup_fn lookup, void *la
     arc_verify_cb cb, void *arg);
 /* Cancels a pending finish. NULL: no-op. */
 void arc_verify_free(arc_verify_t *v);
+
+/* Does an ARC-Authentication-Results value (p, n: "i=1; authserv-id;
+ * method=result ...") say the message authenticated where it was first
+ * sealed? dmarc=pass when a dmarc result is there (any other dmarc result
+ * is no), else spf=pass or dkim=pass. Comments are skipped. */
+bool arc_aar_passed(const char *p, size_t n);
+
+/* Is d one of list[0..n) or a subdomain of one (ignoring case)? */
+bool arc_domain_listed(const char *d, char *const *list, size_t n);
 
 /* "none", "pass", "fail" */
 const char *arc_result_str(enum arc_result r);

@@ -232,6 +232,9 @@ struct mailauth {
 	enum arc_result arc_result;
 	unsigned arc_n;
 	char *arc_reason, *arc_as_d;
+	bool arc_aar_pass;       /* the oldest AAR says it passed (arc_aar_passed) */
+	char **arc_trusted;      /* arc_trusted_sealers, copied */
+	size_t narc_trusted;
 	/* DKIM */
 	dkim_verify_t *dkim;
 	bool dkim_started, dkim_done;
@@ -358,6 +361,10 @@ mailauth_new(const config_t *c, const mailauth_client_t *cl)
 		if (c->arc_verify) {
 			m->arc_on = true;
 			m->arc = arc_verify_new(&o);
+			m->narc_trusted = c->narc_trusted_sealers;
+			m->arc_trusted = m->narc_trusted ? xcalloc(m->narc_trusted, sizeof(char *)) : NULL;
+			for (size_t i = 0; i < m->narc_trusted; i++)
+				m->arc_trusted[i] = xstrdup(c->arc_trusted_sealers[i]);
 		}
 	}
 	return m;
@@ -477,6 +484,7 @@ arc_done(void *arg, const arc_verdict_t *v)
 	m->arc_n = v->instances;
 	m->arc_reason = xstrdup(v->reason ? v->reason : "");
 	m->arc_as_d = xstrdup(v->as_d ? v->as_d : "");
+	m->arc_aar_pass = v->aar1 && arc_aar_passed(v->aar1, v->aar1_len);
 	maybe_finish(m);
 }
 
@@ -772,6 +780,15 @@ verdict(mailauth_t *m)
 			buf_printf(&log, " (i=%u)", m->arc_n);
 		buf_free(&cm);
 	}
+	/* RFC 8617 section 7.2 (local policy), RFC 7489 section 7.2's
+	 * trusted_forwarder: a passing chain sealed last by a domain in
+	 * arc_trusted_sealers, whose oldest AAR says the message passed,
+	 * overrides a DMARC failure (disposition none: not refused, not held) */
+	const char *arc_rescuer = m->dmarc_on && m->dmarc_result == DMARC_FAIL && m->arc_on &&
+	    m->arc_result == ARC_PASS && m->arc_aar_pass && m->arc_as_d && m->arc_as_d[0] &&
+	    arc_domain_listed(m->arc_as_d, m->arc_trusted, m->narc_trusted) ? m->arc_as_d : NULL;
+	if (arc_rescuer)
+		m->dmarc_disposition = DMARC_P_NONE;
 	if (m->dmarc_on) {
 		buf_t cm = BUF_INIT;
 		if (m->dmarc_result == DMARC_FAIL || m->dmarc_result == DMARC_PASS)
@@ -781,6 +798,8 @@ verdict(mailauth_t *m)
 			    m->dmarc_sampled_out ? " pct" : "");
 		else if (m->dmarc_reason && m->dmarc_reason[0])
 			buf_puts(&cm, m->dmarc_reason);
+		if (arc_rescuer)
+			buf_printf(&cm, " override=trusted_forwarder arc.sealer=%s", arc_rescuer);
 		authres_prop_t pr[] = {{"header.from", m->from_domain}};
 		authres_add(&ar, "dmarc", dmarc_result_str(m->dmarc_result), buf_cstr(&cm), NULL, pr, 1);
 		buf_printf(&log, "%sdmarc=%s header.from=%s", log.len ? " " : "",
@@ -791,6 +810,8 @@ verdict(mailauth_t *m)
 									 : DMARC_P_NONE));
 		else if (m->dmarc_reason)
 			buf_printf(&log, " (%s)", m->dmarc_reason);
+		if (arc_rescuer)
+			buf_printf(&log, " override=trusted_forwarder arc_sealer=%s", arc_rescuer);
 		buf_free(&cm);
 	}
 	buf_puts(&m->header, authres_end(&ar));
@@ -955,6 +976,9 @@ mailauth_free(mailauth_t *m)
 	arc_verify_free(m->arc);
 	xfree(m->arc_reason);
 	xfree(m->arc_as_d);
+	for (size_t i = 0; i < m->narc_trusted; i++)
+		xfree(m->arc_trusted[i]);
+	xfree(m->arc_trusted);
 	dmarc_cancel(m->dmarc);
 	if (m->timer) {
 		uv_timer_stop(m->timer);

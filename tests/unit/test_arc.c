@@ -350,6 +350,33 @@ test_async(void **state)
 	buf_free(&err);
 }
 
+/* the oldest AAR's verdict for the trusted-forwarder override (arc_flow.h) */
+static void
+test_aar_passed(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *aar;
+		bool pass;
+	} cases[] = {
+	    {"i=1; mx.a.example; dmarc=pass header.from=x.example", true},
+	    {"i=1; mx.a.example; spf=fail smtp.mailfrom=x@x.example; dmarc=pass", true},
+	    {"i=1; mx.a.example; spf=pass smtp.mailfrom=x@x.example; dmarc=fail", false},
+	    {"i=1; mx.a.example; spf=pass smtp.mailfrom=x@x.example", true},
+	    {"i=1; mx.a.example;\r\n\tdkim=pass (good) header.d=x.example", true},
+	    {"i=1; mx.a.example; dkim=fail; spf=softfail", false},
+	    {"i=1; mx.a.example; none", false},
+	    {"i=1; mx.a.example; DMARC = (comment) Pass", true},
+	    {"i=1; mx.a.example (spf=pass); spf=fail", false},
+	    {"i=1; mx.a.example; arc=pass; x-spf=pass", false},
+	    {"", false},
+	    {"i=1", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if (arc_aar_passed(cases[i].aar, strlen(cases[i].aar)) != cases[i].pass)
+			fail_msg("case %zu: %s", i, cases[i].aar);
+}
+
 int
 main(void)
 {
@@ -357,6 +384,7 @@ main(void)
 		cmocka_unit_test(test_chains),
 		cmocka_unit_test(test_structure),
 		cmocka_unit_test(test_async),
+		cmocka_unit_test(test_aar_passed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
