@@ -628,6 +628,15 @@ sender_domain_ours(const config_t *c, const char *domain)
 	return false;
 }
 
+bool
+router_forwards(const config_t *c, const tables_t *t, const envelope_t *env)
+{
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (rcpt_forwarded(c, t, &env->rcpt[i]))
+			return true;
+	return false;
+}
+
 size_t
 router_srs_envelope(const config_t *c, const tables_t *t, envelope_t *env, int64_t now)
 {

@@ -107,6 +107,11 @@ void route_free(route_t *r);
  */
 size_t router_srs_envelope(const config_t *c, const tables_t *t, envelope_t *env, int64_t now);
 
+/* Does the message forward mail: a recipient that an alias, a virtual
+ * entry or an SRS bounce address expanded into another address that
+ * routes remote (the rule SRS uses above)? For ARC sealing (docs/authentication.md). */
+bool router_forwards(const config_t *c, const tables_t *t, const envelope_t *env);
+
 /* The transport for a (lowercased) remote domain: the entry for the domain
  * itself, else for ".parent" entries of its parent domains (like Postfix's
  * transport(5)), else NULL (relayhost or MX). */

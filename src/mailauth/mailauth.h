@@ -112,4 +112,14 @@ bool mailauth_sign_wanted(const config_t *c, const char *sender);
 int mailauth_sign(const config_t *c, const char *sender, const char *content, size_t len,
     buf_t *out, buf_t *err);
 
+/* ARC sealing (RFC 8617 section 5.1) of mail tern forwards, with the
+ * dkim_sign_keys key of arc_seal_domain: the ARC set for content, to put
+ * on top, appended to *out. The ARC-Authentication-Results payload is our
+ * own Authentication-Results field found on top of content (the inbound
+ * verdict's, whose arc= result gives the seal's cv=); without it, nothing
+ * is appended. Pure, like mailauth_sign. 0, or -1 with the reason in *err
+ * (no key for arc_seal_domain, a chain of 50 sets already). */
+bool mailauth_seal_wanted(const config_t *c);
+int mailauth_seal(const config_t *c, const char *content, size_t len, buf_t *out, buf_t *err);
+
 #endif

@@ -28,6 +28,8 @@
 
 #include "lib/fsutil.h"
 #include "lib/xalloc.h"
+#include "mailauth/arc.h"
+#include "mailauth/authres.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dkim_int.h"
 #include "mailauth/dmarc.h"
@@ -258,4 +260,81 @@ mailauth_sign(const config_t *c, const char *sender, const char *content, size_t
 	buf_append(out, sigs.data, sigs.len);
 	buf_free(&sigs);
 	return 0;
+}
+
+/* ---- ARC sealing of forwarded mail (RFC 8617 section 5.1) ---- */
+
+bool
+mailauth_seal_wanted(const config_t *c)
+{
+	return c->arc_seal_domain != NULL && mailauth_sign_nkeys(c) > 0;
+}
+
+/* the arc= result in an A-R value, ARC_NONE when there is none */
+static enum arc_result
+chain_of(const char *v, size_t n)
+{
+	for (size_t i = 0; i + 4 <= n; i++) {
+		if (strncasecmp(v + i, "arc=", 4) != 0)
+			continue;
+		size_t j = i;
+		while (j > 0 && (v[j - 1] == ' ' || v[j - 1] == '\t' || v[j - 1] == '\r' ||
+		    v[j - 1] == '\n'))
+			j--;
+		if (j == 0 || v[j - 1] != ';')
+			continue;
+		if (n - i - 4 >= 4 && strncasecmp(v + i + 4, "pass", 4) == 0)
+			return ARC_PASS;
+		if (n - i - 4 >= 4 && strncasecmp(v + i + 4, "fail", 4) == 0)
+			return ARC_FAIL;
+		return ARC_NONE;
+	}
+	return ARC_NONE;
+}
+
+int
+mailauth_seal(const config_t *c, const char *content, size_t len, buf_t *out, buf_t *err)
+{
+	const signers_t *s = c->dkim_signers;
+	const signer_t *g = NULL;
+	for (size_t i = 0; s && c->arc_seal_domain && i < s->n && !g; i++)
+		if (strcasecmp(s->v[i].domain, c->arc_seal_domain) == 0)
+			g = &s->v[i];
+	if (!g) {
+		buf_printf(err, "no dkim_sign_keys line for arc_seal_domain %s",
+		    c->arc_seal_domain ? c->arc_seal_domain : "(none)");
+		return -1;
+	}
+	const char *id = c->authserv_id ? c->authserv_id : c->hostname;
+	size_t hlen, boff;
+	dkim_header_end(content, len, &hlen, &boff);
+	dkim_field_t *f;
+	size_t nf;
+	dkim_fields_split(content, hlen, &f, &nf);
+	buf_t sid = BUF_INIT, ar = BUF_INIT;
+	enum arc_result chain = ARC_NONE;
+	for (size_t i = 0; i < nf; i++) {
+		if (!dkim_field_is(&f[i], "Authentication-Results", 22))
+			continue;
+		const char *v = (const char *)memchr(f[i].p, ':', f[i].len) + 1;
+		size_t vn = f[i].len - (size_t)(v - f[i].p);
+		buf_reset(&sid);
+		if (authres_serv_id(v, vn, &sid) < 0 || strcasecmp(buf_cstr(&sid), id) != 0)
+			continue;
+		while (vn && (*v == ' ' || *v == '\t')) {
+			v++;
+			vn--;
+		}
+		buf_append(&ar, v, vn);
+		chain = chain_of(v, vn);
+		break;
+	}
+	xfree(f);
+	buf_free(&sid);
+	int rc = 0;
+	if (ar.len)
+		rc = arc_seal(g->key, g->domain, g->selector, buf_cstr(&ar), chain, content, len,
+		    time(NULL), out, err);
+	buf_free(&ar);
+	return rc;
 }

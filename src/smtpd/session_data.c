@@ -287,14 +287,21 @@ typedef struct sign_job {
 	buf_t sig;
 	buf_t err;
 	int rc;
+	bool sign, seal;  /* DKIM-sign; ARC-seal (forwarded inbound mail) */
+	buf_t arc, arcerr;
+	int arc_rc;
 } sign_job_t;
 
 static void
 sign_work(uv_work_t *w)
 {
 	sign_job_t *j = w->data;
-	j->rc = mailauth_sign(j->c, j->sender, j->content.data ? j->content.data : "",
-	    j->content.len, &j->sig, &j->err);
+	if (j->sign)
+		j->rc = mailauth_sign(j->c, j->sender, j->content.data ? j->content.data : "",
+		    j->content.len, &j->sig, &j->err);
+	if (j->seal)
+		j->arc_rc = mailauth_seal(j->c, j->content.data ? j->content.data : "",
+		    j->content.len, &j->arc, &j->arcerr);
 }
 
 static void write_commit(session_t *s, const char *content, size_t len);
@@ -304,7 +311,6 @@ sign_done(uv_work_t *w, int status)
 {
 	sign_job_t *j = w->data;
 	session_t *s = j->s;
-	config_free((config_t *)j->c);
 	if (!sess_work_returned(s)) {
 		if (status != 0 || j->rc < 0) {
 			/* unsigned mail would fail DMARC at the receiver: defer */
@@ -317,12 +323,23 @@ sign_done(uv_work_t *w, int status)
 		} else {
 			if (j->sig.len)
 				log_info("%s: dkim signed session=%s from=<%s>", s->qid, s->id, j->sender);
+			/* an ARC seal that cannot be made: forwarded unsealed, as without ARC */
+			if (j->seal && j->arc_rc < 0)
+				log_err("%s: arc sealing failed session=%s: %s; forwarded unsealed", s->qid,
+				    s->id, buf_cstr(&j->arcerr));
+			else if (j->arc.len)
+				log_info("%s: arc sealed session=%s d=%s", s->qid, s->id,
+				    j->c->arc_seal_domain);
+			buf_append(&j->sig, j->arc.data ? j->arc.data : "", j->arc.len);
 			buf_append(&j->sig, j->content.data ? j->content.data : "", j->content.len);
 			write_commit(s, j->sig.data, j->sig.len);
 		}
 	}
 	/* else: the client left before its 250; nothing is queued */
+	config_free((config_t *)j->c);
 	xfree(j->sender);
+	buf_free(&j->arc);
+	buf_free(&j->arcerr);
 	buf_free(&j->content);
 	buf_free(&j->sig);
 	buf_free(&j->err);
@@ -346,11 +363,18 @@ write_commit(session_t *s, const char *content, size_t len)
 void
 sess_content_final(session_t *s, const char *content, size_t len)
 {
-	if (!s->sign) {
+	/* ARC: inbound mail from an untrusted smtp client that an alias or
+	 * virtual entry forwards to a remote address gets our ARC set (RFC
+	 * 8617 section 5.1; mailauth_seal); signed mail is not also sealed */
+	bool seal = !s->sign && s->mode == LISTEN_SMTP && !(s->relay_ok || s->auth_user || s->local) &&
+	    mailauth_seal_wanted(CFG(s)) && router_forwards(CFG(s), T(s)->tables, s->env);
+	if (!s->sign && !seal) {
 		write_commit(s, content, len);
 		return;
 	}
 	sign_job_t *j = xcalloc(1, sizeof *j);
+	j->sign = s->sign;
+	j->seal = seal;
 	j->w.data = j;
 	j->s = s;
 	j->c = config_ref(CFG(s));
