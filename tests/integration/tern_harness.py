@@ -125,6 +125,11 @@ def _released(pid):
         return True  # gone (or its fd table already released)
 
 
+
+def _maildir_order(path):
+    m = re.match(r"(\d+)\.M(\d+)", path.name)
+    return (int(m.group(1)), int(m.group(2)), path.name) if m else (0, 0, path.name)
+
 class Tern:
     """One tern daemon in its own directory (normally the test's tmp_path)."""
 
@@ -350,8 +355,10 @@ class Tern:
         for sub in ("new", "cur"):
             d = md / sub
             if d.is_dir():
-                out += sorted(p for p in d.iterdir() if p.is_file())
-        return out
+                out += [p for p in d.iterdir() if p.is_file()]
+        # delivery order: maildir names are SEC.MUSEC... with USEC not zero-padded,
+        # so a plain name sort puts .M215000 before .M55000 of the same second
+        return sorted(out, key=_maildir_order)
 
     def wait_delivered(self, mailbox, count, timeout=10):
         """Wait until the mailbox holds at least count messages; return their files."""
