@@ -9,7 +9,8 @@ libcrypt-dev python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python
 clang libclang-rt-14-dev cppcheck clang-tidy valgrind iproute2 procps dovecot-core dovecot-lmtpd libseccomp-dev \
 clamav-daemon clamav-milter rspamd opendkim python3-dkim python3-nacl libpcre2-dev redis-server libhiredis-dev \
 libpsl-dev publicsuffix python3-authres nsd ldnsutils dns-root-data python3-cryptography \
-spamass-milter spamd spamassassin postsrsd python3-spf zlib1g-dev libcurl4-openssl-dev"
+spamass-milter spamd spamassassin postsrsd python3-spf zlib1g-dev libcurl4-openssl-dev \
+libjansson-dev libmicrohttpd-dev python3-jsonschema prometheus chromium python3-websocket"
 
 missing=""
 for p in $PKGS; do
@@ -61,7 +62,8 @@ esac
 # DANE tests (tests/integration/test_dane.py) run their own nsd in a network
 # namespace, and tests/integration/test_srs.py its own postsrsd (to check
 # interoperation)
-for svc in clamav-daemon clamav-freshclam clamav-milter rspamd opendkim redis-server nsd spamd spamass-milter postsrsd; do
+# the metrics tests (tests/integration/test_metrics.py) run their own prometheus
+for svc in clamav-daemon clamav-freshclam clamav-milter rspamd opendkim redis-server nsd spamd spamass-milter postsrsd prometheus; do
 	case " $missing " in *" $svc "*|*" clamav-daemon "*)
 		if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 			$SUDO systemctl disable --now "$svc.service" "$svc.socket" >/dev/null 2>&1 || true
