@@ -46,7 +46,7 @@ def free_port():
 def relay_peer(tmp_path):
     started = []
 
-    def start(tls=True):
+    def start(tls=True, mechanisms=None):
         h = Relay()
 
         def authenticator(server, session, envelope, mechanism, auth_data):
@@ -56,6 +56,9 @@ def relay_peer(tmp_path):
             # failure; with handled=True and no message it never answers
             return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
         kw = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": True}
+        if mechanisms is not None:
+            # aiosmtpd offers PLAIN and LOGIN; leave out the others
+            kw["auth_exclude_mechanism"] = [m for m in ("PLAIN", "LOGIN") if m not in mechanisms]
         if tls:
             cert = make_cert(tmp_path, name="relay")
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -97,6 +100,24 @@ def test_auth_to_relayhost(make_tern, relay_peer, tmp_path):
     assert h.logins[0][0] in ("PLAIN", "LOGIN")
     t.wait_log(r"to=<someone@far\.example> relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+ .*status=sent")
     # the password never reaches the log
+    assert "s3cret" not in t.log
+
+
+@pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
+def test_auth_mechanism_offered_alone(make_tern, relay_peer, tmp_path, mech):
+    """A relay that offers only AUTH LOGIN (RFC 4954 with the draft LOGIN
+    exchange: 334 VXNlcm5hbWU6, 334 UGFzc3dvcmQ6) or only AUTH PLAIN (RFC 4616)
+    gets that mechanism, and the mail is relayed."""
+    h, port = relay_peer(mechanisms=[mech])
+    t = make_tern(config={"relayhost": "[127.0.0.1]:%d" % port,
+                          "relayhost_auth_file": str(auth_file(tmp_path))}).start()
+    t.send("someone@far.example")
+    wait_for(lambda: h.messages)
+    assert [l[0] for l in h.logins] == [mech], h.logins
+    assert h.logins[0][1:] == (b"tern-user", b"s3cret pass"), h.logins
+    m = h.messages[0]
+    assert m["tls"] and m["authenticated"] and m["user"] == b"tern-user", m
+    t.wait_log(r"to=<someone@far\.example> relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+ .*status=sent")
     assert "s3cret" not in t.log
 
 
