@@ -1,36 +1,55 @@
 /*
- * reports.c - the DMARC aggregate reports' clock and their way into the
- * queue (contract in reports.h).
+ * reports.c - the periodic reports' clock, their way into the queue and
+ * their counts' saves (contract in reports.h).
  *
  * The interval is read again at each tick, so a reload that changes it
- * applies from the next period on; the counting itself (mailauth.c)
- * follows dmarc_reports of the configuration each message began under.
+ * applies from the next period on; the counting itself (mailauth.c for
+ * DMARC) follows the configuration each message began under.
  */
 #include "daemon/reports.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/envelope.h"
 #include "common/maillog.h"
 #include "common/qid.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "mailauth/mailauth.h"
 #include "queue/queue.h"
+
+typedef struct kind {
+	const reports_kind_t *k;
+	void *arg;
+	uv_timer_t *timer;
+	bool saving; /* a save is on the pool */
+} kind_t;
 
 static struct {
 	uv_loop_t *loop;
 	config_t *const *cfg;
 	sched_t *sched;
 	char *spool_dir;
-	uv_timer_t *timer;
+	kind_t kinds[REPORTS_MAX_KINDS];
+	size_t nkinds;
+	uv_timer_t *save_timer;
 	bool stopped;
+	unsigned saves_pending;
+	void (*done)(void *);
+	void *done_arg;
 } R;
+
+/* ---- into the queue ---- */
 
 typedef struct store_job {
 	uv_work_t w;
+	const reports_kind_t *k;
 	envelope_t *env;
 	char *spool_dir;
 	char *content;
@@ -52,11 +71,11 @@ store_done(uv_work_t *w, int status)
 {
 	store_job_t *j = w->data;
 	if (!j->stored) {
-		log_err("dmarc report to <%s>: cannot queue it: %s", j->env->rcpt[0].addr,
+		log_err("%s to <%s>: cannot queue it: %s", j->k->tag, j->env->rcpt[0].addr,
 		    strerror(j->err));
 	} else {
 		maillog_accepted(j->stored->qid, "local", "local", NULL, j->stored->sender, j->len, 1,
-		    "DMARC-REPORT", "", false);
+		    j->k->tag, "", false);
 		if (R.stopped)
 			envelope_free(j->stored); /* in the queue: recovered at the next start */
 		else
@@ -68,8 +87,9 @@ store_done(uv_work_t *w, int status)
 	xfree(j);
 }
 
+/* submit_arg: the kind */
 static void
-submit(void *arg, const char *sender, const char *rcpt, const char *content, size_t len)
+submit(void *submit_arg, const char *sender, const char *rcpt, const char *content, size_t len)
 {
 	if (R.stopped)
 		return;
@@ -82,6 +102,7 @@ submit(void *arg, const char *sender, const char *rcpt, const char *content, siz
 	e->sender = xstrdup(sender);
 	e->client_addr = xstrdup("local");
 	envelope_add_rcpt(e, rcpt, NULL, NULL, NOTIFY_NEVER);
+	j->k = ((const kind_t *)submit_arg)->k;
 	j->env = e;
 	j->spool_dir = xstrdup(R.spool_dir);
 	j->content = xmalloc(len + 1);
@@ -91,14 +112,178 @@ submit(void *arg, const char *sender, const char *rcpt, const char *content, siz
 	uv_queue_work(R.loop, &j->w, store_work, store_done);
 }
 
+/* ---- the clock ---- */
+
+/* ms to the next tick of kind x */
+static uint64_t
+next_tick(const kind_t *x)
+{
+	uint64_t iv = x->k->interval(*R.cfg);
+	if (iv == 0)
+		iv = 1;
+	if (!x->k->aligned)
+		return iv * 1000u;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	uint64_t ms = iv * 1000u - now_ms % (iv * 1000u);
+	return ms < 50 ? ms + iv * 1000u : ms;
+}
+
 static void
 tick(uv_timer_t *t)
 {
+	kind_t *x = t->data;
 	const config_t *c = *R.cfg;
-	if (c->dmarc_reports)
-		mailauth_reports_flush(R.loop, c, submit, NULL);
-	uv_timer_start(t, tick, (uint64_t)c->dmarc_report_interval * 1000u, 0);
+	if (x->k->enabled(c))
+		x->k->flush(x->arg, c, submit, x);
+	uv_timer_start(t, tick, next_tick(x), 0);
 }
+
+static void
+kind_start(kind_t *x)
+{
+	x->timer = xmalloc(sizeof *x->timer);
+	uv_timer_init(R.loop, x->timer);
+	uv_unref((uv_handle_t *)x->timer);
+	x->timer->data = x;
+	uv_timer_start(x->timer, tick, next_tick(x), 0);
+}
+
+/* ---- the saves ---- */
+
+typedef struct save_job {
+	uv_work_t w;
+	kind_t *x;
+	char *path;
+	char *data;
+	size_t len;
+	int err;
+} save_job_t;
+
+static void
+save_work(uv_work_t *w)
+{
+	save_job_t *j = w->data;
+	char *tmp = xasprintf("%s.tmp", j->path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	j->err = 0;
+	if (fd < 0 || write_all(fd, j->data, j->len) < 0 || fsync(fd) < 0)
+		j->err = errno;
+	if (fd >= 0 && close(fd) < 0 && !j->err)
+		j->err = errno;
+	if (!j->err && rename(tmp, j->path) < 0)
+		j->err = errno;
+	if (j->err) {
+		unlink(tmp);
+	} else {
+		char *dir = xstrdup(j->path);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+		if (fsync_dir(slash ? dir : ".") < 0)
+			j->err = errno;
+		xfree(dir);
+	}
+	xfree(tmp);
+}
+
+static bool save_kind(kind_t *x);
+
+static void
+finish_stop(void)
+{
+	void (*done)(void *) = R.done;
+	R.done = NULL;
+	xfree(R.spool_dir);
+	R.spool_dir = NULL;
+	done(R.done_arg);
+}
+
+static void
+save_done(uv_work_t *w, int status)
+{
+	save_job_t *j = w->data;
+	kind_t *x = j->x;
+	if (j->err)
+		log_err("%s: cannot save the counts in %s: %s", x->k->tag, j->path, strerror(j->err));
+	x->saving = false;
+	xfree(j->path);
+	xfree(j->data);
+	xfree(j);
+	if (!R.stopped || !R.done)
+		return;
+	/* stopping: a save that began before the stop may lack the last
+	 * counts; write again when there is anything newer */
+	if (save_kind(x))
+		return;
+	if (--R.saves_pending == 0)
+		finish_stop();
+}
+
+/* queue a save of x when it has something new; true if one was queued */
+static bool
+save_kind(kind_t *x)
+{
+	if (!x->k->save || !x->k->file || x->saving)
+		return false;
+	size_t len = 0;
+	char *data = x->k->save(x->arg, &len);
+	if (!data)
+		return false;
+	save_job_t *j = xcalloc(1, sizeof *j);
+	j->x = x;
+	j->path = xasprintf("%s/%s", R.spool_dir, x->k->file);
+	j->data = data;
+	j->len = len;
+	j->w.data = j;
+	x->saving = true;
+	uv_queue_work(R.loop, &j->w, save_work, save_done);
+	return true;
+}
+
+static void
+save_all(void)
+{
+	for (size_t i = 0; i < R.nkinds; i++)
+		save_kind(&R.kinds[i]);
+}
+
+static void
+on_save_timer(uv_timer_t *t)
+{
+	save_all();
+}
+
+/* ---- DMARC ---- */
+
+static bool
+dmarc_enabled(const config_t *c)
+{
+	return c->dmarc_reports;
+}
+
+static unsigned
+dmarc_interval(const config_t *c)
+{
+	return c->dmarc_report_interval;
+}
+
+static void
+dmarc_flush(void *kind_arg, const config_t *c, reports_submit_fn fn, void *submit_arg)
+{
+	mailauth_reports_flush(kind_arg, c, fn, submit_arg);
+}
+
+static const reports_kind_t dmarc_kind = {
+	.tag = "DMARC-REPORT",
+	.enabled = dmarc_enabled,
+	.interval = dmarc_interval,
+	.aligned = false,
+	.flush = dmarc_flush,
+};
+
+/* ---- public ---- */
 
 void
 reports_start(uv_loop_t *loop, config_t *const *cfg, sched_t *sched, const char *spool_dir)
@@ -108,10 +293,36 @@ reports_start(uv_loop_t *loop, config_t *const *cfg, sched_t *sched, const char 
 	R.sched = sched;
 	R.spool_dir = xstrdup(spool_dir);
 	R.stopped = false;
-	R.timer = xmalloc(sizeof *R.timer);
-	uv_timer_init(loop, R.timer);
-	uv_unref((uv_handle_t *)R.timer);
-	uv_timer_start(R.timer, tick, (uint64_t)(*cfg)->dmarc_report_interval * 1000u, 0);
+	R.nkinds = 0;
+	R.save_timer = xmalloc(sizeof *R.save_timer);
+	uv_timer_init(loop, R.save_timer);
+	uv_unref((uv_handle_t *)R.save_timer);
+	uv_timer_start(R.save_timer, on_save_timer, REPORTS_SAVE_EVERY * 1000u,
+	    REPORTS_SAVE_EVERY * 1000u);
+	reports_add(&dmarc_kind, loop);
+}
+
+void
+reports_add(const reports_kind_t *k, void *kind_arg)
+{
+	if (R.stopped || !R.loop || R.nkinds >= REPORTS_MAX_KINDS)
+		return;
+	kind_t *x = &R.kinds[R.nkinds++];
+	memset(x, 0, sizeof *x);
+	x->k = k;
+	x->arg = kind_arg;
+	kind_start(x);
+}
+
+int
+reports_flush_now(const char *tag)
+{
+	for (size_t i = 0; i < R.nkinds && !R.stopped; i++)
+		if (strcmp(R.kinds[i].k->tag, tag) == 0) {
+			R.kinds[i].k->flush(R.kinds[i].arg, *R.cfg, submit, &R.kinds[i]);
+			return 0;
+		}
+	return -1;
 }
 
 static void
@@ -121,14 +332,35 @@ timer_closed(uv_handle_t *h)
 }
 
 void
-reports_stop(void)
+reports_stop(void (*done)(void *), void *arg)
 {
-	if (R.stopped || !R.timer)
+	if (R.stopped || !R.save_timer) {
+		done(arg);
 		return;
+	}
 	R.stopped = true;
-	uv_timer_stop(R.timer);
-	uv_close((uv_handle_t *)R.timer, timer_closed);
-	R.timer = NULL;
-	xfree(R.spool_dir);
-	R.spool_dir = NULL;
+	for (size_t i = 0; i < R.nkinds; i++) {
+		uv_timer_stop(R.kinds[i].timer);
+		uv_close((uv_handle_t *)R.kinds[i].timer, timer_closed);
+		R.kinds[i].timer = NULL;
+	}
+	uv_timer_stop(R.save_timer);
+	uv_close((uv_handle_t *)R.save_timer, timer_closed);
+	R.save_timer = NULL;
+	/* the final saves: a save still on the pool may predate the last
+	 * counts, so wait for it, then write again (at most twice per kind) */
+	R.done = done;
+	R.done_arg = arg;
+	R.saves_pending = 1; /* this function's own */
+	for (size_t i = 0; i < R.nkinds; i++) {
+		kind_t *x = &R.kinds[i];
+		if (!x->k->save)
+			continue;
+		if (x->saving)
+			R.saves_pending++; /* its save_done counts down (and saves again) */
+		else if (save_kind(x))
+			R.saves_pending++;
+	}
+	if (--R.saves_pending == 0)
+		finish_stop();
 }

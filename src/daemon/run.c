@@ -115,18 +115,25 @@ set_current(config_t *c, tables_t *t)
  * then the scheduler (no new jobs; waits for jobs in flight) and outbound
  * (cancels what has not started) together; the loop ends when both are. */
 static void
-stop_one_done(void *arg)
+reports_stopped(void *arg)
 {
 	(void)arg;
-	if (--stop_pending > 0)
-		return;
-	reports_stop();
 	outbound_conf_free(outbound); /* the resolver; the manager is gone */
 	outbound = NULL;
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_stop(T.loop);
+}
+
+/* the scheduler and outbound are done: the reports' last saves, then the end */
+static void
+stop_one_done(void *arg)
+{
+	(void)arg;
+	if (--stop_pending > 0)
+		return;
+	reports_stop(reports_stopped, NULL);
 }
 
 static void

@@ -17,11 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <zlib.h>
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
+#include "common/report_mail.h"
+#include "lib/gzip.h"
 #include "lib/xalloc.h"
 
 static void
@@ -317,81 +315,45 @@ dmarc_report_mailto(const char *uri, buf_t *addr, uint64_t *limit)
 	return 0;
 }
 
-static int
-gzip_buf(const char *p, size_t n, buf_t *out)
-{
-	z_stream zs;
-	memset(&zs, 0, sizeof zs);
-	if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-	    Z_OK)
-		return -1;
-	uLong bound = deflateBound(&zs, (uLong)n) + 32;
-	buf_reserve(out, bound);
-	zs.next_in = (Bytef *)(uintptr_t)p;
-	zs.avail_in = (uInt)n;
-	zs.next_out = (Bytef *)out->data + out->len;
-	zs.avail_out = (uInt)bound;
-	int rc = deflate(&zs, Z_FINISH);
-	if (rc == Z_STREAM_END)
-		out->len += zs.total_out;
-	if (out->data)
-		out->data[out->len] = '\0';
-	deflateEnd(&zs);
-	return rc == Z_STREAM_END ? 0 : -1;
-}
-
 int
 dmarc_report_message(const dmarc_report_meta_t *m, const dmarc_report_domain_t *d,
     const char *rcpt, buf_t *out, buf_t *err)
 {
 	buf_t xml = BUF_INIT, id = BUF_INIT, gz = BUF_INIT;
 	dmarc_report_xml(m, d, &xml, &id);
-	if (gzip_buf(xml.data, xml.len, &gz) < 0) {
+	if (gzip_compress(xml.data, xml.len, &gz) < 0) {
 		buf_puts(err, "cannot compress the report");
 		buf_free(&xml);
 		buf_free(&id);
 		buf_free(&gz);
 		return -1;
 	}
-	unsigned char rnd[8];
-	if (RAND_bytes(rnd, sizeof rnd) != 1)
-		memset(rnd, 0x5a, sizeof rnd);
-	char bnd[40];
-	snprintf(bnd, sizeof bnd, "=_dmarc_%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
-	    rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	char date[64];
-	struct tm tm;
-	time_t now = m->end;
-	gmtime_r(&now, &tm);
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	/* section 7.2.1.1: filename = receiver "!" policy-domain "!" begin "!" end ".xml.gz" */
 	char *fname = xasprintf("%s!%s!%lld!%lld.xml.gz", m->receiver, d->domain,
 	    (long long)m->begin, (long long)m->end);
-	buf_printf(out, "From: <%s>\r\nTo: <%s>\r\n", m->email, rcpt);
-	buf_printf(out, "Subject: Report Domain: %s Submitter: %s Report-ID: <%s>\r\n", d->domain,
+	char *subject = xasprintf("Report Domain: %s Submitter: %s Report-ID: <%s>", d->domain,
 	    m->org_name, buf_cstr(&id));
-	buf_printf(out, "Date: %s\r\nMessage-ID: <dmarc.%02x%02x%02x%02x.%s>\r\n", date, rnd[0],
-	    rnd[1], rnd[2], rnd[3], buf_cstr(&id));
-	buf_printf(out, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n",
-	    bnd);
-	buf_printf(out, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
-			"This is a DMARC aggregate report (RFC 7489) for %s from %s,\r\n"
-			"covering %lld to %lld (seconds since the epoch, UTC).\r\n\r\n",
-	    bnd, d->domain, m->org_name, (long long)m->begin, (long long)m->end);
-	buf_printf(out, "--%s\r\nContent-Type: application/gzip; name=\"%s\"\r\n"
-			"Content-Transfer-Encoding: base64\r\n"
-			"Content-Disposition: attachment; filename=\"%s\"\r\n\r\n",
-	    bnd, fname, fname);
-	/* base64 in lines of 76 (57 octets each) */
-	unsigned char line[80];
-	for (size_t i = 0; i < gz.len; i += 57) {
-		size_t k = gz.len - i < 57 ? gz.len - i : 57;
-		int w = EVP_EncodeBlock(line, (const unsigned char *)gz.data + i, (int)k);
-		buf_append(out, line, (size_t)w);
-		buf_puts(out, "\r\n");
-	}
-	buf_printf(out, "\r\n--%s--\r\n", bnd);
+	char *text = xasprintf("This is a DMARC aggregate report (RFC 7489) for %s from %s,\r\n"
+			       "covering %lld to %lld (seconds since the epoch, UTC).\r\n",
+	    d->domain, m->org_name, (long long)m->begin, (long long)m->end);
+	report_mail_t rm = {
+		.tag = "dmarc",
+		.from = m->email,
+		.to = rcpt,
+		.subject = subject,
+		.id = buf_cstr(&id),
+		.date = m->end,
+		.multipart = "mixed",
+		.text = text,
+		.att_type = "application/gzip",
+		.filename = fname,
+		.att = gz.data,
+		.att_len = gz.len,
+	};
+	report_mail_build(&rm, out);
 	xfree(fname);
+	xfree(subject);
+	xfree(text);
 	buf_free(&xml);
 	buf_free(&id);
 	buf_free(&gz);
