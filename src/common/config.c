@@ -113,6 +113,11 @@ const struct cfg_key cfg_keys[] = {
 	{"smtp_mta_sts", CT_BOOL, FLD(smtp_mta_sts), 0, 0, "no", 0, 0, NULL},
 	{"mta_sts_port", CT_NUMBER, FLD(mta_sts_port), 0, 0, "443", 1, 65535, NULL},
 	{"auth_users", CT_PATH, FLD(auth_users), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	/* AUTH against Dovecot (docs/operations.md) */
+	{"auth_backend", CT_STRING, FLD(auth_backend), 0, 0, "file", 0, 0, check_auth_backend},
+	{"dovecot_auth_socket", CT_STRING, FLD(dovecot_auth_socket), 0, CF_OPTIONAL, NULL, 0, 0,
+	    check_dovecot_socket},
+	{"dovecot_auth_timeout", CT_DURATION, FLD(dovecot_auth_timeout), 0, 0, "30s", 1, 300, NULL},
 	{"auth_max_failures", CT_NUMBER, FLD(auth_max_failures), 0, 0, "3", 1, 100, NULL},
 	{"auth_failure_delay", CT_DURATION, FLD(auth_failure_delay), 0, 0, "1s", 0, 60, NULL},
 	{"sender_login", CT_PATH, FLD(sender_login_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},

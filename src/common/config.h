@@ -144,6 +144,9 @@ typedef struct config {
 
 	/* AUTH, submission, local injection (src/smtpd/auth.h, docs/sendmail.md) */
 	char *auth_users;            /* password file "user:$y$..."; NULL = no AUTH */
+	char *auth_backend;          /* "file" (auth_users) or "dovecot" (dovecot_auth_socket) */
+	char *dovecot_auth_socket;   /* auth_backend dovecot: /path or inet:HOST:PORT */
+	unsigned dovecot_auth_timeout; /* seconds for each wait on Dovecot; default 30 */
 	unsigned auth_max_failures;  /* per connection, then 421; default 3 */
 	unsigned auth_failure_delay; /* seconds before the first 535, doubling; default 1 */
 	char *sender_login_file;     /* key "sender_login": "address user, user"; NULL = none */

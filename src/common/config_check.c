@@ -62,6 +62,8 @@ static const struct {
 	{"smtp_tls_policy_maps", "tls_policy"},
 	{"smtp_tls_CAfile", "smtp_tls_ca_file"},
 	{"smtpd_sender_login_maps", "sender_login"},
+	{"smtpd_sasl_type", "auth_backend"},
+	{"smtpd_sasl_path", "dovecot_auth_socket"},
 	{"smtpd_client_auth_rate_limit", "auth_max_failures"},
 	{"smtpd_milters", "smtp_milters"},
 	{"milter_default_action", "milter"},
@@ -174,6 +176,19 @@ cfg_cross_checks(cfg_parser_t *p)
 				cfg_error(p, p->set_line[cfg_key_index(key)], "%s: no \"milter = %s ...\" line "
 				    "defines %s", key, v[i], v[i]);
 		}
+	}
+	/* AUTH: one backend, and what it needs (docs/operations.md) */
+	size_t ib = cfg_key_index("auth_backend");
+	if (!p->failed[ib] && c->auth_backend && strcmp(c->auth_backend, "dovecot") == 0) {
+		if (!c->dovecot_auth_socket && !p->failed[cfg_key_index("dovecot_auth_socket")])
+			cfg_error(p, p->set_line[ib], "auth_backend = dovecot needs dovecot_auth_socket "
+			    "(Dovecot's auth-client socket: a path or inet:HOST:PORT)");
+		if (c->auth_users)
+			cfg_error(p, p->set_line[cfg_key_index("auth_users")], "auth_users is the password "
+			    "file of auth_backend = file; with auth_backend = dovecot, Dovecot checks passwords");
+	} else if (!p->failed[ib] && c->dovecot_auth_socket) {
+		cfg_error(p, p->set_line[cfg_key_index("dovecot_auth_socket")], "dovecot_auth_socket is "
+		    "set but auth_backend is not dovecot");
 	}
 	/* SRS (docs/srs.md): rewriting needs a secret */
 	if (c->srs_domain && !c->srs_secret_file && !p->failed[cfg_key_index("srs_domain")])

@@ -106,6 +106,8 @@ const char *check_user(const char *v);
 const char *check_relayhost(const char *v);
 const char *check_dns_servers(const char *v);
 const char *check_dnsbl_stage(const char *v);
+const char *check_auth_backend(const char *v);
+const char *check_dovecot_socket(const char *v);
 const char *check_rate(const char *v);
 const char *check_redis(const char *v);
 const char *check_open_closed(const char *v);

@@ -399,6 +399,42 @@ check_dnsbl_stage(const char *v)
 	    : "must be connect or rcpt";
 }
 
+const char *
+check_auth_backend(const char *v)
+{
+	return strcmp(v, "file") == 0 || strcmp(v, "dovecot") == 0 ? NULL
+	    : "must be file (auth_users) or dovecot (dovecot_auth_socket)";
+}
+
+/* "/path", "unix:/path" or "inet:HOST:PORT", HOST a numeric address
+ * (bracketed for IPv6): the AUTH path does no DNS lookup */
+const char *
+check_dovecot_socket(const char *v)
+{
+	const char *a = strncmp(v, "unix:", 5) == 0 ? v + 5 : v;
+	if (a[0] == '/')
+		return strlen(a) < 108 ? NULL : "socket path too long";
+	if (strncmp(v, "inet:", 5) != 0)
+		return "expected an absolute socket path, unix:PATH or inet:HOST:PORT";
+	a = v + 5;
+	char host[64];
+	const char *e = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
+	const char *h = a[0] == '[' ? a + 1 : a;
+	if (!e || e < h || (size_t)(e - h) >= sizeof host || (a[0] == '[' && e[1] != ':'))
+		return "expected inet:HOST:PORT (inet:[IPV6]:PORT for IPv6)";
+	memcpy(host, h, (size_t)(e - h));
+	host[e - h] = '\0';
+	const char *port = a[0] == '[' ? e + 2 : e + 1;
+	unsigned char tmp[sizeof(struct in6_addr)];
+	if (inet_pton(a[0] == '[' ? AF_INET6 : AF_INET, host, tmp) != 1)
+		return "HOST must be a numeric IP address (no DNS lookup on the AUTH path)";
+	char *end;
+	long p = strtol(port, &end, 10);
+	if (!*port || *end || p < 1 || p > 65535)
+		return "PORT must be a number from 1 to 65535";
+	return NULL;
+}
+
 /* "IP[@PORT] IP[@PORT] ..." */
 const char *
 check_dns_servers(const char *v)

@@ -41,6 +41,7 @@
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "smtpd/auth.h"
+#include "smtpd/auth_dovecot.h"
 #include "smtpd/session.h"
 
 #define IPTAB_SIZE 1024
@@ -79,6 +80,7 @@ struct server {
 
 	SSL_CTX *tls_ctx;         /* NULL: no tls_cert */
 	passwd_db_t *auth_db;     /* NULL: no auth_users */
+	dvauth_t *dvauth;         /* NULL: auth_backend is not dovecot */
 	table_t *sender_login;    /* NULL: no sender_login table */
 	content_checks_t *checks; /* header_checks, body_checks; NULL: none */
 	char *local_path;         /* the local socket we bound, to unlink at the end */
@@ -158,6 +160,8 @@ static void
 stop_check(server_t *s)
 {
 	if (s->stopping && s->nsessions == 0 && s->nclosed == s->nls && s->stop_done) {
+		if (s->dvauth)
+			dvauth_close(s->dvauth); /* no session is left to ask it */
 		void (*cb)(void *) = s->stop_done;
 		s->stop_done = NULL;
 		cb(s->stop_arg);
@@ -324,6 +328,12 @@ log_warnings(const char *what, const buf_t *w)
 	}
 }
 
+static bool
+auth_dovecot(const config_t *c)
+{
+	return c->auth_backend && strcmp(c->auth_backend, "dovecot") == 0 && c->dovecot_auth_socket;
+}
+
 static int
 load_auth(const config_t *c, passwd_db_t **out, buf_t *err)
 {
@@ -389,8 +399,9 @@ shared_load(const config_t *c, shared_t *sh, buf_t *warn, buf_t *err)
 		}
 		/* RFC 6409 §4.3: submission is for authenticated clients; without
 		 * both nobody could ever submit there */
-		if (c->listen[i].mode == LISTEN_SUBMISSION && !(sh->tls_ctx && sh->auth_db)) {
-			buf_printf(err, "listen %s:%d submission: needs tls_cert and auth_users (AUTH only "
+		if (c->listen[i].mode == LISTEN_SUBMISSION && !(sh->tls_ctx && (sh->auth_db || auth_dovecot(c)))) {
+			buf_printf(err, "listen %s:%d submission: needs tls_cert and auth_users or "
+			    "auth_backend = dovecot (AUTH only "
 			    "under TLS): without them nobody can authenticate, so nobody can submit",
 			    c->listen[i].addr, c->listen[i].port);
 			goto fail;
@@ -454,6 +465,17 @@ server_reload(server_t *s)
 		log_err("reload: %s; keeping the previous password file", buf_cstr(&err));
 		buf_puts(&kept, ", password file");
 	}
+	if (auth_dovecot(c)) {
+		if (s->dvauth)
+			dvauth_configure(s->dvauth, c->dovecot_auth_socket, c->dovecot_auth_timeout * 1000u);
+		else
+			s->dvauth = dvauth_new(s->t->loop, c->dovecot_auth_socket, c->dovecot_auth_timeout * 1000u);
+		buf_printf(&ok, ", Dovecot authentication at %s", c->dovecot_auth_socket);
+	} else if (s->dvauth) {
+		/* sessions in an exchange get 454; the handles close on the loop */
+		dvauth_free(s->dvauth);
+		s->dvauth = NULL;
+	}
 	buf_reset(&err);
 	if (load_sender_login(c, &sl, &err) == 0) {
 		table_free(s->sender_login);
@@ -499,6 +521,12 @@ const passwd_db_t *
 server_auth_db(struct server *srv)
 {
 	return srv->auth_db;
+}
+
+struct dvauth *
+server_auth_dovecot(struct server *srv)
+{
+	return srv->dvauth;
 }
 
 struct content_checks *
@@ -666,6 +694,9 @@ server_new(smtpd_ctx_t *t, buf_t *err)
 	}
 	if (c->local_socket && bind_local(s, &s->ls[s->nls], c->local_socket, err) < 0)
 		goto fail;
+	/* last: nothing after it can fail */
+	if (auth_dovecot(c))
+		s->dvauth = dvauth_new(t->loop, c->dovecot_auth_socket, c->dovecot_auth_timeout * 1000u);
 	return s;
 fail:
 	/* handles are closed by server_free via the loop */
@@ -730,6 +761,7 @@ server_free(server_t *s)
 	}
 	SSL_CTX_free(s->tls_ctx);
 	passwd_db_free(s->auth_db);
+	dvauth_free(s->dvauth);
 	table_free(s->sender_login);
 	content_checks_unref(s->checks);
 	xfree(s->local_path);

@@ -353,8 +353,7 @@ sess_helo_reply(session_t *s)
 	 * where a password may be sent, i.e. under TLS */
 	if (!s->tls && !s->local && server_tls_ctx(s->srv))
 		conn_printf(s->conn, "250-STARTTLS\r\n");
-	if (s->tls && !s->auth_user && server_auth_db(s->srv))
-		conn_printf(s->conn, "250-AUTH PLAIN LOGIN\r\n");
+	sess_auth_ehlo(s);
 	conn_printf(s->conn, "250 CHUNKING\r\n");
 }
 

@@ -26,7 +26,9 @@ void server_session_gone(struct server *srv, session_t *s, const char *ip);
 struct smtpd_ctx *server_ctx(struct server *srv);
 /* shared by all sessions, renewed by server_reload(): do not keep across events */
 SSL_CTX *server_tls_ctx(struct server *srv);      /* NULL: no TLS */
-const passwd_db_t *server_auth_db(struct server *srv); /* NULL: no AUTH */
+const passwd_db_t *server_auth_db(struct server *srv); /* NULL: no password file */
+/* auth_backend = dovecot: the one client all sessions share, else NULL */
+struct dvauth *server_auth_dovecot(struct server *srv);
 const table_t *server_sender_login(struct server *srv);
 /* header/body checks (NULL: none); a session takes a reference to keep them */
 struct content_checks *server_content_checks(struct server *srv);

@@ -109,6 +109,7 @@ struct session {
 	int auth_step;          /* LOGIN: 0 user name, 1 password */
 	char *auth_pending;     /* user name being checked or read */
 	uv_timer_t *auth_timer; /* failure delay; freed in its close callback */
+	struct dvauth_req *auth_req; /* auth_backend dovecot: the exchange in progress */
 
 	/* the local socket (sendmail) */
 	bool local;
@@ -217,5 +218,6 @@ void sess_cmd_auth(session_t *s, const char *a, size_t n);
 void sess_auth_response(session_t *s, const char *r, size_t n);
 void sess_auth_end(session_t *s);
 void sess_auth_timer_stop(session_t *s);
+void sess_auth_ehlo(session_t *s);
 
 #endif

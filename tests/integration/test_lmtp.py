@@ -2,13 +2,10 @@
 test_lmtp.py - LMTP delivery (RFC 2033) from tern into a real Dovecot
 (Debian's dovecot-core + dovecot-lmtpd; scripts/deps.sh installs them).
 
-The test runs its own Dovecot: `dovecot -F -c CONFIG` with everything
-(base_dir, state_dir, log, Maildirs, a passwd-file user database) in a
-private directory under /tmp, LMTP on 127.0.0.1 at a free port, and stops it
-at the end; the system's Dovecot service plays no part. Dovecot never
-delivers mail as uid 0, so as root the mailboxes belong to the "mail" user
-(a passwd-file userdb with that uid/gid); as another user, to that user.
-tern's transport table says "lmtp.example lmtp:[127.0.0.1]:PORT".
+The test runs its own Dovecot (dovecot_server.py: `dovecot -F -c CONFIG`
+with everything in a private directory under /tmp, LMTP on 127.0.0.1 at a
+free port) and stops it at the end; the system's Dovecot service plays no
+part. tern's transport table says "lmtp.example lmtp:[127.0.0.1]:PORT".
 
 Checked: two recipients in one transaction get their own results - one
 unknown to Dovecot (550 5.1.1 at RCPT: bounced, DSN to the local sender),
@@ -17,170 +14,17 @@ RFC 2033 §4.2: bounced) and one delivered into Dovecot's Maildir with the
 message intact (dot lines, long content).
 """
 
-import os
-import pwd
 import re
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
+from dovecot_server import INSTALLED, SKIP_REASON, Dovecot
 from tern_harness import Mail, make_message, tf
 
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 SENDER = "alice@localhost"
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(DOVECOT),
-    reason="dovecot not installed (scripts/deps.sh installs dovecot-core dovecot-lmtpd)")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Dovecot:
-    """A private Dovecot with an LMTP listener on 127.0.0.1:port."""
-
-    def __init__(self, users):
-        self.dir = Path(tempfile.mkdtemp(prefix="tern-dovecot-"))
-        os.chmod(self.dir, 0o755)  # the mail user must reach its Maildirs
-        self.mail = self.dir / "mail"
-        self.mail.mkdir()
-        self.log = self.dir / "dovecot.log"
-        if os.getuid() == 0:
-            pw = pwd.getpwnam("mail")  # Debian's base system has it; never uid 0
-            self.uid, self.gid = pw.pw_uid, pw.pw_gid
-            os.chown(self.mail, self.uid, self.gid)
-            service_users = ""
-        else:
-            self.uid, self.gid = os.getuid(), os.getgid()
-            me = pwd.getpwuid(self.uid).pw_name
-            # without root: every service runs as us, nothing chroots
-            service_users = ("default_internal_user = %s\ndefault_login_user = %s\n" % (me, me)
-                             + NONROOT_SERVICES)
-        lines = []
-        for user, extra in users.items():
-            lines.append("%s:{PLAIN}x:%d:%d::%s::%s" % (user, self.uid, self.gid,
-                                                       self.dir / "home" / user, extra))
-        (self.dir / "users").write_text("\n".join(lines) + "\n")
-        self.proc = None
-        for _ in range(5):
-            self.port = free_port()
-            self.conf = self.dir / "dovecot.conf"
-            self.conf.write_text(DOVECOT_CONF % {
-                "dir": self.dir, "port": self.port, "uid": self.uid, "gid": self.gid,
-                "service_users": service_users})
-            if self.start():
-                return
-        why = self.log_text()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        raise AssertionError("dovecot did not start:\n" + why)
-
-    def start(self):
-        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(self.conf)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.dir / "stderr", "ab"))
-        deadline = time.monotonic() + tf(10)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.proc = None
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    if s.recv(100).startswith(b"220 "):
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        return False
-
-    def log_text(self):
-        out = ""
-        for f in ("stderr", "dovecot.log"):
-            p = self.dir / f
-            if p.exists():
-                out += p.read_text(errors="replace")
-        return out
-
-    def messages(self, user):
-        d = self.mail / user / "new"
-        return sorted(d.iterdir()) if d.is_dir() else []
-
-    def stop(self):
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(tf(15))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-    def close(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-# without root nothing may chroot or give its sockets to the dovecot group
-NONROOT_SERVICES = """
-service anvil {
-  chroot =
-}
-service stats {
-  unix_listener stats-writer {
-    group =
-  }
-}
-service dict {
-  unix_listener dict {
-    group =
-  }
-}
-service dict-async {
-  unix_listener dict-async {
-    group =
-  }
-}
-"""
-
-DOVECOT_CONF = """# written by tests/integration/test_lmtp.py
-base_dir = %(dir)s/run
-state_dir = %(dir)s/state
-log_path = %(dir)s/dovecot.log
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-first_valid_uid = %(uid)d
-first_valid_gid = %(gid)d
-mail_location = maildir:%(dir)s/mail/%%u
-mail_plugins = quota
-plugin {
-  quota = maildir:User quota
-}
-%(service_users)s
-passdb {
-  driver = passwd-file
-  args = %(dir)s/users
-}
-userdb {
-  driver = passwd-file
-  args = %(dir)s/users
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = %(port)d
-  }
-}
-"""
+pytestmark = pytest.mark.skipif(not INSTALLED, reason=SKIP_REASON)
 
 
 @pytest.fixture
