@@ -11,7 +11,8 @@
  * (no deadline here: the session's command timeout bounds that), DONE
  * when its result waits to be delivered from the timer (so that no
  * callback runs inside dvauth_begin or dvauth_continue).
- * One uv timer serves every deadline and the reconnect back-off.
+ * One uv timer serves every deadline and the reconnect back-off. The
+ * requests are a table in the order they began (a handful at a time).
  * Guarantees: see auth_dovecot.h. The order of requests on the wire is
  * the order they began; replies are matched by id, a reply for an id no
  * longer known (aborted, timed out) is ignored.
@@ -23,6 +24,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/un.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +53,6 @@ struct mech {
 
 struct dvauth_req {
 	dvauth_t *c;
-	dvauth_req_t *prev, *next;
 	unsigned long id;
 	enum rstate st;
 	bool lost;          /* WAITING when the connection went: TEMP at the next answer */
@@ -77,7 +78,8 @@ struct dvauth {
 	size_t nmechs;
 	bool known;         /* mechs is from Dovecot (else never reached yet) */
 	unsigned long next_id;
-	dvauth_req_t head;  /* circular list of requests */
+	dvauth_req_t **reqs; /* every request, in the order they began */
+	size_t nreqs, capreqs;
 	uv_timer_t timer;
 	bool timer_closed;
 	uint64_t retry_at;  /* DOWN: the background reconnect (0: none) */
@@ -153,11 +155,35 @@ parse_addr(const char *addr, struct target *t)
 /* ---- requests ---- */
 
 static void
-req_unlink(dvauth_req_t *r)
+req_add(dvauth_t *c, dvauth_req_t *r)
 {
-	r->prev->next = r->next;
-	r->next->prev = r->prev;
-	r->prev = r->next = r;
+	if (c->nreqs == c->capreqs) {
+		c->capreqs = c->capreqs ? c->capreqs * 2 : 16;
+		// NOLINTNEXTLINE(bugprone-sizeof-expression): the table holds pointers
+		c->reqs = xrealloc(c->reqs, c->capreqs * sizeof *c->reqs);
+	}
+	c->reqs[c->nreqs++] = r;
+}
+
+/* take the request at index i out of the table */
+static dvauth_req_t *
+req_take(dvauth_t *c, size_t i)
+{
+	dvauth_req_t *r = c->reqs[i];
+	// NOLINTNEXTLINE(bugprone-sizeof-expression): the table holds pointers
+	memmove(&c->reqs[i], &c->reqs[i + 1], (c->nreqs - i - 1) * sizeof *c->reqs);
+	c->nreqs--;
+	return r;
+}
+
+/* the index of r in the table, or SIZE_MAX */
+static size_t
+req_index(const dvauth_t *c, const dvauth_req_t *r)
+{
+	for (size_t i = 0; i < c->nreqs; i++)
+		if (c->reqs[i] == r)
+			return i;
+	return SIZE_MAX;
 }
 
 static void
@@ -170,13 +196,13 @@ req_free(dvauth_req_t *r)
 	xfree(r);
 }
 
-/* Finish r now, from the loop (not from a caller's call): unlinked before
- * the callback, so that the callback may begin, abort or close anything. */
+/* Finish the request at index i now, from the loop (not from a caller's
+ * call): out of the table before the callback, so that the callback may
+ * begin, abort or close anything. */
 static void
-req_deliver(dvauth_req_t *r, enum dvauth_result res, const char *text)
+req_deliver(dvauth_t *c, size_t i, enum dvauth_result res, const char *text)
 {
-	if (res != DVAUTH_CONT)
-		req_unlink(r);
+	dvauth_req_t *r = res == DVAUTH_CONT ? c->reqs[i] : req_take(c, i);
 	dvauth_cb cb = r->cb;
 	void *arg = r->arg;
 	if (res == DVAUTH_CONT) {
@@ -202,13 +228,14 @@ req_defer(dvauth_req_t *r, enum dvauth_result res, const char *text)
 	arm(r->c);
 }
 
-static dvauth_req_t *
-req_find(dvauth_t *c, unsigned long id)
+/* the index of the request with that id, or SIZE_MAX */
+static size_t
+req_find(const dvauth_t *c, unsigned long id)
 {
-	for (dvauth_req_t *r = c->head.next; r != &c->head; r = r->next)
-		if (r->id == id)
-			return r;
-	return NULL;
+	for (size_t i = 0; i < c->nreqs; i++)
+		if (c->reqs[i]->id == id)
+			return i;
+	return SIZE_MAX;
 }
 
 /* ---- the connection ---- */
@@ -244,18 +271,18 @@ conn_lost(dvauth_t *c, const char *why)
 			c->backoff_ms = RETRY_MAX_MS;
 		c->retry_at = uv_now(c->loop) + c->backoff_ms;
 	}
-	/* one at a time, from the head: a callback may change the list */
+	/* one at a time, from the start: a callback may change the table */
 	for (;;) {
-		dvauth_req_t *r = c->head.next;
-		while (r != &c->head && (r->st == RQ_DONE || r->st == RQ_WAITING))
-			r = r->next;
-		if (r == &c->head)
+		size_t i = 0;
+		while (i < c->nreqs && (c->reqs[i]->st == RQ_DONE || c->reqs[i]->st == RQ_WAITING))
+			i++;
+		if (i == c->nreqs)
 			break;
-		req_deliver(r, DVAUTH_TEMP, why);
+		req_deliver(c, i, DVAUTH_TEMP, why);
 	}
-	for (dvauth_req_t *r = c->head.next; r != &c->head; r = r->next)
-		if (r->st == RQ_WAITING)
-			r->lost = true;
+	for (size_t i = 0; i < c->nreqs; i++)
+		if (c->reqs[i]->st == RQ_WAITING)
+			c->reqs[i]->lost = true;
 	arm(c);
 }
 
@@ -298,7 +325,8 @@ became_ready(dvauth_t *c)
 	buf_free(&off);
 	c->down_logged = false;
 	uint64_t now = uv_now(c->loop);
-	for (dvauth_req_t *r = c->head.next; r != &c->head; r = r->next) {
+	for (size_t i = 0; i < c->nreqs; i++) {
+		dvauth_req_t *r = c->reqs[i];
 		if (r->st != RQ_QUEUED)
 			continue;
 		send_line(c, &r->line);
@@ -358,22 +386,19 @@ handle_line(dvauth_t *c, const char *line, size_t n)
 			ok = false;
 			break;
 		}
-		dvauth_req_t *r = req_find(c, rp.id);
-		if (!r || r->st != RQ_SENT)
+		size_t i = req_find(c, rp.id);
+		if (i == SIZE_MAX || c->reqs[i]->st != RQ_SENT)
 			break; /* aborted or timed out meanwhile */
-		if (rp.kind == DVP_CONT) {
-			req_deliver(r, DVAUTH_CONT, rp.data);
-		} else if (rp.kind == DVP_OK) {
-			if (!rp.user) {
-				req_deliver(r, DVAUTH_TEMP, "OK without user=");
-				break;
-			}
-			req_deliver(r, DVAUTH_OK, rp.user);
-		} else if (rp.temp) {
-			req_deliver(r, DVAUTH_TEMP, rp.reason ? rp.reason : "temporary failure");
-		} else {
-			req_deliver(r, DVAUTH_FAIL, rp.reason);
-		}
+		if (rp.kind == DVP_CONT)
+			req_deliver(c, i, DVAUTH_CONT, rp.data);
+		else if (rp.kind == DVP_OK && !rp.user)
+			req_deliver(c, i, DVAUTH_TEMP, "OK without user=");
+		else if (rp.kind == DVP_OK)
+			req_deliver(c, i, DVAUTH_OK, rp.user);
+		else if (rp.temp)
+			req_deliver(c, i, DVAUTH_TEMP, rp.reason ? rp.reason : "temporary failure");
+		else
+			req_deliver(c, i, DVAUTH_FAIL, rp.reason);
 		break;
 	}
 	default:
@@ -457,31 +482,32 @@ on_timer(uv_timer_t *t)
 {
 	dvauth_t *c = t->data;
 	uint64_t now = uv_now(c->loop);
-	bool stuck = false;
-	/* one at a time, from the head: a callback may change the list */
+	/* one at a time, from the start: a callback may change the table */
 	for (;;) {
-		dvauth_req_t *r = c->head.next;
-		while (r != &c->head && !((r->st == RQ_DONE) ||
-		    ((r->st == RQ_QUEUED || r->st == RQ_SENT) && r->deadline <= now)))
-			r = r->next;
-		if (r == &c->head)
+		size_t i = 0;
+		while (i < c->nreqs && !(c->reqs[i]->st == RQ_DONE ||
+		    ((c->reqs[i]->st == RQ_QUEUED || c->reqs[i]->st == RQ_SENT) &&
+		    c->reqs[i]->deadline <= now)))
+			i++;
+		if (i == c->nreqs)
 			break;
+		dvauth_req_t *r = c->reqs[i];
 		if (r->st == RQ_DONE) {
 			enum dvauth_result res = r->res;
 			char *text = r->text;
 			r->text = NULL;
-			req_deliver(r, res, text);
+			req_deliver(c, i, res, text);
 			xfree(text);
 			continue;
 		}
-		if (r->st == RQ_SENT)
-			stuck = true;
-		req_deliver(r, DVAUTH_TEMP, "no answer in time");
+		/* The connection stays: Dovecot answers late when it is busy or
+		 * delays on purpose (its auth penalty, up to 15 s); that late
+		 * answer is then ignored. Dropping the connection instead would
+		 * make Dovecot fail every request on it as "temp_fail", which its
+		 * anvil counts against each client's address: more delay, more
+		 * timeouts. */
+		req_deliver(c, i, DVAUTH_TEMP, "no answer in time");
 	}
-	/* Dovecot owes an answer it did not give: the connection may be
-	 * wedged, start afresh (Postfix does the same) */
-	if (stuck && c->conn)
-		conn_lost(c, "no answer in time");
 	if (c->st == DV_DOWN && c->retry_at && c->retry_at <= now)
 		connect_now(c);
 	arm(c);
@@ -493,9 +519,11 @@ arm(dvauth_t *c)
 	if (c->timer_closed || c->closed)
 		return;
 	uint64_t next = UINT64_MAX;
-	for (dvauth_req_t *r = c->head.next; r != &c->head; r = r->next)
+	for (size_t i = 0; i < c->nreqs; i++) {
+		const dvauth_req_t *r = c->reqs[i];
 		if ((r->st == RQ_QUEUED || r->st == RQ_SENT || r->st == RQ_DONE) && r->deadline < next)
 			next = r->deadline;
+	}
 	if (c->st == DV_DOWN && c->retry_at && c->retry_at < next)
 		next = c->retry_at;
 	if (next == UINT64_MAX) {
@@ -515,7 +543,6 @@ dvauth_new(uv_loop_t *loop, const char *addr, unsigned timeout_ms)
 	c->loop = loop;
 	c->addr = xstrdup(addr);
 	c->timeout_ms = timeout_ms;
-	c->head.next = c->head.prev = &c->head;
 	c->next_id = 1;
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
@@ -559,12 +586,8 @@ dvauth_close(dvauth_t *c)
 	c->retry_at = 0;
 	/* everything still known fails now: nobody will answer it */
 	conn_lost(c, "tern is stopping");
-	for (;;) {
-		dvauth_req_t *r = c->head.next;
-		if (r == &c->head)
-			break;
-		req_deliver(r, DVAUTH_TEMP, "tern is stopping");
-	}
+	while (c->nreqs > 0)
+		req_deliver(c, 0, DVAUTH_TEMP, "tern is stopping");
 	uv_close((uv_handle_t *)&c->timer, timer_closed);
 }
 
@@ -576,6 +599,9 @@ dvauth_free(dvauth_t *c)
 	dvauth_close(c);
 	xfree(c->addr);
 	c->addr = NULL;
+	xfree(c->reqs);
+	c->reqs = NULL;
+	c->capreqs = 0;
 	c->freed = true;
 	if (c->timer_closed && c->nclosing == 0 && !c->conn)
 		xfree(c);
@@ -655,10 +681,7 @@ dvauth_begin(dvauth_t *c, const dvauth_params_t *p, dvauth_cb cb, void *arg)
 		req_free(r);
 		return NULL;
 	}
-	r->prev = c->head.prev;
-	r->next = &c->head;
-	c->head.prev->next = r;
-	c->head.prev = r;
+	req_add(c, r);
 	uint64_t now = uv_now(c->loop);
 	r->deadline = now + c->timeout_ms;
 	if (c->closed) {
@@ -708,7 +731,9 @@ dvauth_abort(dvauth_req_t *r)
 	if (!r)
 		return;
 	dvauth_t *c = r->c;
-	req_unlink(r);
+	size_t i = req_index(c, r);
+	if (i != SIZE_MAX)
+		req_take(c, i);
 	req_free(r);
 	arm(c);
 }

@@ -15,9 +15,10 @@
  *    (lib/conn.h); every wait is bounded by the timeout (connect and
  *    handshake; each request from the moment it is sent or continued);
  *  - bounded: input lines DVPROTO_MAX_LINE, the mechanism list 32 entries;
- *  - a lost, failed or stuck connection fails what is in flight as
- *    DVAUTH_TEMP; the next request (or a retry timer, 1 s doubling to
- *    30 s) connects again;
+ *  - a request not answered in time fails alone (DVAUTH_TEMP; a late
+ *    answer is ignored); a lost or failed connection, or a handshake not
+ *    done in time, fails everything in flight as DVAUTH_TEMP, and the next
+ *    request (or a retry timer, 1 s doubling to 30 s) connects again;
  *  - the callback of a request runs from the loop, never from inside
  *    dvauth_begin() or dvauth_continue(), and never after dvauth_abort();
  *    after DVAUTH_OK, DVAUTH_FAIL or DVAUTH_TEMP the request is gone.

@@ -124,6 +124,26 @@ class Dovecot:
         except OSError:
             return False
 
+    def pids(self, service):
+        """The processes of one Dovecot service ("auth", "lmtp", ...) of this
+        Dovecot (its process group), by their process title."""
+        out = []
+        if self.proc is None:
+            return out
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                if os.getpgid(int(d)) != self.proc.pid:
+                    continue
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    title = f.read().split(b"\0")[0].split(b" ")[0]
+            except OSError:
+                continue
+            if title == b"dovecot/" + service.encode():
+                out.append(int(d))
+        return out
+
     def log_text(self):
         out = ""
         for f in ("stderr", "dovecot.log"):

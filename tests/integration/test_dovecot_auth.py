@@ -17,12 +17,16 @@ for the sender check and relays with (from outside mynetworks, through a
 relayhost sink); Dovecot saw (auth_debug) service=smtp, tern's session id,
 "secured", and both addresses and ports of the SMTP connection;
 Dovecot stopped mid-run gives 454 4.7.0 with the session going on, and AUTH
-works again once Dovecot is back; check-config refuses a bad backend
+works again once Dovecot is back; Dovecot's auth process stopped (SIGSTOP)
+gives 454 after dovecot_auth_timeout, and AUTH works once it runs again;
+check-config refuses a bad backend
 configuration with file:line.
 """
 
 import base64
+import os
 import re
+import signal
 import smtplib
 import subprocess
 import time
@@ -208,6 +212,70 @@ def test_dovecot_down_454_then_recovers(dv_tern, dovecot):
     c.expect("QUIT", r"^221")
     c.close()
     t.wait_log(r"dovecot auth: connected to")
+
+
+def test_dovecot_slow_454_then_recovers(dv_tern, dovecot):
+    """Dovecot's auth process stopped (SIGSTOP): no answer within
+    dovecot_auth_timeout is 454 4.7.0; once it runs again, AUTH works."""
+    t = dv_tern(config={"dovecot_auth_timeout": "2s"})
+    t.wait_log(r"dovecot auth: connected to")
+    pids = dovecot.pids("auth")
+    assert pids, dovecot.log_text()
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        c = raw_tls(t.port)
+        c.ehlo()
+        start = time.monotonic()
+        c.expect("AUTH PLAIN " + b64("\0alice@example.com\0alice-dove-1"), r"^454 4\.7\.0")
+        assert time.monotonic() - start >= 1.5
+        c.expect("NOOP", r"^250")
+        t.wait_log(r"reason=\"dovecot: no answer in time\"")
+    finally:
+        for p in pids:
+            os.kill(p, signal.SIGCONT)
+    deadline = time.monotonic() + tf(15)
+    while True:
+        c.send("AUTH PLAIN " + b64("\0alice@example.com\0alice-dove-1") + "\r\n")
+        r = c.reply()
+        if r.code == 235:
+            break
+        assert r.code == 454 and time.monotonic() < deadline, (r, t.tail())
+        time.sleep(0.2)
+    c.close()
+
+
+def test_reload_switches_dovecot_socket(dv_tern, dovecot):
+    """SIGHUP with another dovecot_auth_socket: tern leaves the old Dovecot
+    and asks the new one; the file backend can be switched to as well."""
+    other = Dovecot({"carol@localhost": ""}, passwords={"carol@localhost": "carol-dove-3"},
+                    auth_socket=True)
+    try:
+        t = dv_tern()
+        t.wait_log(r"dovecot auth: connected to %s;" % re.escape(dovecot.auth_socket))
+        t.config["dovecot_auth_socket"] = other.auth_socket
+        t.write_files()
+        t.signal(signal.SIGHUP)
+        t.wait_log(r"reload: applied: .*Dovecot authentication at %s" % re.escape(other.auth_socket))
+        t.wait_log(r"dovecot auth: connected to %s;" % re.escape(other.auth_socket))
+        c = raw_tls(t.port)
+        c.ehlo()
+        c.expect("AUTH PLAIN " + b64("\0alice@example.com\0alice-dove-1"), r"^535 5\.7\.8")
+        c.expect("AUTH PLAIN " + b64("\0carol@localhost\0carol-dove-3"), r"^235")
+        c.close()
+        # back to no backend at all: AUTH is no longer offered
+        t.config["auth_backend"] = None
+        t.config["dovecot_auth_socket"] = None
+        t.config["listen"] = "127.0.0.1:0"
+        t.write_files()
+        t.signal(signal.SIGHUP)
+        t.wait_log(r"reload: applied: .*no password file")
+        c = raw_tls(t.port)
+        assert "AUTH" not in c.ehlo().text
+        c.expect("AUTH PLAIN " + b64("\0carol@localhost\0carol-dove-3"), r"^502 5\.5\.1")
+        c.close()
+    finally:
+        other.close()
 
 
 def test_dovecot_offers_only_plain(make_tern, tmp_path):
