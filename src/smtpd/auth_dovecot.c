@@ -435,7 +435,7 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 	}
 	case CONN_EV_DATA: {
 		buf_t *in = conn_input(conn);
-		while (c->conn == conn) {
+		while (c->conn == conn && in->len > 0) {
 			char *lf = memchr(in->data, '\n', in->len);
 			if (!lf) {
 				if (in->len > DVPROTO_MAX_LINE)
