@@ -213,6 +213,14 @@ const struct cfg_key cfg_keys[] = {
 	    check_report_email},
 	{"dmarc_report_interval", CT_DURATION, FLD(dmarc_report_interval), 0, 0, "1d", 1, 7 * DAY,
 	    NULL},
+	/* TLS-RPT (RFC 8460; deliver/tlsrpt.h, daemon/reports.c); defaults of
+	 * org, email and contact (set in apply_defaults) come from hostname */
+	{"tls_reports", CT_BOOL, FLD(tls_reports), 0, 0, "no", 0, 0, NULL},
+	{"tls_report_org", CT_STRING, FLD(tls_report_org), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"tls_report_email", CT_STRING, FLD(tls_report_email), 0, CF_OPTIONAL, NULL, 0, 0,
+	    check_report_email},
+	{"tls_report_contact", CT_STRING, FLD(tls_report_contact), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"tls_report_interval", CT_DURATION, FLD(tls_report_interval), 0, 0, "1d", 1, 7 * DAY, NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
 	/* DKIM signing (mailauth/sign.h: mailauth_sign_load() reads the table
@@ -455,6 +463,12 @@ apply_defaults(cfg_parser_t *p)
 		p->c->dmarc_report_org = xstrdup(p->c->hostname);
 	if (p->c->dmarc_report_email == NULL)
 		p->c->dmarc_report_email = xasprintf("noreply-dmarc@%s", p->c->hostname);
+	if (p->c->tls_report_org == NULL)
+		p->c->tls_report_org = xstrdup(p->c->hostname);
+	if (p->c->tls_report_email == NULL)
+		p->c->tls_report_email = xasprintf("noreply-tlsrpt@%s", p->c->hostname);
+	if (p->c->tls_report_contact == NULL)
+		p->c->tls_report_contact = xstrdup(p->c->tls_report_email);
 	/* The spool and the Maildirs are reached by the unprivileged user after
 	 * the daemon drops root: resolve the symbolic links of their existing
 	 * part now, so that a link to a place that user can reach is followed

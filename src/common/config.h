@@ -224,6 +224,11 @@ typedef struct config {
 	char *dmarc_report_org;      /* org_name in them; default: hostname */
 	char *dmarc_report_email;    /* their From; default: noreply-dmarc@hostname */
 	unsigned dmarc_report_interval; /* seconds between reports, default 1d */
+	bool tls_reports;            /* count outbound TLS, send TLS-RPT reports (RFC 8460); default no */
+	char *tls_report_org;        /* organization-name in them; default: hostname */
+	char *tls_report_email;      /* their From; default: noreply-tlsrpt@hostname */
+	char *tls_report_contact;    /* contact-info; default: tls_report_email */
+	unsigned tls_report_interval; /* seconds between reports, default 1d (at UTC midnight) */
 
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 

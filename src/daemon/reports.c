@@ -18,6 +18,8 @@
 #include "common/envelope.h"
 #include "common/maillog.h"
 #include "common/qid.h"
+#include "deliver/tlsrpt.h"
+#include "deliver/tlsrpt_send.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -283,6 +285,70 @@ static const reports_kind_t dmarc_kind = {
 	.flush = dmarc_flush,
 };
 
+/* ---- TLS-RPT (RFC 8460) ---- */
+
+static bool
+tlsrpt_enabled(const config_t *c)
+{
+	return c->tls_reports;
+}
+
+static unsigned
+tlsrpt_interval(const config_t *c)
+{
+	return c->tls_report_interval;
+}
+
+static void
+tlsrpt_flush(void *kind_arg, const config_t *c, reports_submit_fn fn, void *submit_arg)
+{
+	tlsrpt_send_options_t o;
+	memset(&o, 0, sizeof o);
+	o.org = c->tls_report_org;
+	o.email = c->tls_report_email;
+	o.contact = c->tls_report_contact;
+	/* section 5.3: the submitter is our domain: the reports' From domain */
+	o.submitter = strrchr(c->tls_report_email, '@') + 1;
+	o.ca_file = c->smtp_tls_ca_file;
+	char *list = c->dns_servers ? xstrdup(c->dns_servers) : NULL, *save = NULL;
+	const char *servers[33];
+	size_t ns = 0;
+	for (char *t = list ? strtok_r(list, " \t,", &save) : NULL; t && ns < 32;
+	    t = strtok_r(NULL, " \t,", &save))
+		servers[ns++] = t;
+	servers[ns] = NULL;
+	o.dns.servers = ns ? servers : NULL;
+	o.dns.timeout_ms = c->dns_timeout * 1000u;
+	/* a day's interval reports whole UTC days; a shorter one (tests)
+	 * reports what was counted so far */
+	o.through_now = c->tls_report_interval < 86400;
+	tlsrpt_send_flush(kind_arg, &o, fn, submit_arg);
+	xfree(list);
+}
+
+static void
+tlsrpt_stop(void *kind_arg)
+{
+	tlsrpt_send_stop();
+}
+
+static char *
+tlsrpt_save_counts(void *kind_arg, size_t *len)
+{
+	return tlsrpt_save(len);
+}
+
+static const reports_kind_t tlsrpt_kind = {
+	.tag = "TLS-REPORT",
+	.enabled = tlsrpt_enabled,
+	.interval = tlsrpt_interval,
+	.aligned = true,
+	.flush = tlsrpt_flush,
+	.stop = tlsrpt_stop,
+	.file = TLSRPT_FILE,
+	.save = tlsrpt_save_counts,
+};
+
 /* ---- public ---- */
 
 void
@@ -300,6 +366,15 @@ reports_start(uv_loop_t *loop, config_t *const *cfg, sched_t *sched, const char 
 	uv_timer_start(R.save_timer, on_save_timer, REPORTS_SAVE_EVERY * 1000u,
 	    REPORTS_SAVE_EVERY * 1000u);
 	reports_add(&dmarc_kind, loop);
+	/* the counts saved by the last run (a crash loses the last minute) */
+	char *path = xasprintf("%s/%s", spool_dir, TLSRPT_FILE);
+	buf_t err = BUF_INIT;
+	if (tlsrpt_load(path, &err) < 0)
+		log_warn("tls-rpt: %s; starting with no counts", buf_cstr(&err));
+	buf_free(&err);
+	xfree(path);
+	tlsrpt_set_enabled((*cfg)->tls_reports);
+	reports_add(&tlsrpt_kind, loop);
 }
 
 void
@@ -340,6 +415,8 @@ reports_stop(void (*done)(void *), void *arg)
 	}
 	R.stopped = true;
 	for (size_t i = 0; i < R.nkinds; i++) {
+		if (R.kinds[i].k->stop)
+			R.kinds[i].k->stop(R.kinds[i].arg);
 		uv_timer_stop(R.kinds[i].timer);
 		uv_close((uv_handle_t *)R.kinds[i].timer, timer_closed);
 		R.kinds[i].timer = NULL;

@@ -46,6 +46,8 @@ typedef struct reports_kind {
 	bool aligned;
 	/* the period's reports, each handed to submit(submit_arg, ...) now or later */
 	void (*flush)(void *kind_arg, const config_t *c, reports_submit_fn submit, void *submit_arg);
+	/* at reports_stop(): drop what a flush still has in flight (NULL: nothing) */
+	void (*stop)(void *kind_arg);
 	/* persistence (both NULL: none): the file's name in the spool, and the
 	 * content to write (a fresh allocation, *len set), NULL when unchanged */
 	const char *file;

@@ -39,6 +39,7 @@
 #include "daemon/privdrop.h"
 #include "daemon/privsep.h"
 #include "daemon/reports.h"
+#include "deliver/tlsrpt.h"
 #include "deliver/outbound_conf.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
@@ -163,6 +164,7 @@ reload(void)
 	log_info("reloaded configuration and tables from %s", c->path);
 	confine_check_tables(c, t); /* warns of Maildirs Landlock keeps closed */
 	server_reload(T.server); /* certificate, password file, sender_login */
+	tlsrpt_set_enabled(c->tls_reports);
 	buf_t err = BUF_INIT;
 	if (outbound_conf_reload(outbound, c, &err) < 0)
 		log_err("reload: outbound delivery: %s; keeping the previous outbound settings",

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deliver/tlsrpt.h"
 #include "lib/fsutil.h"
 #include "lib/http.h"
 #include "lib/log.h"
@@ -314,6 +315,23 @@ req_fallback(mtasts_req_t *r, const char *why)
 	req_done(r, e);
 }
 
+/* RFC 8460 section 4.3.2.2.2: the policy the TXT record announced could
+ * not be had: a failure in the domain's TLS report (the cached policy, if
+ * any, quoted as the one that applied) */
+static void
+rpt_fail(const mtasts_req_t *r, const char *result, const char *why)
+{
+	struct entry *e = cache_valid(r->m, r->domain);
+	tlsrpt_attempt_t a;
+	memset(&a, 0, sizeof a);
+	a.domain = r->domain;
+	a.sts = e && e->pol.mode != MTASTS_NONE ? &e->pol : NULL;
+	a.sts_fetch = true;
+	a.result = result;
+	a.reason = why;
+	tlsrpt_count_attempt(&a, time(NULL));
+}
+
 static bool
 ctype_plain(const char *ct)
 {
@@ -337,11 +355,13 @@ on_http(void *arg, const http_result_t *res)
 	char why[300];
 	if (!res->ok) {
 		snprintf(why, sizeof why, "policy fetch failed: %s", res->error);
+		rpt_fail(r, res->cert_failed ? "sts-webpki-invalid" : "sts-policy-fetch-error", why);
 		req_fallback(r, why);
 		return;
 	}
 	if (res->status != 200) {
 		snprintf(why, sizeof why, "policy fetch failed: HTTP status %ld", res->status);
+		rpt_fail(r, "sts-policy-fetch-error", why);
 		req_fallback(r, why);
 		return;
 	}
@@ -349,6 +369,7 @@ on_http(void *arg, const http_result_t *res)
 	if (!ctype_plain(res->content_type)) {
 		snprintf(why, sizeof why, "policy fetch failed: Content-Type %.100s, not text/plain",
 		    res->content_type ? res->content_type : "missing");
+		rpt_fail(r, "sts-policy-invalid", why);
 		req_fallback(r, why);
 		return;
 	}
@@ -357,6 +378,7 @@ on_http(void *arg, const http_result_t *res)
 	if (mtasts_policy_parse(res->body, res->body_len, &pol, &err) < 0) {
 		snprintf(why, sizeof why, "malformed policy (id=%s): %.200s", r->id, buf_cstr(&err));
 		buf_free(&err);
+		rpt_fail(r, "sts-policy-invalid", why);
 		req_fallback(r, why);
 		return;
 	}
@@ -414,6 +436,7 @@ on_addr(void *arg, const dns_result_t *res)
 	char why[200];
 	snprintf(why, sizeof why, "policy host mta-sts.%.100s has no address (%s)", r->domain,
 	    res->why && res->why[0] ? res->why : dns_status_str(res->status));
+	rpt_fail(r, "sts-policy-fetch-error", why);
 	req_fallback(r, why);
 }
 

@@ -32,6 +32,7 @@
 
 #include "common/table.h"
 #include "deliver/mtasts_fetch.h"
+#include "deliver/tlsrpt.h"
 #include "queue/queue.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -173,6 +174,7 @@ static void dest_maybe_free(struct dest *d);
 static void check_shutdown(outbound_t *o);
 static void sess_connect(struct sess *s);
 static size_t sess_target(const struct sess *s, size_t k);
+static void sess_tlsrpt(const struct sess *s, const smtp_client_t *c);
 
 /* ---- jobs ---- */
 
@@ -411,6 +413,7 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 
 	switch (ev) {
 	case SMTP_CLIENT_READY:
+		sess_tlsrpt(s, c);
 		d->nconnecting--;
 		d->ever_ready = true;
 		sess_next(s);
@@ -437,6 +440,7 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 			job_fail(j, &oc);
 		}
 		if (!smtp_client_was_ready(c)) {
+			sess_tlsrpt(s, c);
 			const char *err = smtp_client_error(c);
 			int oc = smtp_client_error_outcome(c);
 			log_info("outbound: %s: %s", smtp_client_relay(c), err);
@@ -477,6 +481,33 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 		break;
 	}
 	}
+}
+
+/* RFC 8460: count a session attempt (or a policy failure at host h) for
+ * the recipient domain's TLS report; only MX delivery has a policy domain */
+static void
+dest_tlsrpt(const struct dest *d, size_t h, const char *mx, const struct sockaddr *sa,
+    bool sts, const char *local, const char *result, const char *reason)
+{
+	if (d->kind != HOP_MX || d->is_relay)
+		return;
+	const struct dhost *dh = h < d->nhosts ? &d->hosts[h] : NULL;
+	tlsrpt_attempt_t a = {.domain = d->host, .dane = dh && (dh->ntlsa || result),
+	    .tlsa = dh ? dh->tlsa : NULL, .ntlsa = dh ? dh->ntlsa : 0,
+	    .sts = sts && d->have_sts ? &d->sts_pol : NULL, .mx_host = mx, .receiving = sa,
+	    .sending_ip = local, .result = result, .reason = reason};
+	tlsrpt_count_attempt(&a, time(NULL));
+}
+
+static void
+sess_tlsrpt(const struct sess *s, const smtp_client_t *c)
+{
+	const char *type, *reason, *local;
+	if (smtp_client_tlsrpt(c, &type, &reason, &local) == 0)
+		return;
+	const struct target *t = &s->d->t[sess_target(s, s->ti)];
+	dest_tlsrpt(s->d, s->policy == TLS_POLICY_DANE ? t->host : NO_HOST, t->name,
+	    (const struct sockaddr *)&t->sa, t->sts != SMTP_STS_NONE, local, type, reason);
 }
 
 /*
@@ -759,6 +790,7 @@ dest_apply_dane(struct dest *d, mx_result_t *r, bool *keep, buf_t *why)
 			    mh->name, mh->tlsa_why ? mh->tlsa_why : "TLSA lookup failed");
 			buf_printf(why, "%s%s", why->len ? "; " : "",
 			    mh->tlsa_why ? mh->tlsa_why : "TLSA lookup failed");
+			dest_tlsrpt(d, h, mh->name, NULL, false, NULL, "dnssec-invalid", mh->tlsa_why);
 			keep[h] = false;
 			continue;
 		}
@@ -792,6 +824,7 @@ dest_apply_dane(struct dest *d, mx_result_t *r, bool *keep, buf_t *why)
 			log_info("outbound: %s: MX host %s not used under dane-only: %s", d->host,
 			    mh->name, what);
 			buf_printf(why, "%s%s: %s", why->len ? "; " : "", mh->name, what);
+			dest_tlsrpt(d, h, mh->name, NULL, false, NULL, "dane-required", what);
 			keep[h] = false;
 		}
 	}
@@ -816,6 +849,8 @@ dest_apply_sts(struct dest *d, mx_result_t *r, bool *keep, int *sts, buf_t *why)
 		if (r->literal)
 			continue;
 		if (!mtasts_mx_match(p, r->hosts[h].name)) {
+			dest_tlsrpt(d, NO_HOST, r->hosts[h].name, NULL, true, NULL, "validation-failure",
+			    "the MX host does not match the MTA-STS policy");
 			if (p->mode == MTASTS_ENFORCE) {
 				log_info("outbound: %s: MX host %s not used: it does not match the MTA-STS "
 				    "policy (id=%s, mode enforce)", d->host, r->hosts[h].name, d->sts_id);

@@ -24,6 +24,7 @@
 
 #include <openssl/evp.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -93,6 +94,10 @@ struct smtp_client {
 	bool tls_failed; /* the handshake failed */
 	bool dane_on;    /* the handshake runs with TLSA records (tls_dane_setup) */
 	const char *tls_auth; /* smtp_client_tls_auth() */
+	int rpt;              /* smtp_client_tlsrpt(): 0 nothing, 1 success, -1 failure */
+	const char *rpt_type; /* its RFC 8460 result type */
+	char rpt_reason[160];
+	char rpt_local[64];   /* our address on the session (sending-mta-ip) */
 	char tls_info[96];
 
 	/* the transaction */
@@ -812,6 +817,52 @@ dane_policy(const smtp_client_t *c)
 	return c->o.tls_policy == TLS_POLICY_DANE;
 }
 
+/* our address on the session, kept for the TLS report */
+static void
+rpt_local(smtp_client_t *c)
+{
+	const struct sockaddr *sa = c->conn ? conn_local_addr(c->conn) : NULL;
+	c->rpt_local[0] = '\0';
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->rpt_local,
+		    sizeof c->rpt_local);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->rpt_local,
+		    sizeof c->rpt_local);
+}
+
+/* RFC 8460 section 4.3: the session's TLS failure, for the TLS report
+ * (the first one counts) */
+static void
+rpt_fail(smtp_client_t *c, const char *type, const char *reason)
+{
+	if (c->rpt < 0)
+		return;
+	c->rpt = -1;
+	c->rpt_type = type;
+	snprintf(c->rpt_reason, sizeof c->rpt_reason, "%s", reason ? reason : "");
+	rpt_local(c);
+}
+
+/* section 4.3.2.1: a certificate that did not verify, by OpenSSL's reason */
+static const char *
+rpt_cert_type(smtp_client_t *c)
+{
+	SSL *ssl = conn_tls_ssl(c->conn);
+	long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	switch (v) {
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+		return "certificate-host-mismatch";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return "certificate-expired";
+	case X509_V_OK:
+		return "validation-failure"; /* no certificate at all */
+	default:
+		return "certificate-not-trusted";
+	}
+}
+
 static void
 reply_starttls(smtp_client_t *c, int code)
 {
@@ -822,11 +873,14 @@ reply_starttls(smtp_client_t *c, int code)
 		                       : conn_starttls(c->conn, c->o.tls_ctx, false, c->host);
 		if (r < 0) {
 			c->tls_failed = true;
+			rpt_fail(c, "validation-failure", conn_tls_error(c->conn));
 			session_trouble(c, "451 4.7.5 cannot start TLS with %s: %s", c->relay,
 			    conn_tls_error(c->conn));
 		}
 		return;
 	}
+	if (code != 421)
+		rpt_fail(c, "starttls-not-supported", "STARTTLS refused");
 	if (c->o.tls_policy == TLS_POLICY_MAY && code != 421) {
 		/* opportunistic: carry on in clear (RFC 3207 §4.1) */
 		log_info("outbound: %s refused STARTTLS (%d); going on without TLS", c->relay, code);
@@ -859,6 +913,8 @@ after_helo(smtp_client_t *c)
 			set_timeout(c, c->o.t.helo);
 			return;
 		}
+		if (!offered)
+			rpt_fail(c, "starttls-not-supported", "STARTTLS not offered");
 		if (c->o.sts == SMTP_STS_TESTING)
 			log_info("outbound: mta-sts testing: %s: %s does not offer STARTTLS; delivering "
 			    "anyway (an enforce policy would defer)", c->o.sts_domain, c->relay);
@@ -1026,6 +1082,7 @@ report_end(smtp_client_t *c, int err)
 	if (c->err.len == 0 && c->st == CS_TLS) {
 		const char *why = conn_tls_error(c->conn);
 		c->tls_failed = true;
+		rpt_fail(c, "validation-failure", why[0] ? why : "TLS handshake failed");
 		buf_printf(&c->err, "451 4.7.5 TLS handshake with %s failed: %s", c->relay,
 		    why[0] ? why : err ? uv_strerror(err) : "connection closed");
 		err_is_trouble(c);
@@ -1133,6 +1190,8 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 			    c->tls_auth ? c->tls_auth : "failed", c->tls_auth ? "" : " reason=dane: ",
 			    c->tls_auth ? "" : why);
 			if (!c->tls_auth) {
+				/* section 4.3.2.2.1: none of the TLSA records matched */
+				rpt_fail(c, "tlsa-invalid", why[0] ? why : "no TLSA record matches");
 				conn_write(c->conn, "QUIT\r\n", 6);
 				session_trouble(c, "451 4.7.5 DANE authentication failed for %s: %s",
 				    c->relay, why[0] ? why : "no TLSA record matches");
@@ -1145,6 +1204,11 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 			log_info("outbound tls relay=%s %s verify=%s%s%s", c->relay, c->tls_info,
 			    verified ? "ok" : "failed", verified ? "" : " reason=", verified ? "" : why);
 		}
+		/* a policy that wants the certificate verified (MTA-STS, verify)
+		 * and it did not: a failure for the TLS report, even in testing mode */
+		if (!c->dane_on && !verified &&
+		    (c->o.sts != SMTP_STS_NONE || c->o.tls_policy == TLS_POLICY_VERIFY))
+			rpt_fail(c, rpt_cert_type(c), why);
 		/* RFC 8461 §5: testing mode reports the failure, delivers anyway */
 		if (c->o.sts == SMTP_STS_TESTING && !verified)
 			log_info("outbound: mta-sts testing: %s: the certificate of %s is not valid for it "
@@ -1161,6 +1225,10 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 			session_trouble(c,
 			    "451 4.7.5 TLS certificate verification failed for %s: %s", c->relay, why);
 			break;
+		}
+		if (c->rpt == 0) {
+			c->rpt = 1; /* TLS as the policy wants it */
+			rpt_local(c);
 		}
 		/* RFC 3207 §4.2: start over; the extensions may differ now */
 		c->st = CS_EHLO;
@@ -1446,4 +1514,14 @@ bool
 smtp_client_tls_failed(const smtp_client_t *c)
 {
 	return c->tls_failed;
+}
+
+int
+smtp_client_tlsrpt(const smtp_client_t *c, const char **type, const char **reason,
+    const char **local_ip)
+{
+	*type = c->rpt < 0 ? c->rpt_type : NULL;
+	*reason = c->rpt < 0 ? c->rpt_reason : NULL;
+	*local_ip = c->rpt_local;
+	return c->rpt;
 }

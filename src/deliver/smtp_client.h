@@ -221,5 +221,16 @@ const char *smtp_client_tls(const smtp_client_t *c);
 const char *smtp_client_tls_auth(const smtp_client_t *c);
 /* the STARTTLS handshake failed (the session then failed too) */
 bool smtp_client_tls_failed(const smtp_client_t *c);
+/* RFC 8460 section 4.3: the session's TLS outcome for the TLS report.
+ * 0: nothing to count (TLS not tried, or the session ended for another
+ * reason first: a refused connection, a timeout); 1: TLS came up as the
+ * policy wants it (verified where it must be); -1: a failure, *type its
+ * result type ("starttls-not-supported", "certificate-host-mismatch",
+ * "certificate-expired", "certificate-not-trusted", "tlsa-invalid",
+ * "validation-failure") and *reason OpenSSL's or our text (valid while c
+ * is), *local_ip our address on it ("" when unknown). An MTA-STS testing
+ * failure is -1 though the session goes on. */
+int smtp_client_tlsrpt(const smtp_client_t *c, const char **type, const char **reason,
+    const char **local_ip);
 
 #endif

@@ -39,6 +39,8 @@ struct http_req {
 	http_t *h;
 	CURL *easy;
 	struct curl_slist *resolve;
+	struct curl_slist *headers; /* POST: the Content-Type */
+	char *post;                 /* POST: the body (curl does not copy it) */
 	buf_t body;
 	size_t max;
 	bool too_big;
@@ -111,6 +113,8 @@ req_free(http_req_t *r)
 		curl_easy_cleanup(r->easy);
 	}
 	curl_slist_free_all(r->resolve);
+	curl_slist_free_all(r->headers);
+	xfree(r->post);
 	buf_free(&r->body);
 	xfree(r);
 }
@@ -216,6 +220,9 @@ req_report(http_req_t *r, CURLcode rc)
 		res.error = "the body is larger than the limit";
 	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
 		res.error = "timeout";
+	} else if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+		res.cert_failed = 1;
+		res.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
 	} else {
 		res.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
 	}
@@ -326,8 +333,10 @@ http_free(http_t *h)
 	uv_close((uv_handle_t *)&h->defer, on_timer_closed);
 }
 
-http_req_t *
-http_get(http_t *h, const http_get_options_t *o, http_cb cb, void *arg)
+/* one request: GET, or POST when post_type is set */
+static http_req_t *
+req_start(http_t *h, const http_get_options_t *o, const char *post_type, const void *post,
+    size_t post_len, http_cb cb, void *arg)
 {
 	http_req_t *r = xcalloc(1, sizeof *r);
 	r->h = h;
@@ -339,6 +348,15 @@ http_get(http_t *h, const http_get_options_t *o, http_cb cb, void *arg)
 	if (ok && o->resolve) {
 		r->resolve = curl_slist_append(NULL, o->resolve);
 		ok = r->resolve != NULL;
+	}
+	if (ok && post_type) {
+		char *ct = xasprintf("Content-Type: %s", post_type);
+		r->headers = curl_slist_append(NULL, ct);
+		xfree(ct);
+		r->post = xmalloc(post_len ? post_len : 1);
+		if (post_len)
+			memcpy(r->post, post, post_len);
+		ok = r->headers != NULL;
 	}
 	if (ok) {
 		CURL *e = r->easy;
@@ -360,6 +378,12 @@ http_get(http_t *h, const http_get_options_t *o, http_cb cb, void *arg)
 		    curl_easy_setopt(e, CURLOPT_USERAGENT, "tern") == CURLE_OK &&
 		    (!r->resolve || curl_easy_setopt(e, CURLOPT_RESOLVE, r->resolve) == CURLE_OK) &&
 		    (!o->ca_file || curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file) == CURLE_OK);
+		if (ok && post_type)
+			ok = curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK &&
+			    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers) == CURLE_OK &&
+			    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)post_len) ==
+			        CURLE_OK &&
+			    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->post) == CURLE_OK;
 	}
 	if (ok && curl_multi_add_handle(h->multi, r->easy) == CURLM_OK) {
 		r->in_multi = true;
@@ -377,6 +401,20 @@ http_get(http_t *h, const http_get_options_t *o, http_cb cb, void *arg)
 	h->failed = r;
 	uv_timer_start(&h->defer, on_defer, 0, 0);
 	return r;
+}
+
+http_req_t *
+http_get(http_t *h, const http_get_options_t *o, http_cb cb, void *arg)
+{
+	return req_start(h, o, NULL, NULL, 0, cb, arg);
+}
+
+http_req_t *
+http_post(http_t *h, const http_get_options_t *o, const char *content_type, const void *body,
+    size_t len, http_cb cb, void *arg)
+{
+	return req_start(h, o, content_type ? content_type : "application/octet-stream", body, len,
+	    cb, arg);
 }
 
 void

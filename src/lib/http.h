@@ -4,6 +4,9 @@
  * watching each socket curl names with a uv_poll_t, and
  * CURLMOPT_TIMERFUNCTION arming one uv_timer_t).
  *
+ * And HTTPS POST requests with a body (TLS-RPT reports, RFC 8460 section
+ * 5.4), under the same rules.
+ *
  * Used for MTA-STS policies (RFC 8461 §3.3), so every request is strict:
  * https only, the certificate verified (ca_file, or the system store) for
  * the URL's host, no redirects followed, the body bounded (max_size: a
@@ -41,6 +44,7 @@ typedef struct http_result {
 	const char *body;         /* NUL-terminated (the length is body_len) */
 	size_t body_len;
 	const char *error;        /* !ok: why ("timeout", curl's message ...); else "" */
+	int cert_failed;          /* !ok because the server's certificate did not verify */
 } http_result_t;
 
 /* The result is valid during the call only. */
@@ -54,6 +58,10 @@ void http_free(http_t *h);
 
 /* Never NULL; the options are copied. */
 http_req_t *http_get(http_t *h, const http_get_options_t *o, http_cb cb, void *arg);
+/* A POST of body[0..len) with that Content-Type (copied); o as for
+ * http_get (max_size bounds the response's body). Never NULL. */
+http_req_t *http_post(http_t *h, const http_get_options_t *o, const char *content_type,
+    const void *body, size_t len, http_cb cb, void *arg);
 /* The callback will never be called. NULL is a no-op. */
 void http_cancel(http_req_t *r);
 
