@@ -5,6 +5,7 @@
 
 #include <time.h>
 
+#include "common/recent.h"
 #include "lib/log.h"
 
 void
@@ -32,6 +33,7 @@ maillog_rcpt(const envelope_t *env, const env_rcpt_t *r)
 	    r->sender ? ">" : "", r->relay ? r->relay : "none", r->tls[0] ? " tls=" : "", r->tls,
 	    delay < 0 ? 0.0 : delay, r->attempts, st,
 	    r->reply ? r->reply : "");
+	recent_delivery(r->status);
 }
 
 void

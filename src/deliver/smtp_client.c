@@ -32,6 +32,7 @@
 #include <sys/un.h>
 
 #include "common/addr.h"
+#include "common/recent.h"
 #include "deliver/mime8to7.h"
 #include "lib/conn.h"
 #include "lib/fsutil.h"
@@ -1125,6 +1126,8 @@ report_end(smtp_client_t *c, int err)
 static void
 on_closed(smtp_client_t *c, int err)
 {
+	if (c->stage != SMTP_STAGE_CONNECT) /* a session, not a failed connect */
+		recent_session(false, c->tls_on);
 	report_end(c, err);
 	smtp_reply_free(&c->reply);
 	buf_free(&c->err);

@@ -62,6 +62,7 @@
 #include "common/envelope.h"
 #include "common/maillog.h"
 #include "common/qid.h"
+#include "common/recent.h"
 #include "deliver/router.h"
 #include "filter/dnsbl.h"
 #include "filter/filter.h"
@@ -102,6 +103,7 @@ sess_reply_error(session_t *s, const char *cmd, const char *line, bool count)
 {
 	sess_reply(s, line);
 	log_info("%s: reject cmd=%s reply=\"%s\" client=%s", s->id, cmd, line, s->ip);
+	recent_reject(s->ip, cmd, line);
 	if (count)
 		s->errors++;
 }
@@ -455,6 +457,7 @@ cmd_mail(session_t *s, const char *a, size_t n)
 	if (s->auth_user && !auth_sender_ok(server_sender_login(s->srv), s->auth_user, m.from.str)) {
 		log_info("%s: reject cmd=MAIL reply=\"553 5.7.1 Error: sender address not owned by the authenticated user\" client=%s user=%s from=<%s>",
 		    s->id, s->ip, s->auth_user, m.from.str);
+		recent_reject(s->ip, "MAIL", "553 5.7.1 Error: sender address not owned by the authenticated user");
 		sess_reply(s, "553 5.7.1 Error: sender address not owned by the authenticated user");
 		s->errors++;
 		mail_args_free(&m);
@@ -535,6 +538,7 @@ static void
 rcpt_refuse(session_t *s, rcpt_args_t *r, dest_list_t *d, const char *line)
 {
 	log_info("%s: reject cmd=RCPT reply=\"%s\" client=%s to=<%s>", s->id, line, s->ip, r->to.str);
+	recent_reject(s->ip, "RCPT", line);
 	sess_reply(s, line);
 	rcpt_args_free(r);
 	dest_list_free(d);
@@ -601,6 +605,7 @@ cmd_rcpt(session_t *s, const char *a, size_t n)
 		char line[600];
 		/* name the address in the log line, not in the static reply */
 		log_info("%s: reject cmd=RCPT reply=\"%s\" client=%s to=<%s>", s->id, err, s->ip, r.to.str);
+		recent_reject(s->ip, "RCPT", err);
 		snprintf(line, sizeof line, "%s", err);
 		sess_reply(s, line);
 		s->errors++;
@@ -1103,6 +1108,8 @@ session_event(conn_t *c, enum conn_event ev, int err, void *arg)
 			log_info("tls failed session=%s client=%s: %s", s->id, s->ip, conn_tls_error(c));
 		log_info("disconnect session=%s client=%s commands=%u messages=%u errors=%u%s%s", s->id, s->ip,
 		    s->ncommands, s->nmessages, s->errors, err ? " error=" : "", err ? uv_strerror(err) : "");
+		if (s->mode != LISTEN_LOCAL)
+			recent_session(true, conn_tls_active(c));
 		s->conn = NULL;
 		sess_auth_timer_stop(s);
 		if (s->busy > 0) {

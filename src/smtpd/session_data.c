@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "common/maillog.h"
+#include "common/recent.h"
 #include "lib/log.h"
 #include "lib/clock.h"
 #include "lib/xalloc.h"
@@ -254,6 +255,7 @@ mailauth_eom_done(void *arg, const mailauth_verdict_t *v)
 	if (v->action == MAILAUTH_REJECT || v->action == MAILAUTH_TEMPFAIL) {
 		log_info("%s: reject cmd=%s reply=\"%s\" client=%s from=<%s> (mail authentication)",
 		    s->qid, s->fcmd, v->reply, s->ip, s->env->sender);
+		recent_reject(s->ip, s->fcmd, v->reply);
 		sess_reply(s, v->reply);
 		s->state = ST_READY;
 		sess_txn_reset(s); /* frees s->mauth: allowed from its callback */
