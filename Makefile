@@ -47,6 +47,9 @@ build/asan/obj/%.o: %.c | build/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(ASAN) -O1 -MMD -MP -c -o $@ $<
 
+# the status page's HTML is assembled into control/status.o (.incbin)
+build/obj/src/control/status.o build/asan/obj/src/control/status.o build/fuzzobj/src/control/status.o: src/control/status/page.html
+
 build/tern: $(OBJS) build/obj/src/main.o
 	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
 

@@ -16,8 +16,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "common/envelope.h"
 #include "common/recent.h"
+#include "control/status.h"
+#include "lib/buf.h"
 
 static int64_t fake_now;
 
@@ -172,6 +176,37 @@ test_rejects_bounded(void **state)
 	assert_true(sizeof s < 32 * 1024);
 }
 
+static void
+test_status_json(void **state)
+{
+	(void)state;
+	recent_delivery(RCPT_SENT);
+	recent_session(true, true);
+	recent_reject("192.0.2.9", "RCPT", "550 5.1.1 \xff\xfe not UTF-8");
+	buf_t out = BUF_INIT;
+	status_json(NULL, &out);
+	json_error_t err;
+	json_t *j = json_loads(buf_cstr(&out), 0, &err);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(j, "now")), fake_now);
+	json_t *mins = json_object_get(json_object_get(j, "deliveries"), "minutes");
+	assert_int_equal(json_array_size(mins), RECENT_MINUTES);
+	json_t *last = json_array_get(mins, RECENT_MINUTES - 1);
+	assert_int_equal(json_integer_value(json_object_get(last, "sent")), 1);
+	assert_int_equal(json_integer_value(json_object_get(last, "t")), fake_now / 60 * 60);
+	json_t *q = json_object_get(j, "queue");
+	assert_int_equal(json_integer_value(json_object_get(q, "messages")), 0);
+	assert_int_equal(json_array_size(json_object_get(q, "destinations")), 0);
+	json_t *in = json_object_get(json_object_get(j, "tls"), "inbound");
+	assert_int_equal(json_integer_value(json_object_get(in, "tls")), 1);
+	assert_int_equal(json_integer_value(json_object_get(in, "plain")), 0);
+	json_t *rej = json_array_get(json_object_get(json_object_get(j, "rejections"), "recent"), 0);
+	assert_string_equal(json_string_value(json_object_get(rej, "status")), "5.1.1");
+	assert_string_equal(json_string_value(json_object_get(rej, "reason")), "?? not UTF-8");
+	json_decref(j);
+	buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -180,6 +215,7 @@ main(void)
 		cmocka_unit_test_setup(test_a_day, setup),
 		cmocka_unit_test_setup(test_rejects, setup),
 		cmocka_unit_test_setup(test_rejects_bounded, setup),
+		cmocka_unit_test_setup(test_status_json, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
