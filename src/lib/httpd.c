@@ -564,13 +564,27 @@ on_poll(uv_poll_t *p, int status, int events)
 	httpd_run(p->data);
 }
 
+static unsigned
+conn_count(httpd_t *h)
+{
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return i ? i->num_connections : 0;
+}
+
 static void
 httpd_run(httpd_t *h)
 {
 	if (h->stopping || h->running)
 		return;
 	h->running = true;
+	unsigned before = conn_count(h);
 	MHD_run(h->mhd);
+	/* at the connection cap MHD takes its listening socket out of its
+	 * epoll set and puts it back only at the start of a run: when this
+	 * run closed connections, run again, or a client waiting in the
+	 * backlog would wait for an event that never comes */
+	if (conn_count(h) < before)
+		MHD_run(h->mhd);
 	h->running = false;
 	MHD_UNSIGNED_LONG_LONG ms;
 	if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)

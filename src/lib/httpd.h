@@ -28,7 +28,8 @@
  *   - then the handler.
  * A connection idle for timeout_s is closed (a client sending slowly is
  * cut, the others are served meanwhile); at most max_conns connections
- * are open at once (more are closed at once by MHD).
+ * are open at once (more wait in the listening socket's backlog until one
+ * closes).
  *
  * Handlers (httpd_handler_t) run on the loop and must not block. They
  * either answer at once (return the status; body and *ctype filled in) or

@@ -6,7 +6,8 @@
  * Allow, HEAD as GET), the body (passed to the handler; 413 by
  * Content-Length and when chunked), malformed requests (400), headers too
  * large (431), an answer that comes later (HTTPD_LATER + httpd_answer from
- * a timer), a slow client cut by the timeout, httpd_parse_listen's forms,
+ * a timer), a slow client cut by the timeout, the connection cap (a
+ * client beyond it waits until idle ones are cut), httpd_parse_listen's forms,
  * and a server stopped while a request waits (503, then the late answer
  * only frees).
  *
@@ -390,6 +391,27 @@ test_slow_client(void **state)
 	buf_free(&c.got);
 }
 
+/* max_conns (8) idle connections: a ninth waits (in the backlog) until
+ * the idle ones are cut by the timeout (1 s), then it is served */
+static void
+test_conn_cap(void **state)
+{
+	int idle[8];
+	for (int i = 0; i < 8; i++) {
+		idle[i] = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(connect(idle[i], (struct sockaddr *)&sa, sizeof sa), 0);
+	}
+	client_t c = {.send1 = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"};
+	exchange(&c);
+	assert_int_equal(status_of(buf_cstr(&c.got)), 200);
+	assert_true(c.secs > 0.8 && c.secs < 5.0); /* once the idle ones were cut */
+	buf_free(&c.got);
+	for (int i = 0; i < 8; i++)
+		close(idle[i]);
+}
+
 static void
 test_later(void **state)
 {
@@ -470,6 +492,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conn_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_pending, setup, teardown),
 		cmocka_unit_test(test_parse_listen),
 	};
