@@ -1,6 +1,6 @@
 /*
  * admin.c - SCHEDULE: the administrator's operations on the index (hold,
- * release, delete, flush) and the snapshot behind the queue listings (see
+ * release, delete, flush, bounce now) and the snapshot behind the queue listings (see
  * sched.h). Their effect on disk (a flags-only status record, fsync'd, or
  * the removal) is written by a job on the thread pool, started by sched.c's
  * msg_step once no delivery job of the message is in flight, so the
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "common/maillog.h"
 #include "lib/log.h"
@@ -145,29 +146,35 @@ rcpt_in_domain(const char *addr, const char *domain)
 	return at && strcasecmp(at + 1, domain) == 0;
 }
 
+/* make m's waiting recipients (in domain, when not NULL) due now */
+static size_t
+flush_msg(sched_t *s, smsg_t *m, const char *domain)
+{
+	if (m->held || m->deleting || m->finishing)
+		return 0;
+	size_t count = 0;
+	for (size_t i = 0; i < m->env->nrcpt; i++) {
+		env_rcpt_t *r = &m->env->rcpt[i];
+		/* not busy: no worker touches this recipient */
+		if (r->status == RCPT_PENDING && !m->busy[i] &&
+		    (!domain || rcpt_in_domain(r->addr, domain))) {
+			r->next_try = 0;
+			count++;
+		}
+	}
+	if (count && m->heap_idx != SIZE_MAX) {
+		m->due = 0;
+		sched_heap_up(s, m->heap_idx);
+	}
+	return count;
+}
+
 size_t
 sched_flush(sched_t *s, const char *domain)
 {
 	size_t count = 0;
-	for (smsg_t *m = s->all.next; m != &s->all; m = m->next) {
-		if (m->held || m->deleting || m->finishing)
-			continue;
-		bool any = false;
-		for (size_t i = 0; i < m->env->nrcpt; i++) {
-			env_rcpt_t *r = &m->env->rcpt[i];
-			/* not busy: no worker touches this recipient */
-			if (r->status == RCPT_PENDING && !m->busy[i] &&
-			    (!domain || rcpt_in_domain(r->addr, domain))) {
-				r->next_try = 0;
-				any = true;
-				count++;
-			}
-		}
-		if (any && m->heap_idx != SIZE_MAX) {
-			m->due = 0;
-			sched_heap_up(s, m->heap_idx);
-		}
-	}
+	for (smsg_t *m = s->all.next; m != &s->all; m = m->next)
+		count += flush_msg(s, m, domain);
 	uv_timer_stop(&s->timer);
 	sched_arm(s);
 	return count;
@@ -328,4 +335,76 @@ sched_delete(sched_t *s, const char *qid, sched_op_cb cb, void *arg, buf_t *text
 	add_waiter(m, cb, arg);
 	sched_settle(s, m); /* starts the delete job */
 	return 1;
+}
+
+int
+sched_flush_one(sched_t *s, const char *qid, buf_t *text)
+{
+	smsg_t *m = op_find(s, qid, text);
+	if (!m)
+		return -1;
+	if (m->held) {
+		buf_printf(text, "%s: held; release it first (tern queue release)", qid);
+		return 0;
+	}
+	size_t n = flush_msg(s, m, NULL);
+	uv_timer_stop(&s->timer);
+	sched_arm(s);
+	buf_printf(text, "%s: %zu recipient%s due now", qid, n, n == 1 ? "" : "s");
+	return 0;
+}
+
+/* the bounce, when no job of m is in flight (msg_step): every recipient
+ * still waiting fails for good; the round's DSN follows. The count. */
+size_t
+sched_bounce_now(sched_t *s, smsg_t *m)
+{
+	envelope_t *env = m->env;
+	size_t n = 0;
+	int64_t now = (int64_t)time(NULL);
+	m->bounce_req = false;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		env_rcpt_t *r = &env->rcpt[i];
+		if (r->status != RCPT_PENDING)
+			continue;
+		/* RFC 3463 5.0.0: failed for good, for no reason the codes name */
+		r->status = RCPT_FAILED;
+		r->last_try = now;
+		r->next_try = 0;
+		xfree(r->reply);
+		r->reply = xstrdup("5.0.0 returned to the sender by the administrator");
+		maillog_rcpt(env, r);
+		n++;
+	}
+	m->round_after = 0; /* the failure DSN now, not after a retry pause */
+	log_info("%s: bounced by the administrator (%zu recipient%s)", env->qid, n, n == 1 ? "" : "s");
+	return n;
+}
+
+int
+sched_bounce(sched_t *s, const char *qid, buf_t *text)
+{
+	smsg_t *m = op_find(s, qid, text);
+	if (!m)
+		return -1;
+	const envelope_t *env = m->env;
+	if (envelope_pending(env) == 0) {
+		buf_printf(text, "%s: no recipient left to bounce", qid);
+		return 0;
+	}
+	const char *dsn = env->sender && env->sender[0] ? "a DSN goes to the sender"
+	                                                : "no DSN: the sender is <>";
+	if (m->inflight > 0) {
+		/* a worker owns some recipients: bounce when they are back (those
+		 * delivered meanwhile stay delivered) */
+		m->bounce_req = true;
+		log_info("%s: bounce requested by the administrator; deliveries in progress finish first",
+		    qid);
+		buf_printf(text, "%s: bounced once the deliveries in progress are back (%s)", qid, dsn);
+		return 0;
+	}
+	size_t n = sched_bounce_now(s, m);
+	buf_printf(text, "%s: bounced (%zu recipient%s; %s)", qid, n, n == 1 ? "" : "s", dsn);
+	sched_settle(s, m);
+	return 0;
 }

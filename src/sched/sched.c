@@ -454,6 +454,8 @@ msg_step(sched_t *s, smsg_t *m)
 		sched_admin_job(s, m, false);
 		return;
 	}
+	if (m->bounce_req) /* asked for while deliveries were in progress */
+		sched_bounce_now(s, m);
 	int64_t due = INT64_MAX;
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		env_rcpt_t *r = &env->rcpt[i];

@@ -19,7 +19,7 @@
  * the configuration and tables through sched_ctx_t, read afresh at every
  * event (a SIGHUP swaps them).
  *
- * The administrator's operations (hold, release, delete, flush) act on the
+ * The administrator's operations (hold, release, delete, flush, bounce) act on the
  * index; their effect on disk (a flags-only status record, or the removal)
  * is written by a job on the thread pool once no delivery job of the
  * message is in flight, so the records stay in order.
@@ -135,5 +135,22 @@ int sched_hold(sched_t *s, const char *qid, bool hold, sched_op_cb cb, void *arg
  * (0, and text says so).
  */
 int sched_delete(sched_t *s, const char *qid, sched_op_cb cb, void *arg, buf_t *text);
+
+/* Make the waiting recipients of one message due now (a held one stays
+ * held: text says so). -1 with the reason in *text when there is no such
+ * message; else 0 with what was done in *text. */
+int sched_flush_one(sched_t *s, const char *qid, buf_t *text);
+
+/*
+ * Bounce a message now: every recipient still waiting fails for good with
+ * "5.0.0 returned to the sender by the administrator", and the failure DSN
+ * (one, for all of them) follows through the usual round (none for a
+ * sender <>); the message is then finished and removed. With deliveries
+ * in progress, that happens when they are back (what they delivered stays
+ * delivered). A held message is bounced too. -1
+ * with the reason in *text when there is no such message; else 0 with
+ * what was done in *text.
+ */
+int sched_bounce(sched_t *s, const char *qid, buf_t *text);
 
 #endif

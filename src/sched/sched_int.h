@@ -31,6 +31,7 @@ typedef struct smsg {
 	bool finishing;
 	bool held;        /* wanted hold state; env->flags follows when inflight == 0 */
 	bool deleting;    /* the administrator deleted it: remove when inflight == 0 */
+	bool bounce_req;  /* the administrator bounced it: fail what waits when inflight == 0 */
 	int64_t warn_after; /* a delay warning failed: not again before this */
 	int64_t round_after; /* a failure DSN failed: not again before this */
 	waiter_t *waiters; /* control requests waiting for a flag or delete job */
@@ -64,5 +65,7 @@ void sched_msg_free(sched_t *s, smsg_t *m);
 
 /* admin.c: write m's flags (a flags-only status record) or remove it */
 void sched_admin_job(sched_t *s, smsg_t *m, bool remove);
+/* admin.c: sched_bounce's work, once no job is in flight; the count failed */
+size_t sched_bounce_now(sched_t *s, smsg_t *m);
 
 #endif
