@@ -1,6 +1,6 @@
 /*
- * queue.c (cli) - `tern queue list|show|flush|hold|release|delete` and
- * `tern mailq` (see cli/queue.h, docs/queue-tools.md).
+ * queue.c (cli) - `tern queue list|show|flush|hold|release|delete|bounce`
+ * and `tern mailq` (see cli/queue.h, docs/queue-tools.md).
  *
  * A short-lived command, not the daemon: blocking I/O is fine here. The
  * request goes to <spool_dir>/control.sock (protocol in control/control.h)
@@ -43,10 +43,10 @@ static void
 usage(int code)
 {
 	fprintf(code ? stderr : stdout,
-	    "usage: tern [-c config] queue list [--json]\n"
+	    "usage: tern [-c config] queue list [DOMAIN] [--json]\n"
 	    "       tern [-c config] queue show QUEUE_ID [--json]\n"
-	    "       tern [-c config] queue flush [DOMAIN] [--json]\n"
-	    "       tern [-c config] queue hold|release|delete QUEUE_ID [--json]\n"
+	    "       tern [-c config] queue flush [DOMAIN|QUEUE_ID] [--json]\n"
+	    "       tern [-c config] queue hold|release|delete|bounce QUEUE_ID [--json]\n"
 	    "       tern [-c config] mailq [--json]\n"
 	    "       mailq [-c|-C config] [--json]     (tern called as mailq)\n"
 	    "Listing is open to the users queue_list_users names (default anyone); the other\n"
@@ -264,12 +264,16 @@ load_spool(const char *spool, const char *only, qview_entry_t **out, size_t *nou
 }
 
 static int
-offline(const char *spool, const char *verb, const char *qid, bool json)
+offline(const char *spool, const char *verb, const char *arg, bool json)
 {
 	qview_entry_t *e;
 	size_t n;
+	bool show = strcmp(verb, "show") == 0;
+	const char *qid = show ? arg : NULL;
 	if (load_spool(spool, qid, &e, &n) < 0)
 		return 1;
+	if (!show && arg) /* list DOMAIN */
+		n = qview_filter_domain(e, n, arg);
 	buf_t out = BUF_INIT;
 	int rc = 0;
 	if (strcmp(verb, "show") == 0) {
@@ -312,7 +316,7 @@ run(const char *config, const char *verb, const char *arg, bool json)
 		return 1;
 	buf_t req = BUF_INIT, body = BUF_INIT, errtext = BUF_INIT;
 	char qid[QID_SIZE] = "";
-	if (arg && strcmp(verb, "flush") != 0) {
+	if (arg && strcmp(verb, "flush") != 0 && strcmp(verb, "list") != 0) {
 		/* queue IDs are upper case; accept them in any case */
 		size_t n = strlen(arg);
 		for (size_t i = 0; i < n && i < QID_LEN; i++)
@@ -394,15 +398,15 @@ cli_queue(const char *config, int argc, char **argv)
 	char *args[1] = {NULL};
 	int n;
 	parse_args(argc, argv, 2, &json, args, 1, &n);
-	if (strcmp(verb, "list") == 0 || strcmp(verb, "mailq") == 0) {
+	if (strcmp(verb, "mailq") == 0) {
 		if (n != 0)
 			usage(2);
 		return run(config, verb, NULL, json);
 	}
-	if (strcmp(verb, "flush") == 0)
+	if (strcmp(verb, "list") == 0 || strcmp(verb, "flush") == 0)
 		return run(config, verb, n ? args[0] : NULL, json);
 	if (strcmp(verb, "show") == 0 || strcmp(verb, "hold") == 0 || strcmp(verb, "release") == 0 ||
-	    strcmp(verb, "delete") == 0) {
+	    strcmp(verb, "delete") == 0 || strcmp(verb, "bounce") == 0) {
 		if (n != 1)
 			usage(2);
 		return run(config, verb, args[0], json);

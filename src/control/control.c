@@ -2,11 +2,10 @@
  * control.c - the daemon's side of the control socket (see control.h).
  *
  * Each connection reads one request line (10 s at most, CONTROL_MAX_REQUEST
- * octets), answers it and closes. Answers come from the scheduler's memory
- * (sched_snapshot, sched_flush, sched_hold, sched_delete); `show` reads the
- * message's header section in a uv_queue_work job. A connection waiting for
- * the scheduler or a job stays allocated until that answer comes, even when
- * its handle was closed meanwhile (peer gone, or control_stop).
+ * octets), has control/qops.c run it (the same code as the HTTP API) and
+ * sends the outcome, then closes. A connection waiting for the scheduler
+ * or a job stays allocated until that answer comes, even when its handle
+ * was closed meanwhile (peer gone, or control_stop).
  *
  * The public socket (control.h) takes anyone: each connection remembers
  * whether its peer is root or our user (privileged); for others only list
@@ -14,9 +13,9 @@
  * or group list is looked up on the pool: NSS may block), from a snapshot
  * cut down to what mailq shows (redact).
  *
- * Must not: block the loop after start-up, trust the request (bounded line,
- * queue IDs checked), or change the queue or show a message for a peer
- * that is not our user or root.
+ * Must not: block the loop after start-up, trust the request (bounded line;
+ * qops checks queue IDs), or change the queue, show a message or reload
+ * for a peer that is not our user or root.
  */
 #include "control/control.h"
 
@@ -32,7 +31,7 @@
 #include <unistd.h>
 
 #include "common/qid.h"
-#include "control/qview.h"
+#include "control/qops.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
@@ -76,20 +75,8 @@ typedef struct cconn {
 	struct cconn *next, *prev;
 } cconn_t;
 
-/* `show`: the header section, read on the pool */
-typedef struct showjob {
-	uv_work_t req;
-	cconn_t *cc;
-	qview_entry_t *e;
-	size_t n;
-	char *spool_dir;
-	buf_t hdr;
-	buf_t err;
-	int rc;
-} showjob_t;
-
 static void ctl_maybe_free(control_t *c);
-static void answer_list(cconn_t *cc, const char *verb);
+static void answer_list(cconn_t *cc, const char *verb, const char *domain);
 
 /* the public socket, bound by control_bind_public before control_start */
 static int public_fd = -1;
@@ -171,128 +158,25 @@ conn_reply(cconn_t *cc, bool ok, const char *errtext, const buf_t *body)
 		conn_close(cc);
 }
 
-/* a one-line result, as text or JSON */
+/* an operation's outcome (qops.h): "ok" and the body, or "error: TEXT"
+ * (and, for JSON, the body with "ok": false) */
 static void
-conn_result(cconn_t *cc, int err, const char *qid, const char *text)
-{
-	buf_t body = BUF_INIT;
-	if (cc->json) {
-		buf_printf(&body, "{\"ok\":%s,", err ? "false" : "true");
-		buf_puts(&body, "\"queue_id\":");
-		if (qid)
-			qview_json_str(&body, qid, strlen(qid));
-		else
-			buf_puts(&body, "null");
-		buf_puts(&body, ",\"result\":");
-		qview_json_str(&body, text, strlen(text));
-		buf_puts(&body, "}\n");
-	} else {
-		buf_printf(&body, "%s\n", text);
-	}
-	conn_reply(cc, err == 0, text, &body);
-	buf_free(&body);
-}
-
-/* ---- requests ---- */
-
-static void
-on_op_done(void *arg, int err, const char *text)
+on_qops_done(void *arg, const qops_res_t *res)
 {
 	cconn_t *cc = arg;
 	cc->pending = false;
-	/* the text starts with the queue ID */
-	char qid[QID_SIZE];
-	snprintf(qid, sizeof qid, "%.*s", QID_LEN, text);
-	conn_result(cc, err, qid_valid(qid, strlen(qid)) ? qid : NULL, text);
+	conn_reply(cc, res->code == QOPS_OK, res->text, res->body);
 	conn_maybe_free(cc);
 }
 
 static void
-show_work(uv_work_t *req)
+run_op(cconn_t *cc, const qops_req_t *rq)
 {
-	showjob_t *j = req->data;
-	j->rc = qview_read_headers(j->spool_dir, j->e[0].env, &j->hdr, &j->err);
-}
-
-static void
-show_done(uv_work_t *req, int status)
-{
-	showjob_t *j = req->data;
-	cconn_t *cc = j->cc;
-	buf_t body = BUF_INIT;
-	if (j->rc < 0)
-		log_info("control: show %s: %s", j->e[0].env->qid, buf_cstr(&j->err));
-	const char *h = j->rc == 0 ? (j->hdr.data ? j->hdr.data : "") : NULL;
-	if (cc->json)
-		qview_show_json(&body, &j->e[0], h, h ? j->hdr.len : 0);
-	else
-		qview_show_text(&body, &j->e[0], h, h ? j->hdr.len : 0);
-	cc->pending = false;
-	conn_reply(cc, true, NULL, &body);
-	buf_free(&body);
-	qview_entries_free(j->e, j->n);
-	buf_free(&j->hdr);
-	buf_free(&j->err);
-	xfree(j->spool_dir);
-	xfree(j);
-	conn_maybe_free(cc);
-}
-
-static bool
-parse_qid(const char *arg, char out[QID_SIZE])
-{
-	size_t n = arg ? strlen(arg) : 0;
-	if (n != QID_LEN)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = arg[i];
-		out[i] = ch >= 'a' && ch <= 'z' ? (char)(ch - 'a' + 'A') : ch;
-	}
-	out[QID_LEN] = '\0';
-	return qid_valid(out, QID_LEN);
+	cc->pending = true; /* the answer may come now or later */
+	qops_run(&cc->ctl->ctx, rq, on_qops_done, cc);
 }
 
 /* ---- what others may see ---- */
-
-/*
- * Cut a snapshot down to what Postfix's mailq shows: queue ID, size,
- * arrival, sender, held/active marks, and the recipients still to be
- * delivered with their last reply. Gone: delivered and failed recipients,
- * original addresses, ORCPT, relays, ENVID, RET, the client and its login.
- */
-static void
-redact(qview_entry_t *e, size_t n)
-{
-	for (size_t k = 0; k < n; k++) {
-		envelope_t *env = e[k].env;
-		xfree(env->envid);
-		xfree(env->client_addr);
-		xfree(env->client_helo);
-		xfree(env->auth_user);
-		env->envid = env->client_addr = env->client_helo = env->auth_user = NULL;
-		env->ret = 0;
-		size_t kept = 0;
-		for (size_t i = 0; i < env->nrcpt; i++) {
-			env_rcpt_t *r = &env->rcpt[i];
-			bool act = e[k].active && e[k].active[i];
-			xfree(r->orig);
-			xfree(r->orcpt);
-			xfree(r->relay);
-			xfree(r->sender);
-			r->orig = r->orcpt = r->relay = r->sender = NULL;
-			if (!act && r->status != RCPT_PENDING) {
-				xfree(r->addr);
-				xfree(r->reply);
-				continue;
-			}
-			env->rcpt[kept] = *r;
-			if (e[k].active)
-				e[k].active[kept] = act;
-			kept++;
-		}
-		env->nrcpt = kept;
-	}
-}
 
 /* queue_list_users: "anyone", "none", user names, %groups */
 enum list_rule { LIST_ANYONE, LIST_NONE, LIST_SOME };
@@ -314,6 +198,7 @@ typedef struct listcheck {
 	uv_work_t req;
 	cconn_t *cc;
 	char *verb;
+	char *domain;
 	char **names; /* a copy of queue_list_users */
 	size_t n;
 	bool allowed;
@@ -357,7 +242,7 @@ listcheck_done(uv_work_t *req, int status)
 	cconn_t *cc = j->cc;
 	cc->pending = false;
 	if (j->allowed) {
-		answer_list(cc, j->verb);
+		answer_list(cc, j->verb, j->domain);
 	} else {
 		char text[300];
 		snprintf(text, sizeof text, "permission denied: %s may not list the queue "
@@ -368,33 +253,23 @@ listcheck_done(uv_work_t *req, int status)
 		xfree(j->names[i]);
 	xfree(j->names);
 	xfree(j->verb);
+	xfree(j->domain);
 	xfree(j);
 	conn_maybe_free(cc);
 }
 
 /* list or mailq, for anyone allowed to see it (redacted unless privileged) */
 static void
-answer_list(cconn_t *cc, const char *verb)
+answer_list(cconn_t *cc, const char *verb, const char *domain)
 {
-	size_t n;
-	buf_t body = BUF_INIT;
-	qview_entry_t *e = sched_snapshot(cc->ctl->ctx.sched, NULL, &n);
-	if (!cc->privileged)
-		redact(e, n);
-	if (cc->json)
-		qview_list_json(&body, e, n);
-	else if (strcmp(verb, "mailq") == 0)
-		qview_mailq(&body, e, n);
-	else
-		qview_list_text(&body, e, n);
-	qview_entries_free(e, n);
-	conn_reply(cc, true, NULL, &body);
-	buf_free(&body);
+	qops_req_t rq = {.verb = strcmp(verb, "mailq") == 0 ? QOPS_MAILQ : QOPS_LIST,
+	    .domain = domain, .json = cc->json, .redact = !cc->privileged};
+	run_op(cc, &rq);
 }
 
 /* A peer that is neither root nor our user: list and mailq, if allowed. */
 static void
-handle_unprivileged(cconn_t *cc, const char *verb)
+handle_unprivileged(cconn_t *cc, const char *verb, const char *domain)
 {
 	const config_t *c = (*cc->ctl->ctx.cfg);
 	char text[300];
@@ -407,7 +282,7 @@ handle_unprivileged(cconn_t *cc, const char *verb)
 	}
 	enum list_rule rule = list_rule(c);
 	if (rule == LIST_ANYONE) {
-		answer_list(cc, verb);
+		answer_list(cc, verb, domain);
 		return;
 	}
 	if (rule == LIST_NONE) {
@@ -419,6 +294,7 @@ handle_unprivileged(cconn_t *cc, const char *verb)
 	listcheck_t *j = xcalloc(1, sizeof *j);
 	j->cc = cc;
 	j->verb = xstrdup(verb);
+	j->domain = domain ? xstrdup(domain) : NULL;
 	j->n = c->nqueue_list_users;
 	j->names = xcalloc(j->n, sizeof *j->names);
 	for (size_t i = 0; i < j->n; i++)
@@ -431,8 +307,6 @@ handle_unprivileged(cconn_t *cc, const char *verb)
 static void
 handle_request(cconn_t *cc, char *line)
 {
-	control_t *c = cc->ctl;
-	sched_t *s = c->ctx.sched;
 	char *words[4] = {0};
 	size_t nw = 0;
 	for (char *tok = strtok(line, " \t"); tok && nw < 4; tok = strtok(NULL, " \t"))
@@ -448,63 +322,36 @@ handle_request(cconn_t *cc, char *line)
 		conn_reply(cc, false, "too many arguments", NULL);
 		return;
 	}
+	int v = qops_verb_of(verb);
 	if (!cc->privileged) {
-		handle_unprivileged(cc, verb);
+		handle_unprivileged(cc, verb, v == QOPS_LIST || v == QOPS_MAILQ ? arg : NULL);
 		return;
 	}
-	buf_t body = BUF_INIT, text = BUF_INIT;
-	char qid[QID_SIZE];
-
-	if (strcmp(verb, "list") == 0 || strcmp(verb, "mailq") == 0) {
-		answer_list(cc, verb);
-	} else if (strcmp(verb, "show") == 0) {
-		size_t n = 0;
-		qview_entry_t *e = NULL;
-		if (!parse_qid(arg, qid)) {
-			conn_reply(cc, false, "show: expected a queue ID", NULL);
-		} else if ((e = sched_snapshot(s, qid, &n)) == NULL || n == 0) {
-			buf_printf(&text, "%s: no such message in the queue", qid);
-			conn_reply(cc, false, buf_cstr(&text), NULL);
-			qview_entries_free(e, n);
-		} else {
-			showjob_t *j = xcalloc(1, sizeof *j);
-			j->cc = cc;
-			j->e = e;
-			j->n = n;
-			j->spool_dir = xstrdup(queue_spool_dir(c->ctx.queue));
-			j->req.data = j;
-			cc->pending = true;
-			uv_queue_work(c->ctx.loop, &j->req, show_work, show_done);
-		}
-	} else if (strcmp(verb, "flush") == 0) {
-		size_t n = sched_flush(s, arg);
-		buf_printf(&text, "flush%s%s: %zu recipient%s due now", arg ? " " : "", arg ? arg : "", n,
-		    n == 1 ? "" : "s");
-		log_info("control: %s", buf_cstr(&text));
-		conn_result(cc, 0, NULL, buf_cstr(&text));
-	} else if (strcmp(verb, "hold") == 0 || strcmp(verb, "release") == 0 ||
-	    strcmp(verb, "delete") == 0) {
-		if (!parse_qid(arg, qid)) {
-			buf_printf(&text, "%s: expected a queue ID", verb);
-			conn_reply(cc, false, buf_cstr(&text), NULL);
-		} else {
-			int rc;
-			cc->pending = true; /* before: the callback never comes from inside */
-			if (strcmp(verb, "delete") == 0)
-				rc = sched_delete(s, qid, on_op_done, cc, &text);
-			else
-				rc = sched_hold(s, qid, verb[0] == 'h', on_op_done, cc, &text);
-			if (rc != 1) {
-				cc->pending = false;
-				conn_result(cc, rc < 0 ? ENOENT : 0, qid, buf_cstr(&text));
-			}
-		}
-	} else {
-		conn_reply(cc, false,
-		    "unknown request (expected list, mailq, show, flush, hold, release or delete)", NULL);
+	if (v < 0) {
+		conn_reply(cc, false, "unknown request (expected list, mailq, show, flush, hold, "
+		    "release, delete, bounce or reload)", NULL);
+		return;
 	}
-	buf_free(&body);
-	buf_free(&text);
+	qops_req_t rq = {.verb = (enum qops_verb)v, .json = cc->json};
+	if (v == QOPS_LIST || v == QOPS_MAILQ) {
+		rq.domain = arg;
+	} else if (v == QOPS_FLUSH && arg) {
+		/* a queue ID (any case), else a domain */
+		bool is_qid = strlen(arg) == QID_LEN && !strchr(arg, '.');
+		for (size_t i = 0; is_qid && arg[i]; i++)
+			is_qid = (arg[i] >= '0' && arg[i] <= '9') || (arg[i] >= 'A' && arg[i] <= 'Z') ||
+			    (arg[i] >= 'a' && arg[i] <= 'z');
+		if (is_qid)
+			rq.qid = arg;
+		else
+			rq.domain = arg;
+	} else if (v == QOPS_RELOAD && arg) {
+		conn_reply(cc, false, "reload takes no argument", NULL);
+		return;
+	} else {
+		rq.qid = arg;
+	}
+	run_op(cc, &rq);
 }
 
 /* ---- reading ---- */

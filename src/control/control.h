@@ -20,15 +20,16 @@
  *
  *   request  one line, at most 1024 octets, ending in LF:
  *            [json ] VERB [ARG]
- *            VERB: list | mailq | show QID | flush [DOMAIN] | hold QID |
- *                  release QID | delete QID
+ *            VERB: list [DOMAIN] | mailq [DOMAIN] | show QID |
+ *                  flush [DOMAIN|QID] | hold QID | release QID |
+ *                  delete QID | bounce QID | reload
  *            "json " asks for a JSON reply body.
  *   reply    "ok\n" or "error: TEXT\n", then the body (text, or one JSON
  *            object and a newline), then the daemon closes the connection.
  *
- * docs/queue-tools.md documents the bodies. Replies are built from the
- * scheduler's memory on the loop; only `show` reads the file (its header
- * section) in a uv_queue_work job. Never blocks the loop.
+ * docs/queue-tools.md documents the bodies. What each verb does is
+ * control/qops.h's (the HTTP API runs the same code); this file is the
+ * socket, the peer checks and the protocol. Never blocks the loop.
  */
 #ifndef TERN_CONTROL_H
 #define TERN_CONTROL_H
@@ -48,7 +49,11 @@ typedef struct control_ctx {
 	uv_loop_t *loop;
 	config_t *const *cfg; /* the configuration in force: *cfg at each use (SIGHUP swaps it) */
 	struct queue *queue;  /* the spool (control.sock lives there; show reads it) */
-	struct sched *sched;  /* the queue's index: list, flush, hold, release, delete */
+	struct sched *sched;  /* the queue's index: list, flush, hold, release, delete, bounce */
+	/* the daemon's reload (what SIGHUP does): 0 or -1, what happened in
+	 * *text (one line); NULL: no reload here */
+	int (*reload)(void *arg, buf_t *text);
+	void *reload_arg;
 } control_ctx_t;
 
 /*

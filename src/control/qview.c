@@ -1,8 +1,9 @@
 /*
  * qview.c - formatting queued messages for the administrator (see qview.h).
  *
- * Text output is sanitized byte by byte (controls become '?'); JSON output
- * goes through qview_json_str, which checks UTF-8. Nothing here trusts the
+ * Text output is sanitized byte by byte (controls become '?'); JSON is
+ * built with jansson, every string through qview_json_string, which makes
+ * it valid UTF-8 first (jansson refuses anything else). Nothing here trusts the
  * envelope's strings beyond their being NUL-terminated.
  * Must not: do I/O other than in qview_read_headers.
  */
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +122,31 @@ static int64_t
 arrival_s(const envelope_t *env)
 {
 	return env->arrival_us / 1000000;
+}
+
+static bool
+rcpt_in_domain(const char *addr, const char *domain)
+{
+	const char *at = addr ? strrchr(addr, '@') : NULL;
+	return at && strcasecmp(at + 1, domain) == 0;
+}
+
+size_t
+qview_filter_domain(qview_entry_t *e, size_t n, const char *domain)
+{
+	size_t kept = 0;
+	for (size_t k = 0; k < n; k++) {
+		bool in = false;
+		for (size_t i = 0; i < e[k].env->nrcpt && !in; i++)
+			in = rcpt_in_domain(e[k].env->rcpt[i].addr, domain);
+		if (in) {
+			e[kept++] = e[k];
+		} else {
+			envelope_free(e[k].env);
+			xfree(e[k].active);
+		}
+	}
+	return kept;
 }
 
 /* ---- mailq ---- */
@@ -302,7 +329,7 @@ qview_show_text(buf_t *out, const qview_entry_t *e, const char *hdr, size_t hlen
 	}
 }
 
-/* ---- JSON ---- */
+/* ---- JSON (jansson builds all of it) ---- */
 
 /* length of a valid UTF-8 sequence at p (n octets left), 0 if invalid */
 static size_t
@@ -311,147 +338,161 @@ utf8_len(const unsigned char *p, size_t n)
 	return p[0] < 0x80 ? 1 : utf8_seq_len(p, n);
 }
 
+json_t *
+qview_json_string(const char *s, size_t n)
+{
+	/* jansson takes valid UTF-8 only: every invalid byte becomes U+FFFD */
+	const unsigned char *p = (const unsigned char *)s;
+	buf_t b = BUF_INIT;
+	size_t i = 0;
+	while (i < n) {
+		size_t l = utf8_len(p + i, n - i);
+		if (l == 0) {
+			buf_puts(&b, "\xef\xbf\xbd");
+			i++;
+		} else {
+			buf_append(&b, p + i, l);
+			i += l;
+		}
+	}
+	json_t *j = json_stringn(b.data ? b.data : "", b.len);
+	buf_free(&b);
+	if (!j)
+		abort(); /* valid UTF-8 by now: only out of memory */
+	return j;
+}
+
+/* a string or null */
+static json_t *
+jstr(const char *s)
+{
+	return s ? qview_json_string(s, strlen(s)) : json_null();
+}
+
+void
+qview_json_dump(buf_t *out, const json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text)
+		abort(); /* only out of memory */
+	buf_puts(out, text);
+	buf_putc(out, '\n');
+	free(text);
+}
+
 void
 qview_json_str(buf_t *out, const char *s, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	buf_putc(out, '"');
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = p[i];
-		if (c == '"' || c == '\\') {
-			buf_putc(out, '\\');
-			buf_putc(out, (char)c);
-			i++;
-		} else if (c == '\n') {
-			buf_puts(out, "\\n");
-			i++;
-		} else if (c == '\r') {
-			buf_puts(out, "\\r");
-			i++;
-		} else if (c == '\t') {
-			buf_puts(out, "\\t");
-			i++;
-		} else if (c < 0x20 || c == 0x7f) {
-			buf_printf(out, "\\u%04x", c);
-			i++;
-		} else if (c < 0x80) {
-			buf_putc(out, (char)c);
-			i++;
-		} else {
-			size_t l = utf8_len(p + i, n - i);
-			if (l == 0) {
-				buf_puts(out, "\\ufffd");
-				i++;
-			} else {
-				buf_append(out, p + i, l);
-				i += l;
-			}
-		}
-	}
-	buf_putc(out, '"');
+	json_t *j = qview_json_string(s, n);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text)
+		abort();
+	buf_puts(out, text);
+	free(text);
+	json_decref(j);
 }
 
-static void
-json_key_str(buf_t *out, const char *key, const char *v)
+/* RFC 3339 UTC time, null when unknown */
+static json_t *
+jtime(int64_t t)
 {
-	buf_printf(out, "\"%s\":", key);
-	if (v)
-		qview_json_str(out, v, strlen(v));
-	else
-		buf_puts(out, "null");
-}
-
-static void
-json_time(buf_t *out, const char *key, int64_t t)
-{
-	buf_printf(out, "\"%s\":", key);
-	if (t <= 0) {
-		buf_puts(out, "null");
-		return;
-	}
 	char tb[40];
 	time_t tt = (time_t)t;
 	struct tm tm;
-	if (!gmtime_r(&tt, &tm) || strftime(tb, sizeof tb, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-		buf_puts(out, "null");
-		return;
-	}
-	buf_printf(out, "\"%s\"", tb);
+	if (t <= 0 || !gmtime_r(&tt, &tm) || strftime(tb, sizeof tb, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return json_null();
+	return json_string(tb);
 }
 
-static void
-put_msg_json(buf_t *out, const qview_entry_t *e)
+static json_t *
+msg_json(const qview_entry_t *e)
 {
 	const envelope_t *env = e->env;
-	buf_putc(out, '{');
-	json_key_str(out, "queue_id", env->qid);
-	buf_printf(out, ",\"size\":%llu,", (unsigned long long)env->body_len);
-	json_time(out, "arrival", arrival_s(env));
-	buf_printf(out, ",\"arrival_unix\":%lld,", (long long)arrival_s(env));
-	json_key_str(out, "sender", env->sender);
-	buf_putc(out, ',');
-	json_key_str(out, "envid", env->envid);
-	buf_printf(out, ",\"ret\":%s", env->ret == RET_FULL ? "\"full\"" : env->ret == RET_HDRS ? "\"hdrs\"" : "null");
-	buf_putc(out, ',');
-	json_key_str(out, "client", env->client_addr);
-	buf_printf(out, ",\"held\":%s,", (env->flags & ENV_HELD) ? "true" : "false");
-	json_key_str(out, "held_reason", qview_held_reason(e));
-	buf_printf(out, ",\"active\":%s,\"dsn\":%s,\"delay_warned\":%s,\"recipients\":[",
-	    any_active(e) ? "true" : "false",
-	    (env->flags & ENV_IS_BOUNCE) ? "true" : "false",
-	    (env->flags & ENV_DELAY_WARNED) ? "true" : "false");
+	json_t *m = json_object();
+	json_object_set_new(m, "queue_id", jstr(env->qid));
+	json_object_set_new(m, "size", json_integer((json_int_t)env->body_len));
+	json_object_set_new(m, "arrival", jtime(arrival_s(env)));
+	json_object_set_new(m, "arrival_unix", json_integer(arrival_s(env)));
+	json_object_set_new(m, "sender", jstr(env->sender));
+	json_object_set_new(m, "envid", jstr(env->envid));
+	json_object_set_new(m, "ret", env->ret == RET_FULL ? json_string("full")
+	    : env->ret == RET_HDRS ? json_string("hdrs") : json_null());
+	json_object_set_new(m, "client", jstr(env->client_addr));
+	json_object_set_new(m, "held", json_boolean(env->flags & ENV_HELD));
+	json_object_set_new(m, "held_reason", jstr(qview_held_reason(e)));
+	json_object_set_new(m, "active", json_boolean(any_active(e)));
+	json_object_set_new(m, "dsn", json_boolean(env->flags & ENV_IS_BOUNCE));
+	json_object_set_new(m, "delay_warned", json_boolean(env->flags & ENV_DELAY_WARNED));
+	json_t *rcpts = json_array();
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		const env_rcpt_t *r = &env->rcpt[i];
 		bool act = e->active && e->active[i];
-		if (i)
-			buf_putc(out, ',');
-		buf_putc(out, '{');
-		json_key_str(out, "address", r->addr);
-		buf_putc(out, ',');
-		json_key_str(out, "original", r->orig);
-		buf_putc(out, ',');
-		json_key_str(out, "status", qview_status(e, i));
+		json_t *o = json_object();
+		json_object_set_new(o, "address", jstr(r->addr));
+		json_object_set_new(o, "original", jstr(r->orig));
+		json_object_set_new(o, "status", json_string(qview_status(e, i)));
 		if (!act) {
-			buf_printf(out, ",\"attempts\":%u,", r->attempts);
-			json_time(out, "next_try", r->status == RCPT_PENDING ? r->next_try : 0);
-			buf_putc(out, ',');
-			json_time(out, "last_try", r->last_try);
-			buf_putc(out, ',');
-			json_key_str(out, "reply", r->reply);
-			buf_putc(out, ',');
-			json_key_str(out, "relay", r->relay);
+			json_object_set_new(o, "attempts", json_integer(r->attempts));
+			json_object_set_new(o, "next_try", jtime(r->status == RCPT_PENDING ? r->next_try : 0));
+			json_object_set_new(o, "last_try", jtime(r->last_try));
+			json_object_set_new(o, "reply", jstr(r->reply));
+			json_object_set_new(o, "relay", jstr(r->relay));
 		}
-		buf_putc(out, '}');
+		json_array_append_new(rcpts, o);
 	}
-	buf_puts(out, "]}");
+	json_object_set_new(m, "recipients", rcpts);
+	return m;
+}
+
+json_t *
+qview_list_obj(const qview_entry_t *e, size_t n)
+{
+	uint64_t bytes = 0;
+	json_t *msgs = json_array();
+	for (size_t k = 0; k < n; k++) {
+		json_array_append_new(msgs, msg_json(&e[k]));
+		bytes += e[k].env->body_len;
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "messages", msgs);
+	json_object_set_new(o, "count", json_integer((json_int_t)n));
+	json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
+	return o;
+}
+
+json_t *
+qview_show_obj(const qview_entry_t *e, const char *hdr, size_t hlen)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "message", msg_json(e));
+	json_object_set_new(o, "headers", hdr ? qview_json_string(hdr, hlen) : json_null());
+	return o;
+}
+
+json_t *
+qview_result_obj(bool ok, const char *qid, const char *text)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "ok", json_boolean(ok));
+	json_object_set_new(o, "queue_id", jstr(qid));
+	json_object_set_new(o, "result", jstr(text));
+	return o;
 }
 
 void
 qview_list_json(buf_t *out, const qview_entry_t *e, size_t n)
 {
-	uint64_t bytes = 0;
-	buf_puts(out, "{\"messages\":[");
-	for (size_t k = 0; k < n; k++) {
-		if (k)
-			buf_putc(out, ',');
-		put_msg_json(out, &e[k]);
-		bytes += e[k].env->body_len;
-	}
-	buf_printf(out, "],\"count\":%zu,\"bytes\":%llu}\n", n, (unsigned long long)bytes);
+	json_t *o = qview_list_obj(e, n);
+	qview_json_dump(out, o);
+	json_decref(o);
 }
 
 void
 qview_show_json(buf_t *out, const qview_entry_t *e, const char *hdr, size_t hlen)
 {
-	buf_puts(out, "{\"message\":");
-	put_msg_json(out, e);
-	buf_puts(out, ",\"headers\":");
-	if (hdr)
-		qview_json_str(out, hdr, hlen);
-	else
-		buf_puts(out, "null");
-	buf_puts(out, "}\n");
+	json_t *o = qview_show_obj(e, hdr, hlen);
+	qview_json_dump(out, o);
+	json_decref(o);
 }
 
 /* ---- headers ---- */

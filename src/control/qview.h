@@ -7,8 +7,8 @@
  * (entries loaded from the spool with queue_scan), so both give the same
  * output. docs/queue-tools.md describes every format.
  *
- * Guarantees: the JSON output is valid JSON (UTF-8; invalid bytes become
- * U+FFFD, control characters are escaped) whatever the envelope holds; text
+ * Guarantees: the JSON output (built with jansson) is valid JSON (UTF-8;
+ * invalid bytes become U+FFFD, control characters are escaped) whatever the envelope holds; text
  * output has no control characters from the envelope or remote replies.
  * Pure formatting, no I/O, except qview_read_headers (blocking: worker
  * threads or the command line tool only).
@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "common/envelope.h"
 #include "lib/buf.h"
@@ -31,6 +33,10 @@ typedef sched_entry_t qview_entry_t;
 void qview_entries_free(qview_entry_t *e, size_t n);
 /* in queue ID (arrival) order */
 void qview_sort(qview_entry_t *e, size_t n);
+
+/* Keep the messages with a recipient in domain (case-insensitive), in
+ * order, freeing the others; the new count. */
+size_t qview_filter_domain(qview_entry_t *e, size_t n, const char *domain);
 
 /* A recipient's status word: "active", "queued" (never tried), "deferred",
  * "sent", "failed", "reported". */
@@ -62,14 +68,25 @@ void qview_mailq(buf_t *out, const qview_entry_t *e, size_t n);
 /* tern's listing: every recipient with its status, attempts, next try and
  * last reply. */
 void qview_list_text(buf_t *out, const qview_entry_t *e, size_t n);
-/* {"messages": [message...], "count": N, "bytes": B}; see docs/queue-tools.md */
+/* {"messages": [message...], "count": N, "bytes": B}; see docs/queue-tools.md
+ * (the object, or dumped compact with a newline) */
+json_t *qview_list_obj(const qview_entry_t *e, size_t n);
 void qview_list_json(buf_t *out, const qview_entry_t *e, size_t n);
 
 /* One message; hdr (the header section, hlen octets) may be NULL. */
 void qview_show_text(buf_t *out, const qview_entry_t *e, const char *hdr, size_t hlen);
+/* {"message": {...}, "headers": "..." or null} */
+json_t *qview_show_obj(const qview_entry_t *e, const char *hdr, size_t hlen);
 void qview_show_json(buf_t *out, const qview_entry_t *e, const char *hdr, size_t hlen);
 
-/* JSON string literal of s (n octets), quotes included. */
+/* An operation's outcome: {"ok": B, "queue_id": QID or null, "result": TEXT} */
+json_t *qview_result_obj(bool ok, const char *qid, const char *text);
+
+/* A JSON string of s (n octets; invalid UTF-8 becomes U+FFFD). */
+json_t *qview_json_string(const char *s, size_t n);
+/* j, compact, and a newline */
+void qview_json_dump(buf_t *out, const json_t *j);
+/* the JSON string literal of s (n octets), quotes included */
 void qview_json_str(buf_t *out, const char *s, size_t n);
 
 /* Read the header section of a queued message (up to the empty line, at
