@@ -143,6 +143,7 @@ run: build/tern
 	@scripts/dev-run.sh
 
 check-config: build/tern
+	@scripts/dev-run.sh token
 	./build/tern -c etc/dev/tern.conf check-config
 
 install: build/tern

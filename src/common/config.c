@@ -130,6 +130,11 @@ const struct cfg_key cfg_keys[] = {
 	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
 	{"queue_list_users", CT_WORDS, LST(queue_list_users, nqueue_list_users), 0, "anyone", 0, 0,
 	    check_list_user},
+	/* the HTTP listener and JSON API (lib/httpd.h, control/api.h) */
+	{"http_listen", CT_STRING, FLD(http_listen), 0, CF_OPTIONAL, NULL, 0, 0, check_http_listen},
+	{"http_token_file", CT_PATH, FLD(http_token_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
+	{"http_timeout", CT_DURATION, FLD(http_timeout), 0, 0, "10s", 1, 3600, NULL},
+	{"http_max_connections", CT_NUMBER, FLD(http_max_connections), 0, 0, "64", 1, 10000, NULL},
 	/* milters (docs/filtering.md) */
 	// NOLINTNEXTLINE(bugprone-sizeof-expression): LST records the field's size, a pointer
 	{"milter", CT_MILTER, LST(milters, nmilters), CF_REPEAT, NULL, 0, 0, NULL},

@@ -158,6 +158,11 @@ typedef struct config {
 	 * (default), "none", or user names and %groups (control/control.h) */
 	char **queue_list_users;
 	size_t nqueue_list_users;
+	/* the HTTP listener (lib/httpd.h) and its JSON API (control/api.h) */
+	char *http_listen;           /* "ADDR:PORT" or "PORT" (127.0.0.1); NULL = no listener */
+	char *http_token_file;       /* the bearer token (a secret, first line); NULL = none */
+	unsigned http_timeout;       /* seconds a connection may be idle; default 10 */
+	unsigned http_max_connections; /* open at once; default 64 */
 
 	/* milters (src/filter/, docs/filtering.md): "milter = NAME SOCKET [opt=val...]"
 	 * lines, and which of them run, in order, per kind of listener */

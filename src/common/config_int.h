@@ -112,6 +112,7 @@ const char *check_rate(const char *v);
 const char *check_redis(const char *v);
 const char *check_open_closed(const char *v);
 const char *check_delimiter(const char *v);
+const char *check_http_listen(const char *v);
 const char *check_tls_protocols(const char *v);
 const char *check_list_user(const char *v);
 const char *check_tag_reject(const char *v);

@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "common/rate.h"
+#include "lib/httpd.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 
@@ -476,6 +477,20 @@ check_tls_protocols(const char *v)
 
 /* The delimiter must be an RFC 5322 §3.2.3 atext special, so that it can
  * appear unquoted in a Dot-string local part, and not a letter or digit. */
+/* http_listen: what httpd_bind takes */
+const char *
+check_http_listen(const char *v)
+{
+	static char why[300];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	buf_t err = BUF_INIT;
+	int rc = httpd_parse_listen(v, &ss, &len, &err);
+	snprintf(why, sizeof why, "%s", buf_cstr(&err));
+	buf_free(&err);
+	return rc < 0 ? why : NULL;
+}
+
 const char *
 check_delimiter(const char *v)
 {

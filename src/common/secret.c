@@ -14,7 +14,7 @@
 
 static const char *const kind_key[SECRET_NKINDS] = {
 	"tls_cert", "tls_key", "auth_users", "relayhost_auth_file", "srs_secret_file",
-	"tls_certificate", "tls_certificate",
+	"tls_certificate", "tls_certificate", "http_token_file",
 };
 
 static secret_opener_fn opener;
@@ -34,6 +34,7 @@ secret_config_path(const config_t *c, enum secret_kind k)
 	case SECRET_AUTH_USERS: return c->auth_users;
 	case SECRET_RELAY_AUTH: return c->relayhost_auth_file;
 	case SECRET_SRS: return c->srs_secret_file;
+	case SECRET_HTTP_TOKEN: return c->http_token_file;
 	default: return NULL;
 	}
 }
@@ -70,7 +71,8 @@ secret_file_problem(enum secret_kind k, const char *path, const struct stat *st,
 	}
 	if (k == SECRET_TLS_CERT || k == SECRET_SNI_CERT)
 		return 0; /* a certificate is public */
-	const char *why = fs_secret_problem(st, uid, k != SECRET_RELAY_AUTH && k != SECRET_SRS);
+	const char *why = fs_secret_problem(st, uid, k != SECRET_RELAY_AUTH && k != SECRET_SRS &&
+	    k != SECRET_HTTP_TOKEN);
 	if (why) {
 		buf_printf(err, "%s %s %s (owner uid %d, mode %04o)", secret_key(k), path, why,
 		    (int)st->st_uid, (unsigned)(st->st_mode & 07777));

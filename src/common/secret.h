@@ -4,8 +4,8 @@
  * These configuration keys name files tern reads at start and again at
  * every reload that an administrator keeps root-only (root:root 0600, as
  * openssl and certbot make them): tls_cert, tls_key, the files of each
- * tls_certificate line, auth_users, relayhost_auth_file and
- * srs_secret_file. The daemon runs unprivileged by then, so who opens
+ * tls_certificate line, auth_users, relayhost_auth_file,
+ * srs_secret_file and http_token_file. The daemon runs unprivileged by then, so who opens
  * them is pluggable: by default this process (open(2)); started as root, the
  * daemon installs an opener that asks its privileged parent
  * (daemon/privsep.h), which checks the request against its own reading of
@@ -36,6 +36,7 @@ enum secret_kind {
 	SECRET_SRS, /* srs_secret_file (mailauth/srs.h) */
 	SECRET_SNI_CERT, /* the certificate of a tls_certificate line */
 	SECRET_SNI_KEY,  /* its key (the certificate's file when the line names none) */
+	SECRET_HTTP_TOKEN, /* http_token_file (control/api.h) */
 	SECRET_NKINDS
 };
 

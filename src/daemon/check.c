@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "control/api.h"
 #include "daemon/daemon.h"
 #include "daemon/usercheck.h"
 #include "deliver/outbound_conf.h"
@@ -136,7 +137,8 @@ report_warnings(const config_t *c, const char *text)
  * What "run" checks before it starts, by the same code: the secrets read
  * as the privileged parent reads them (as root), the listeners that need
  * them, the local socket's directory (smtpd/server.c server_check); the
- * relayhost credentials (deliver/outbound_conf.c); then, as "user",
+ * relayhost credentials (deliver/outbound_conf.c) and the HTTP listener's
+ * token (control/api.c); then, as "user",
  * everything the daemon reaches after dropping root (usercheck.c). Every
  * problem is printed; 0 when there is none.
  */
@@ -161,6 +163,14 @@ check_start(const config_t *c)
 	}
 	explicit_bzero(pass, sizeof pass);
 	buf_reset(&err);
+	if (c->http_token_file && api_token_load(c, NULL, &err) < 0) {
+		daemon_report(stderr, c, buf_cstr(&err));
+		bad = 1;
+	}
+	buf_reset(&err);
+	if (c->http_listen && !c->http_token_file)
+		report_warnings(c, "http_listen is set but http_token_file is not: the HTTP listener "
+		    "will answer 401 to every request that needs the token");
 	if (usercheck_as(c, &err) < 0) {
 		daemon_report(stderr, c, buf_cstr(&err));
 		bad = 1;

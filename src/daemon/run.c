@@ -4,18 +4,19 @@
  * Start-up order matters: load and check everything first (a bad config
  * never half-starts), split off the privileged parent when root (it stays
  * root only to open the secret files, privsep.c; what follows runs in the
- * child), bind the listeners and the public queue socket while still
+ * child), bind the listeners (SMTP, HTTP) and the public queue socket while still
  * root, then drop
  * privileges (privdrop.c), then open the queue (removing half-received
  * files), check the spool's owner and mode, start the scheduler and
  * outbound delivery (deliver/outbound_conf.c), recover what is queued,
  * open the control socket, confine the process (confine.c), and only then
  * accept connections.
- * SIGHUP: load config and tables (with the SRS secrets) afresh; on
- * success swap them (every stage reads them through its context at the
- * next event), warn of Maildirs the sandbox keeps closed, and reload the
- * SMTP side's certificate, password file and sender_login table; on error
- * keep the running ones.
+ * SIGHUP (or a reload through the control socket or the HTTP API): load
+ * config and tables (with the SRS secrets) afresh; on success swap them
+ * (every stage reads them through its context at the next event), warn of
+ * Maildirs the sandbox keeps closed, and reload the SMTP side's
+ * certificate, password file and sender_login table, and the HTTP
+ * listener's token; on error keep the running ones.
  * Shutdown (SIGTERM/SIGINT): stop the control socket and listening, let
  * sessions with a commit in flight get their 250, then stop the scheduler
  * (jobs in flight finish) and outbound delivery (what has not started is
@@ -33,6 +34,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "control/api.h"
 #include "control/control.h"
 #include "daemon/confine.h"
 #include "daemon/daemon.h"
@@ -43,6 +45,7 @@
 #include "deliver/outbound_conf.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
+#include "lib/httpd.h"
 #include "lib/log.h"
 #include "lib/version.h"
 #include "mailauth/sign.h"
@@ -66,6 +69,9 @@ static smtpd_ctx_t smtpd;   /* the SMTP side's context (cfg and tables kept curr
 static uv_signal_t sig_term, sig_int, sig_hup;
 static outbound_conf_t *outbound;
 static control_t *control;
+static int http_fd = -1;    /* the HTTP listener, bound before the drop */
+static httpd_t *http;       /* serving it (lib/httpd.h) */
+static api_t *api;          /* the JSON API's routes on it (control/api.h) */
 static int stop_pending;
 
 int
@@ -146,15 +152,40 @@ on_stopped_server(void *arg)
 	outbound_shutdown(outbound_conf_outbound(outbound), stop_one_done, NULL);
 }
 
-static void
-reload(void)
+/* The HTTP listener's bearer token, from the configuration in force: at
+ * start a token that cannot be read stops the start (as check-config
+ * says), at a reload the listener keeps the token it had. 0 or -1. */
+static int
+http_token(const char *when)
+{
+	if (!http)
+		return 0;
+	buf_t err = BUF_INIT;
+	int rc = api_token_load(T.cfg, http, &err);
+	if (rc < 0)
+		log_err("%s: %s%s", when, buf_cstr(&err),
+		    strcmp(when, "start") == 0 ? "" : "; the HTTP listener keeps the token it had");
+	else if (!T.cfg->http_token_file)
+		log_warn("%s: no http_token_file: the HTTP listener answers 401 to every request "
+		    "that needs the token", when);
+	buf_free(&err);
+	return rc;
+}
+
+/* SIGHUP, or a reload through the control socket or the API (what
+ * happened, in one line, into text when not NULL). 0 or -1. */
+static int
+reload(const char *why, buf_t *text)
 {
 	config_t *c;
 	tables_t *t;
-	log_info("reload requested (SIGHUP)");
+	log_info("reload requested (%s)", why);
 	if (daemon_load(T.cfg->path, &c, &t) < 0) {
 		log_err("reload failed: configuration has errors (see above); keeping the running configuration");
-		return;
+		if (text)
+			buf_printf(text, "reload failed: %s has errors (see the log); the running "
+			    "configuration stays", T.cfg->path);
+		return -1;
 	}
 	/* listeners, spool and user need a restart; everything else is read
 	 * afresh through the contexts at the next event */
@@ -172,13 +203,26 @@ reload(void)
 	else
 		log_info("reload: outbound settings applied (relayhost, TLS policy, DNS, MTA-STS)");
 	buf_free(&err);
+	bool token_ok = http_token("reload") == 0;
+	if (text)
+		buf_printf(text, "reloaded configuration and tables from %s%s", c->path,
+		    token_ok ? "" : "; the HTTP listener keeps its token (http_token_file: see the log)");
+	return 0;
+}
+
+/* control_ctx_t's reload: the API's and the control socket's */
+static int
+reload_request(void *arg, buf_t *text)
+{
+	(void)arg;
+	return reload("administrator request", text);
 }
 
 static void
 on_signal(uv_signal_t *h, int signum)
 {
 	if (signum == SIGHUP) {
-		reload();
+		reload("SIGHUP", NULL);
 		return;
 	}
 	if (T.stopping)
@@ -187,6 +231,10 @@ on_signal(uv_signal_t *h, int signum)
 	log_info("stopping (signal %d)", signum);
 	control_stop(control);
 	control = NULL;
+	httpd_stop(http); /* requests still waiting get 503 */
+	http = NULL;
+	api_free(api);
+	api = NULL;
 	server_stop(T.server, on_stopped_server, NULL);
 }
 
@@ -219,6 +267,11 @@ bind_and_drop(buf_t *err)
 	smtpd.loop = T.loop;
 	T.server = server_new(&smtpd, err);
 	if (!T.server) {
+		daemon_report(NULL, T.cfg, buf_cstr(err));
+		return -1;
+	}
+	/* the HTTP listener (http_listen): a port below 1024 needs root */
+	if (T.cfg->http_listen && (http_fd = httpd_bind(T.cfg->http_listen, err)) < 0) {
 		daemon_report(NULL, T.cfg, buf_cstr(err));
 		return -1;
 	}
@@ -263,11 +316,31 @@ start_stages(buf_t *err)
 	size_t n = queue_scan(T.cfg->spool_dir, recover_cb, NULL);
 	log_info("recovered %zu messages from the queue", n);
 	reports_start(T.loop, &T.cfg, T.sched, queue_spool_dir(T.queue));
-	control_ctx_t cctx = {T.loop, &T.cfg, T.queue, T.sched};
+	control_ctx_t cctx = {T.loop, &T.cfg, T.queue, T.sched, reload_request, NULL};
 	control = control_start(&cctx, err);
 	if (!control) {
 		log_err("%s", buf_cstr(err));
 		return -1;
+	}
+	if (http_fd >= 0) {
+		httpd_limits_t lim = {.max_conns = T.cfg->http_max_connections,
+		    .timeout_s = T.cfg->http_timeout};
+		buf_t name = BUF_INIT;
+		httpd_sockname(http_fd, &name);
+		http = httpd_new(T.loop, http_fd, &lim, err);
+		http_fd = -1; /* taken over */
+		if (!http) {
+			log_err("http listener %s: %s", buf_cstr(&name), buf_cstr(err));
+			buf_free(&name);
+			return -1;
+		}
+		api = api_new(http, &cctx);
+		if (http_token("start") < 0) {
+			buf_free(&name);
+			return -1;
+		}
+		log_info("http listener on %s (JSON API under /api/v1/)", buf_cstr(&name));
+		buf_free(&name);
 	}
 	return 0;
 }

@@ -71,6 +71,11 @@ def test_shipped_dev_config(tmp_path):
     # the run user (nobody) can re-read the tables, and a checkout may sit
     # in a directory nobody cannot enter (a mktemp -d clone is 0700)
     shutil.copytree(REPO / "etc" / "dev", tmp_path / "etc" / "dev")
+    # the HTTP API's token, as scripts/dev-run.sh makes it
+    (tmp_path / "var").mkdir()
+    tok = tmp_path / "var" / "http-token"
+    tok.write_text("0123456789abcdef0123456789abcdef")
+    tok.chmod(0o600)
     if RUN_AS:
         open_for(RUN_AS, tmp_path)
     p = run(["-c", "etc/dev/tern.conf", "check-config"], cwd=str(tmp_path))
