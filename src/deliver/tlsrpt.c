@@ -34,7 +34,8 @@ static json_t *store;   /* NULL until the first count or load */
 static bool enabled;
 static bool dirty;
 /* the day the caps last dropped something, per cap: logged once a day */
-static char dropped_day[3][11];
+static char dropped_day[4][11];
+static size_t nrows;    /* policies and detail rows in the store (TLSRPT_MAX_ROWS) */
 
 /* section 4.3's result types */
 static const char *const results[] = {
@@ -76,7 +77,26 @@ tlsrpt_reset(void)
 	json_decref(store);
 	store = NULL;
 	dirty = false;
+	nrows = 0;
 	memset(dropped_day, 0, sizeof dropped_day);
+}
+
+/* policies and detail rows of the days in store */
+static size_t
+count_rows(void)
+{
+	size_t n = 0;
+	json_t *days = json_object_get(store, "days");
+	for (void *a = json_object_iter(days); a; a = json_object_iter_next(days, a)) {
+		json_t *dd = json_object_iter_value(a);
+		for (void *b = json_object_iter(dd); b; b = json_object_iter_next(dd, b)) {
+			json_t *pols = json_object_get(json_object_iter_value(b), "policies");
+			for (void *c = json_object_iter(pols); c; c = json_object_iter_next(pols, c))
+				n += 1 + json_object_size(json_object_get(json_object_iter_value(c),
+				    "details"));
+		}
+	}
+	return n;
 }
 
 /* "YYYY-MM-DD" of t (UTC) into day[11] */
@@ -234,8 +254,10 @@ tlsrpt_count(const tlsrpt_session_t *s, time_t now)
 	json_t *pols = json_object_get(de, "policies");
 	json_t *pe = json_object_get(pols, buf_cstr(&key));
 	if (!pe) {
-		if (json_object_size(pols) >= TLSRPT_MAX_POLICIES) {
-			drop_log(1, day, "policies", domain);
+		if (json_object_size(pols) >= TLSRPT_MAX_POLICIES || nrows >= TLSRPT_MAX_ROWS) {
+			drop_log(json_object_size(pols) >= TLSRPT_MAX_POLICIES ? 1 : 3, day,
+			    json_object_size(pols) >= TLSRPT_MAX_POLICIES ? "policies" : "rows in all",
+			    domain);
 			buf_free(&key);
 			return;
 		}
@@ -245,6 +267,7 @@ tlsrpt_count(const tlsrpt_session_t *s, time_t now)
 		json_object_set_new(pe, "fail", json_integer(0));
 		json_object_set_new(pe, "details", json_object());
 		json_object_set_new(pols, buf_cstr(&key), pe);
+		nrows++;
 	}
 	dirty = true;
 	if (!result) {
@@ -263,9 +286,12 @@ tlsrpt_count(const tlsrpt_session_t *s, time_t now)
 	json_t *row = json_object_get(details, buf_cstr(&key));
 	if (row) {
 		inc(row, "failed-session-count");
-	} else if (json_object_size(details) >= TLSRPT_MAX_DETAILS) {
-		drop_log(2, day, "failure details", domain);
+	} else if (json_object_size(details) >= TLSRPT_MAX_DETAILS || nrows >= TLSRPT_MAX_ROWS) {
+		drop_log(json_object_size(details) >= TLSRPT_MAX_DETAILS ? 2 : 3, day,
+		    json_object_size(details) >= TLSRPT_MAX_DETAILS ? "failure details" : "rows in all",
+		    domain);
 	} else {
+		nrows++;
 		/* section 4.4.4 */
 		char t[TLSRPT_MAX_TEXT + 1];
 		row = json_object();
@@ -461,6 +487,7 @@ tlsrpt_load(const char *path, buf_t *err)
 	json_decref(store);
 	store = root;
 	dirty = false;
+	nrows = count_rows();
 	return 0;
 }
 
@@ -501,6 +528,7 @@ tlsrpt_take(time_t now, bool through_now)
 		json_object_set_new(store, "last-take", json_integer(now));
 		dirty = true;
 	}
+	nrows = count_rows();
 	if (json_array_size(out) == 0) {
 		json_decref(out);
 		return NULL;

@@ -20,8 +20,9 @@
  *
  * Guarantees: bounded memory: TLSRPT_MAX_DOMAINS domains per day,
  * TLSRPT_MAX_POLICIES policies per domain, TLSRPT_MAX_DETAILS detail rows
- * per policy; what does not fit is dropped and logged (once per day and
- * kind); a dropped detail row still counts in the policy's summary.
+ * per policy, and TLSRPT_MAX_ROWS policies and detail rows in all; what
+ * does not fit is dropped and logged (once per day and kind); a dropped
+ * detail row still counts in the policy's summary.
  * Strings from the network (reasons, names) are JSON-escaped by jansson
  * and cut to TLSRPT_MAX_TEXT octets.
  * Must not: block (tlsrpt_load reads a file: start-up only); be used off
@@ -44,6 +45,7 @@ struct sockaddr;
 #define TLSRPT_MAX_DOMAINS 10000
 #define TLSRPT_MAX_POLICIES 16
 #define TLSRPT_MAX_DETAILS 100
+#define TLSRPT_MAX_ROWS 100000
 #define TLSRPT_MAX_TEXT 256
 #define TLSRPT_MAX_RUA 8
 #define TLSRPT_FILE "tlsrpt.json" /* in the spool */

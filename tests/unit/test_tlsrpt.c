@@ -316,6 +316,30 @@ test_bounds(void **state)
 	assert_int_equal(json_object_size(json_object_get(json_array_get(entries, 0), "policies")),
 	    TLSRPT_MAX_POLICIES);
 	json_decref(entries);
+	/* rows in all: 1100 domains of 100 failure rows each do not all fit */
+	char dom[64];
+	for (int d = 0; d < 1100; d++) {
+		snprintf(dom, sizeof dom, "d%d.example", d);
+		for (int i = 0; i < TLSRPT_MAX_DETAILS; i++) {
+			snprintf(mx, sizeof mx, "mx%d.x.example", i);
+			count(dom, "certificate-not-trusted", mx, NULL, NOON);
+		}
+	}
+	entries = tlsrpt_take(NOON, true);
+	size_t rows = 0;
+	for (size_t k = 0; k < json_array_size(entries); k++) {
+		json_t *pols = json_object_get(json_array_get(entries, k), "policies");
+		for (void *it = json_object_iter(pols); it; it = json_object_iter_next(pols, it))
+			rows += 1 + json_object_size(json_object_get(json_object_iter_value(it),
+			    "details"));
+	}
+	assert_int_equal(rows, TLSRPT_MAX_ROWS);
+	json_decref(entries);
+	/* a take empties the store: room again */
+	count("x.example", "certificate-not-trusted", "mx.x.example", NULL, NOON);
+	entries = tlsrpt_take(NOON, true);
+	assert_int_equal(json_array_size(entries), 1);
+	json_decref(entries);
 	tlsrpt_reset();
 }
 
