@@ -114,6 +114,18 @@ dsn_queue(bounce_job_t *j, const envelope_t *env, const size_t *idx, size_t n, e
 	p.retry_until = kind == DSN_DELAY ? j->retry_until : 0;
 	p.unique = bqid;
 	dsn_info_t info = {0};
+	/* RFC 8689 §5: a DSN about a REQUIRETLS message is itself sent with
+	 * REQUIRETLS, and carries the original's header section only, never
+	 * its body (as with RET=HDRS) */
+	envelope_t *hdrs = NULL;
+	if (env->flags & ENV_REQUIRETLS) {
+		flags |= ENV_REQUIRETLS;
+		if (env->ret != RET_HDRS) {
+			hdrs = envelope_dup(env);
+			hdrs->ret = RET_HDRS;
+			env = hdrs;
+		}
+	}
 	if (fd < 0) {
 		job_error(j, open_errno, "cannot build DSN", strerror(open_errno));
 	} else if (dsn_build(&msg, env, idx, n, &p, fd, &info, &err) < 0) {
@@ -133,6 +145,7 @@ dsn_queue(bounce_job_t *j, const envelope_t *env, const size_t *idx, size_t n, e
 	}
 	if (fd >= 0)
 		close(fd);
+	envelope_free(hdrs);
 	buf_free(&msg);
 	buf_free(&err);
 }

@@ -991,6 +991,7 @@ enum {
 	MP_RET = 0x08,
 	MP_ENVID = 0x10,
 	MP_AUTH = 0x20,
+	MP_REQUIRETLS = 0x40,
 	RP_NOTIFY = 0x01,
 	RP_ORCPT = 0x02,
 };
@@ -1063,12 +1064,17 @@ mail_param(const struct param *pr, unsigned offered, unsigned *seen, mail_args_t
 		bit = MP_ENVID;
 	else if (ascii_ieq(pr->kw, pr->kwlen, "AUTH") && (offered & ARGS_AUTH))
 		bit = MP_AUTH;
+	else if (ascii_ieq(pr->kw, pr->kwlen, "REQUIRETLS") && (offered & ARGS_REQUIRETLS))
+		bit = MP_REQUIRETLS;
+	else if (ascii_ieq(pr->kw, pr->kwlen, "REQUIRETLS") && offered != 0)
+		/* RFC 8689 §4.1: only on a session protected by TLS */
+		return "530 5.7.10 REQUIRETLS needs a TLS session: say STARTTLS first (RFC 8689)";
 	else
 		return E_MAIL_UNSUPP; /* RFC 5321 §4.1.1.11 */
 	if (*seen & bit)
 		return E_MAIL_DUP;
 	*seen |= bit;
-	if (bit != MP_SMTPUTF8 && pr->val == NULL)
+	if (bit != MP_SMTPUTF8 && bit != MP_REQUIRETLS && pr->val == NULL)
 		return E_MAIL_SYNTAX;
 
 	switch (bit) {
@@ -1093,6 +1099,11 @@ mail_param(const struct param *pr, unsigned offered, unsigned *seen, mail_args_t
 		if (pr->val != NULL)
 			return "501 5.5.4 SMTPUTF8 takes no value";
 		m->smtputf8 = true;
+		return NULL;
+	case MP_REQUIRETLS: /* RFC 8689 §2: "REQUIRETLS", no value */
+		if (pr->val != NULL)
+			return "501 5.5.4 REQUIRETLS takes no value";
+		m->requiretls = true;
 		return NULL;
 	case MP_RET: /* RFC 3461 §4.3 */
 		if (ascii_ieq(pr->val, pr->vallen, "FULL"))

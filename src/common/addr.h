@@ -99,6 +99,7 @@ typedef struct mail_args {
 	int ret;         /* RET= (RFC 3461 §4.3) */
 	char *envid;     /* ENVID= decoded from xtext (RFC 3461 §4.4), or NULL; at most 100 octets */
 	char *auth;      /* AUTH= (RFC 4954 §5) decoded, or NULL; "<>" kept as is */
+	bool requiretls; /* REQUIRETLS (RFC 8689 §4.1), no value */
 } mail_args_t;
 
 typedef struct rcpt_args {
@@ -115,6 +116,10 @@ typedef struct rcpt_args {
 #define ARGS_SIZE 0x08
 #define ARGS_AUTH 0x10
 #define ARGS_BINARYMIME 0x20
+/* REQUIRETLS (RFC 8689): offered on a TLS session only; on an ESMTP session
+ * without TLS (offered not 0, this bit clear) the parameter gets
+ * "530 5.7.10" rather than 555 */
+#define ARGS_REQUIRETLS 0x40
 
 /* On failure: -1 and *err is a complete static reply line (501/555 with an
  * enhanced code, e.g. "555 5.5.4 Unsupported MAIL parameter"). */

@@ -61,6 +61,11 @@ typedef struct env_rcpt {
 #define ENV_HELD 0x04         /* held by the administrator: never dispatched until released */
 #define ENV_PM_NOTICE 0x08    /* a notice to the postmaster about an undeliverable bounce:
                                * its own failure is discarded, never reported again */
+#define ENV_REQUIRETLS 0x10   /* MAIL FROM carried REQUIRETLS (RFC 8689 §4.1): relayed only over
+                               * validated, authenticated TLS to a server offering REQUIRETLS,
+                               * else bounced (5.7.10 / 5.7.30); docs/tls.md */
+#define ENV_TLS_OPTIONAL 0x20 /* "TLS-Required: No" in the header and no REQUIRETLS (RFC 8689
+                               * §4.2.2): recipient-side DANE and MTA-STS are not applied */
 
 typedef struct envelope {
 	char qid[QID_SIZE];

@@ -27,10 +27,11 @@ maillog_rcpt(const envelope_t *env, const env_rcpt_t *r)
 	double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	double delay = now - (double)env->arrival_us / 1e6;
 	const char *st = r->status == RCPT_SENT ? "sent" : r->status == RCPT_PENDING ? "deferred" : "bounced";
-	log_info("%s: to=<%s>%s%s%s%s%s%s relay=%s%s%s delay=%.2f attempts=%u status=%s (%s)",
+	log_info("%s: to=<%s>%s%s%s%s%s%s relay=%s%s%s%s delay=%.2f attempts=%u status=%s (%s)",
 	    env->qid, r->addr, r->orig ? " orig_to=<" : "", r->orig ? r->orig : "",
 	    r->orig ? ">" : "", r->sender ? " srs_from=<" : "", r->sender ? r->sender : "",
 	    r->sender ? ">" : "", r->relay ? r->relay : "none", r->tls[0] ? " tls=" : "", r->tls,
+	    (env->flags & ENV_REQUIRETLS) ? " requiretls=yes" : "",
 	    delay < 0 ? 0.0 : delay, r->attempts, st,
 	    r->reply ? r->reply : "");
 	recent_delivery(r->status);
@@ -40,8 +41,8 @@ void
 maillog_dsn(const char *qid, const char *what, const envelope_t *dsn)
 {
 	log_info("%s: %s: %s", qid, what, dsn->qid);
-	maillog_accepted(dsn->qid, "local", "local", NULL, "", dsn->body_len, dsn->nrcpt, "DSN", "",
-	    false);
+	maillog_accepted(dsn->qid, "local", "local", NULL, "", dsn->body_len, dsn->nrcpt, "DSN",
+	    (dsn->flags & ENV_REQUIRETLS) ? " requiretls=yes" : "", false);
 }
 
 void

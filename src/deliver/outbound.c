@@ -73,6 +73,12 @@ struct dest {
 	bool is_relay; /* a configured next hop (relayhost/transport), not the recipient's domain */
 	bool use_auth; /* the relayhost, with credentials configured */
 	enum tls_policy tls_policy;
+	/* RFC 8689: this destination carries only REQUIRETLS messages (its
+	 * hosts are validated, its TLS authenticated, REQUIRETLS required),
+	 * or only "TLS-Required: No" ones (recipient-side DANE and MTA-STS
+	 * not applied); requiretls_bad: why it cannot carry REQUIRETLS */
+	bool requiretls, tls_optional;
+	const char *requiretls_bad;
 	/* MTA-STS (RFC 8461): looked up for this MX destination; the lookup
 	 * in flight; done (sts_pol valid when have_sts) */
 	bool sts_wanted, sts_done, have_sts;
@@ -467,6 +473,11 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 				fo.kind = oc == SMTP_PERMFAIL ? OUTCOME_PERMFAIL : OUTCOME_TEMPFAIL;
 				snprintf(fo.text, sizeof fo.text, "%s",
 				    err[0] ? err : "451 4.4.1 no server answered");
+				if (d->requiretls) {
+					char t[sizeof fo.text];
+					snprintf(t, sizeof t, "%s", fo.text);
+					outcome_requiretls(&fo, t); /* never a downgrade */
+				}
 				dest_fail_queue(d, &fo, smtp_client_relay(c));
 			}
 		}
@@ -563,6 +574,15 @@ sess_connect(struct sess *s)
 	co.t = o->timeouts;
 	struct target *t = &d->t[sess_target(s, s->ti)];
 	s->policy = target_policy(d, t, &co);
+	if (d->requiretls) {
+		/* RFC 8689 §4.2.1: authenticated TLS, by DANE or a certificate
+		 * valid for the host's name; an MTA-STS testing policy adds nothing */
+		if (s->policy != TLS_POLICY_DANE)
+			s->policy = TLS_POLICY_VERIFY;
+		if (co.sts == SMTP_STS_TESTING)
+			co.sts = SMTP_STS_NONE;
+		co.requiretls = true;
+	}
 	co.tls_policy = s->no_tls ? TLS_POLICY_NONE : s->policy;
 	co.tls_ctx = o->tls_ctx;
 	if (d->use_auth) {
@@ -866,6 +886,28 @@ dest_apply_sts(struct dest *d, mx_result_t *r, bool *keep, int *sts, buf_t *why)
 	}
 }
 
+/*
+ * RFC 8689 §4.2.1 (1) on an MX result, for REQUIRETLS mail to a recipient
+ * domain: a host counts only when the MX answer was DNSSEC-secure or an
+ * MTA-STS policy in enforce mode lists it (testing does not count).
+ */
+static void
+dest_apply_requiretls(struct dest *d, const mx_result_t *r, bool *keep, const int *sts, buf_t *why)
+{
+	for (size_t h = 0; h < r->nhosts; h++) {
+		if (!keep[h] || r->mx_secure || sts[h] == SMTP_STS_ENFORCE)
+			continue;
+		const char *what = !d->have_sts ? "no MTA-STS policy"
+		    : d->sts_pol.mode == MTASTS_ENFORCE ? "its MTA-STS policy does not list it"
+		    : "its MTA-STS policy is not in enforce mode";
+		log_info("outbound: %s: MX host %s not used for REQUIRETLS mail: the MX records are not "
+		    "DNSSEC-signed and %s (RFC 8689 section 4.2.1)", d->host, r->hosts[h].name, what);
+		buf_printf(why, "%s%s: MX not DNSSEC-signed, %s", why->len ? "; " : "", r->hosts[h].name,
+		    what);
+		keep[h] = false;
+	}
+}
+
 static void
 on_mx(void *arg, mx_result_t *r)
 {
@@ -891,6 +933,9 @@ on_mx(void *arg, mx_result_t *r)
 		dest_apply_dane(d, r, keep, &why);
 	if (d->have_sts)
 		dest_apply_sts(d, r, keep, sts, &stswhy);
+	buf_t rtwhy = BUF_INIT;
+	if (d->requiretls && !d->is_relay)
+		dest_apply_requiretls(d, r, keep, sts, &rtwhy);
 	for (size_t h = 0; h < r->nhosts; h++) {
 		if (!keep[h])
 			continue;
@@ -909,7 +954,13 @@ on_mx(void *arg, mx_result_t *r)
 	xfree(keep);
 	if (d->nt == 0) {
 		outcome_t oc;
-		if (why.len || stswhy.len) {
+		if (rtwhy.len && !why.len) {
+			/* RFC 8689 §4.2.1: no host to which the message may go */
+			char *t = xasprintf("550 5.7.10 REQUIRETLS: no mail exchanger of %s can be "
+			    "validated: %s", d->host, buf_cstr(&rtwhy));
+			outcome_requiretls(&oc, t);
+			xfree(t);
+		} else if (why.len || stswhy.len) {
 			char *t = why.len ? xasprintf("451 4.7.5 no usable mail exchanger for %s under "
 			    "DANE: %s%s%s", d->host, buf_cstr(&why), stswhy.len ? "; " : "", buf_cstr(&stswhy))
 			    : xasprintf("451 4.7.5 no mail exchanger of %s matches its MTA-STS policy: %s",
@@ -921,6 +972,7 @@ on_mx(void *arg, mx_result_t *r)
 		}
 		buf_free(&why);
 		buf_free(&stswhy);
+		buf_free(&rtwhy);
 		dest_forget(d);
 		dest_resolve_failed(d, &oc);
 		dest_maybe_free(d);
@@ -928,6 +980,7 @@ on_mx(void *arg, mx_result_t *r)
 	}
 	buf_free(&why);
 	buf_free(&stswhy);
+	buf_free(&rtwhy);
 	d->rstate = R_READY;
 	dest_pump(d);
 	dest_maybe_free(d);
@@ -1140,9 +1193,12 @@ policy_for(outbound_t *o, const char *host)
 	return p;
 }
 
-/* the next hop for a domain: key, or -1 with *err */
+static void dest_set_mode(struct dest *d, unsigned mode);
+
+/* the next hop for a domain and the message's RFC 8689 mode (its
+ * ENV_REQUIRETLS / ENV_TLS_OPTIONAL flags): key, or -1 with *err */
 static struct dest *
-dest_get(outbound_t *o, const char *domain, const char **err)
+dest_get(outbound_t *o, const char *domain, unsigned mode, const char **err)
 {
 	char *transport = NULL;
 	const char *spec = NULL;
@@ -1169,8 +1225,11 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 	} else {
 		relay = false;
 	}
-	char *key = spec ? xasprintf("%s:%s", lmtp ? "lmtp" : "smtp", spec)
-	                 : xasprintf("mx:%s", domain);
+	/* REQUIRETLS and "TLS-Required: No" mail has destinations of its own */
+	const char *mk = (mode & ENV_REQUIRETLS) ? "requiretls/"
+	    : (mode & ENV_TLS_OPTIONAL) ? "tls-optional/" : "";
+	char *key = spec ? xasprintf("%s%s:%s", mk, lmtp ? "lmtp" : "smtp", spec)
+	                 : xasprintf("%smx:%s", mk, domain);
 	struct dest *d;
 	for (d = o->dests; d; d = d->next)
 		if (!d->stale && strcmp(d->key, key) == 0)
@@ -1211,12 +1270,56 @@ dest_get(outbound_t *o, const char *domain, const char **err)
 		d->sts_wanted = d->tls_policy == TLS_POLICY_MAY || d->tls_policy == TLS_POLICY_ENCRYPT ||
 		    d->tls_policy == TLS_POLICY_DANE;
 	}
+	dest_set_mode(d, mode);
 	d->next = o->dests;
 	if (o->dests)
 		o->dests->prev = d;
 	o->dests = d;
 	o->ndests++;
 	return d;
+}
+
+/*
+ * RFC 8689 on a new destination. REQUIRETLS (§4.2.1): to a recipient
+ * domain, every validation tern can do is asked for (TLSA records when
+ * the resolver validates, the MTA-STS policy when MTA-STS is on), and
+ * on_mx keeps only the validated hosts; a relayhost or transport counts
+ * as validated when its own tls_policy authenticates it (verify, dane,
+ * dane-only). LMTP is final delivery, not relaying: unchanged.
+ * "TLS-Required: No" (§4.2.2): the recipient side's DANE and MTA-STS are
+ * not applied (opportunistic TLS instead); verify/encrypt/none that the
+ * administrator set for the next hop still hold.
+ */
+static void
+dest_set_mode(struct dest *d, unsigned mode)
+{
+	outbound_t *o = d->o;
+	if (d->lmtp || d->kind == HOP_UNIX)
+		return;
+	if (mode & ENV_REQUIRETLS) {
+		d->requiretls = true;
+		if (d->is_relay) {
+			if (d->tls_policy != TLS_POLICY_VERIFY && !tls_policy_is_dane(d->tls_policy))
+				d->requiretls_bad = "its tls_policy does not authenticate it "
+				    "(verify, dane or dane-only needed)";
+			return;
+		}
+		if (d->tls_policy == TLS_POLICY_NONE)
+			d->requiretls_bad = "its tls_policy is none";
+		else if (!o->dns || (!(o->dnssec && o->dns) && !o->sts))
+			d->requiretls_bad = "neither DNSSEC validation (dnssec_trust_anchor) nor MTA-STS "
+			    "(smtp_mta_sts) is on, so no mail exchanger can be validated";
+		if (o->dnssec && o->dns && d->tls_policy != TLS_POLICY_DANE_ONLY)
+			d->tls_policy = TLS_POLICY_DANE;
+		d->sts_wanted = o->sts != NULL;
+		return;
+	}
+	if (mode & ENV_TLS_OPTIONAL) {
+		d->tls_optional = true;
+		if (tls_policy_is_dane(d->tls_policy))
+			d->tls_policy = TLS_POLICY_MAY;
+		d->sts_wanted = false;
+	}
 }
 
 /* ---- public ---- */
@@ -1446,7 +1549,8 @@ job_route(outbound_t *o, struct job *j)
 	for (char *p = domain; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	const char *err = NULL;
-	struct dest *d = domain[0] ? dest_get(o, domain, &err) : NULL;
+	unsigned mode = env->flags & (ENV_REQUIRETLS | ENV_TLS_OPTIONAL);
+	struct dest *d = domain[0] ? dest_get(o, domain, mode, &err) : NULL;
 	xfree(domain);
 	if (!d) {
 		outcome_t oc;
@@ -1454,6 +1558,21 @@ job_route(outbound_t *o, struct job *j)
 		job_fail(j, &oc);
 		return;
 	}
+	if (d->requiretls_bad) {
+		/* RFC 8689 §4.2.1: this next hop can never be validated */
+		outcome_t oc;
+		char *t = xasprintf("550 5.7.10 REQUIRETLS: the next hop %s cannot be validated: %s",
+		    d->host, d->requiretls_bad);
+		log_info("outbound: %s: requiretls=yes: %s", env->qid, t);
+		outcome_requiretls(&oc, t);
+		xfree(t);
+		job_fail(j, &oc);
+		dest_maybe_free(d);
+		return;
+	}
+	if (d->tls_optional)
+		log_info("outbound: %s: TLS-Required: No: %s gets opportunistic TLS, its DANE and "
+		    "MTA-STS policies are not applied (RFC 8689 section 4.2.2)", env->qid, d->host);
 	dest_push(d, j, false);
 	dest_pump(d);
 	dest_maybe_free(d); /* a resolution that failed at once emptied it */

@@ -106,6 +106,23 @@ outcome_session(outcome_t *oc, const char *text)
 	set(oc, OUTCOME_TEMPFAIL, text);
 }
 
+void
+outcome_requiretls(outcome_t *oc, const char *text)
+{
+	if (text[0] == '5') {
+		set(oc, OUTCOME_PERMFAIL, text);
+		return;
+	}
+	/* "4xx 4.7.y rest": TLS that was required and not had */
+	if (text[0] == '4' && strlen(text) > 8 && strncmp(text + 3, " 4.7.", 5) == 0) {
+		const char *rest = strchr(text + 9, ' ');
+		snprintf(oc->text, sizeof oc->text, "550 5.7.10 REQUIRETLS:%s", rest ? rest : "");
+		oc->kind = OUTCOME_PERMFAIL;
+		return;
+	}
+	set(oc, OUTCOME_TEMPFAIL, text);
+}
+
 const char *
 outcome_maildir_code(int e)
 {

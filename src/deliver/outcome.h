@@ -16,6 +16,8 @@
  *   connect failures, timeouts, TLS that a policy
  *   requires but the server does not give, AUTH to
  *   the relayhost refused, no final reply            outcome_session (temporary)
+ *   a REQUIRETLS message (RFC 8689) whose next hop
+ *     cannot be validated, or whose TLS failed     outcome_requiretls (permanent)
  *   the next hop lacks SIZE/SMTPUTF8/BINARYMIME/    outcome_capability (permanent)
  *     8BITMIME for unconvertible 8-bit content
  *   Maildir I/O errors                               outcome_maildir_code, _error
@@ -89,6 +91,17 @@ void outcome_next_hop(outcome_t *oc, const char *text);
  * failed, AUTH refused, the connection lost): always temporary; text is
  * the reply to store, "4xx x.y.z ...". */
 void outcome_session(outcome_t *oc, const char *text);
+
+/*
+ * REQUIRETLS (RFC 8689 §4.2.1): a message that asked for it meets a next
+ * hop that cannot carry it (MX not validated, no authenticated TLS, no
+ * REQUIRETLS offered): permanent, never a downgrade. text is either a
+ * complete "5xx 5.7.x ..." line (kept) or the "4xx 4.7.x ..." of a TLS
+ * failure that a policy would have retried, which becomes "550 5.7.10
+ * REQUIRETLS: ..." ; other texts (connect failures, timeouts: a path
+ * that may work later) stay temporary as outcome_session says.
+ */
+void outcome_requiretls(outcome_t *oc, const char *text);
 
 /* RFC 3463 code for a Maildir write failing with errno e: "4.2.2" mailbox
  * full (ENOSPC, EDQUOT), else "4.3.0". Every Maildir error is temporary. */

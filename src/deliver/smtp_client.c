@@ -376,6 +376,8 @@ parse_ehlo(smtp_client_t *c)
 		}
 		else if (kw_is(p, n, "ENHANCEDSTATUSCODES", &rest, &rn))
 			c->ext |= SMTP_EXT_ENHANCEDSTATUSCODES;
+		else if (kw_is(p, n, "REQUIRETLS", &rest, &rn))
+			c->ext |= SMTP_EXT_REQUIRETLS;
 		else if (kw_is(p, n, "SIZE", &rest, &rn)) {
 			/* RFC 1870 §4: "SIZE" [SP number]; 0 or none: no fixed limit */
 			uint64_t v = 0;
@@ -447,6 +449,8 @@ write_mail(smtp_client_t *c)
 		buf_puts(&b, " BODY=8BITMIME"); /* RFC 6152 §2 */
 	if (e->smtputf8 && (c->ext & SMTP_EXT_SMTPUTF8))
 		buf_puts(&b, " SMTPUTF8"); /* RFC 6531 §3.4 */
+	if ((e->flags & ENV_REQUIRETLS) && (c->ext & SMTP_EXT_REQUIRETLS) && c->tls_on)
+		buf_puts(&b, " REQUIRETLS"); /* RFC 8689 §4.2.1 */
 	if (c->ext & SMTP_EXT_DSN) {
 		/* RFC 3461 §4.3, §4.4 */
 		if (e->ret == RET_FULL)
@@ -899,6 +903,32 @@ reply_starttls(smtp_client_t *c, int code)
 	buf_free(&b);
 }
 
+/*
+ * RFC 8689 §4.2.1 for a session that carries REQUIRETLS messages, once
+ * TLS is settled: TLS on, the peer authenticated (DANE, or a certificate
+ * valid for its name), REQUIRETLS offered in the EHLO under TLS. A
+ * failure is permanent for these messages (the owner may still try the
+ * next MX host); the session ends before MAIL.
+ */
+static bool
+requiretls_ok(smtp_client_t *c)
+{
+	const char *auth = smtp_client_tls_auth(c);
+	const char *why = !c->tls_on ? "the session is not under TLS"
+	    : !auth || strcmp(auth, "none") == 0 ? "the server is not authenticated"
+	    : NULL;
+	if (!why && (c->ext & SMTP_EXT_REQUIRETLS))
+		return true;
+	conn_write(c->conn, "QUIT\r\n", 6);
+	if (why)
+		session_fail(c, SMTP_PERMFAIL, "550 5.7.10 REQUIRETLS: %s: %s (RFC 8689 section 4.2.1)",
+		    c->relay, why);
+	else if (!(c->ext & SMTP_EXT_REQUIRETLS))
+		session_fail(c, SMTP_PERMFAIL, "550 5.7.30 REQUIRETLS support required: %s does not "
+		    "offer REQUIRETLS (RFC 8689 section 4.2.1)", c->relay);
+	return false;
+}
+
 /* EHLO/HELO accepted: STARTTLS, AUTH, or ready */
 static void
 after_helo(smtp_client_t *c)
@@ -936,6 +966,8 @@ after_helo(smtp_client_t *c)
 			return;
 		}
 	}
+	if (c->o.requiretls && !requiretls_ok(c))
+		return;
 	if (c->o.auth_user && c->o.auth_pass) {
 		if (!c->tls_on) {
 			conn_write(c->conn, "QUIT\r\n", 6);

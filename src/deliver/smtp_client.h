@@ -83,6 +83,7 @@ typedef struct smtp_timeouts {
 #define SMTP_EXT_BINARYMIME 0x100
 #define SMTP_EXT_AUTH_PLAIN 0x200 /* AUTH with the PLAIN mechanism (RFC 4954, RFC 4616) */
 #define SMTP_EXT_AUTH_LOGIN 0x400 /* AUTH with the LOGIN mechanism */
+#define SMTP_EXT_REQUIRETLS 0x800 /* RFC 8689 */
 
 /* the outcome type and the stages are deliver/outcome.h's, by these names */
 enum smtp_outcome {
@@ -173,6 +174,14 @@ typedef struct smtp_client_options {
 	 * failure is logged, delivery goes on under tls_policy) */
 	enum { SMTP_STS_NONE = 0, SMTP_STS_TESTING, SMTP_STS_ENFORCE } sts;
 	const char *sts_domain; /* must outlive the client */
+	/* REQUIRETLS (RFC 8689 §4.2.1): the session carries messages that
+	 * asked for it. The owner sets an authenticating tls_policy (VERIFY
+	 * or DANE); the session must end up under TLS with the peer
+	 * authenticated, and the server's EHLO under TLS must offer
+	 * REQUIRETLS, else the session fails permanently (550 5.7.30 when
+	 * REQUIRETLS is not offered, 550 5.7.10 otherwise) before any MAIL.
+	 * MAIL FROM of a message with ENV_REQUIRETLS carries REQUIRETLS. */
+	bool requiretls;
 } smtp_client_options_t;
 
 /*

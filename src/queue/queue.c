@@ -516,6 +516,13 @@ queue_begin(queue_t *q, const envelope_t *env)
 	return m;
 }
 
+void
+queue_add_flags(qmsg_t *m, unsigned flags)
+{
+	if (m && m->env)
+		m->env->flags |= flags;
+}
+
 /* Spill or flush the buffer to the incoming file (loop thread, no sync). */
 static int
 flush_data(qmsg_t *m)

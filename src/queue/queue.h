@@ -52,6 +52,9 @@ qmsg_t *queue_begin(queue_t *q, const envelope_t *env);
  * later writes are ignored and the commit will fail. */
 int queue_write(qmsg_t *m, const void *p, size_t n);
 uint64_t queue_size(const qmsg_t *m);
+/* Add ENV_* flags learnt from the content as it streamed in ("TLS-Required:
+ * No", RFC 8689): the INFO record that holds them is written at commit. */
+void queue_add_flags(qmsg_t *m, unsigned flags);
 /* Forget the message: close and unlink any file. Frees m. */
 void queue_abort(qmsg_t *m);
 

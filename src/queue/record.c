@@ -52,7 +52,10 @@ enum {
 #define QF_MAX_RCPT 100000u           /* recipients per message */
 #define QF_MAX_ATTEMPTS 10000000u
 #define QF_MAX_TIME 253402300799LL    /* 9999-12-31T23:59:59Z */
-#define QF_FLAGS_KNOWN (ENV_IS_BOUNCE | ENV_DELAY_WARNED | ENV_HELD | ENV_PM_NOTICE)
+/* ENV_REQUIRETLS and ENV_TLS_OPTIONAL came later (RFC 8689): a file written
+ * before them has neither bit set and reads as before */
+#define QF_FLAGS_KNOWN (ENV_IS_BOUNCE | ENV_DELAY_WARNED | ENV_HELD | ENV_PM_NOTICE | \
+    ENV_REQUIRETLS | ENV_TLS_OPTIONAL)
 #define QF_NOTIFY_KNOWN 0x0fu
 #define QF_NULL_STR 0xffffffffu
 

@@ -1,5 +1,6 @@
 /*
- * header.c - the hop count and the fields submission adds (see header.h).
+ * header.c - the hop count, the fields submission adds and the
+ * TLS-Required field (see header.h).
  */
 #include "smtpd/header.h"
 
@@ -58,6 +59,109 @@ hdr_hops_feed(hdr_hops_t *h, const char *p, size_t n)
 			h->pos = -1;
 		}
 	}
+}
+
+enum { TR_NAME, TR_COLON, TR_VALUE, TR_SKIP, TR_CR };
+
+void
+hdr_tlsreq_init(hdr_tlsreq_t *h)
+{
+	memset(h, 0, sizeof *h);
+	h->bol = true;
+	h->st = TR_SKIP;
+}
+
+/* a TLS-Required field's value is complete: is it "No" (any case)? */
+static void
+tlsreq_finish(hdr_tlsreq_t *h)
+{
+	if (h->st == TR_VALUE && !h->vbad && h->vlen == 2 && strncasecmp(h->val, "no", 2) == 0)
+		h->no = true;
+	h->st = TR_SKIP;
+}
+
+static void
+tlsreq_value(hdr_tlsreq_t *h)
+{
+	h->st = TR_VALUE;
+	h->vlen = 0;
+	h->vbad = h->gap = false;
+}
+
+void
+hdr_tlsreq_feed(hdr_tlsreq_t *h, const char *p, size_t n)
+{
+	static const char key[] = "tls-required";
+	const int klen = (int)sizeof key - 1;
+	for (size_t i = 0; i < n && !h->done; i++) {
+		char ch = p[i];
+		if (h->bol) {
+			h->bol = false;
+			if (h->st == TR_VALUE && (ch == ' ' || ch == '\t')) {
+				/* a folded value goes on (RFC 5322 §2.2.3): the fold is white space */
+				h->gap = h->vlen > 0;
+				continue;
+			}
+			tlsreq_finish(h);
+			h->pos = 0;
+			h->st = ch == '\r' ? TR_CR : TR_NAME;
+			if (ch == '\r')
+				continue;
+		}
+		if (ch == '\n') {
+			if (h->st == TR_CR) {
+				h->done = true; /* the empty line */
+				break;
+			}
+			h->bol = true;
+			continue;
+		}
+		switch (h->st) {
+		case TR_CR:
+			h->st = TR_SKIP;
+			break;
+		case TR_NAME: {
+			char lc = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+			if (h->pos < klen && lc == key[h->pos])
+				h->pos++;
+			else if (h->pos == klen && ch == ':')
+				tlsreq_value(h);
+			else if (h->pos == klen && (ch == ' ' || ch == '\t'))
+				h->st = TR_COLON; /* obsolete white space before ':' (RFC 5322 §4.5) */
+			else
+				h->st = TR_SKIP;
+			break;
+		}
+		case TR_COLON:
+			if (ch == ':')
+				tlsreq_value(h);
+			else if (ch != ' ' && ch != '\t')
+				h->st = TR_SKIP;
+			break;
+		case TR_VALUE:
+			if (ch == '\r')
+				break;
+			if (ch == ' ' || ch == '\t') {
+				h->gap = h->vlen > 0; /* blanks after the word: fine, unless another follows */
+				break;
+			}
+			if (h->gap || h->vlen >= sizeof h->val - 1)
+				h->vbad = true;
+			else
+				h->val[h->vlen++] = ch;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+void
+hdr_tlsreq_end(hdr_tlsreq_t *h)
+{
+	if (!h->done)
+		tlsreq_finish(h);
+	h->done = true;
 }
 
 size_t

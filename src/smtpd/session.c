@@ -195,7 +195,7 @@ offered_args(session_t *s)
 {
 	if (!s->esmtp)
 		return 0;
-	return ARGS_SMTPUTF8 | ARGS_8BITMIME | ARGS_DSN | ARGS_SIZE;
+	return ARGS_SMTPUTF8 | ARGS_8BITMIME | ARGS_DSN | ARGS_SIZE | (s->tls ? ARGS_REQUIRETLS : 0);
 }
 
 /* RFC 3848 / RFC 6531 §3.7.3 protocol word for Received: S for TLS, A
@@ -356,6 +356,9 @@ sess_helo_reply(session_t *s)
 	if (!s->tls && !s->local && server_tls_ctx(s->srv))
 		conn_printf(s->conn, "250-STARTTLS\r\n");
 	sess_auth_ehlo(s);
+	/* RFC 8689 §4.1: REQUIRETLS only where the session itself is under TLS */
+	if (s->tls)
+		conn_printf(s->conn, "250-REQUIRETLS\r\n");
 	conn_printf(s->conn, "250 CHUNKING\r\n");
 }
 
@@ -518,6 +521,8 @@ sess_mail_accept(session_t *s, mail_args_t *mp, const char *sender)
 	s->env->ret = m.ret;
 	s->env->body = m.body;
 	s->env->smtputf8 = m.smtputf8;
+	if (m.requiretls)
+		s->env->flags |= ENV_REQUIRETLS; /* RFC 8689 §4.1: tagged, kept in the queue file */
 	s->env->client_addr = xstrdup(s->ip);
 	s->env->client_helo = s->helo ? xstrdup(s->helo) : NULL;
 	s->state = ST_MAIL;

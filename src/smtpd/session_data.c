@@ -113,6 +113,8 @@ sess_content_out(void *arg, const char *p, size_t n)
 	/* RFC 5321 §6.3: a message that has passed too many relays is in a loop */
 	if (!s->hops.done)
 		hdr_hops_feed(&s->hops, p, n);
+	if (!s->tlsreq.done)
+		hdr_tlsreq_feed(&s->tlsreq, p, n);
 	if (!s->hdr_scan) {
 		content_put(s, p, n);
 		return;
@@ -133,6 +135,7 @@ content_begin(session_t *s, bool raw)
 		qid_new(s->qid); /* with milters it was made at MAIL (macro i) */
 	memcpy(s->env->qid, s->qid, QID_SIZE);
 	hdr_hops_init(&s->hops);
+	hdr_tlsreq_init(&s->tlsreq);
 	s->started_us = clock_wall_us();
 	s->env->arrival_us = s->started_us;
 	/* SRS senders of forwarded recipients (docs/srs.md), kept in the queue file */
@@ -174,11 +177,16 @@ void
 sess_commit_done(void *arg, int err, envelope_t *env)
 {
 	session_t *s = arg;
-	char un[128];
+	char un[128], note[200];
 	s->qm = NULL; /* freed by the queue */
-	if (err == 0)
+	if (err == 0) {
+		/* RFC 8689: what the message asks of outbound TLS */
+		snprintf(note, sizeof note, "%s%s%s", sess_user_note(s, un, sizeof un),
+		    (env->flags & ENV_REQUIRETLS) ? " requiretls=yes" : "",
+		    (env->flags & ENV_TLS_OPTIONAL) ? " tls_required=no" : "");
 		maillog_accepted(env->qid, s->id, s->ip, s->helo ? s->helo : "", env->sender,
-		    env->body_len, env->nrcpt, sess_proto_word(s), sess_user_note(s, un, sizeof un), s->gone);
+		    env->body_len, env->nrcpt, sess_proto_word(s), note, s->gone);
+	}
 	if (s->gone) {
 		/* client left while we synced: the message is queued all the same */
 		if (err == 0)
@@ -429,6 +437,13 @@ sess_content_end(session_t *s, const char *cmd)
 		return;
 	}
 	s->env->body = s->mail.body;
+	/* RFC 8689 §4.1: "TLS-Required: No" is honoured unless MAIL FROM
+	 * said REQUIRETLS, which wins (§3: the field is then ignored) */
+	hdr_tlsreq_end(&s->tlsreq);
+	if (s->tlsreq.no && !(s->env->flags & ENV_REQUIRETLS)) {
+		s->env->flags |= ENV_TLS_OPTIONAL;
+		queue_add_flags(s->qm, ENV_TLS_OPTIONAL); /* begun before the header was seen */
+	}
 	s->state = ST_COMMIT;
 	conn_read_pause(s->conn, true);
 	conn_set_timeout(s->conn, 0);

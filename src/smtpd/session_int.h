@@ -120,6 +120,7 @@ struct session {
 	bool hdr_scan;          /* collecting the header section of the content */
 	/* counting Received: fields in the header section (RFC 5321 §6.3) */
 	hdr_hops_t hops;        /* Received: fields counted as the content streams in */
+	hdr_tlsreq_t tlsreq;    /* a "TLS-Required: No" field (RFC 8689 §3), seen as it streams in */
 	buf_t hdr;
 
 	/* milters (src/filter/): NULL when the listener has none */

@@ -498,6 +498,15 @@ static const struct mcase mcases[] = {
 	{"<a@b> SIZE==1", ALL, 0, "501 5.5.4", 0, 0, 0, 0, NULL, NULL},
 	{"<a@b> SIZE=1\r\n", ALL, 0, "501 5.5.4", 0, 0, 0, 0, NULL, NULL},
 	{"<a@b> BODY=8BITMIME\xc3\xa9", ALL, 0, "501 5.5.4", 0, 0, 0, 0, NULL, NULL},
+	/* REQUIRETLS (RFC 8689): no value, once, and only under TLS */
+	{"<a@b> REQUIRETLS=yes", ALL | ARGS_REQUIRETLS, 0, "501 5.5.4 REQUIRETLS takes no value", 0, 0,
+	    0, 0, NULL, NULL},
+	{"<a@b> REQUIRETLS=", ALL | ARGS_REQUIRETLS, 0, "501 5.5.4", 0, 0, 0, 0, NULL, NULL},
+	{"<a@b> REQUIRETLS requiretls", ALL | ARGS_REQUIRETLS, 0, "501 5.5.4 Duplicate", 0, 0, 0, 0,
+	    NULL, NULL},
+	{"<a@b> REQUIRETLS", ALL, 0, "530 5.7.10", 0, 0, 0, 0, NULL, NULL},
+	{"<a@b> REQUIRETLS", 0, 0, "555 5.5.4", 0, 0, 0, 0, NULL, NULL},
+	{"<a@b> REQUIRETLSX", ALL | ARGS_REQUIRETLS, 0, "555 5.5.4", 0, 0, 0, 0, NULL, NULL},
 };
 
 static void
@@ -517,6 +526,7 @@ test_mail_args(void **state)
 			assert_int_equal(m.body, c->body);
 			assert_int_equal(m.smtputf8, c->smtputf8);
 			assert_int_equal(m.ret, c->ret);
+			assert_false(m.requiretls);
 			if (c->envid)
 				assert_string_equal(m.envid, c->envid);
 			else
@@ -535,6 +545,14 @@ test_mail_args(void **state)
 			assert_null(m.auth);
 		}
 	}
+	/* REQUIRETLS accepted on a TLS session, in any case, with others */
+	mail_args_t rt;
+	const char *rterr = NULL;
+	assert_int_equal(mail_args_parse("<a@b> SIZE=5 requireTLS BODY=8BITMIME", 37,
+	    ALL | ARGS_REQUIRETLS, &rt, &rterr), 0);
+	assert_true(rt.requiretls);
+	assert_true(rt.size == 5);
+	mail_args_free(&rt);
 	/* ENVID length: 100 decoded octets ok, 101 not */
 	char buf[400];
 	char *x100 = repeat('x', 100);

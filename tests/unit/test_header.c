@@ -52,6 +52,52 @@ test_hops(void **state)
 	}
 }
 
+struct tlsreq_case {
+	const char *in;
+	bool no;
+};
+
+static const struct tlsreq_case tlsreq_cases[] = {
+	{"", false},
+	{"TLS-Required: No\r\n\r\n", true},
+	{"Subject: x\r\ntls-required:no\r\n", true},
+	{"TLS-Required:   NO  \r\nSubject: x\r\n\r\n", true},
+	{"TLS-Required :\tNo\r\n\r\n", true},                 /* RFC 5322 section 4.5 */
+	{"TLS-Required:\r\n No\r\n\r\n", true},                /* folded */
+	{"TLS-Required: No", true},                              /* unterminated, at the end */
+	{"TLS-Required: Yes\r\n\r\n", false},
+	{"TLS-Required: No thanks\r\n\r\n", false},
+	{"TLS-Required: Nope\r\n\r\n", false},
+	{"TLS-Required: N\r\n o\r\n\r\n", false},
+	{"TLS-Required:\r\n\r\n", false},
+	{"X-TLS-Required: No\r\n\r\n", false},
+	{"TLS-RequiredX: No\r\n\r\n", false},
+	{" TLS-Required: No\r\n\r\n", false},                 /* a continuation */
+	{"Subject: x\r\n\r\nTLS-Required: No\r\n", false},   /* in the body */
+	{"Subject: TLS-Required: No\r\n\r\n", false},
+	{"TLS-Required: Yes\r\nTLS-Required: No\r\n\r\n", true},
+};
+
+static void
+test_tlsreq(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof tlsreq_cases / sizeof tlsreq_cases[0]; i++) {
+		const struct tlsreq_case *c = &tlsreq_cases[i];
+		hdr_tlsreq_t w, b;
+		hdr_tlsreq_init(&w);
+		hdr_tlsreq_feed(&w, c->in, strlen(c->in));
+		hdr_tlsreq_end(&w);
+		hdr_tlsreq_init(&b);
+		for (size_t k = 0; c->in[k]; k++)
+			hdr_tlsreq_feed(&b, c->in + k, 1);
+		hdr_tlsreq_end(&b);
+		if (w.no != c->no)
+			fail_msg("case %zu (%s): no=%d", i, c->in, w.no);
+		assert_int_equal(b.no, w.no);
+	}
+}
+
 struct scan_case {
 	const char *in;
 	bool at_end;
@@ -98,6 +144,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tlsreq),
 		cmocka_unit_test(test_hops),
 		cmocka_unit_test(test_scan),
 	};

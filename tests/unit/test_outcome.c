@@ -144,6 +144,21 @@ test_local_rules(void **state)
 	assert_int_equal(oc.kind, TEMP);
 	outcome_next_hop(&oc, "451 4.3.5 no DNS resolver configured");
 	assert_int_equal(oc.kind, TEMP);
+	/* REQUIRETLS (RFC 8689 section 4.2.1): TLS trouble is final, a path
+	 * that may come back is not */
+	outcome_requiretls(&oc, "451 4.7.5 DANE authentication failed for mx[1.2.3.4]:25: no match");
+	assert_int_equal(oc.kind, PERM);
+	assert_string_equal(oc.text,
+	    "550 5.7.10 REQUIRETLS: DANE authentication failed for mx[1.2.3.4]:25: no match");
+	outcome_requiretls(&oc, "550 5.7.30 REQUIRETLS support required: mx does not offer it");
+	assert_int_equal(oc.kind, PERM);
+	assert_string_equal(oc.text, "550 5.7.30 REQUIRETLS support required: mx does not offer it");
+	outcome_requiretls(&oc, "451 4.4.1 connect to mx[1.2.3.4]:25: Connection refused");
+	assert_int_equal(oc.kind, TEMP);
+	assert_string_equal(oc.text, "451 4.4.1 connect to mx[1.2.3.4]:25: Connection refused");
+	outcome_requiretls(&oc, "451 4.7.10");
+	assert_int_equal(oc.kind, PERM);
+	assert_string_equal(oc.text, "550 5.7.10 REQUIRETLS:");
 	outcome_capability(&oc, "553 5.6.7 x does not support SMTPUTF8, required by this message");
 	assert_int_equal(oc.kind, PERM);
 	outcome_bad_domain(&oc, NULL);
