@@ -47,6 +47,15 @@
  * failure, verified=sts on success); under testing the failures are only
  * logged. A host with DANE records is DANE's alone (RFC 8461 §2). The
  * policy is asked again with the DNS data (the TXT id says if it changed).
+ * REQUIRETLS (RFC 8689 §4.2.1): a message with ENV_REQUIRETLS goes to a
+ * destination of its own that keeps only validated MX hosts (a secure MX
+ * answer, or an MTA-STS enforce policy that lists the host), requires
+ * authenticated TLS (DANE, else a certificate valid for the host) and a
+ * server offering REQUIRETLS; a relayhost or transport counts as
+ * validated only under verify/dane/dane-only. Failures are permanent
+ * (5.7.10, 5.7.30), never a downgrade; connect trouble stays temporary.
+ * ENV_TLS_OPTIONAL ("TLS-Required: No", §4.2.2): a destination of its own
+ * without DANE and MTA-STS (opportunistic TLS instead).
  *
  * Must not: block the loop on the network or DNS; touch an envelope after
  * its callback; call a callback twice or from inside outbound_submit().
