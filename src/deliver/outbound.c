@@ -1306,7 +1306,7 @@ dest_set_mode(struct dest *d, unsigned mode)
 		}
 		if (d->tls_policy == TLS_POLICY_NONE)
 			d->requiretls_bad = "its tls_policy is none";
-		else if (!o->dns || (!(o->dnssec && o->dns) && !o->sts))
+		else if (!o->dns || (!o->dnssec && !o->sts))
 			d->requiretls_bad = "neither DNSSEC validation (dnssec_trust_anchor) nor MTA-STS "
 			    "(smtp_mta_sts) is on, so no mail exchanger can be validated";
 		if (o->dnssec && o->dns && d->tls_policy != TLS_POLICY_DANE_ONLY)

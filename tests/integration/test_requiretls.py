@@ -19,6 +19,11 @@ test_dane.py) and real TLS peers (aiosmtpd on 127.0.54.x, one port):
                       bounced 5.7.10 at once
 The DSNs go back to alice@localhost: each came in with REQUIRETLS (the log says
 so) and carries the original's header section, not its body.
+With MTA-STS (test_mta_sts.py's world: a policy server and peers that do not
+offer REQUIRETLS): an MX host listed by an enforce policy is validated (the
+message gets as far as the missing REQUIRETLS: 5.7.30); a testing policy does
+not validate (5.7.10); "TLS-Required: No" is delivered past an enforce policy
+whose MX host has a certificate for another name.
 """
 
 import os
@@ -41,6 +46,7 @@ for prog in ("nsd", "ldns-signzone", "ldns-keygen", "ldns-key2ds", "openssl"):
         pytest.skip("%s is not installed (scripts/deps.sh)" % prog, allow_module_level=True)
 
 from test_dane import free_port, make_ca, make_leaf, sign_zone, spki_sha256  # noqa: E402
+from test_mta_sts import sts_world  # noqa: E402,F401  (a fixture)
 
 HOSTS = {
     "mx-ok": "127.0.54.1",
@@ -316,3 +322,27 @@ def test_requiretls_outbound(make_tern, rt_world):
         assert "Subject: rt to " in raw, raw
         codes.update(re.findall(r"Status: (5\.7\.\d+)", raw))
     assert codes == {"5.7.10", "5.7.30"}, codes
+
+
+def test_requiretls_mta_sts(make_tern, sts_world, tmp_path):
+    cert, key = make_cert(tmp_path)
+    cfg = dict(sts_world["config"], tls_cert=str(cert), tls_key=str(key))
+    t = make_tern(config=cfg).start()
+    send_tls(t, "user@enforce.example", "rt enforce", "secret one")
+    send_tls(t, "user@testing.example", "rt testing", "secret two")
+    qno = send_tls(t, "user@wrongname.example", "tls optional", "optional body",
+                   requiretls=False, headers=["TLS-Required: No"])
+    t.wait_log(r"to=<user@enforce\.example> relay=mx-good\.sts\.example\S+ requiretls=yes .*"
+               r"status=bounced \(550 5\.7\.30 REQUIRETLS support required", timeout=20)
+    t.wait_log(r"MX host mx-wrong\.sts\.example not used for REQUIRETLS mail: the MX records are "
+               r"not DNSSEC-signed and its MTA-STS policy is not in enforce mode")
+    t.wait_log(r"to=<user@testing\.example> relay=none requiretls=yes .*status=bounced "
+               r"\(550 5\.7\.10 REQUIRETLS: no mail exchanger of testing\.example", timeout=20)
+    t.wait_log(r"%s: to=<user@wrongname\.example> relay=mx-wrong\.sts\.example\S+ "
+               r"tls=TLSv1\.[23] verified=none delay=.*status=sent" % qno, timeout=20)
+    assert len(sts_world["sinks"]["mx-wrong"].messages) == 1
+    assert sts_world["sinks"]["mx-good"].messages == []
+    paths = t.wait_delivered("alice@localhost", 2, timeout=20)
+    for pth in paths:
+        raw = open(pth, "rb").read().decode("utf-8", "replace")
+        assert "secret" not in raw and "Subject: rt " in raw, raw
