@@ -1067,7 +1067,7 @@ mail_param(const struct param *pr, unsigned offered, unsigned *seen, mail_args_t
 	else if (ascii_ieq(pr->kw, pr->kwlen, "REQUIRETLS") && (offered & ARGS_REQUIRETLS))
 		bit = MP_REQUIRETLS;
 	else if (ascii_ieq(pr->kw, pr->kwlen, "REQUIRETLS") && offered != 0)
-		/* RFC 8689 §4.1: only on a session protected by TLS */
+		/* RFC 8689 §2: only on a session protected by TLS */
 		return "530 5.7.10 REQUIRETLS needs a TLS session: say STARTTLS first (RFC 8689)";
 	else
 		return E_MAIL_UNSUPP; /* RFC 5321 §4.1.1.11 */

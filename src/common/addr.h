@@ -99,7 +99,7 @@ typedef struct mail_args {
 	int ret;         /* RET= (RFC 3461 §4.3) */
 	char *envid;     /* ENVID= decoded from xtext (RFC 3461 §4.4), or NULL; at most 100 octets */
 	char *auth;      /* AUTH= (RFC 4954 §5) decoded, or NULL; "<>" kept as is */
-	bool requiretls; /* REQUIRETLS (RFC 8689 §4.1), no value */
+	bool requiretls; /* REQUIRETLS (RFC 8689 §2), no value */
 } mail_args_t;
 
 typedef struct rcpt_args {

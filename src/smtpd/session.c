@@ -356,7 +356,7 @@ sess_helo_reply(session_t *s)
 	if (!s->tls && !s->local && server_tls_ctx(s->srv))
 		conn_printf(s->conn, "250-STARTTLS\r\n");
 	sess_auth_ehlo(s);
-	/* RFC 8689 §4.1: REQUIRETLS only where the session itself is under TLS */
+	/* RFC 8689 §2: REQUIRETLS only where the session itself is under TLS */
 	if (s->tls)
 		conn_printf(s->conn, "250-REQUIRETLS\r\n");
 	conn_printf(s->conn, "250 CHUNKING\r\n");

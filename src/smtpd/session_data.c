@@ -437,8 +437,8 @@ sess_content_end(session_t *s, const char *cmd)
 		return;
 	}
 	s->env->body = s->mail.body;
-	/* RFC 8689 §4.1: "TLS-Required: No" is honoured unless MAIL FROM
-	 * said REQUIRETLS, which wins (§3: the field is then ignored) */
+	/* RFC 8689 §3, §4.1: "TLS-Required: No" is honoured unless MAIL FROM
+	 * said REQUIRETLS, which wins (the field is then ignored) */
 	hdr_tlsreq_end(&s->tlsreq);
 	if (s->tlsreq.no && !(s->env->flags & ENV_REQUIRETLS)) {
 		s->env->flags |= ENV_TLS_OPTIONAL;
