@@ -36,6 +36,7 @@
 
 #include "control/api.h"
 #include "control/control.h"
+#include "control/status.h"
 #include "daemon/confine.h"
 #include "daemon/daemon.h"
 #include "daemon/privdrop.h"
@@ -335,6 +336,7 @@ start_stages(buf_t *err)
 			return -1;
 		}
 		api = api_new(http, &cctx);
+		status_routes(http, T.sched); /* the status page, /status (control/status.h) */
 		if (http_token("start") < 0) {
 			buf_free(&name);
 			return -1;
