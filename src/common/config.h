@@ -235,6 +235,8 @@ typedef struct config {
 	char *tls_report_contact;    /* contact-info; default: tls_report_email */
 	unsigned tls_report_interval; /* seconds between reports, default 1d (at UTC midnight) */
 
+	char *log_file;              /* lines also go to this file, reopened on SIGUSR1; NULL: none */
+
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 
 	/* DKIM signing (mailauth/sign.h, docs/dkim.md) */

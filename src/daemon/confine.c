@@ -14,7 +14,8 @@
  *     (maildir.c creates the Maildir, tmp/ new/ cur/, links tmp -> new);
  *   local_socket: bound before the sandbox, unlinked at stop (server.c):
  *     removal only in its directory;
- *   logging goes to stderr (already open) or syslog (/dev/log, a connect).
+ *   logging goes to stderr (already open) or syslog (/dev/log, a connect),
+ *     and log_file, created again in its directory at each SIGUSR1 (log.c).
  * A Maildir that does not exist yet is covered through its deepest existing
  * ancestor (never "/"): mkdir_p creates the rest at the first delivery.
  *
@@ -113,6 +114,14 @@ confine_daemon(const config_t *c, const tables_t *t, buf_t *err)
 	collect_dir(&w, c->spool_dir, "spool_dir", false);
 	collect_dir(&w, c->maildir_base, "maildir_base", false);
 	for_each_named_maildir(c, t, collect_maildir, &w);
+	if (c->log_file) { /* reopened (a new file) on SIGUSR1 */
+		char *dir = xstrdup(c->log_file);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*(slash == dir ? slash + 1 : slash) = '\0';
+		collect_dir(&w, slash ? dir : ".", "log_file's directory", false);
+		xfree(dir);
+	}
 	/* the local socket is unlinked at stop (sendmail then fails at once):
 	 * only removing files in its directory */
 	if (c->local_socket) {

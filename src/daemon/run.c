@@ -11,6 +11,7 @@
  * outbound delivery (deliver/outbound_conf.c), recover what is queued,
  * open the control socket, confine the process (confine.c), and only then
  * accept connections.
+ * SIGUSR1: reopen log_file (logrotate; lib/log.h).
  * SIGHUP (or a reload through the control socket or the HTTP API): load
  * config and tables (with the SRS secrets) afresh; on success swap them
  * (every stage reads them through its context at the next event), warn of
@@ -67,7 +68,7 @@ static struct daemon {
 	bool stopping;
 } T;
 static smtpd_ctx_t smtpd;   /* the SMTP side's context (cfg and tables kept current) */
-static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 static outbound_conf_t *outbound;
 static control_t *control;
 static int http_fd = -1;    /* the HTTP listener, bound before the drop */
@@ -131,6 +132,7 @@ reports_stopped(void *arg)
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
+	uv_close((uv_handle_t *)&sig_usr1, NULL);
 	uv_stop(T.loop);
 }
 
@@ -226,6 +228,15 @@ on_signal(uv_signal_t *h, int signum)
 		reload("SIGHUP", NULL);
 		return;
 	}
+	if (signum == SIGUSR1) { /* logrotate renamed log_file */
+		buf_t err = BUF_INIT;
+		if (log_file_reopen(&err) < 0)
+			log_err("%s; still writing to the file opened before", buf_cstr(&err));
+		else if (log_file_path())
+			log_info("log file %s reopened (SIGUSR1)", log_file_path());
+		buf_free(&err);
+		return;
+	}
 	if (T.stopping)
 		return;
 	T.stopping = true;
@@ -257,6 +268,8 @@ start_signals(void)
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
 	uv_signal_start(&sig_hup, on_signal, SIGHUP);
+	uv_signal_init(T.loop, &sig_usr1);
+	uv_signal_start(&sig_usr1, on_signal, SIGUSR1);
 }
 
 /* Bind as root, then drop root for good. 0 or -1 (logged). */
@@ -371,6 +384,17 @@ daemon_run(const char *path, bool use_syslog, bool debug)
 			buf_free(&err);
 			return 1;
 		}
+	}
+	/* the log file: opened here, in the daemon (the privileged parent
+	 * logs to stderr or syslog only), as root when started so, and given
+	 * to tern's user when created, so that the files it makes itself at
+	 * each SIGUSR1 belong to the same user */
+	if (T.cfg->log_file &&
+	    log_file_open(T.cfg->log_file, geteuid() == 0 ? config_run_uid(T.cfg) : (uid_t)-1,
+	        &err) < 0) {
+		daemon_report(NULL, T.cfg, buf_cstr(&err));
+		buf_free(&err);
+		return 1;
 	}
 	/* fsyncs and Maildir jobs run on libuv's pool; give it room so that
 	 * many commits can be in flight and share journal flushes */
