@@ -236,6 +236,7 @@ typedef struct config {
 	unsigned tls_report_interval; /* seconds between reports, default 1d (at UTC midnight) */
 
 	char *log_file;              /* lines also go to this file, reopened on SIGUSR1; NULL: none */
+	char *log_format;            /* "text" (key=value lines, default) or "json" */
 
 	bool sandbox;                /* seccomp + Landlock after start (lib/sandbox.h); default yes */
 

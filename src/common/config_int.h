@@ -118,6 +118,7 @@ const char *check_list_user(const char *v);
 const char *check_tag_reject(const char *v);
 const char *check_tag_defer(const char *v);
 const char *check_tag_hold(const char *v);
+const char *check_log_format(const char *v);
 const char *check_authserv_id(const char *v);
 const char *check_report_email(const char *v);
 /* config_value.c: words, values and setters */

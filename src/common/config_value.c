@@ -366,6 +366,12 @@ check_tag_hold(const char *v)
 	return strcmp(v, "tag") == 0 || strcmp(v, "hold") == 0 ? NULL : "must be tag or hold";
 }
 
+const char *
+check_log_format(const char *v)
+{
+	return strcmp(v, "text") == 0 || strcmp(v, "json") == 0 ? NULL : "must be text or json";
+}
+
 /* RFC 8601 section 2.2: authserv-id is a value; tern writes it bare, so a
  * token (RFC 2045: no spaces, controls or tspecials), e.g. a host name */
 const char *

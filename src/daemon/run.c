@@ -195,6 +195,7 @@ reload(const char *why, buf_t *text)
 	config_free(T.cfg);
 	tables_free(T.tables);
 	set_current(c, t);
+	log_set_json(strcmp(c->log_format, "json") == 0);
 	log_info("reloaded configuration and tables from %s", c->path);
 	confine_check_tables(c, t); /* warns of Maildirs Landlock keeps closed */
 	server_reload(T.server); /* certificate, password file, sender_login */
@@ -369,6 +370,7 @@ daemon_run(const char *path, bool use_syslog, bool debug)
 	if (daemon_load(path, &c, &t) < 0)
 		return 1;
 	set_current(c, t);
+	log_set_json(strcmp(c->log_format, "json") == 0);
 	buf_t err = BUF_INIT;
 	/* started as root: split off the privileged parent that opens the
 	 * secrets at start and at every reload (daemon/privsep.h); from here

@@ -15,6 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "lib/logline.h"
+#include "lib/utf8.h"
 #include "lib/xalloc.h"
 
 static int log_syslog;
@@ -26,6 +31,7 @@ static int log_pid; /* cached: one getpid(2) per line shows in profiles */
 static pthread_mutex_t log_file_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_file_fd = -1;
 static char *log_file_name;
+static int log_json; /* log_format = json */
 
 void
 log_init(const char *ident, int use_syslog, int debug)
@@ -55,6 +61,97 @@ prio_word(int prio)
 	}
 }
 
+/* one finished line (with its '\n') to every destination; syslog gets it
+ * without the timestamp part (the first skip bytes) and the line end */
+static void
+emit(int prio, char *line, size_t o, size_t skip)
+{
+	if (log_syslog) {
+		line[o - 1] = '\0';
+		syslog(prio, "%s", line + skip);
+		line[o - 1] = '\n';
+	} else {
+		ssize_t w = write(STDERR_FILENO, line, o);
+		(void)w;
+	}
+	if (log_file_fd >= 0) {
+		pthread_mutex_lock(&log_file_lock);
+		if (log_file_fd >= 0) {
+			ssize_t w = write(log_file_fd, line, o);
+			(void)w;
+		}
+		pthread_mutex_unlock(&log_file_lock);
+	}
+}
+
+static const char *
+level_name(int prio)
+{
+	switch (prio) {
+	case LOG_ERR: return "error";
+	case LOG_WARNING: return "warning";
+	case LOG_DEBUG: return "debug";
+	default: return "info";
+	}
+}
+
+static void
+put_span(json_t *o, const char *k, const char *p, size_t n)
+{
+	json_t *v = json_stringn(p, n);
+	if (v)
+		json_object_set_new(o, k, v);
+}
+
+/* The JSON form of one line (body: the escaped text, valid UTF-8), split by
+ * logline_parse() (lib/logline.h: the one place that knows the grammar). */
+static void
+emit_json(int prio, const struct timeval *tv, const char *body, size_t blen)
+{
+	logline_t l;
+	logline_parse(body, blen, &l);
+	json_t *o = json_object();
+	if (!o)
+		return;
+	char ts[40];
+	struct tm tm;
+	gmtime_r(&tv->tv_sec, &tm);
+	size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + tl, sizeof ts - tl, ".%03ldZ", (long)(tv->tv_usec / 1000));
+	json_object_set_new(o, "ts", json_string(ts));
+	json_object_set_new(o, "level", json_string(level_name(prio)));
+	json_object_set_new(o, "pid", json_integer(log_pid ? log_pid : (int)getpid()));
+	if (l.id.n)
+		put_span(o, l.id.p[0] == 'S' ? "session" : "qid", l.id.p, l.id.n);
+	if (l.event.n)
+		put_span(o, "event", l.event.p, l.event.n);
+	for (size_t i = 0; i < l.nkv; i++) {
+		char k[64];
+		size_t kn = l.key[i].n < sizeof k - 1 ? l.key[i].n : sizeof k - 1;
+		memcpy(k, l.key[i].p, kn);
+		k[kn] = '\0';
+		if (json_object_get(o, k) == NULL) /* the line's own fields win */
+			put_span(o, k, l.val[i].p, l.val[i].n);
+	}
+	if (l.has_text)
+		put_span(o, "text", l.text.p, l.text.n);
+	put_span(o, "msg", body, blen);
+	char *js = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!js)
+		return;
+	size_t n = strlen(js);
+	char *line = malloc(n + 2);
+	if (line) {
+		memcpy(line, js, n);
+		line[n] = '\n';
+		line[n + 1] = '\0';
+		emit(prio, line, n + 1, 0);
+		free(line);
+	}
+	free(js);
+}
+
 void
 log_msg(int prio, const char *fmt, ...)
 {
@@ -70,48 +167,57 @@ log_msg(int prio, const char *fmt, ...)
 	if (n < 0)
 		return;
 
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	bool json = log_json;
 	/* the timestamped form: stderr in the foreground, and the log file */
-	bool stamped = !log_syslog || log_file_fd >= 0;
-	size_t body = 0; /* where the text after the timestamp starts */
+	bool stamped = !json && (!log_syslog || log_file_fd >= 0);
+	size_t skip = 0; /* where the text after the timestamp starts */
 	if (stamped) {
-		struct timeval tv;
 		struct tm tm;
-		gettimeofday(&tv, NULL);
 		gmtime_r(&tv.tv_sec, &tm);
 		o += strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
 		o += (size_t)snprintf(line + o, sizeof line - o, ".%03ldZ %s[%d]: ",
 		    (long)(tv.tv_usec / 1000), log_ident, log_pid ? log_pid : (int)getpid());
-		body = o;
+		skip = o;
 	}
-	o += (size_t)snprintf(line + o, sizeof line - o, "%s", prio_word(prio));
-	/* copy, escaping control bytes; leave room for "...\n\0" */
-	for (const unsigned char *p = (const unsigned char *)raw; *p && o + 8 < sizeof line; p++) {
+	if (!json)
+		o += (size_t)snprintf(line + o, sizeof line - o, "%s", prio_word(prio));
+	/* copy, escaping control bytes (and for JSON, bytes that are not
+	 * UTF-8: a JSON string must be valid Unicode); room for "...\n\0" */
+	const unsigned char *p = (const unsigned char *)raw, *rend = p + strlen(raw);
+	while (p < rend && o + 8 < sizeof line) {
+		size_t sl;
 		if (*p < 0x20 || *p == 0x7f) {
-			o += (size_t)snprintf(line + o, sizeof line - o, "\\x%02x", *p);
+			o += (size_t)snprintf(line + o, sizeof line - o, "\\x%02x", *p++);
+		} else if (*p < 0x80 || !json) {
+			line[o++] = (char)*p++;
+		} else if ((sl = utf8_seq_len(p, (size_t)(rend - p))) == 0) {
+			o += (size_t)snprintf(line + o, sizeof line - o, "\\x%02x", *p++);
+		} else if (o + sl + 8 < sizeof line) {
+			memcpy(line + o, p, sl);
+			o += sl;
+			p += sl;
 		} else {
-			line[o++] = (char)*p;
+			break;
 		}
 	}
-	if ((size_t)n >= sizeof raw) {
+	if ((size_t)n >= sizeof raw || p < rend) {
 		memcpy(line + o, "...", 3);
 		o += 3;
 	}
-	line[o] = '\0';
-	if (log_syslog)
-		syslog(prio, "%s", line + body);
+	if (json) {
+		emit_json(prio, &tv, line, o);
+		return;
+	}
 	line[o++] = '\n';
-	if (!log_syslog) {
-		ssize_t w = write(STDERR_FILENO, line, o);
-		(void)w;
-	}
-	if (log_file_fd >= 0) {
-		pthread_mutex_lock(&log_file_lock);
-		if (log_file_fd >= 0) {
-			ssize_t w = write(log_file_fd, line, o);
-			(void)w;
-		}
-		pthread_mutex_unlock(&log_file_lock);
-	}
+	emit(prio, line, o, skip);
+}
+
+void
+log_set_json(int on)
+{
+	log_json = on;
 }
 
 static int

@@ -35,6 +35,11 @@ int log_file_open(const char *path, uid_t owner, buf_t *err);
  * the old descriptor is closed once no line is being written to it. On
  * failure the old file stays in use: -1 with *err. 0 without a log file. */
 int log_file_reopen(buf_t *err);
+/* on: every line as one JSON object (log_format = json): the fields
+ * lib/logline.h splits out of the text, plus ts, level, pid and msg (the
+ * whole text); bytes that are not UTF-8 become \xHH text, like control
+ * bytes. off (the default): the key=value text. */
+void log_set_json(int on);
 /* the log file's path, or NULL */
 const char *log_file_path(void);
 
