@@ -3,7 +3,7 @@
  *
  *   tern [-c CONFIG] [-d] run [--syslog]   the daemon, in the foreground (src/daemon/run.c)
  *   tern [-c CONFIG] check-config          validate config and tables (src/daemon/check.c)
- *   tern address|queue|mailq|passwd|dkim|spf ... the tools (src/cli/)
+ *   tern address|queue|mailq|passwd|dkim|spf|log-summary ... the tools (src/cli/)
  *   tern sendmail ..., or argv[0] sendmail the sendmail command (src/sendmail/)
  *   tern --help | --version, COMMAND --help (usage on stdout, exit 0)
  *
@@ -17,6 +17,7 @@
 
 #include "cli/address.h"
 #include "cli/dkim.h"
+#include "cli/logsummary.h"
 #include "cli/passwd.h"
 #include "cli/queue.h"
 #include "cli/spf.h"
@@ -42,6 +43,7 @@ usage(int code)
 	    "  passwd add|change|del|list [USER]   the AUTH password file (auth_users)\n"
 	    "  dkim keygen|sign|verify ...   DKIM keys and signatures (docs/dkim.md)\n"
 	    "  spf IP DOMAIN-OR-SENDER [--helo NAME] [--dns-servers LIST]   the SPF result (RFC 7208)\n"
+	    "  log-summary [--day YYYY-MM-DD] [--top N] [FILE...]   a daily summary of the log\n"
 	    "  sendmail [options] [rcpt...] submit a message (also as argv[0] \"sendmail\")\n"
 	    "  COMMAND --help   the command's own usage\n"
 	    "default config: " DEFAULT_CONFIG "\n");
@@ -129,6 +131,8 @@ main(int argc, char **argv)
 		return sendmail_main(config, argc, argv);
 	if (strcmp(argv[0], "dkim") == 0)
 		return cli_dkim(config, argc, argv);
+	if (strcmp(argv[0], "log-summary") == 0)
+		return cli_log_summary(argc, argv);
 	usage(2);
 	return 2;
 }
