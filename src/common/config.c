@@ -77,6 +77,10 @@ const struct cfg_key cfg_keys[] = {
 	{"retry_max", CT_DURATION, FLD(retry_max), 0, 0, "3600s", 1, 30 * DAY, NULL},
 	{"queue_lifetime", CT_DURATION, FLD(queue_lifetime), 0, 0, "5d", 1, 365 * DAY, NULL},
 	{"delay_warning", CT_DURATION, FLD(delay_warning), 0, 0, "0", 0, 365 * DAY, NULL},
+	/* the oldest message's age alarm (daemon/queuealarm.c); 0 = off */
+	{"queue_age_warning", CT_DURATION, FLD(queue_age_warning), 0, 0, "1d", 0, 365 * DAY, NULL},
+	{"queue_age_warning_repeat", CT_DURATION, FLD(queue_age_warning_repeat), 0, 0, "1h", 1,
+	    30 * DAY, NULL},
 	{"local_concurrency", CT_NUMBER, FLD(local_concurrency), 0, 0, "8", 1, 1024, NULL},
 	{"bounce_to_postmaster", CT_BOOL, FLD(bounce_to_postmaster), 0, 0, "no", 0, 0, NULL},
 	{"relayhost", CT_STRING, FLD(relayhost), 0, CF_OPTIONAL, NULL, 0, 0, check_relayhost},

@@ -108,6 +108,8 @@ typedef struct config {
 	unsigned retry_max;          /* longest interval between tries, default 3600 s */
 	unsigned queue_lifetime;     /* then bounce, default 5 d */
 	unsigned delay_warning;      /* send a DSN action=delayed after this; 0 = never (default) */
+	unsigned queue_age_warning;  /* warn when the oldest message is older (s); 0 = off; 1d */
+	unsigned queue_age_warning_repeat; /* the warning again at most this often (s); 1h */
 	unsigned local_concurrency;  /* parallel Maildir deliveries, default 8 */
 	bool bounce_to_postmaster;   /* a bounce that cannot be delivered goes to the postmaster; default no */
 

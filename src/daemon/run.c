@@ -42,6 +42,7 @@
 #include "daemon/daemon.h"
 #include "daemon/privdrop.h"
 #include "daemon/privsep.h"
+#include "daemon/queuealarm.h"
 #include "daemon/reports.h"
 #include "deliver/tlsrpt.h"
 #include "deliver/outbound_conf.h"
@@ -242,6 +243,7 @@ on_signal(uv_signal_t *h, int signum)
 		return;
 	T.stopping = true;
 	log_info("stopping (signal %d)", signum);
+	queuealarm_stop();
 	control_stop(control);
 	control = NULL;
 	httpd_stop(http); /* requests still waiting get 503 */
@@ -331,6 +333,7 @@ start_stages(buf_t *err)
 	size_t n = queue_scan(T.cfg->spool_dir, recover_cb, NULL);
 	log_info("recovered %zu messages from the queue", n);
 	reports_start(T.loop, &T.cfg, T.sched, queue_spool_dir(T.queue));
+	queuealarm_start(T.loop, &T.cfg, T.sched);
 	control_ctx_t cctx = {T.loop, &T.cfg, T.queue, T.sched, reload_request, NULL};
 	control = control_start(&cctx, err);
 	if (!control) {

@@ -252,6 +252,38 @@ snap_one(const smsg_t *m, sched_entry_t *e)
 	e->env = d;
 }
 
+bool
+sched_oldest(sched_t *s, sched_oldest_t *o)
+{
+	const smsg_t *old = NULL;
+	for (const smsg_t *m = s->all.next; m != &s->all; m = m->next) {
+		if (m->deleting || m->held)
+			continue;
+		if (!old || m->env->arrival_us < old->env->arrival_us)
+			old = m;
+	}
+	if (!old)
+		return false;
+	memset(o, 0, sizeof *o);
+	memcpy(o->qid, old->env->qid, QID_SIZE);
+	o->arrival_us = old->env->arrival_us;
+	const env_rcpt_t *pick = NULL;
+	for (size_t i = 0; i < old->env->nrcpt; i++) {
+		const env_rcpt_t *r = &old->env->rcpt[i];
+		if (r->status != RCPT_PENDING)
+			continue;
+		o->npending++;
+		if (!pick && !old->busy[i]) /* a busy one's state is its worker's */
+			pick = r;
+	}
+	if (pick) {
+		snprintf(o->rcpt, sizeof o->rcpt, "%s", pick->addr);
+		snprintf(o->reply, sizeof o->reply, "%s", pick->reply ? pick->reply : "");
+		o->attempts = pick->attempts;
+	}
+	return true;
+}
+
 sched_entry_t *
 sched_snapshot(sched_t *s, const char *qid, size_t *n)
 {

@@ -118,6 +118,22 @@ sched_entry_t *sched_snapshot(sched_t *s, const char *qid, size_t *n);
  * value, text a one-line message for the administrator. */
 typedef void (*sched_op_cb)(void *arg, int err, const char *text);
 
+/* The oldest message in the queue that is neither held nor being deleted
+ * (the queue-age alarm, daemon/queuealarm.h), with one of its pending
+ * recipients (one not in a delivery right now when there is one) and that
+ * recipient's last reply. */
+typedef struct sched_oldest {
+	char qid[QID_SIZE];
+	int64_t arrival_us;
+	char rcpt[256];    /* "" when every pending recipient is in a delivery */
+	char reply[256];   /* "" when not tried yet */
+	unsigned attempts;
+	size_t npending;
+} sched_oldest_t;
+
+/* true with *o filled, false when there is no such message; O(messages) */
+bool sched_oldest(sched_t *s, sched_oldest_t *o);
+
 /*
  * Hold (hold = true) or release a message. Returns -1 with a reason in
  * *text when there is no such message (or it is being removed); 0 when the
