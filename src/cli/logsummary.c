@@ -310,8 +310,7 @@ logsum_line(logsum_t *s, const char *line, size_t n)
 	json_decref(j);
 }
 
-static const tab_t *sort_tab;
-static int sort_which;
+static int sort_which; /* by_count()'s column: qsort has no argument */
 
 static int
 by_count(const void *a, const void *b)
@@ -338,7 +337,6 @@ print_tab(FILE *out, const tab_t *t, size_t top, int ncols, int which, const cha
 	for (size_t i = 0; i < t->cap; i++)
 		if (t->e[i].key)
 			v[k++] = &t->e[i];
-	sort_tab = t;
 	sort_which = which;
 	qsort(v, k, sizeof *v, by_count);
 	uint64_t rest[3] = {t->others[0], t->others[1], t->others[2]};

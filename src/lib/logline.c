@@ -103,13 +103,11 @@ logline_parse(const char *s, size_t n, logline_t *out)
 		if (s >= tail)
 			break;
 		size_t kl = key_len(s, (size_t)(tail - s));
-		if (kl == 0) {
-			const char *w = s;
+		if (kl == 0) { /* a bare word: part of the event before any KEY=VALUE */
 			while (s < tail && *s != ' ')
 				s++;
 			if (!in_kv)
 				ev_end = s;
-			(void)w;
 			continue;
 		}
 		in_kv = 1;
