@@ -156,7 +156,8 @@ static size_t
 domain_of(const char *a, size_t n, char *buf, size_t bufsz)
 {
 	if (n == 0) {
-		memcpy(buf, "<>", 2);
+		buf[0] = '<';
+		buf[1] = '>';
 		return 2;
 	}
 	const char *at = NULL;
@@ -165,12 +166,8 @@ domain_of(const char *a, size_t n, char *buf, size_t bufsz)
 			at = a + i + 1;
 			break;
 		}
-	if (!at) {
-		at = "(local)";
-		n = 7;
-		memcpy(buf, at, n);
-		return n;
-	}
+	if (!at)
+		return (size_t)snprintf(buf, bufsz, "%s", "(local)");
 	size_t l = (size_t)(a + n - at);
 	if (l > bufsz)
 		l = bufsz;
@@ -286,7 +283,7 @@ logsum_line(logsum_t *s, const char *line, size_t n)
 		if (n > 24 && line[4] == '-' && line[7] == '-' && line[10] == 'T') {
 			memcpy(date, line, 10);
 		} else if (n > 16 && is_month(line, &mon) && line[3] == ' ') {
-			unsigned dd = (unsigned)atoi(line + 4) % 100;
+			unsigned dd = (unsigned)strtoul(line + 4, NULL, 10) % 100;
 			unsigned y = (unsigned)(s->this_year - (mon > s->this_mon ? 1 : 0)) % 10000;
 			char tmp[32];
 			snprintf(tmp, sizeof tmp, "%04u-%02u-%02u", y, (unsigned)mon + 1, dd);
@@ -332,13 +329,13 @@ print_tab(FILE *out, const tab_t *t, size_t top, int ncols, int which, const cha
     const char *cols)
 {
 	fprintf(out, "\n%-44s %s\n", title, cols);
-	ent_t **v = xcalloc(t->n + 1, sizeof *v);
+	ent_t **v = xcalloc(t->n + 1, sizeof(ent_t *));
 	size_t k = 0;
 	for (size_t i = 0; i < t->cap; i++)
 		if (t->e[i].key)
 			v[k++] = &t->e[i];
 	sort_which = which;
-	qsort(v, k, sizeof *v, by_count);
+	qsort(v, k, sizeof(ent_t *), by_count);
 	uint64_t rest[3] = {t->others[0], t->others[1], t->others[2]};
 	for (size_t i = 0; i < k; i++) {
 		if (i < top) {

@@ -202,9 +202,9 @@ log_msg(int prio, const char *fmt, ...)
 			break;
 		}
 	}
-	if ((size_t)n >= sizeof raw || p < rend) {
-		memcpy(line + o, "...", 3);
-		o += 3;
+	if ((size_t)n >= sizeof raw || p < rend) { /* cut: say so */
+		for (int i = 0; i < 3; i++)
+			line[o++] = '.';
 	}
 	if (json) {
 		emit_json(prio, &tv, line, o);
