@@ -10,7 +10,7 @@ clang libclang-rt-14-dev cppcheck clang-tidy valgrind iproute2 procps dovecot-co
 clamav-daemon clamav-milter rspamd opendkim python3-dkim python3-nacl libpcre2-dev redis-server libhiredis-dev \
 libpsl-dev publicsuffix python3-authres nsd ldnsutils dns-root-data python3-cryptography \
 spamass-milter spamd spamassassin postsrsd python3-spf zlib1g-dev libcurl4-openssl-dev \
-libjansson-dev libmicrohttpd-dev python3-jsonschema prometheus chromium python3-websocket"
+libjansson-dev libmicrohttpd-dev python3-jsonschema prometheus chromium python3-websocket python3-lxml"
 
 missing=""
 for p in $PKGS; do

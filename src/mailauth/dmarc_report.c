@@ -6,12 +6,15 @@
  * and the count), so that two messages with the same outcome meet in one
  * hash bucket and only the count grows. Every string from the message or
  * the DNS is XML-escaped before it is kept; the XML follows RFC 7489
- * Appendix C (version, report_metadata, policy_published with fo,
- * identifiers with envelope_from, spf with scope).
+ * Appendix C (version, report_metadata, policy_published with sp and fo,
+ * identifiers with envelope_from, spf with scope, source_ip in the form
+ * of its IPAddress pattern); tests/integration/test_mailauth.py validates
+ * each report against the schema as published.
  * Must not: block; keep more than the bounds in dmarc_report.h.
  */
 #include "mailauth/dmarc_report.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +162,26 @@ row_tail(const dmarc_report_in_t *in)
 	return buf_steal(&b);
 }
 
+/* The source address as Appendix C's IPAddress type accepts it: dotted
+ * IPv4 (an IPv4-mapped IPv6 address as its IPv4 address), IPv6 as all
+ * eight groups (the schema's pattern has no "::" form). Else as given. */
+static void
+source_ip(const char *ip, char *out, size_t outlen)
+{
+	unsigned char a[16];
+	if (inet_pton(AF_INET6, ip, a) == 1) {
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (memcmp(a, mapped, 12) == 0)
+			snprintf(out, outlen, "%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
+		else
+			snprintf(out, outlen, "%x:%x:%x:%x:%x:%x:%x:%x", a[0] << 8 | a[1],
+			    a[2] << 8 | a[3], a[4] << 8 | a[5], a[6] << 8 | a[7], a[8] << 8 | a[9],
+			    a[10] << 8 | a[11], a[12] << 8 | a[13], a[14] << 8 | a[15]);
+		return;
+	}
+	snprintf(out, outlen, "%s", ip);
+}
+
 void
 dmarc_report_add(dmarc_report_store_t *s, const dmarc_report_in_t *in)
 {
@@ -194,7 +217,8 @@ dmarc_report_add(dmarc_report_store_t *s, const dmarc_report_in_t *in)
 		if (strncasecmp(in->rec->rua[i], "mailto:", 7) == 0)
 			d->rua[d->nrua++] = xstrdup(in->rec->rua[i]);
 	char *tail = row_tail(in);
-	const char *ip = in->source_ip ? in->source_ip : "";
+	char ip[64];
+	source_ip(in->source_ip ? in->source_ip : "", ip, sizeof ip);
 	uint32_t h = fnv(ip, tail);
 	for (dmarc_report_row_t *r = d->buckets[h & 255]; r; r = r->next_hash)
 		if (r->hash == h && strcmp(r->source_ip, ip) == 0 && strcmp(r->tail, tail) == 0) {

@@ -272,6 +272,12 @@ test_report_store(void **state)
 	in.dkim_aligned = true;
 	in.not_enforced = false;
 	dmarc_report_add(&st, &in);
+	/* Appendix C's IPAddress pattern: IPv6 in all eight groups, an
+	 * IPv4-mapped address as IPv4 (the same row as 192.0.2.8) */
+	in.source_ip = "2001:db8::a:1";
+	dmarc_report_add(&st, &in);
+	in.source_ip = "::ffff:192.0.2.8";
+	dmarc_report_add(&st, &in);
 	/* a record without rua mailto: is not counted */
 	dmarc_record_t norua;
 	assert_int_equal(dmarc_record_parse("v=DMARC1; p=none", 16, &norua, &err), 0);
@@ -284,7 +290,7 @@ test_report_store(void **state)
 	assert_int_equal(begin, 1000);
 	assert_non_null(d);
 	assert_null(d->next);
-	assert_int_equal(d->nrows, 2);
+	assert_int_equal(d->nrows, 3);
 	assert_int_equal(d->nrua, 1);
 	assert_null(st.domains);
 	dmarc_report_meta_t meta = {"Tern Test", "noreply-dmarc@mx.example", "mx.example", 1000,
@@ -301,7 +307,8 @@ test_report_store(void **state)
 	    "<record><row><source_ip>192.0.2.7</source_ip><count>2</count><policy_evaluated>"
 	    "<disposition>none</disposition><dkim>fail</dkim><spf>fail</spf><reason><type>"
 	    "local_policy</type>",
-	    "<source_ip>192.0.2.8</source_ip><count>1</count>",
+	    "<source_ip>192.0.2.8</source_ip><count>2</count>",
+	    "<source_ip>2001:db8:0:0:0:0:a:1</source_ip><count>1</count>",
 	    "<identifiers><envelope_from>other.example</envelope_from><header_from>reject.example"
 	    "</header_from></identifiers>",
 	    "<auth_results><dkim><domain>evil&lt;&amp;&gt;.example</domain><selector>s1</selector>"
