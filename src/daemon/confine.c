@@ -8,7 +8,9 @@
  *   spool_dir: incoming/, queue/, corrupt/ (queue.c, store.c: commits,
  *     status records, DSNs, removal, repair), control.sock (control.c,
  *     unlinked at stop), mta-sts/ (deliver/mtasts_fetch.c: the MTA-STS
- *     policy cache, temporary file then rename);
+ *     policy cache, temporary file then rename), dmarc-reports and
+ *     dmarc-reports.tmp (daemon/reports.c: the DMARC aggregate report
+ *     counts, temporary file then rename);
  *   Maildirs: <maildir_base>/<domain>/<user>/ or the path a mailboxes
  *     entry names, which may be absolute or climb out with ".."
  *     (maildir.c creates the Maildir, tmp/ new/ cur/, links tmp -> new);

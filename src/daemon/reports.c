@@ -132,13 +132,17 @@ next_tick(const kind_t *x)
 	return ms < 50 ? ms + iv * 1000u : ms;
 }
 
+static bool save_kind(kind_t *x);
+
 static void
 tick(uv_timer_t *t)
 {
 	kind_t *x = t->data;
 	const config_t *c = *R.cfg;
-	if (x->k->enabled(c))
+	if (x->k->enabled(c)) {
 		x->k->flush(x->arg, c, submit, x);
+		save_kind(x); /* the new, empty period: a restart must not report the old again */
+	}
 	uv_timer_start(t, tick, next_tick(x), 0);
 }
 
@@ -149,7 +153,13 @@ kind_start(kind_t *x)
 	uv_timer_init(R.loop, x->timer);
 	uv_unref((uv_handle_t *)x->timer);
 	x->timer->data = x;
-	uv_timer_start(x->timer, tick, next_tick(x), 0);
+	uint64_t first = next_tick(x);
+	if (!x->k->aligned && x->k->begun) {
+		/* a period restored from the spool ends where it would have */
+		time_t end = x->k->begun(x->arg) + (time_t)x->k->interval(*R.cfg), now = time(NULL);
+		first = end <= now ? 0 : (uint64_t)(end - now) * 1000u;
+	}
+	uv_timer_start(x->timer, tick, first, 0);
 }
 
 /* ---- the saves ---- */
@@ -189,8 +199,6 @@ save_work(uv_work_t *w)
 	}
 	xfree(tmp);
 }
-
-static bool save_kind(kind_t *x);
 
 static void
 finish_stop(void)
@@ -277,12 +285,36 @@ dmarc_flush(void *kind_arg, const config_t *c, reports_submit_fn fn, void *submi
 	mailauth_reports_flush(kind_arg, c, fn, submit_arg);
 }
 
+/* the period's counts (mailauth_reports_save's text), NULL when unchanged */
+static char *
+dmarc_save(void *kind_arg, size_t *len)
+{
+	buf_t b = BUF_INIT;
+	if (!mailauth_reports_save(&b)) {
+		buf_free(&b);
+		return NULL;
+	}
+	*len = b.len;
+	return buf_steal(&b);
+}
+
+static time_t
+dmarc_begun(void *kind_arg)
+{
+	return mailauth_reports_begin();
+}
+
+#define DMARC_FILE "dmarc-reports"
+
 static const reports_kind_t dmarc_kind = {
 	.tag = "DMARC-REPORT",
 	.enabled = dmarc_enabled,
 	.interval = dmarc_interval,
 	.aligned = false,
 	.flush = dmarc_flush,
+	.file = DMARC_FILE,
+	.save = dmarc_save,
+	.begun = dmarc_begun,
 };
 
 /* ---- TLS-RPT (RFC 8460) ---- */
@@ -349,6 +381,31 @@ static const reports_kind_t tlsrpt_kind = {
 	.save = tlsrpt_save_counts,
 };
 
+/* at start (blocking is fine then): the counts of the period a stop or a
+ * crash interrupted; the period goes on from its saved start */
+static void
+dmarc_load(const char *spool_dir)
+{
+	char *path = xasprintf("%s/" DMARC_FILE, spool_dir);
+	char *data = NULL;
+	size_t len = 0;
+	if (read_file(path, &data, &len, 1u << 30) < 0) {
+		if (errno != ENOENT)
+			log_warn("DMARC-REPORT: cannot read %s: %s; counting starts afresh", path,
+			    strerror(errno));
+	} else {
+		buf_t err = BUF_INIT;
+		if (mailauth_reports_load(data, len, &err) < 0)
+			log_warn("DMARC-REPORT: %s: %s; counting starts afresh", path, buf_cstr(&err));
+		else
+			log_info("DMARC-REPORT: the counts since %lld restored from %s",
+			    (long long)mailauth_reports_begin(), path);
+		buf_free(&err);
+	}
+	xfree(data);
+	xfree(path);
+}
+
 /* ---- public ---- */
 
 void
@@ -365,6 +422,8 @@ reports_start(uv_loop_t *loop, config_t *const *cfg, sched_t *sched, const char 
 	uv_unref((uv_handle_t *)R.save_timer);
 	uv_timer_start(R.save_timer, on_save_timer, REPORTS_SAVE_EVERY * 1000u,
 	    REPORTS_SAVE_EVERY * 1000u);
+	if ((*cfg)->dmarc_reports)
+		dmarc_load(spool_dir);
 	reports_add(&dmarc_kind, loop);
 	/* the counts saved by the last run (a crash loses the last minute) */
 	char *path = xasprintf("%s/%s", spool_dir, TLSRPT_FILE);

@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <uv.h>
 
 #include "common/config.h"
@@ -52,6 +53,10 @@ typedef struct reports_kind {
 	 * content to write (a fresh allocation, *len set), NULL when unchanged */
 	const char *file;
 	char *(*save)(void *kind_arg, size_t *len);
+	/* a kind not aligned whose counts came back from its file (NULL:
+	 * none): when its period began; the first tick comes at that +
+	 * the interval (at once when that is past) */
+	time_t (*begun)(void *kind_arg);
 } reports_kind_t;
 
 /* cfg: where the configuration in force is (it changes at reload). The

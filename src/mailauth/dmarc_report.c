@@ -51,6 +51,15 @@ elem(buf_t *b, const char *name, const char *v)
 	buf_printf(b, "</%s>", name);
 }
 
+static int
+hexv(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 static uint32_t
 fnv(const char *a, const char *b)
 {
@@ -135,7 +144,13 @@ row_tail(const dmarc_report_in_t *in)
 	elem(&b, "disposition", dmarc_policy_str(in->disposition));
 	elem(&b, "dkim", in->dkim_aligned ? "pass" : "fail");
 	elem(&b, "spf", in->spf_aligned ? "pass" : "fail");
-	if (in->sampled_out)
+	if (in->override_type) {
+		buf_puts(&b, "<reason>");
+		elem(&b, "type", in->override_type);
+		if (in->override_comment)
+			elem(&b, "comment", in->override_comment);
+		buf_puts(&b, "</reason>");
+	} else if (in->sampled_out)
 		buf_puts(&b, "<reason><type>sampled_out</type></reason>");
 	else if (in->not_enforced && !(in->dkim_aligned || in->spf_aligned) &&
 	    in->rec->p != DMARC_P_NONE)
@@ -182,6 +197,36 @@ source_ip(const char *ip, char *out, size_t outlen)
 	snprintf(out, outlen, "%s", ip);
 }
 
+/* Count n messages of one outcome (tail: owned) in d's rows. */
+static void
+row_put(dmarc_report_domain_t *d, const char *ip, char *tail, uint64_t n)
+{
+	uint32_t h = fnv(ip, tail);
+	for (dmarc_report_row_t *r = d->buckets[h & 255]; r; r = r->next_hash)
+		if (r->hash == h && strcmp(r->source_ip, ip) == 0 && strcmp(r->tail, tail) == 0) {
+			r->count += n;
+			xfree(tail);
+			return;
+		}
+	if (d->nrows >= DMARC_REPORT_MAX_ROWS) {
+		d->dropped += n;
+		xfree(tail);
+		return;
+	}
+	if (d->nrows == d->caprows) {
+		d->caprows = d->caprows ? d->caprows * 2 : 16;
+		d->rows = xrealloc(d->rows, d->caprows * sizeof(dmarc_report_row_t *));
+	}
+	dmarc_report_row_t *r = xcalloc(1, sizeof *r);
+	r->source_ip = xstrdup(ip);
+	r->tail = tail;
+	r->count = n;
+	r->hash = h;
+	r->next_hash = d->buckets[h & 255];
+	d->buckets[h & 255] = r;
+	d->rows[d->nrows++] = r;
+}
+
 void
 dmarc_report_add(dmarc_report_store_t *s, const dmarc_report_in_t *in)
 {
@@ -219,30 +264,7 @@ dmarc_report_add(dmarc_report_store_t *s, const dmarc_report_in_t *in)
 	char *tail = row_tail(in);
 	char ip[64];
 	source_ip(in->source_ip ? in->source_ip : "", ip, sizeof ip);
-	uint32_t h = fnv(ip, tail);
-	for (dmarc_report_row_t *r = d->buckets[h & 255]; r; r = r->next_hash)
-		if (r->hash == h && strcmp(r->source_ip, ip) == 0 && strcmp(r->tail, tail) == 0) {
-			r->count++;
-			xfree(tail);
-			return;
-		}
-	if (d->nrows >= DMARC_REPORT_MAX_ROWS) {
-		d->dropped++;
-		xfree(tail);
-		return;
-	}
-	if (d->nrows == d->caprows) {
-		d->caprows = d->caprows ? d->caprows * 2 : 16;
-		d->rows = xrealloc(d->rows, d->caprows * sizeof(dmarc_report_row_t *));
-	}
-	dmarc_report_row_t *r = xcalloc(1, sizeof *r);
-	r->source_ip = xstrdup(ip);
-	r->tail = tail;
-	r->count = 1;
-	r->hash = h;
-	r->next_hash = d->buckets[h & 255];
-	d->buckets[h & 255] = r;
-	d->rows[d->nrows++] = r;
+	row_put(d, ip, tail, 1);
 }
 
 dmarc_report_domain_t *
@@ -255,6 +277,150 @@ dmarc_report_take(dmarc_report_store_t *s, time_t now, time_t *begin)
 	s->dropped = 0;
 	s->begin = now;
 	return d;
+}
+
+/* ---- the store as text (kept under the spool by daemon/reports.c) ---- */
+
+/* a field: '%', TAB, CR, LF and other controls as %XX */
+static void
+put_field(buf_t *b, const char *v)
+{
+	for (; v && *v; v++) {
+		unsigned char c = (unsigned char)*v;
+		if (c == '%' || c < 0x20 || c == 0x7f)
+			buf_printf(b, "%%%02X", c);
+		else
+			buf_putc(b, (char)c);
+	}
+}
+
+void
+dmarc_report_save(const dmarc_report_store_t *s, buf_t *out)
+{
+	buf_printf(out, "tern-dmarc-report 1\nbegin %lld\ndropped %llu\n", (long long)s->begin,
+	    (unsigned long long)s->dropped);
+	for (const dmarc_report_domain_t *d = s->domains; d; d = d->next) {
+		buf_puts(out, "domain ");
+		put_field(out, d->domain);
+		buf_printf(out, "\t%llu\t", (unsigned long long)d->dropped);
+		put_field(out, d->published);
+		buf_putc(out, '\n');
+		for (size_t i = 0; i < d->nrua; i++) {
+			buf_puts(out, "rua ");
+			put_field(out, d->rua[i]);
+			buf_putc(out, '\n');
+		}
+		for (size_t i = 0; i < d->nrows; i++) {
+			buf_printf(out, "row %llu\t", (unsigned long long)d->rows[i]->count);
+			put_field(out, d->rows[i]->source_ip);
+			buf_putc(out, '\t');
+			put_field(out, d->rows[i]->tail);
+			buf_putc(out, '\n');
+		}
+	}
+	buf_puts(out, "end\n");
+}
+
+/* field [p, e) decoded into a new string */
+static char *
+get_field(const char *p, const char *e)
+{
+	buf_t b = BUF_INIT;
+	for (; p < e; p++) {
+		if (*p == '%' && e - p >= 3 && hexv(p[1]) >= 0 && hexv(p[2]) >= 0) {
+			buf_putc(&b, (char)(hexv(p[1]) * 16 + hexv(p[2])));
+			p += 2;
+		} else {
+			buf_putc(&b, *p);
+		}
+	}
+	return b.data ? buf_steal(&b) : xstrdup("");
+}
+
+static bool
+get_u64(const char *p, const char *e, uint64_t *v)
+{
+	*v = 0;
+	if (p == e)
+		return false;
+	for (; p < e; p++) {
+		if (!isdigit((unsigned char)*p) || *v > UINT64_MAX / 10 - 1)
+			return false;
+		*v = *v * 10 + (uint64_t)(*p - '0');
+	}
+	return true;
+}
+
+int
+dmarc_report_load(dmarc_report_store_t *s, const char *data, size_t len, buf_t *err)
+{
+	dmarc_report_store_t n;
+	dmarc_report_init(&n, s->begin);
+	dmarc_report_domain_t *d = NULL, **tailp = &n.domains;
+	const char *p = data, *end = data + len;
+	size_t lineno = 0;
+	bool ended = false;
+	while (p < end && !ended) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break; /* a line cut short: not a whole file */
+		lineno++;
+		const char *sp = memchr(p, ' ', (size_t)(nl - p));
+		const char *f = sp ? sp + 1 : nl;
+		size_t kw = (size_t)((sp ? sp : nl) - p);
+		const char *t1 = memchr(f, '\t', (size_t)(nl - f));
+		const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(nl - t1 - 1)) : NULL;
+		uint64_t v;
+		bool ok = true;
+		if (lineno == 1) {
+			ok = (size_t)(nl - p) == 19 && memcmp(p, "tern-dmarc-report 1", 19) == 0;
+		} else if (kw == 5 && memcmp(p, "begin", 5) == 0) {
+			ok = get_u64(f, nl, &v);
+			n.begin = (time_t)v;
+		} else if (kw == 7 && memcmp(p, "dropped", 7) == 0) {
+			ok = get_u64(f, nl, &n.dropped);
+		} else if (kw == 6 && memcmp(p, "domain", 6) == 0) {
+			ok = t1 && t2 && get_u64(t1 + 1, t2, &v) && n.ndomains < DMARC_REPORT_MAX_DOMAINS;
+			if (ok) {
+				d = xcalloc(1, sizeof *d);
+				d->domain = get_field(f, t1);
+				d->dropped = v;
+				d->published = get_field(t2 + 1, nl);
+				*tailp = d;
+				tailp = &d->next;
+				n.ndomains++;
+			}
+		} else if (kw == 3 && memcmp(p, "rua", 3) == 0) {
+			ok = d && d->nrua < DMARC_MAX_URIS;
+			if (ok)
+				d->rua[d->nrua++] = get_field(f, nl);
+		} else if (kw == 3 && memcmp(p, "row", 3) == 0) {
+			ok = d && t1 && t2 && get_u64(f, t1, &v);
+			if (ok) {
+				char *ip = get_field(t1 + 1, t2);
+				row_put(d, ip, get_field(t2 + 1, nl), v);
+				xfree(ip);
+			}
+		} else if (kw == 3 && memcmp(p, "end", 3) == 0) {
+			ended = true;
+		} else {
+			ok = false;
+		}
+		if (!ok) {
+			buf_printf(err, "line %zu: not understood", lineno);
+			dmarc_report_clear(&n);
+			return -1;
+		}
+		p = nl + 1;
+	}
+	if (!ended) {
+		buf_puts(err, lineno ? "cut short (no \"end\" line)" : "empty");
+		dmarc_report_clear(&n);
+		return -1;
+	}
+	dmarc_report_clear(s);
+	*s = n;
+	return 0;
 }
 
 void
@@ -285,15 +451,6 @@ dmarc_report_xml(const dmarc_report_meta_t *m, const dmarc_report_domain_t *d, b
 		buf_puts(out, "</record>\n");
 	}
 	buf_puts(out, "</feedback>\n");
-}
-
-static int
-hexv(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 int

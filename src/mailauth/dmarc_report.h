@@ -10,7 +10,9 @@
  * entries over and starts a new period; for each, dmarc_report_xml()
  * writes the XML document and dmarc_report_message() the whole report
  * message (section 7.2.1.1: the subject, the gzipped XML attached as
- * "receiver!policy-domain!begin!end.xml.gz").
+ * "receiver!policy-domain!begin!end.xml.gz"). dmarc_report_save() and
+ * dmarc_report_load() turn a store into text and back (the daemon keeps
+ * it under the spool so that a restart does not lose the period).
  * dmarc_report_verify() does section 7.1's check of a report address in
  * another organizational domain: <policy-domain>._report._dmarc.<its
  * domain> must hold a v=DMARC1 record.
@@ -48,6 +50,8 @@ typedef struct dmarc_report_in {
 	bool dkim_aligned, spf_aligned;
 	bool sampled_out;           /* pct exempted it */
 	bool not_enforced;          /* the policy was not applied (local policy) */
+	const char *override_type;  /* a PolicyOverrideType said instead (NULL: none) */
+	const char *override_comment;
 	size_t ndkim;
 	const char *dkim_domain[DMARC_REPORT_MAX_DKIM];
 	const char *dkim_selector[DMARC_REPORT_MAX_DKIM];
@@ -92,6 +96,16 @@ void dmarc_report_add(dmarc_report_store_t *s, const dmarc_report_in_t *in);
 dmarc_report_domain_t *dmarc_report_take(dmarc_report_store_t *s, time_t now, time_t *begin);
 void dmarc_report_domains_free(dmarc_report_domain_t *d);
 void dmarc_report_clear(dmarc_report_store_t *s);
+
+/* The store as text, appended to *out: "tern-dmarc-report 1", "begin T",
+ * "dropped N", then per domain "domain NAME<TAB>DROPPED<TAB>PUBLISHED",
+ * its "rua URI" lines and its "row COUNT<TAB>IP<TAB>TAIL" lines, and
+ * "end" (a file without it was cut short). Fields escape '%' and
+ * controls as %XX. */
+void dmarc_report_save(const dmarc_report_store_t *s, buf_t *out);
+/* Replace *s with what dmarc_report_save wrote (the period's start
+ * included). 0, or -1 with the reason in *err and *s unchanged. */
+int dmarc_report_load(dmarc_report_store_t *s, const char *data, size_t len, buf_t *err);
 
 typedef struct dmarc_report_meta {
 	const char *org_name;  /* report_org: who reports */

@@ -250,6 +250,7 @@ struct mailauth {
 	enum dmarc_policy dmarc_policy, dmarc_disposition;
 	bool dmarc_sampled_out;
 	char *from_domain, *dmarc_reason;
+	struct rpending *rpend;  /* the answer's part for the report, until the verdict */
 	/* the end */
 	bool at_eom;
 	uv_timer_t *timer;
@@ -514,19 +515,63 @@ dkim_done(void *arg, const dkim_sig_result_t *sigs, size_t n)
 static dmarc_report_store_t rstore;
 static bool rstore_init;
 
-/* Count the message for its domain's aggregate report (while the answer,
- * and so the record, lives). */
+static uint64_t rgen, rgen_saved; /* changes to rstore, and the last saved */
+
+/* What the aggregate report needs of the DMARC answer, copied at
+ * dmarc_done (the answer dies with the callback) and counted at the
+ * verdict, once the ARC override is known. */
+typedef struct rpending {
+	dmarc_record_t rec; /* rua copied, ruf not */
+	char *record_domain, *from_domain;
+	enum dmarc_result result;
+	enum dmarc_policy disposition;
+	bool sampled_out, spf_aligned, dkim_aligned;
+} rpending_t;
+
 static void
-report_count(const mailauth_t *m, const dmarc_answer_t *a)
+rpending_free(rpending_t *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->rec.nrua; i++)
+		xfree(r->rec.rua[i]);
+	xfree(r->record_domain);
+	xfree(r->from_domain);
+	xfree(r);
+}
+
+static rpending_t *
+rpending_new(const dmarc_answer_t *a)
 {
 	if (!a->rec || (a->result != DMARC_PASS && a->result != DMARC_FAIL))
-		return;
+		return NULL;
+	rpending_t *r = xcalloc(1, sizeof *r);
+	r->rec = *a->rec;
+	for (size_t i = 0; i < a->rec->nrua; i++)
+		r->rec.rua[i] = xstrdup(a->rec->rua[i]);
+	r->rec.nruf = 0;
+	r->record_domain = xstrdup(a->record_domain);
+	r->from_domain = xstrdup(a->from_domain);
+	r->result = a->result;
+	r->disposition = a->disposition;
+	r->sampled_out = a->sampled_out;
+	r->spf_aligned = a->spf_aligned;
+	r->dkim_aligned = a->dkim_aligned;
+	return r;
+}
+
+/* Count the message for its domain's aggregate report. rescuer: the ARC
+ * sealer whose chain overrode a DMARC failure (trusted_forwarder), or
+ * NULL. */
+static void
+report_count(const mailauth_t *m, const rpending_t *a, const char *rescuer)
+{
 	if (!rstore_init) {
 		dmarc_report_init(&rstore, time(NULL));
 		rstore_init = true;
 	}
 	enum dmarc_policy applied = DMARC_P_NONE;
-	if (a->result == DMARC_FAIL && m->enforce) {
+	if (a->result == DMARC_FAIL && m->enforce && !rescuer) {
 		if (a->disposition == DMARC_P_REJECT)
 			applied = DMARC_P_REJECT;
 		else if (a->disposition == DMARC_P_QUARANTINE && m->quarantine_act == ACT_HOLD)
@@ -535,7 +580,7 @@ report_count(const mailauth_t *m, const dmarc_answer_t *a)
 	dmarc_report_in_t in;
 	memset(&in, 0, sizeof in);
 	in.policy_domain = a->record_domain;
-	in.rec = a->rec;
+	in.rec = &a->rec;
 	in.source_ip = m->ip;
 	in.header_from = a->from_domain;
 	in.envelope_from = m->mail.domain ? m->mail.domain : "";
@@ -544,6 +589,15 @@ report_count(const mailauth_t *m, const dmarc_answer_t *a)
 	in.spf_aligned = a->spf_aligned;
 	in.sampled_out = a->sampled_out;
 	in.not_enforced = a->result == DMARC_FAIL && applied != a->disposition;
+	/* RFC 7489 Appendix C's PolicyOverrideType: trusted_forwarder
+	 * ("other evidence linking the message to a locally-maintained list
+	 * of known and trusted forwarders"), the evidence being the ARC chain */
+	buf_t cm = BUF_INIT;
+	if (rescuer) {
+		buf_printf(&cm, "arc=pass as.d=%s", rescuer);
+		in.override_type = "trusted_forwarder";
+		in.override_comment = buf_cstr(&cm);
+	}
 	for (size_t i = 0; i < m->nsigs && in.ndkim < DMARC_REPORT_MAX_DKIM; i++) {
 		if (!m->sigs[i].d[0])
 			continue;
@@ -557,6 +611,41 @@ report_count(const mailauth_t *m, const dmarc_answer_t *a)
 		in.spf_result = spf_result_str(m->mail.result);
 	}
 	dmarc_report_add(&rstore, &in);
+	rgen++;
+	buf_free(&cm);
+}
+
+bool
+mailauth_reports_save(buf_t *out)
+{
+	if (!rstore_init || rgen == rgen_saved)
+		return false;
+	dmarc_report_save(&rstore, out);
+	rgen_saved = rgen;
+	return true;
+}
+
+int
+mailauth_reports_load(const char *data, size_t len, buf_t *err)
+{
+	if (!rstore_init) {
+		dmarc_report_init(&rstore, time(NULL));
+		rstore_init = true;
+	}
+	if (dmarc_report_load(&rstore, data, len, err) < 0)
+		return -1;
+	rgen_saved = rgen;
+	return 0;
+}
+
+time_t
+mailauth_reports_begin(void)
+{
+	if (!rstore_init) {
+		dmarc_report_init(&rstore, time(NULL));
+		rstore_init = true;
+	}
+	return rstore.begin;
 }
 
 /* One flush: the period's domains, the section 7.1 checks in flight. */
@@ -626,6 +715,7 @@ mailauth_reports_flush(uv_loop_t *loop, const config_t *c, mailauth_report_cb su
 	}
 	time_t now = time(NULL), begin;
 	dmarc_report_domain_t *ds = dmarc_report_take(&rstore, now, &begin);
+	rgen++; /* a new period (to be saved even when empty) */
 	if (!ds)
 		return;
 	shared_res_t *res = res_get(loop, c);
@@ -671,8 +761,10 @@ static void
 dmarc_done(void *arg, const dmarc_answer_t *a)
 {
 	mailauth_t *m = arg;
-	if (m->reports)
-		report_count(m, a);
+	if (m->reports) {
+		rpending_free(m->rpend);
+		m->rpend = rpending_new(a);
+	}
 	m->dmarc = NULL;
 	m->dmarc_done = true;
 	m->dmarc_result = a->result;
@@ -789,6 +881,11 @@ verdict(mailauth_t *m)
 	    arc_domain_listed(m->arc_as_d, m->arc_trusted, m->narc_trusted) ? m->arc_as_d : NULL;
 	if (arc_rescuer)
 		m->dmarc_disposition = DMARC_P_NONE;
+	if (m->rpend) {
+		report_count(m, m->rpend, arc_rescuer);
+		rpending_free(m->rpend);
+		m->rpend = NULL;
+	}
 	if (m->dmarc_on) {
 		buf_t cm = BUF_INIT;
 		if (m->dmarc_result == DMARC_FAIL || m->dmarc_result == DMARC_PASS)
@@ -1000,6 +1097,7 @@ mailauth_free(mailauth_t *m)
 	buf_free(&m->hold);
 	xfree(m->from_domain);
 	xfree(m->dmarc_reason);
+	rpending_free(m->rpend);
 	xfree(m->authserv_id);
 	xfree(m->hostname);
 	xfree(m->ip);

@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <uv.h>
 
 #include "common/config.h"
@@ -96,6 +97,15 @@ typedef void (*mailauth_report_cb)(void *arg, const char *sender, const char *rc
     const char *content, size_t len);
 void mailauth_reports_flush(uv_loop_t *loop, const config_t *c, mailauth_report_cb submit,
     void *arg);
+/* The period's counts as text (dmarc_report_save's format) appended to
+ * *out, for the daemon to keep under the spool; false (nothing appended)
+ * when nothing changed since the last call. On the loop. */
+bool mailauth_reports_save(buf_t *out);
+/* At start: the counts saved before (the period goes on from its
+ * start). 0, or -1 with the reason in *err (the counts stay empty). */
+int mailauth_reports_load(const char *data, size_t len, buf_t *err);
+/* When the current period began. */
+time_t mailauth_reports_begin(void);
 
 /* RFC 8601 section 5: remove from the header section of content (in
  * place) every Authentication-Results field whose authserv-id is ours

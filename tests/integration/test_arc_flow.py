@@ -16,6 +16,8 @@ by tests/unit/dns_server.py (in a thread, on loopback):
 """
 
 import base64
+import email
+import gzip
 import re
 import subprocess
 import time
@@ -59,7 +61,9 @@ def env(tmp_path_factory):
         "a1._domainkey.hop9.example.": hop,      # not trusted
         "t1._domainkey.tern.example.": ours,     # tern's own seal
         "far.example.": b"v=spf1 -all",
-        "_dmarc.far.example.": b"v=DMARC1; p=reject",
+        "_dmarc.far.example.": b"v=DMARC1; p=reject; rua=mailto:alice@example.com",
+        # RFC 7489 section 7.1: example.com takes far.example's reports
+        "far.example._report._dmarc.example.com.": b"v=DMARC1",
         "plain.example.": b"v=spf1 -all",        # no DMARC record
     }
     zone = ["$ORIGIN example.", "$TTL 300", "@ SOA ns.example. h.example. 1 3600 600 86400 60"]
@@ -214,3 +218,26 @@ def test_forwarded_mail_is_sealed(make_tern, env):
         assert b"ARC-Seal: i=1" not in raw
     finally:
         sink.close()
+
+
+def test_override_in_aggregate_report(make_tern, env):
+    """RFC 7489 Appendix C: the override is the report's reason
+    (trusted_forwarder, the ARC sealer in the comment), disposition none;
+    the report validates against the schema."""
+    from test_mailauth import validate_report
+    t = start(make_tern, env, dmarc_reports="yes", dmarc_report_interval="3s")
+    good = seal(env, message(b"far.example", subject="report",
+                             ar=b"spf=pass smtp.mailfrom=joe@far.example;"
+                             b" dmarc=pass header.from=far.example"))
+    code, text = deliver(t, good)
+    assert code == 250, text
+    paths = t.wait_delivered("alice@example.com", 1, timeout=20)
+    msg = email.message_from_bytes(paths[0].read_bytes())
+    part = [p for p in msg.walk() if p.get_content_type() == "application/gzip"][0]
+    root = validate_report(gzip.decompress(part.get_payload(decode=True)))
+    recs = root.findall("record")
+    assert len(recs) == 1
+    ev = recs[0].find("row/policy_evaluated")
+    assert ev.findtext("disposition") == "none"
+    assert [(r.findtext("type"), r.findtext("comment")) for r in ev.findall("reason")] == \
+        [("trusted_forwarder", "arc=pass as.d=hop1.example")]

@@ -438,3 +438,41 @@ def test_aggregate_report(make_tern, dns, key):
         assert r.findtext("identifiers/header_from") == "good.example"
     t.wait_log(r"\w+: accepted session=local client=local from=<dmarc-noreply@tern\.test> "
                r"size=\d+ nrcpt=1 proto=DMARC-REPORT")
+
+
+def report_rows(t, n=1, timeout=30):
+    """The rows {(dkim, spf): count} and date_range begin of the n-th report."""
+    paths = t.wait_delivered("alice@example.com", n, timeout=timeout)
+    msg = email.message_from_bytes(Mail(paths[n - 1]).raw)
+    part = [p for p in msg.walk() if p.get_content_type() == "application/gzip"][0]
+    root = validate_report(gzip.decompress(part.get_payload(decode=True)))
+    rows = {}
+    for r in root.findall("record"):
+        k = (r.findtext("row/policy_evaluated/dkim"), r.findtext("row/policy_evaluated/spf"))
+        rows[k] = rows.get(k, 0) + int(r.findtext("row/count"))
+    return rows, int(root.findtext("report_metadata/date_range/begin"))
+
+
+def test_aggregate_report_counts_survive_restarts(make_tern, dns, key):
+    """The counts are kept under the spool (daemon/reports.c's saves, at
+    every clean stop and every minute): after restarts mid-period the report
+    still counts the earlier messages, covers the period from its first
+    start, and comes due at that start + interval."""
+    t0 = int(time.time())
+    t = start(make_tern, dns, dmarc_reports="yes", dmarc_report_interval="15s",
+              dmarc_report_email="dmarc-noreply@tern.test")
+    assert send(t, "alice@good.example", signed(key))[0] == 250
+    t.restart()  # a clean stop writes the counts
+    saved = t.spool / "dmarc-reports"
+    assert b"\nrow 1\t" in saved.read_bytes(), saved.read_bytes()
+    begin_saved = int(re.search(rb"begin (\d+)", saved.read_bytes()).group(1))
+    t.wait_log(r"DMARC-REPORT: the counts since %d restored" % begin_saved, whole=True)
+    assert send(t, "bounce@other.example", make_message(sender="ceo@good.example"))[0] == 250
+    t.restart()
+    assert send(t, "bounce@other.example", make_message(sender="ceo@good.example"))[0] == 250
+    rows, begin = report_rows(t, timeout=40)
+    assert rows == {("pass", "pass"): 1, ("fail", "fail"): 2}, rows
+    assert begin == begin_saved and t0 - 1 <= begin <= t0 + 5, (t0, begin)
+    # the next period starts empty, and that too is what a restart finds
+    t.restart()
+    assert b"\nrow " not in saved.read_bytes(), saved.read_bytes()

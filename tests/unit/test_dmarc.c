@@ -286,6 +286,30 @@ test_report_store(void **state)
 	dmarc_report_add(&st, &in);
 	assert_int_equal(st.ndomains, 1);
 	time_t begin;
+	/* saved and loaded back (daemon/reports.c keeps it under the spool):
+	 * the same text again, the same store */
+	buf_t saved = BUF_INIT, again = BUF_INIT;
+	dmarc_report_save(&st, &saved);
+	dmarc_report_store_t st2;
+	dmarc_report_init(&st2, 5);
+	assert_int_equal(dmarc_report_load(&st2, saved.data, saved.len, &err), 0);
+	assert_int_equal(st2.begin, 1000);
+	assert_int_equal(st2.ndomains, 1);
+	dmarc_report_save(&st2, &again);
+	assert_string_equal(buf_cstr(&again), buf_cstr(&saved));
+	/* a row counted after the load meets its saved twin */
+	in.rec = &rec;
+	in.policy_domain = "reject.example";
+	in.source_ip = "192.0.2.8";
+	dmarc_report_add(&st2, &in);
+	assert_int_equal(st2.domains->nrows, 3);
+	/* cut short, or garbage: refused, the store unchanged */
+	assert_int_equal(dmarc_report_load(&st2, saved.data, saved.len - 4, &err), -1);
+	assert_int_equal(dmarc_report_load(&st2, "tern-dmarc-report 1\nbogus\nend\n", 30, &err), -1);
+	assert_int_equal(st2.domains->nrows, 3);
+	dmarc_report_clear(&st2);
+	buf_free(&saved);
+	buf_free(&again);
 	dmarc_report_domain_t *d = dmarc_report_take(&st, 2000, &begin);
 	assert_int_equal(begin, 1000);
 	assert_non_null(d);
