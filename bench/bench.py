@@ -148,6 +148,22 @@ def tree(tab, root):
     return out
 
 
+def main_threads_cpu(root):
+    """CPU seconds of the main threads (tid == pid) of root and its
+    descendants: for tern, its event loop thread (the privileged parent's
+    is idle); the worker threads (thread pool, DNS) are left out."""
+    ticks = 0
+    for p in tree(proc_table(), root):
+        try:
+            with open(f"/proc/{p}/task/{p}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fl = data[data.rfind(b")") + 2:].split()
+        ticks += int(fl[11]) + int(fl[12])
+    return ticks / CLK_TCK
+
+
 def tree_cpu(root):
     """CPU seconds of root and its descendants, children reaped by root included."""
     tab = proc_table()
@@ -1008,6 +1024,7 @@ def throughput_run(mta, parent, wl, filt=None):
         sampler = Sampler(mta.root())
         sampler.start()
         cpu0, sys0 = tree_cpu(mta.root()), machine_busy()
+        loop0 = main_threads_cpu(mta.root())
         fcpu0 = tree_cpu(filt.root()) if filt is not None else 0.0
         t0, t_acc = smtp_source(port, n, conc, size, rcpt, E2E_DEADLINE, to, filt)
         end = t0 + E2E_DEADLINE
@@ -1020,6 +1037,7 @@ def throughput_run(mta, parent, wl, filt=None):
                 break
             time.sleep(0.005)
         cpu1, sys1 = tree_cpu(mta.root()), machine_busy()
+        loop1 = main_threads_cpu(mta.root())
         fcpu1 = tree_cpu(filt.root()) if filt is not None else 0.0
         sampler.stop()
         time.sleep(0.5)
@@ -1036,6 +1054,7 @@ def throughput_run(mta, parent, wl, filt=None):
                    accepted_rate=n / (t_acc - t0),
                    e2e_rate=n / (t_e2e - t0),
                    cpu_per_1000=(cpu1 - cpu0) * 1000.0 / n,
+                   loop_cpu_per_1000=(loop1 - loop0) * 1000.0 / n,
                    machine_cpu_per_1000=(sys1 - sys0) * 1000.0 / n,
                    filter_cpu_per_1000=(fcpu1 - fcpu0) * 1000.0 / n,
                    peak_rss_mb=sampler.peak_rss / 2**20,
@@ -1684,6 +1703,7 @@ def main():
                     if r["ok"]:
                         log(f"  accepted {r['accepted_rate']:.0f}/s end-to-end "
                             f"{r['e2e_rate']:.0f}/s cpu {r['cpu_per_1000']:.2f} s/1000 "
+                            f"(main threads {r['loop_cpu_per_1000']:.2f}) "
                             f"rss {r['peak_rss_mb']:.1f} MB")
                         ok_runs[mta.name].append(r)
                     else:
@@ -1695,7 +1715,8 @@ def main():
         for mta in wl_mtas:
             rs = ok_runs[mta.name]
             per[mta.name] = {k: summary([r[k] for r in rs]) for k in
-                             ("accepted_rate", "e2e_rate", "cpu_per_1000", "peak_rss_mb",
+                             ("accepted_rate", "e2e_rate", "cpu_per_1000", "loop_cpu_per_1000",
+                              "peak_rss_mb",
                               "peak_pss_mb", "filter_cpu_per_1000", "machine_cpu_per_1000")}
             per[mta.name]["failed"] = runs - len(rs)
         R["throughput"][w] = per

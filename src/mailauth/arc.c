@@ -11,7 +11,12 @@
  * every AS from N down to 1 over the ARC sets 1..i (AAR, AMS, AS of each,
  * relaxed, the AS being checked with b= empty and no CRLF). Anything that
  * does not verify, or a key that cannot be had, is fail. Older AMSs are
- * not checked (section 5.2 asks only for the newest).
+ * not checked (section 5.2 asks only for the newest). With a loop
+ * (arc_verify_finish), the loop prepares the checks in that order (keys
+ * parsed, header data canonicalised) and the public-key operations run
+ * on the thread pool (dkim_vbatch_run, stopping at the first failure):
+ * the first check that fails decides, then a key that could not be used,
+ * exactly as the synchronous order would; the verdict comes on the loop.
  *
  * Must not: block, call back from inside arc_verify_finish(), or touch
  * the object after the callback (which may free it).
@@ -60,6 +65,12 @@ struct arc_verify {
 	void *arg;
 	uv_timer_t timer;
 	bool timer_init, delivered;
+	uv_loop_t *loop;       /* set: the signature checks go to the thread pool */
+	dkim_vbatch_t *batch;  /* in flight */
+	/* the checks handed over, in check_all's order: what each one is */
+	struct { const char *what; unsigned i; } chk[ARC_MAX_INSTANCES + 2];
+	size_t nchk;
+	dkim_vitem_t *items;   /* being prepared (no loop: checked at once) */
 };
 
 const char *
@@ -375,6 +386,41 @@ without_b(const dkim_field_t *f, const dkim_sig_t *s, buf_t *out)
 }
 
 static void
+check_failed(arc_verify_t *v, const char *what, unsigned i, const char *why)
+{
+	snprintf(v->reasonbuf, sizeof v->reasonbuf, "%s i=%u: %s", what, i, why);
+	decide(v, ARC_FAIL, v->reasonbuf);
+}
+
+/* the signature of what i= i over data (taken) with kr (cleared): now,
+ * or, with a loop, added to the checks for the pool (check_all's order:
+ * the first that fails decides, as it would here) */
+static void
+check(arc_verify_t *v, dkim_keyrec_t *kr, const dkim_sig_t *sig, buf_t *data, const char *what,
+    unsigned i)
+{
+	if (v->loop) {
+		dkim_vitem_t *it = &v->items[v->nchk];
+		v->chk[v->nchk].what = what;
+		v->chk[v->nchk].i = i;
+		v->nchk++;
+		it->k = *kr;
+		memset(kr, 0, sizeof *kr);
+		it->alg = sig->alg;
+		it->data = *data;
+		memset(data, 0, sizeof *data);
+		buf_append(&it->sig, sig->b.data, sig->b.len);
+		return;
+	}
+	const char *why;
+	enum dkim_result r = dkim_keyrec_verify(kr, sig->alg, data->data, data->len, &sig->b, &why);
+	buf_free(data);
+	dkim_keyrec_clear(kr);
+	if (r != DKIM_PASS)
+		check_failed(v, what, i, why);
+}
+
+static void
 check_ams(arc_verify_t *v)
 {
 	dkim_keyrec_t kr;
@@ -397,15 +443,8 @@ check_ams(arc_verify_t *v)
 	xfree(used);
 	without_b(&v->fields[v->ams[v->n] - 1], &v->amsig, &self);
 	dkim_canon_header(v->amsig.hrelaxed, self.data, self.len, &data);
-	const char *why;
-	enum dkim_result r = dkim_keyrec_verify(&kr, v->amsig.alg, data.data, data.len, &v->amsig.b, &why);
 	buf_free(&self);
-	buf_free(&data);
-	dkim_keyrec_clear(&kr);
-	if (r != DKIM_PASS) {
-		snprintf(v->reasonbuf, sizeof v->reasonbuf, "ARC-Message-Signature i=%u: %s", v->n, why);
-		decide(v, ARC_FAIL, v->reasonbuf);
-	}
+	check(v, &kr, &v->amsig, &data, "ARC-Message-Signature", v->n);
 }
 
 static void
@@ -430,19 +469,12 @@ check_seal(arc_verify_t *v, unsigned i)
 			dkim_canon_header(true, self.data, self.len, &data);
 		}
 	}
-	const char *why;
-	enum dkim_result r = dkim_keyrec_verify(&kr, v->assig[i].alg, data.data, data.len, &v->assig[i].b,
-	    &why);
 	buf_free(&self);
-	buf_free(&data);
-	dkim_keyrec_clear(&kr);
-	if (r != DKIM_PASS) {
-		snprintf(v->reasonbuf, sizeof v->reasonbuf, "ARC-Seal i=%u: %s", i, why);
-		decide(v, ARC_FAIL, v->reasonbuf);
-	}
+	check(v, &kr, &v->assig[i], &data, "ARC-Seal", i);
 }
 
-/* every key is in: the signatures */
+/* every key is in: the signatures (with a loop: prepared; a key that
+ * cannot be used decides at its place, after the checks before it) */
 static void
 check_all(arc_verify_t *v)
 {
@@ -451,19 +483,14 @@ check_all(arc_verify_t *v)
 	check_ams(v);
 	for (unsigned i = v->n; i >= 1 && !v->decided; i--)
 		check_seal(v, i);
-	decide(v, ARC_PASS, "");
+	if (!v->loop)
+		decide(v, ARC_PASS, "");
 }
 
 static void
-deliver(arc_verify_t *v)
+deliver_now(arc_verify_t *v)
 {
-	if (v->delivered)
-		return;
 	v->delivered = true;
-	if (v->timer_init)
-		uv_timer_stop(&v->timer);
-	if (!v->decided)
-		check_all(v);
 	arc_verdict_t r;
 	r.result = v->result;
 	r.instances = v->n;
@@ -475,6 +502,61 @@ deliver(arc_verify_t *v)
 	if (v->n && v->aar[1])
 		r.aar1 = value_of(&v->fields[v->aar[1] - 1], &r.aar1_len);
 	v->cb(v->arg, &r); /* may free v */
+}
+
+/* the pool's results: the first check that failed decides; else what
+ * decided while preparing (a key that could not be used), else pass */
+static void
+batch_done(void *arg, const dkim_vitem_t *items, size_t n)
+{
+	arc_verify_t *v = arg;
+	v->batch = NULL;
+	enum arc_result pre = v->result;
+	bool pre_decided = v->decided;
+	char prebuf[sizeof v->reasonbuf];
+	memcpy(prebuf, v->reasonbuf, sizeof prebuf);
+	const char *prereason = v->reason;
+	v->decided = false;
+	for (size_t k = 0; k < n && !v->decided; k++)
+		if (items[k].r != DKIM_PASS)
+			check_failed(v, v->chk[k].what, v->chk[k].i, items[k].why);
+	if (!v->decided) {
+		if (pre_decided) {
+			v->decided = true;
+			v->result = pre;
+			memcpy(v->reasonbuf, prebuf, sizeof prebuf);
+			v->reason = prereason;
+		} else {
+			decide(v, ARC_PASS, "");
+		}
+	}
+	deliver_now(v);
+}
+
+static void
+deliver(arc_verify_t *v)
+{
+	if (v->delivered || v->batch)
+		return;
+	if (v->timer_init)
+		uv_timer_stop(&v->timer);
+	if (!v->decided && v->loop) {
+		v->items = xcalloc(ARC_MAX_INSTANCES + 2, sizeof *v->items);
+		v->nchk = 0;
+		check_all(v);
+		dkim_vitem_t *items = v->items;
+		v->items = NULL;
+		if (v->nchk) {
+			v->batch = dkim_vbatch_run(v->loop, items, v->nchk, true, batch_done, v);
+			return;
+		}
+		xfree(items);
+		if (!v->decided)
+			decide(v, ARC_PASS, "");
+	} else if (!v->decided) {
+		check_all(v);
+	}
+	deliver_now(v);
 }
 
 /* the body is in: its hash; the keys still needed */
@@ -544,6 +626,7 @@ arc_verify_finish(arc_verify_t *v, dns_t *dns, arc_verify_cb cb, void *arg)
 		return;
 	v->cb = cb;
 	v->arg = arg;
+	v->loop = dns_loop(dns);
 	body_done(v);
 	uv_timer_init(dns_loop(dns), &v->timer);
 	v->timer.data = v;
@@ -582,6 +665,7 @@ arc_verify_free(arc_verify_t *v)
 {
 	if (!v)
 		return;
+	dkim_vbatch_cancel(v->batch);
 	for (size_t i = 0; i < v->nkeys; i++) {
 		dns_cancel(v->keys[i].q);
 		xfree(v->keys[i].name);

@@ -16,7 +16,11 @@
  * strings joined), all under one timer, then hashes the header fields of
  * h= (section 5.4.2: each name takes the last instance not yet used, a name
  * listed more often than present adds nothing) and the signature field
- * with b= emptied, and checks the signature with the key.
+ * with b= emptied, and checks the signature with the key. That last step
+ * (the public-key operation, tens of microseconds for RSA) runs on libuv's
+ * thread pool once every key is in: one batch per message, its results
+ * taken in the signatures' order (dkim_vbatch_run); the synchronous
+ * finish (the CLI's table lookups) checks in place.
  *
  * Results (RFC 8601 section 2.7.1): pass; fail for a body hash or
  * signature that does not verify; neutral for a signature past its x= or
@@ -60,6 +64,9 @@ typedef struct vsig {
 	bool have_bodyhash;
 	dns_query_t *q;
 	char *keyname;
+	bool has_item;           /* check prepared, for the pool */
+	dkim_vitem_t item;
+	size_t item_ix;          /* its place in the batch */
 } vsig_t;
 
 struct dkim_verify {
@@ -83,6 +90,8 @@ struct dkim_verify {
 	bool delivered;
 	size_t pending;
 	dkim_sig_result_t *res;
+	uv_loop_t *loop;       /* set: the checks go to the thread pool */
+	dkim_vbatch_t *batch;  /* in flight */
 };
 
 const char *
@@ -276,8 +285,10 @@ on_close(uv_handle_t *h)
 	xfree(h->data);
 }
 
+/* k's key over data: now, or (with a loop) prepared for the pool, which
+ * takes k's key and data over */
 static void
-check_sig(vsig_t *s, const dkim_keyrec_t *k)
+check_sig(vsig_t *s, dkim_keyrec_t *k)
 {
 	dkim_verify_t *v = s->v;
 	if (k->revoked) {
@@ -321,6 +332,15 @@ check_sig(vsig_t *s, const dkim_keyrec_t *k)
 	dkim_canon_header(s->sig.hrelaxed, self.data, self.len, &data);
 	buf_free(&self);
 
+	if (v->loop) {
+		s->has_item = true;
+		s->item.k = *k;
+		memset(&k->p, 0, sizeof k->p);
+		s->item.alg = s->sig.alg;
+		s->item.data = data;
+		buf_append(&s->item.sig, s->sig.b.data, s->sig.b.len);
+		return;
+	}
 	const char *why;
 	enum dkim_result r = dkim_keyrec_verify(k, s->sig.alg, data.data, data.len, &s->sig.b, &why);
 	buf_free(&data);
@@ -573,13 +593,9 @@ build_results(dkim_verify_t *v)
 }
 
 static void
-deliver(dkim_verify_t *v)
+deliver_now(dkim_verify_t *v)
 {
-	if (v->delivered)
-		return;
 	v->delivered = true;
-	if (v->timer_init)
-		uv_timer_stop(&v->timer);
 	size_t n = v->nsigs;
 	static const dkim_sig_result_t overflow = {DKIM_PERMERROR, "", "", "", "", "",
 	    "header section too large to check", false};
@@ -591,6 +607,49 @@ deliver(dkim_verify_t *v)
 	v->cb(v->arg, v->res, n); /* may free v */
 }
 
+/* the pool's results, in the signatures' order */
+static void
+batch_done(void *arg, const dkim_vitem_t *items, size_t n)
+{
+	dkim_verify_t *v = arg;
+	v->batch = NULL;
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		if (s->item_ix < n && !s->decided)
+			decide(s, items[s->item_ix].r, items[s->item_ix].why);
+	}
+	deliver_now(v);
+}
+
+static void
+deliver(dkim_verify_t *v)
+{
+	if (v->delivered || v->batch)
+		return;
+	if (v->timer_init)
+		uv_timer_stop(&v->timer);
+	size_t n = 0;
+	for (size_t i = 0; i < v->nsigs; i++)
+		n += v->sigs[i].has_item;
+	if (n == 0) {
+		deliver_now(v);
+		return;
+	}
+	dkim_vitem_t *items = xcalloc(n, sizeof *items);
+	n = 0;
+	for (size_t i = 0; i < v->nsigs; i++) {
+		vsig_t *s = &v->sigs[i];
+		s->item_ix = SIZE_MAX;
+		if (!s->has_item)
+			continue;
+		s->item_ix = n;
+		items[n++] = s->item;
+		s->has_item = false;
+		memset(&s->item, 0, sizeof s->item);
+	}
+	v->batch = dkim_vbatch_run(v->loop, items, n, false, batch_done, v);
+}
+
 void
 dkim_verify_finish(dkim_verify_t *v, dns_t *dns, dkim_verify_cb cb, void *arg)
 {
@@ -598,6 +657,7 @@ dkim_verify_finish(dkim_verify_t *v, dns_t *dns, dkim_verify_cb cb, void *arg)
 		return;
 	v->cb = cb;
 	v->arg = arg;
+	v->loop = dns_loop(dns);
 	body_done(v);
 	uv_timer_init(dns_loop(dns), &v->timer);
 	v->timer.data = v;
@@ -645,12 +705,18 @@ dkim_verify_free(dkim_verify_t *v)
 {
 	if (!v)
 		return;
+	dkim_vbatch_cancel(v->batch);
 	for (size_t i = 0; i < v->nsigs; i++) {
 		vsig_t *s = &v->sigs[i];
 		dns_cancel(s->q);
 		EVP_MD_CTX_free(s->body);
 		dkim_sig_clear(&s->sig);
 		xfree(s->keyname);
+		if (s->has_item) {
+			dkim_keyrec_clear(&s->item.k);
+			buf_free(&s->item.data);
+			buf_free(&s->item.sig);
+		}
 	}
 	xfree(v->sigs);
 	xfree(v->fields);
@@ -663,4 +729,118 @@ dkim_verify_free(dkim_verify_t *v)
 		return;
 	}
 	xfree(v);
+}
+
+/* ---- the public-key checks on the thread pool ----
+ *
+ * RSA-2048 verification costs tens of microseconds and ARC chains carry
+ * several signatures: done on the loop thread, they made it the
+ * bottleneck with every check on (docs/PERFORMANCE.md, "Mail
+ * authentication"). The loop prepares each check (the key record parsed,
+ * the header data canonicalised: cheap) and hands the batch to a worker;
+ * the results come back on the loop in the items' order. */
+
+struct dkim_vbatch {
+	uv_work_t w;
+	uv_timer_t *t; /* no worker: the callback from a zero timer */
+	dkim_vitem_t *items;
+	size_t n;
+	bool stop_at_fail;
+	bool cancelled;
+	dkim_vbatch_cb cb;
+	void *arg;
+};
+
+void
+dkim_vitems_verify(dkim_vitem_t *items, size_t n, bool stop_at_fail)
+{
+	bool stop = false;
+	for (size_t i = 0; i < n; i++) {
+		dkim_vitem_t *it = &items[i];
+		if (stop) {
+			it->r = DKIM_NONE;
+			it->why = "not checked";
+			continue;
+		}
+		it->r = dkim_keyrec_verify(&it->k, it->alg, it->data.data ? it->data.data : "",
+		    it->data.len, &it->sig, &it->why);
+		if (stop_at_fail && it->r != DKIM_PASS)
+			stop = true;
+	}
+}
+
+void
+dkim_vitems_free(dkim_vitem_t *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		dkim_keyrec_clear(&items[i].k);
+		buf_free(&items[i].data);
+		buf_free(&items[i].sig);
+	}
+	xfree(items);
+}
+
+static void
+vbatch_finish(dkim_vbatch_t *b)
+{
+	if (!b->cancelled)
+		b->cb(b->arg, b->items, b->n);
+	dkim_vitems_free(b->items, b->n);
+	xfree(b);
+}
+
+static void
+vbatch_work(uv_work_t *w)
+{
+	dkim_vbatch_t *b = w->data;
+	dkim_vitems_verify(b->items, b->n, b->stop_at_fail);
+}
+
+static void
+vbatch_after(uv_work_t *w, int status)
+{
+	(void)status;
+	vbatch_finish(w->data);
+}
+
+static void
+vbatch_timer_closed(uv_handle_t *h)
+{
+	dkim_vbatch_t *b = h->data;
+	xfree(h);
+	vbatch_finish(b);
+}
+
+static void
+vbatch_timer(uv_timer_t *t)
+{
+	uv_close((uv_handle_t *)t, vbatch_timer_closed);
+}
+
+dkim_vbatch_t *
+dkim_vbatch_run(uv_loop_t *loop, dkim_vitem_t *items, size_t n, bool stop_at_fail,
+    dkim_vbatch_cb cb, void *arg)
+{
+	dkim_vbatch_t *b = xcalloc(1, sizeof *b);
+	b->items = items;
+	b->n = n;
+	b->stop_at_fail = stop_at_fail;
+	b->cb = cb;
+	b->arg = arg;
+	b->w.data = b;
+	if (uv_queue_work(loop, &b->w, vbatch_work, vbatch_after) == 0)
+		return b;
+	dkim_vitems_verify(items, n, stop_at_fail);
+	b->t = xmalloc(sizeof *b->t);
+	uv_timer_init(loop, b->t);
+	b->t->data = b;
+	uv_timer_start(b->t, vbatch_timer, 0, 0);
+	return b;
+}
+
+void
+dkim_vbatch_cancel(dkim_vbatch_t *b)
+{
+	if (b)
+		b->cancelled = true;
 }

@@ -148,6 +148,37 @@ void dkim_keyrec_clear(dkim_keyrec_t *k);
 enum dkim_result dkim_keyrec_verify(const dkim_keyrec_t *k, enum dkim_alg alg, const char *data,
     size_t len, const buf_t *sig, const char **why);
 
+/* ---- the public-key checks on the thread pool (dkim.c), shared with ARC ---- */
+
+/* One check for dkim_keyrec_verify(): everything owned by the item, so
+ * that it can run on a worker thread while the message goes on. */
+typedef struct dkim_vitem {
+	dkim_keyrec_t k;      /* parsed, not revoked */
+	enum dkim_alg alg;
+	buf_t data;           /* the canonical header data */
+	buf_t sig;            /* b=, decoded */
+	enum dkim_result r;   /* out; DKIM_NONE when not run (after a failure, stop_at_fail) */
+	const char *why;      /* out; a static string */
+} dkim_vitem_t;
+
+typedef struct dkim_vbatch dkim_vbatch_t;
+/* items[i].r/.why set; the items are freed after the callback returns */
+typedef void (*dkim_vbatch_cb)(void *arg, const dkim_vitem_t *items, size_t n);
+
+/* Run dkim_keyrec_verify() for items[0..n) (taken over, xmalloc'd array)
+ * on libuv's thread pool, in order; with stop_at_fail, the first result
+ * other than pass ends the run. cb(arg, ...) follows on the loop, never
+ * from inside this call. Without a worker, the checks run here and cb
+ * still comes from the loop (a zero timer). */
+dkim_vbatch_t *dkim_vbatch_run(uv_loop_t *loop, dkim_vitem_t *items, size_t n,
+    bool stop_at_fail, dkim_vbatch_cb cb, void *arg);
+/* The callback will not be called; the batch frees itself when its
+ * work returns. NULL: no-op. */
+void dkim_vbatch_cancel(dkim_vbatch_t *b);
+/* Run the checks now, on this thread (the synchronous verifiers). */
+void dkim_vitems_verify(dkim_vitem_t *items, size_t n, bool stop_at_fail);
+void dkim_vitems_free(dkim_vitem_t *items, size_t n);
+
 /* ---- signing pieces (dkim_sign.c), shared with ARC ---- */
 
 /* where content's header section ends (*hlen: the fields, without the

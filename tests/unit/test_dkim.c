@@ -918,10 +918,100 @@ test_async(void **state)
 	buf_free(&err);
 }
 
+/* ---- the public-key checks on the thread pool (dkim_vbatch_run) ---- */
+
+typedef struct vb_got {
+	int calls;
+	enum dkim_result r[4];
+	size_t n;
+} vb_got_t;
+
+static void
+on_vbatch(void *arg, const dkim_vitem_t *items, size_t n)
+{
+	vb_got_t *g = arg;
+	g->calls++;
+	g->n = n;
+	for (size_t i = 0; i < n && i < 4; i++)
+		g->r[i] = items[i].r;
+}
+
+/* n items over "data 0", "data 1", ... signed by ed (Ed25519, RFC 8463:
+ * over the SHA-256 hash); item bad's data changed after signing */
+static dkim_vitem_t *
+vb_items(EVP_PKEY *ed, size_t n, size_t bad)
+{
+	dkim_vitem_t *it = xcalloc(n, sizeof *it);
+	unsigned char pub[32];
+	size_t pl = sizeof pub;
+	assert_int_equal(EVP_PKEY_get_raw_public_key(ed, pub, &pl), 1);
+	for (size_t i = 0; i < n; i++) {
+		it[i].k.rsa = false;
+		buf_append(&it[i].k.p, pub, pl);
+		it[i].alg = DKIM_ALG_ED25519_SHA256;
+		buf_printf(&it[i].data, "data %zu", i);
+		unsigned char h[32], sig[64];
+		unsigned hl = 0;
+		size_t sl = sizeof sig;
+		EVP_Digest(it[i].data.data, it[i].data.len, h, &hl, EVP_sha256(), NULL);
+		EVP_MD_CTX *md = EVP_MD_CTX_new();
+		assert_int_equal(EVP_DigestSignInit(md, NULL, NULL, NULL, ed), 1);
+		assert_int_equal(EVP_DigestSign(md, sig, &sl, h, 32), 1);
+		EVP_MD_CTX_free(md);
+		buf_append(&it[i].sig, sig, sl);
+		if (i == bad)
+			buf_puts(&it[i].data, "!");
+	}
+	return it;
+}
+
+static void
+test_vbatch(void **state)
+{
+	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	assert_non_null(ed);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	/* every item checked, results in order; the callback from the loop */
+	vb_got_t g;
+	memset(&g, 0, sizeof g);
+	dkim_vbatch_run(&loop, vb_items(ed, 3, 1), 3, false, on_vbatch, &g);
+	assert_int_equal(g.calls, 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.n, 3);
+	assert_int_equal(g.r[0], DKIM_PASS);
+	assert_int_equal(g.r[1], DKIM_FAIL);
+	assert_int_equal(g.r[2], DKIM_PASS);
+	/* stop_at_fail (ARC): what follows the first failure is not run */
+	memset(&g, 0, sizeof g);
+	dkim_vbatch_run(&loop, vb_items(ed, 3, 1), 3, true, on_vbatch, &g);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.r[0], DKIM_PASS);
+	assert_int_equal(g.r[1], DKIM_FAIL);
+	assert_int_equal(g.r[2], DKIM_NONE);
+	/* the same as the synchronous checks */
+	dkim_vitem_t *it = vb_items(ed, 3, 2);
+	dkim_vitems_verify(it, 3, false);
+	assert_int_equal(it[0].r, DKIM_PASS);
+	assert_int_equal(it[2].r, DKIM_FAIL);
+	dkim_vitems_free(it, 3);
+	/* cancelled: no callback, and the batch frees itself */
+	memset(&g, 0, sizeof g);
+	dkim_vbatch_cancel(dkim_vbatch_run(&loop, vb_items(ed, 2, 9), 2, false, on_vbatch, &g));
+	dkim_vbatch_cancel(NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(g.calls, 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	EVP_PKEY_free(ed);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_vbatch),
 		cmocka_unit_test(test_canon_rfc6376_example),
 		cmocka_unit_test(test_canon_edges),
 		cmocka_unit_test(test_canon_split_invariance),
