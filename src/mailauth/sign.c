@@ -102,8 +102,15 @@ mailauth_sign_load(config_t *c, buf_t *err)
 		c->dkim_signers_free(c->dkim_signers);
 	c->dkim_signers = NULL;
 	c->dkim_signers_free = NULL;
-	if (!c->dkim_sign_keys)
+	if (!c->dkim_sign_keys) {
+		if (c->arc_seal_domain) {
+			buf_printf(err, "%s:%u: arc_seal_domain %s: no key to seal with (it needs a "
+					"line for that domain in dkim_sign_keys)\n", c->path,
+			    config_key_line(c, "arc_seal_domain"), c->arc_seal_domain);
+			return -1;
+		}
 		return 0;
+	}
 	const char *file = c->dkim_sign_keys;
 	char *data;
 	size_t len;
@@ -177,6 +184,15 @@ mailauth_sign_load(config_t *c, buf_t *err)
 	}
 	xfree(dir);
 	xfree(data);
+	/* RFC 8617 section 5.1: sealing needs arc_seal_domain's own key */
+	bool seal_key = !c->arc_seal_domain;
+	for (size_t i = 0; !seal_key && i < s->n; i++)
+		seal_key = strcasecmp(s->v[i].domain, c->arc_seal_domain) == 0;
+	if (!bad && !seal_key) {
+		buf_printf(err, "%s:%u: arc_seal_domain %s has no line in dkim_sign_keys %s\n", c->path,
+		    config_key_line(c, "arc_seal_domain"), c->arc_seal_domain, file);
+		bad++;
+	}
 	if (bad) {
 		signers_free(s);
 		return -1;

@@ -241,3 +241,32 @@ def test_override_in_aggregate_report(make_tern, env):
     assert ev.findtext("disposition") == "none"
     assert [(r.findtext("type"), r.findtext("comment")) for r in ev.findall("reason")] == \
         [("trusted_forwarder", "arc=pass as.d=hop1.example")]
+
+
+def test_check_config_seal_domain_needs_a_key(make_tern, env):
+    """arc_seal_domain without a dkim_sign_keys line for it: check-config
+    (and so the daemon) refuses, naming tern.conf and the key's line."""
+    from tern_harness import RUN_AS, open_for, run_tool
+    t = make_tern(config={"arc_seal_domain": "other.example"})
+    r = run_tool(t, "check-config")
+    line = [i for i, l in enumerate(t.conf_path.read_text().splitlines(), 1)
+            if l.startswith("arc_seal_domain")][0]
+    assert r.returncode != 0 and "tern.conf:%d: arc_seal_domain other.example" % line \
+        in r.stderr and "dkim_sign_keys" in r.stderr, r.stderr
+    # a table without that domain: the same, naming the table
+    key = t.dir / "t1.tern.example.key"
+    key.write_bytes((env["dir"] / "t1.tern.example.key").read_bytes())
+    key.chmod(0o600)
+    (t.dir / "dkim_keys").write_text("tern.example t1 %s\n" % key)
+    t.config.update({"dkim_sign_keys": str(t.dir / "dkim_keys")})
+    t.write_files()
+    r = run_tool(t, "check-config")
+    assert r.returncode != 0 and ("tern.conf:%d: arc_seal_domain other.example has no line in "
+                                  "dkim_sign_keys" % line) in r.stderr, r.stderr
+    # with its key: fine
+    t.config.update({"arc_seal_domain": "tern.example"})
+    t.write_files()
+    if RUN_AS and t.config.get("user") == RUN_AS:
+        open_for(RUN_AS, t.dir)  # what start() does: the daemon's user reads the files
+    r = run_tool(t, "check-config")
+    assert r.returncode == 0, r.stderr
