@@ -15,7 +15,7 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 CPPFLAGS = -Isrc -D_GNU_SOURCE
 CFLAGS   = -std=gnu11 -O2 -g -fno-strict-aliasing $(WARN)
 # evaluated when a recipe runs, i.e. after deps.sh has installed pkg-config files
-PKG_LIBS = $(shell pkg-config --libs libuv libunbound openssl libseccomp libpcre2-8 hiredis libpsl zlib libcurl libmicrohttpd jansson) -lcrypt -lpthread
+PKG_LIBS = $(shell pkg-config --libs libuv libunbound openssl libseccomp libpcre2-8 hiredis libpsl libidn2 zlib libcurl libmicrohttpd jansson) -lcrypt -lpthread
 ASAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRCS      := $(shell find src -name '*.c' ! -name main.c | sort)

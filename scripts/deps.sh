@@ -8,7 +8,7 @@ PKGS="gcc make pkg-config libuv1-dev libssl-dev libunbound-dev libcmocka-dev \
 libcrypt-dev python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dnslib python3-yaml swaks openssl \
 clang libclang-rt-14-dev cppcheck clang-tidy valgrind iproute2 procps dovecot-core dovecot-lmtpd libseccomp-dev \
 clamav-daemon clamav-milter rspamd opendkim python3-dkim python3-nacl libpcre2-dev redis-server libhiredis-dev \
-libpsl-dev publicsuffix python3-authres nsd ldnsutils dns-root-data python3-cryptography \
+libpsl-dev libidn2-dev publicsuffix python3-authres nsd ldnsutils dns-root-data python3-cryptography \
 spamass-milter spamd spamassassin postsrsd python3-spf zlib1g-dev libcurl4-openssl-dev \
 libjansson-dev libmicrohttpd-dev python3-jsonschema prometheus chromium python3-websocket python3-lxml"
 

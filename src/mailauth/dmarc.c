@@ -16,6 +16,7 @@
 #include "mailauth/dmarc.h"
 
 #include <ctype.h>
+#include <idn2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -114,10 +115,38 @@ tok_is(const tok_t *t, char c)
 	return t->type == T_SPECIAL && t->p[0] == c;
 }
 
+static bool ascii_domain_ok(const char *d, size_t n, char *out, size_t outsz);
+
 /* A host name: LDH labels (and '_'), dot-separated, each 1..63, at most
- * 253 in all, ASCII only. Lowercased into out. */
+ * 253 in all. Lowercased into out. A name with U-labels (UTF-8, RFC 6532
+ * mail) is converted to A-labels first (IDNA2008, libidn2): RFC 8616
+ * sections 3 and 6 (updating RFC 7489 section 3.1 and 6.6): the DNS holds
+ * A-labels, and the policy lookup and the alignment compare them; a name
+ * that IDNA refuses is no domain. */
 static bool
 domain_ok(const char *d, size_t n, char *out, size_t outsz)
+{
+	bool ascii = true;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)d[i] >= 0x80)
+			ascii = false;
+	if (ascii)
+		return ascii_domain_ok(d, n, out, outsz);
+	if (n == 0 || n > 1024)
+		return false;
+	char *u = xmalloc(n + 1);
+	memcpy(u, d, n);
+	u[n] = '\0';
+	char *a = NULL;
+	bool ok = idn2_to_ascii_8z(u, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) == IDN2_OK && a &&
+	    ascii_domain_ok(a, strlen(a), out, outsz);
+	idn2_free(a);
+	xfree(u);
+	return ok;
+}
+
+static bool
+ascii_domain_ok(const char *d, size_t n, char *out, size_t outsz)
 {
 	if (n == 0 || n > 253 || n >= outsz)
 		return false;

@@ -87,6 +87,9 @@ fail           TXT  "v=spf1 -all"
 ; quar.example: DMARC p=quarantine, SPF for the client
 quar           TXT  "v=spf1 -all"
 _dmarc.quar    TXT  "v=DMARC1; p=quarantine"
+; bücher.example (RFC 8616: published under its A-labels)
+xn--bcher-kva  TXT  "v=spf1 ip4:127.0.0.2 -all"
+_dmarc.xn--bcher-kva TXT "v=DMARC1; p=reject"
 ; none.example: no records at all
 none           A    192.0.2.1
 client         A    127.0.0.2
@@ -320,6 +323,22 @@ def test_spf_temperror_deferred_when_configured(make_tern, dns):
     assert send(t2, "x@temp.example", msg)[0] == 250
     _, ars = delivered_ar(t2)
     assert ("spf", "temperror") in results(ars[0])
+
+
+def test_unicode_from_domain_uses_a_labels(make_tern, dns):
+    """RFC 8616 (updating RFC 7489): a From domain in U-labels is looked up
+    and aligned as A-labels: dmarc=pass against _dmarc.xn--bcher-kva, not
+    permerror."""
+    t = start(make_tern, dns, dmarc_enforce="yes")
+    code, text = send(t, "alice@xn--bcher-kva.example",
+                      make_message(sender="alice@bücher.example"))
+    assert code == 250, text
+    _, ars = delivered_ar(t)
+    assert results(ars[0]) == {("spf", "pass"), ("dkim", "none"), ("dmarc", "pass")}, ars[0]
+    assert prop(ars[0], "dmarc", "header.from") == "xn--bcher-kva.example"
+    # and a spoof of it is refused like any other (p=reject, SPF not aligned)
+    code, text = send(t, "bounce@other.example", make_message(sender="ceo@BÜCHER.example"))
+    assert code == 550 and "5.7.1" in text and "xn--bcher-kva.example" in text, (code, text)
 
 
 def test_null_sender_uses_helo(make_tern, dns):

@@ -80,7 +80,13 @@ test_from(void **state)
 	    {"From: a@x.example>\r\n", DMARC_FROM_INVALID, NULL},
 	    {"From: <a@x.example> <b@y.example>\r\n", DMARC_FROM_INVALID, NULL},
 	    {"From: a@b@x.example\r\n", DMARC_FROM_OK, "x.example"},
-	    {"From: a@bücher.example\r\n", DMARC_FROM_INVALID, NULL},
+	    /* RFC 8616: U-labels become A-labels (IDNA2008, NFC, lowercase) */
+	    {"From: a@bücher.example\r\n", DMARC_FROM_OK, "xn--bcher-kva.example"},
+	    {"From: a@B\xc3\x9c" "CHER.example\r\n", DMARC_FROM_OK, "xn--bcher-kva.example"},
+	    {"From: a@xn--bcher-kva.example, b@bücher.example\r\n", DMARC_FROM_OK,
+		"xn--bcher-kva.example"},
+	    {"From: a@\xff\xfe.example\r\n", DMARC_FROM_INVALID, NULL}, /* not UTF-8 */
+	    {"From: a@\xe2\x98\x83.example\r\n", DMARC_FROM_INVALID, NULL}, /* U+2603: IDNA2008 refuses */
 	    {"To: a@x.example\r\n\r\nFrom: b@y.example\r\n", DMARC_FROM_ABSENT, NULL},
 	    {"", DMARC_FROM_ABSENT, NULL},
 	    {"Subject: hi\r\n", DMARC_FROM_ABSENT, NULL},
