@@ -59,8 +59,23 @@ struct arc_verify {
 	dkim_canon_t canon;
 	EVP_MD_CTX *body;
 	uint64_t hashed;
-	arc_key_t keys[ARC_MAX_INSTANCES + 1];
+	arc_key_t keys[2 * ARC_MAX_INSTANCES + 1]; /* AMSs and ASs: at most 2N - 1 names */
 	size_t nkeys, pending;
+	/* the older AMSs, i=1..N-1, for oldest-pass (RFC 8617 section 5.2
+	 * step 5): parsed, their body hashes streamed beside the newest's */
+	struct older {
+		dkim_sig_t sig;
+		bool parsed;
+		EVP_MD_CTX *body; /* NULL once final, or unusable */
+		uint64_t hashed;
+		bool bh_ok;       /* body hash (and l=) right: its signature is checked */
+		bool ok;          /* and the signature verified */
+	} *old;               /* [1..N-1]; NULL when N < 2 */
+	dkim_canon_t ocanon[2]; /* [0] simple, [1] relaxed, for the older AMSs */
+	bool ocanon_used[2];
+	unsigned oldest_pass;
+	size_t nchain;        /* of the checks handed to the pool: the chain's (the rest: older AMSs) */
+	unsigned ochk[ARC_MAX_INSTANCES + 1]; /* the instance of each older AMS check */
 	arc_verify_cb cb;
 	void *arg;
 	uv_timer_t timer;
@@ -68,7 +83,7 @@ struct arc_verify {
 	uv_loop_t *loop;       /* set: the signature checks go to the thread pool */
 	dkim_vbatch_t *batch;  /* in flight */
 	/* the checks handed over, in check_all's order: what each one is */
-	struct { const char *what; unsigned i; } chk[ARC_MAX_INSTANCES + 2];
+	struct { const char *what; unsigned i; } chk[2 * ARC_MAX_INSTANCES + 2];
 	size_t nchk;
 	dkim_vitem_t *items;   /* being prepared (no loop: checked at once) */
 };
@@ -197,6 +212,79 @@ sink(void *arg, const char *p, size_t n)
 	}
 }
 
+/* canonical body octets for the older AMSs of one canonicalisation */
+static void
+osink(arc_verify_t *v, const char *p, size_t n, bool relaxed)
+{
+	for (unsigned i = 1; i < v->n; i++) {
+		struct older *o = &v->old[i];
+		if (!o->body || o->sig.brelaxed != relaxed)
+			continue;
+		size_t take = n;
+		if (o->sig.has_l && o->sig.l - o->hashed < take)
+			take = (size_t)(o->sig.l - o->hashed);
+		if (take) {
+			EVP_DigestUpdate(o->body, p, take);
+			o->hashed += take;
+		}
+	}
+}
+
+static void
+osink_simple(void *arg, const char *p, size_t n)
+{
+	osink(arg, p, n, false);
+}
+
+static void
+osink_relaxed(void *arg, const char *p, size_t n)
+{
+	osink(arg, p, n, true);
+}
+
+/* body octets to every hash that wants them */
+static void
+feed_body(arc_verify_t *v, const char *p, size_t n)
+{
+	if (!v->body)
+		return;
+	dkim_canon_body(&v->canon, p, n);
+	for (int k = 0; k < 2; k++)
+		if (v->ocanon_used[k])
+			dkim_canon_body(&v->ocanon[k], p, n);
+}
+
+/* the older AMSs (oldest-pass): parsed, hashes set up; one that cannot be
+ * used only ends the run of passing ones, it does not fail the chain */
+static void
+older_init(arc_verify_t *v)
+{
+	if (v->n < 2)
+		return;
+	v->old = xcalloc(v->n, sizeof *v->old);
+	for (unsigned i = 1; i < v->n; i++) {
+		struct older *o = &v->old[i];
+		size_t len;
+		const char *p = value_of(&v->fields[v->ams[i] - 1], &len);
+		enum dkim_result r;
+		const char *why;
+		if (dkim_sig_parse_kind(p, len, DKIM_KIND_AMS, &o->sig, &r, &why) < 0)
+			continue;
+		o->parsed = true;
+		o->body = EVP_MD_CTX_new();
+		if (!o->body || EVP_DigestInit_ex(o->body, EVP_sha256(), NULL) != 1) {
+			EVP_MD_CTX_free(o->body);
+			o->body = NULL;
+			continue;
+		}
+		int k = o->sig.brelaxed ? 1 : 0;
+		if (!v->ocanon_used[k]) {
+			dkim_canon_init(&v->ocanon[k], k == 1, k ? osink_relaxed : osink_simple, v);
+			v->ocanon_used[k] = true;
+		}
+	}
+}
+
 /* the header section is complete: the sets, their structure, the AMS */
 static void
 header_done(arc_verify_t *v)
@@ -272,6 +360,7 @@ header_done(arc_verify_t *v)
 		return;
 	}
 	dkim_canon_init(&v->canon, v->amsig.brelaxed, sink, v);
+	older_init(v);
 }
 
 static const char *
@@ -292,8 +381,7 @@ arc_verify_feed(arc_verify_t *v, const char *p, size_t n)
 	if (v->cb || n == 0)
 		return;
 	if (v->hdr_done) {
-		if (v->body)
-			dkim_canon_body(&v->canon, p, n);
+		feed_body(v, p, n);
 		return;
 	}
 	size_t room = ARC_MAX_HEADER + 4 - v->hdr.len;
@@ -318,8 +406,8 @@ arc_verify_feed(arc_verify_t *v, const char *p, size_t n)
 	v->hdr.data[hlen] = '\0';
 	header_done(v);
 	size_t used = hlen + 2 - old;
-	if (used < n && v->body)
-		dkim_canon_body(&v->canon, p + used, n - used);
+	if (used < n)
+		feed_body(v, p + used, n - used);
 }
 
 /* ---- finish ---- */
@@ -420,31 +508,92 @@ check(arc_verify_t *v, dkim_keyrec_t *kr, const dkim_sig_t *sig, buf_t *data, co
 		check_failed(v, what, i, why);
 }
 
+/* the data an AMS signs: its h= fields bottom up, then itself with b=
+ * empty (field: its index + 1 in v->fields) */
+static void
+ams_data(const arc_verify_t *v, const dkim_sig_t *sig, size_t field, buf_t *data)
+{
+	buf_t self = BUF_INIT;
+	bool *used = xcalloc(v->nfields, sizeof *used);
+	for (size_t i = 0; i < sig->nh; i++) {
+		const char *name = sig->h[i];
+		size_t nl = strlen(name);
+		for (size_t j = v->nfields; j-- > 0;) {
+			if (used[j] || !dkim_field_is(&v->fields[j], name, nl))
+				continue;
+			used[j] = true;
+			dkim_canon_header(sig->hrelaxed, v->fields[j].p, v->fields[j].len, data);
+			buf_append(data, "\r\n", 2);
+			break;
+		}
+	}
+	xfree(used);
+	without_b(&v->fields[field - 1], sig, &self);
+	dkim_canon_header(sig->hrelaxed, self.data, self.len, data);
+	buf_free(&self);
+}
+
 static void
 check_ams(arc_verify_t *v)
 {
 	dkim_keyrec_t kr;
 	if (get_key(v, &v->amsig, "ARC-Message-Signature", v->n, &kr) < 0)
 		return;
-	buf_t data = BUF_INIT, self = BUF_INIT;
-	bool *used = xcalloc(v->nfields, sizeof *used);
-	for (size_t i = 0; i < v->amsig.nh; i++) {
-		const char *name = v->amsig.h[i];
-		size_t nl = strlen(name);
-		for (size_t j = v->nfields; j-- > 0;) {
-			if (used[j] || !dkim_field_is(&v->fields[j], name, nl))
-				continue;
-			used[j] = true;
-			dkim_canon_header(v->amsig.hrelaxed, v->fields[j].p, v->fields[j].len, &data);
-			buf_append(&data, "\r\n", 2);
+	buf_t data = BUF_INIT;
+	ams_data(v, &v->amsig, v->ams[v->n], &data);
+	check(v, &kr, &v->amsig, &data, "ARC-Message-Signature", v->n);
+}
+
+/* oldest-pass (RFC 8617 section 5.2 step 5): the older AMSs from N-1
+ * down, each as a DKIM signature; with a loop, added to the pool's checks
+ * after the chain's (their failure does not fail the chain) */
+static void
+check_older(arc_verify_t *v)
+{
+	for (unsigned i = v->n; i-- > 1;) {
+		struct older *o = &v->old[i];
+		const arc_key_t *k = key_for(v, &o->sig);
+		dkim_keyrec_t kr;
+		const char *why;
+		memset(&kr, 0, sizeof kr);
+		if (!o->bh_ok || !k || k->st != DNS_OK ||
+		    dkim_keyrec_parse(k->txt.data ? k->txt.data : "", k->txt.len, &kr, &why) < 0 ||
+		    kr.revoked) {
+			dkim_keyrec_clear(&kr);
+			break; /* the run of passing AMSs ends here */
+		}
+		buf_t data = BUF_INIT;
+		ams_data(v, &o->sig, v->ams[i], &data);
+		if (v->loop) {
+			dkim_vitem_t *it = &v->items[v->nchk++];
+			v->ochk[v->nchk - v->nchain - 1] = i;
+			it->k = kr;
+			it->alg = o->sig.alg;
+			it->data = data;
+			buf_append(&it->sig, o->sig.b.data, o->sig.b.len);
+			continue;
+		}
+		o->ok = dkim_keyrec_verify(&kr, o->sig.alg, data.data, data.len, &o->sig.b, &why) ==
+		    DKIM_PASS;
+		buf_free(&data);
+		dkim_keyrec_clear(&kr);
+		if (!o->ok)
+			break;
+	}
+}
+
+/* the oldest instance in the run of passing AMSs from N down; 0 when
+ * every one passed (RFC 8617 section 5.2 step 5) */
+static void
+set_oldest_pass(arc_verify_t *v)
+{
+	v->oldest_pass = 0;
+	for (unsigned i = v->n; i-- > 1;) {
+		if (!v->old[i].ok) {
+			v->oldest_pass = i + 1;
 			break;
 		}
 	}
-	xfree(used);
-	without_b(&v->fields[v->ams[v->n] - 1], &v->amsig, &self);
-	dkim_canon_header(v->amsig.hrelaxed, self.data, self.len, &data);
-	buf_free(&self);
-	check(v, &kr, &v->amsig, &data, "ARC-Message-Signature", v->n);
 }
 
 static void
@@ -483,8 +632,14 @@ check_all(arc_verify_t *v)
 	check_ams(v);
 	for (unsigned i = v->n; i >= 1 && !v->decided; i--)
 		check_seal(v, i);
-	if (!v->loop)
+	if (v->decided)
+		return;
+	v->nchain = v->nchk;
+	check_older(v);
+	if (!v->loop) {
+		set_oldest_pass(v);
 		decide(v, ARC_PASS, "");
+	}
 }
 
 static void
@@ -499,6 +654,7 @@ deliver_now(arc_verify_t *v)
 	r.as_d = v->n ? v->assig[v->n].d : "";
 	r.aar1 = NULL;
 	r.aar1_len = 0;
+	r.oldest_pass = v->result == ARC_PASS ? v->oldest_pass : 0;
 	if (v->n && v->aar[1])
 		r.aar1 = value_of(&v->fields[v->aar[1] - 1], &r.aar1_len);
 	v->cb(v->arg, &r); /* may free v */
@@ -517,9 +673,15 @@ batch_done(void *arg, const dkim_vitem_t *items, size_t n)
 	memcpy(prebuf, v->reasonbuf, sizeof prebuf);
 	const char *prereason = v->reason;
 	v->decided = false;
-	for (size_t k = 0; k < n && !v->decided; k++)
+	size_t nchain = pre_decided ? n : v->nchain;
+	for (size_t k = 0; k < nchain && !v->decided; k++)
 		if (items[k].r != DKIM_PASS)
 			check_failed(v, v->chk[k].what, v->chk[k].i, items[k].why);
+	if (!v->decided && !pre_decided) {
+		for (size_t k = nchain; k < n; k++)
+			v->old[v->ochk[k - nchain]].ok = items[k].r == DKIM_PASS;
+		set_oldest_pass(v);
+	}
 	if (!v->decided) {
 		if (pre_decided) {
 			v->decided = true;
@@ -541,13 +703,15 @@ deliver(arc_verify_t *v)
 	if (v->timer_init)
 		uv_timer_stop(&v->timer);
 	if (!v->decided && v->loop) {
-		v->items = xcalloc(ARC_MAX_INSTANCES + 2, sizeof *v->items);
+		v->items = xcalloc(2 * ARC_MAX_INSTANCES + 2, sizeof *v->items);
 		v->nchk = 0;
+		v->nchain = 0;
 		check_all(v);
 		dkim_vitem_t *items = v->items;
 		v->items = NULL;
 		if (v->nchk) {
-			v->batch = dkim_vbatch_run(v->loop, items, v->nchk, true, batch_done, v);
+			v->batch = dkim_vbatch_run(v->loop, items, v->nchk,
+			    v->decided ? v->nchk : v->nchain, batch_done, v);
 			return;
 		}
 		xfree(items);
@@ -582,6 +746,21 @@ body_done(arc_verify_t *v)
 	add_key(v, &v->amsig);
 	for (unsigned i = 1; i <= v->n; i++)
 		add_key(v, &v->assig[i]);
+	for (int k = 0; k < 2; k++)
+		if (v->ocanon_used[k])
+			dkim_canon_end(&v->ocanon[k]);
+	for (unsigned i = 1; i < v->n; i++) {
+		struct older *o = &v->old[i];
+		if (!o->body)
+			continue;
+		EVP_DigestFinal_ex(o->body, h, &hl);
+		EVP_MD_CTX_free(o->body);
+		o->body = NULL;
+		o->bh_ok = !(o->sig.has_l && o->hashed < o->sig.l) && o->sig.bh.len == 32 &&
+		    memcmp(h, o->sig.bh.data, 32) == 0;
+		if (o->bh_ok)
+			add_key(v, &o->sig);
+	}
 }
 
 static void
@@ -674,6 +853,11 @@ arc_verify_free(arc_verify_t *v)
 	dkim_sig_clear(&v->amsig);
 	for (unsigned i = 0; i <= ARC_MAX_INSTANCES; i++)
 		dkim_sig_clear(&v->assig[i]);
+	for (unsigned i = 1; v->old && i < v->n; i++) {
+		dkim_sig_clear(&v->old[i].sig);
+		EVP_MD_CTX_free(v->old[i].body);
+	}
+	xfree(v->old);
 	EVP_MD_CTX_free(v->body);
 	xfree(v->fields);
 	buf_free(&v->hdr);

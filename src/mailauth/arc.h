@@ -47,6 +47,9 @@ typedef struct arc_verdict {
 	const char *as_d;    /* d= of the newest ARC-Seal, "" if none */
 	const char *aar1;    /* the oldest ARC-Authentication-Results' value ("i=1; ..."), */
 	size_t aar1_len;     /* unfolded, not NUL-terminated; NULL/0 if none */
+	unsigned oldest_pass; /* pass: RFC 8617 section 5.2 step 5's oldest-pass (0: every AMS
+			       * verified; else the oldest instance of the run of AMSs from N
+			       * down that verified); 0 otherwise */
 } arc_verdict_t;
 
 typedef struct arc_verify arc_verify_t;

@@ -647,7 +647,7 @@ deliver(dkim_verify_t *v)
 		s->has_item = false;
 		memset(&s->item, 0, sizeof s->item);
 	}
-	v->batch = dkim_vbatch_run(v->loop, items, n, false, batch_done, v);
+	v->batch = dkim_vbatch_run(v->loop, items, n, 0, batch_done, v);
 }
 
 void
@@ -745,14 +745,14 @@ struct dkim_vbatch {
 	uv_timer_t *t; /* no worker: the callback from a zero timer */
 	dkim_vitem_t *items;
 	size_t n;
-	bool stop_at_fail;
+	size_t nstop;
 	bool cancelled;
 	dkim_vbatch_cb cb;
 	void *arg;
 };
 
 void
-dkim_vitems_verify(dkim_vitem_t *items, size_t n, bool stop_at_fail)
+dkim_vitems_verify(dkim_vitem_t *items, size_t n, size_t nstop)
 {
 	bool stop = false;
 	for (size_t i = 0; i < n; i++) {
@@ -764,7 +764,7 @@ dkim_vitems_verify(dkim_vitem_t *items, size_t n, bool stop_at_fail)
 		}
 		it->r = dkim_keyrec_verify(&it->k, it->alg, it->data.data ? it->data.data : "",
 		    it->data.len, &it->sig, &it->why);
-		if (stop_at_fail && it->r != DKIM_PASS)
+		if (i < nstop && it->r != DKIM_PASS)
 			stop = true;
 	}
 }
@@ -793,7 +793,7 @@ static void
 vbatch_work(uv_work_t *w)
 {
 	dkim_vbatch_t *b = w->data;
-	dkim_vitems_verify(b->items, b->n, b->stop_at_fail);
+	dkim_vitems_verify(b->items, b->n, b->nstop);
 }
 
 static void
@@ -818,19 +818,19 @@ vbatch_timer(uv_timer_t *t)
 }
 
 dkim_vbatch_t *
-dkim_vbatch_run(uv_loop_t *loop, dkim_vitem_t *items, size_t n, bool stop_at_fail,
+dkim_vbatch_run(uv_loop_t *loop, dkim_vitem_t *items, size_t n, size_t nstop,
     dkim_vbatch_cb cb, void *arg)
 {
 	dkim_vbatch_t *b = xcalloc(1, sizeof *b);
 	b->items = items;
 	b->n = n;
-	b->stop_at_fail = stop_at_fail;
+	b->nstop = nstop;
 	b->cb = cb;
 	b->arg = arg;
 	b->w.data = b;
 	if (uv_queue_work(loop, &b->w, vbatch_work, vbatch_after) == 0)
 		return b;
-	dkim_vitems_verify(items, n, stop_at_fail);
+	dkim_vitems_verify(items, n, nstop);
 	b->t = xmalloc(sizeof *b->t);
 	uv_timer_init(loop, b->t);
 	b->t->data = b;

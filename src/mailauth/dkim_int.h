@@ -157,7 +157,7 @@ typedef struct dkim_vitem {
 	enum dkim_alg alg;
 	buf_t data;           /* the canonical header data */
 	buf_t sig;            /* b=, decoded */
-	enum dkim_result r;   /* out; DKIM_NONE when not run (after a failure, stop_at_fail) */
+	enum dkim_result r;   /* out; DKIM_NONE when not run (after a failure among the first nstop) */
 	const char *why;      /* out; a static string */
 } dkim_vitem_t;
 
@@ -166,17 +166,18 @@ typedef struct dkim_vbatch dkim_vbatch_t;
 typedef void (*dkim_vbatch_cb)(void *arg, const dkim_vitem_t *items, size_t n);
 
 /* Run dkim_keyrec_verify() for items[0..n) (taken over, xmalloc'd array)
- * on libuv's thread pool, in order; with stop_at_fail, the first result
- * other than pass ends the run. cb(arg, ...) follows on the loop, never
- * from inside this call. Without a worker, the checks run here and cb
- * still comes from the loop (a zero timer). */
-dkim_vbatch_t *dkim_vbatch_run(uv_loop_t *loop, dkim_vitem_t *items, size_t n,
-    bool stop_at_fail, dkim_vbatch_cb cb, void *arg);
+ * on libuv's thread pool, in order; a result other than pass among the
+ * first nstop items ends the run (ARC's chain; 0: every item is run).
+ * cb(arg, ...) follows on the loop, never from inside this call. Without
+ * a worker, the checks run here and cb still comes from the loop (a zero
+ * timer). */
+dkim_vbatch_t *dkim_vbatch_run(uv_loop_t *loop, dkim_vitem_t *items, size_t n, size_t nstop,
+    dkim_vbatch_cb cb, void *arg);
 /* The callback will not be called; the batch frees itself when its
  * work returns. NULL: no-op. */
 void dkim_vbatch_cancel(dkim_vbatch_t *b);
 /* Run the checks now, on this thread (the synchronous verifiers). */
-void dkim_vitems_verify(dkim_vitem_t *items, size_t n, bool stop_at_fail);
+void dkim_vitems_verify(dkim_vitem_t *items, size_t n, size_t nstop);
 void dkim_vitems_free(dkim_vitem_t *items, size_t n);
 
 /* ---- signing pieces (dkim_sign.c), shared with ARC ---- */

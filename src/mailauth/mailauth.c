@@ -233,6 +233,7 @@ struct mailauth {
 	unsigned arc_n;
 	char *arc_reason, *arc_as_d;
 	bool arc_aar_pass;       /* the oldest AAR says it passed (arc_aar_passed) */
+	unsigned arc_oldest_pass; /* RFC 8617 section 5.2 step 5 (arc.h) */
 	char **arc_trusted;      /* arc_trusted_sealers, copied */
 	size_t narc_trusted;
 	/* DKIM */
@@ -486,6 +487,7 @@ arc_done(void *arg, const arc_verdict_t *v)
 	m->arc_reason = xstrdup(v->reason ? v->reason : "");
 	m->arc_as_d = xstrdup(v->as_d ? v->as_d : "");
 	m->arc_aar_pass = v->aar1 && arc_aar_passed(v->aar1, v->aar1_len);
+	m->arc_oldest_pass = v->oldest_pass;
 	maybe_finish(m);
 }
 
@@ -865,8 +867,14 @@ verdict(mailauth_t *m)
 			buf_printf(&cm, "i=%u as.d=%s", m->arc_n, m->arc_as_d);
 		else if (m->arc_result == ARC_FAIL)
 			buf_puts(&cm, m->arc_reason && m->arc_reason[0] ? m->arc_reason : "chain broken");
-		authres_prop_t pr[] = {{"smtp.remote-ip", m->ip}};
-		authres_add(&ar, "arc", ar_res, buf_cstr(&cm), NULL, pr, m->arc_result == ARC_NONE ? 0 : 1);
+		/* RFC 8617 section 10.1: header.oldest-pass with a passing chain
+		 * (0: every AMS verified) */
+		char op[16];
+		snprintf(op, sizeof op, "%u", m->arc_oldest_pass);
+		authres_prop_t pr[] = {{"header.oldest-pass", op}, {"smtp.remote-ip", m->ip}};
+		authres_add(&ar, "arc", ar_res, buf_cstr(&cm), NULL,
+		    m->arc_result == ARC_PASS ? pr : pr + 1,
+		    m->arc_result == ARC_NONE ? 0 : m->arc_result == ARC_PASS ? 2 : 1);
 		buf_printf(&log, "%sarc=%s", log.len ? " " : "", ar_res);
 		if (m->arc_result != ARC_NONE)
 			buf_printf(&log, " (i=%u)", m->arc_n);

@@ -135,7 +135,8 @@ def test_inbound_results_and_dmarc_override(make_tern, env):
     assert code == 250, text
     ar = authres(t, 1)
     assert len(ar) == 1, ar
-    assert "arc=pass (i=1 as.d=hop1.example) smtp.remote-ip=127.0.0.2" in ar[0], ar
+    assert ("arc=pass (i=1 as.d=hop1.example) header.oldest-pass=0 smtp.remote-ip=127.0.0.2"
+            in ar[0]), ar
     assert re.search(r"dmarc=fail \(p=reject dis=none override=trusted_forwarder "
                      r"arc\.sealer=hop1\.example\)", ar[0]), ar
     t.wait_log(r"mailauth .*arc=pass \(i=1\) dmarc=fail .* override=trusted_forwarder "
@@ -208,7 +209,8 @@ def test_forwarded_mail_is_sealed(make_tern, env):
                if f.startswith("ARC-Authentication-Results: i=2;")]
         assert len(aar) == 1 and aar[0].startswith(
             "ARC-Authentication-Results: i=2; tern.test; spf=fail"), aar
-        assert "arc=pass (i=1 as.d=hop1.example) smtp.remote-ip=127.0.0.2" in aar[0], aar
+        assert ("arc=pass (i=1 as.d=hop1.example) header.oldest-pass=0 "
+                "smtp.remote-ip=127.0.0.2") in aar[0], aar
         t.wait_log(r"arc sealed session=\S+ d=tern\.example")
         # mail to a local mailbox is not sealed
         code, text = deliver(t, message(b"plain.example", subject="local"),
@@ -270,3 +272,27 @@ def test_check_config_seal_domain_needs_a_key(make_tern, env):
         open_for(RUN_AS, t.dir)  # what start() does: the daemon's user reads the files
     r = run_tool(t, "check-config")
     assert r.returncode == 0, r.stderr
+
+
+def test_oldest_pass(make_tern, env):
+    """RFC 8617 section 5.2 step 5: header.oldest-pass is the oldest
+    instance of the run of ARC-Message-Signatures (from the newest down)
+    that still verify; 0 when all do. A list that rewrites the Subject
+    after hop 1 sealed breaks AMS i=1 but not the chain (the seals cover
+    only the ARC sets): arc=pass with header.oldest-pass=2."""
+    t = start(make_tern, env, dmarc_enforce="no")
+    m1 = seal(env, message(b"plain.example", subject="list",
+                           ar=b"spf=pass smtp.mailfrom=joe@plain.example"))
+    tagged = m1.replace(b"Subject: list", b"Subject: [list] list")
+    m2 = seal(env, b"Authentication-Results: mx.hop1.example; arc=pass\r\n" + tagged)
+    assert dkim.arc_verify(m2, dnsfunc=dnsfunc_of(env))[0] == b"pass"
+    code, text = deliver(t, m2, sender="joe@plain.example")
+    assert code == 250, text
+    ar = authres(t, 1)
+    assert re.search(r"arc=pass \(i=2 as\.d=hop1\.example\) header\.oldest-pass=2 ", ar[0]), ar
+    # untouched, both AMSs verify: 0
+    m2ok = seal(env, b"Authentication-Results: mx.hop1.example; arc=pass\r\n" + m1)
+    code, text = deliver(t, m2ok, sender="joe@plain.example")
+    assert code == 250, text
+    ar = authres(t, 2)
+    assert re.search(r"arc=pass \(i=2 as\.d=hop1\.example\) header\.oldest-pass=0 ", ar[0]), ar

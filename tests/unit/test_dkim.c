@@ -975,7 +975,7 @@ test_vbatch(void **state)
 	/* every item checked, results in order; the callback from the loop */
 	vb_got_t g;
 	memset(&g, 0, sizeof g);
-	dkim_vbatch_run(&loop, vb_items(ed, 3, 1), 3, false, on_vbatch, &g);
+	dkim_vbatch_run(&loop, vb_items(ed, 3, 1), 3, 0, on_vbatch, &g);
 	assert_int_equal(g.calls, 0);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(g.calls, 1);
@@ -983,23 +983,30 @@ test_vbatch(void **state)
 	assert_int_equal(g.r[0], DKIM_PASS);
 	assert_int_equal(g.r[1], DKIM_FAIL);
 	assert_int_equal(g.r[2], DKIM_PASS);
-	/* stop_at_fail (ARC): what follows the first failure is not run */
+	/* nstop (ARC's chain): what follows a failure among the first nstop is
+	 * not run */
 	memset(&g, 0, sizeof g);
-	dkim_vbatch_run(&loop, vb_items(ed, 3, 1), 3, true, on_vbatch, &g);
+	dkim_vbatch_run(&loop, vb_items(ed, 3, 1), 3, 2, on_vbatch, &g);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(g.r[0], DKIM_PASS);
 	assert_int_equal(g.r[1], DKIM_FAIL);
 	assert_int_equal(g.r[2], DKIM_NONE);
+	/* a failure past nstop does not stop the rest */
+	memset(&g, 0, sizeof g);
+	dkim_vbatch_run(&loop, vb_items(ed, 3, 1), 3, 1, on_vbatch, &g);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(g.r[1], DKIM_FAIL);
+	assert_int_equal(g.r[2], DKIM_PASS);
 	/* the same as the synchronous checks */
 	dkim_vitem_t *it = vb_items(ed, 3, 2);
-	dkim_vitems_verify(it, 3, false);
+	dkim_vitems_verify(it, 3, 0);
 	assert_int_equal(it[0].r, DKIM_PASS);
 	assert_int_equal(it[2].r, DKIM_FAIL);
 	dkim_vitems_free(it, 3);
 	/* cancelled: no callback, and the batch frees itself */
 	memset(&g, 0, sizeof g);
-	dkim_vbatch_cancel(dkim_vbatch_run(&loop, vb_items(ed, 2, 9), 2, false, on_vbatch, &g));
+	dkim_vbatch_cancel(dkim_vbatch_run(&loop, vb_items(ed, 2, 9), 2, 0, on_vbatch, &g));
 	dkim_vbatch_cancel(NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(g.calls, 0);
