@@ -445,16 +445,9 @@ get_key(arc_verify_t *v, const dkim_sig_t *s, const char *what, unsigned i, dkim
 {
 	const arc_key_t *k = key_for(v, s);
 	const char *why;
-	memset(kr, 0, sizeof *kr);
-	if (!k || k->st != DNS_OK) {
-		snprintf(v->reasonbuf, sizeof v->reasonbuf, "%s i=%u: %s", what, i,
-		    k && (k->st == DNS_NXDOMAIN || k->st == DNS_NODATA) ? "no key record" : "key lookup failed");
-		decide(v, ARC_FAIL, v->reasonbuf);
-		return -1;
-	}
-	if (dkim_keyrec_parse(k->txt.data ? k->txt.data : "", k->txt.len, kr, &why) < 0 || kr->revoked) {
-		snprintf(v->reasonbuf, sizeof v->reasonbuf, "%s i=%u: %s", what, i,
-		    kr->revoked ? "key revoked" : why);
+	enum dkim_result res;
+	if (dkim_key_get(k ? k->st : DNS_TEMPFAIL, k ? &k->txt : NULL, kr, &res, &why) != 0) {
+		snprintf(v->reasonbuf, sizeof v->reasonbuf, "%s i=%u: %s", what, i, why);
 		dkim_keyrec_clear(kr);
 		decide(v, ARC_FAIL, v->reasonbuf);
 		return -1;
@@ -555,10 +548,10 @@ check_older(arc_verify_t *v)
 		const arc_key_t *k = key_for(v, &o->sig);
 		dkim_keyrec_t kr;
 		const char *why;
+		enum dkim_result res;
 		memset(&kr, 0, sizeof kr);
-		if (!o->bh_ok || !k || k->st != DNS_OK ||
-		    dkim_keyrec_parse(k->txt.data ? k->txt.data : "", k->txt.len, &kr, &why) < 0 ||
-		    kr.revoked) {
+		if (!o->bh_ok ||
+		    dkim_key_get(k ? k->st : DNS_TEMPFAIL, k ? &k->txt : NULL, &kr, &res, &why) != 0) {
 			dkim_keyrec_clear(&kr);
 			break; /* the run of passing AMSs ends here */
 		}
@@ -769,16 +762,7 @@ on_key(void *arg, const dns_result_t *r)
 	arc_key_t *k = arg;
 	arc_verify_t *v = k->v;
 	k->q = NULL;
-	k->st = r->status == DNS_BOGUS ? DNS_TEMPFAIL : r->status;
-	if (k->st == DNS_OK) {
-		k->st = DNS_NODATA;
-		for (size_t i = 0; i < r->n; i++) {
-			if (dns_txt_join(r->rr[i].rdata, r->rr[i].rdlen, &k->txt) == 0) {
-				k->st = DNS_OK;
-				break;
-			}
-		}
-	}
+	k->st = dkim_key_txt(r, &k->txt);
 	if (--v->pending == 0)
 		deliver(v);
 }

@@ -291,10 +291,6 @@ static void
 check_sig(vsig_t *s, dkim_keyrec_t *k)
 {
 	dkim_verify_t *v = s->v;
-	if (k->revoked) {
-		decide(s, DKIM_PERMERROR, "key revoked");
-		return;
-	}
 	if (k->rsa != (s->sig.alg == DKIM_ALG_RSA_SHA256)) {
 		decide(s, DKIM_PERMERROR, "key type (k=) does not match a=");
 		return;
@@ -462,27 +458,57 @@ dkim_keyrec_verify(const dkim_keyrec_t *k, enum dkim_alg alg, const char *data, 
 	return ok ? DKIM_PASS : DKIM_FAIL;
 }
 
+enum dns_status
+dkim_key_txt(const dns_result_t *r, buf_t *txt)
+{
+	if (r->status == DNS_BOGUS)
+		return DNS_TEMPFAIL;
+	if (r->status != DNS_OK)
+		return r->status;
+	for (size_t i = 0; i < r->n; i++)
+		if (dns_txt_join(r->rr[i].rdata, r->rr[i].rdlen, txt) == 0)
+			return DNS_OK;
+	return DNS_NODATA;
+}
+
+int
+dkim_key_get(enum dns_status st, const buf_t *txt, dkim_keyrec_t *k, enum dkim_result *res,
+    const char **why)
+{
+	memset(k, 0, sizeof *k);
+	*res = DKIM_PERMERROR;
+	if (st == DNS_NXDOMAIN || st == DNS_NODATA) {
+		*why = "no key record";
+		return -1;
+	}
+	if (st != DNS_OK || !txt) {
+		*res = DKIM_TEMPERROR;
+		*why = "key lookup failed";
+		return -1;
+	}
+	if (dkim_keyrec_parse(txt->data ? txt->data : "", txt->len, k, why) < 0)
+		return -1;
+	if (k->revoked) {
+		*why = "key revoked";
+		return 1;
+	}
+	return 0;
+}
+
 /* a key lookup's answer for s */
 static void
 key_answer(vsig_t *s, enum dns_status st, const buf_t *txt)
 {
-	if (st == DNS_NXDOMAIN || st == DNS_NODATA) {
-		decide(s, DKIM_PERMERROR, "no key record");
-		return;
-	}
-	if (st != DNS_OK) {
-		decide(s, DKIM_TEMPERROR, "key lookup failed");
-		return;
-	}
 	dkim_keyrec_t k;
+	enum dkim_result res;
 	const char *why;
-	if (dkim_keyrec_parse(txt->data ? txt->data : "", txt->len, &k, &why) < 0) {
-		dkim_keyrec_clear(&k);
-		decide(s, DKIM_PERMERROR, why);
-		return;
-	}
-	s->testing = k.testing;
-	check_sig(s, &k);
+	int rc = dkim_key_get(st, txt, &k, &res, &why);
+	if (rc >= 0)
+		s->testing = k.testing; /* parsed (revoked or not) */
+	if (rc == 0)
+		check_sig(s, &k);
+	else
+		decide(s, res, why);
 	dkim_keyrec_clear(&k);
 }
 
@@ -534,22 +560,7 @@ on_key(void *arg, const dns_result_t *r)
 	dkim_verify_t *v = s->v;
 	s->q = NULL;
 	buf_t txt = BUF_INIT;
-	enum dns_status st = r->status;
-	if (st == DNS_OK) {
-		/* RFC 6376 section 3.6.2.2: the strings of one record joined; with
-		 * several records, the first that joins */
-		st = DNS_TEMPFAIL;
-		for (size_t i = 0; i < r->n; i++) {
-			if (dns_txt_join(r->rr[i].rdata, r->rr[i].rdlen, &txt) == 0) {
-				st = DNS_OK;
-				break;
-			}
-		}
-		if (st != DNS_OK)
-			st = DNS_NODATA;
-	} else if (st == DNS_BOGUS) {
-		st = DNS_TEMPFAIL;
-	}
+	enum dns_status st = dkim_key_txt(r, &txt);
 	key_answer(s, st, &txt);
 	buf_free(&txt);
 	if (--v->pending == 0)

@@ -148,6 +148,22 @@ void dkim_keyrec_clear(dkim_keyrec_t *k);
 enum dkim_result dkim_keyrec_verify(const dkim_keyrec_t *k, enum dkim_alg alg, const char *data,
     size_t len, const buf_t *sig, const char **why);
 
+/* ---- a signature's key (dkim.c), shared with ARC ---- */
+
+/* A key lookup's answer (RFC 6376 section 3.6.2.2): the strings of the
+ * first TXT record that joins, appended to *txt; the status: DNS_OK,
+ * DNS_NODATA when no record joins, DNS_TEMPFAIL for a bogus (DNSSEC)
+ * answer, else the lookup's own. */
+enum dns_status dkim_key_txt(const dns_result_t *r, buf_t *txt);
+/* The key record of a lookup (st, txt: as dkim_key_txt gave them): 0
+ * with *k parsed and not revoked; 1 for a revoked key (parsed, so its
+ * t=y is there; *res permerror, *why "key revoked"); -1 with *res and
+ * *why: no record (permerror, "no key record"), a failed lookup
+ * (temperror, "key lookup failed"), a record that does not parse
+ * (permerror, its reason). The caller clears *k in every case. */
+int dkim_key_get(enum dns_status st, const buf_t *txt, dkim_keyrec_t *k, enum dkim_result *res,
+    const char **why);
+
 /* ---- the public-key checks on the thread pool (dkim.c), shared with ARC ---- */
 
 /* One check for dkim_keyrec_verify(): everything owned by the item, so
