@@ -34,6 +34,8 @@ void maillog_accepted(const char *qid, const char *session, const char *client, 
     bool client_gone);
 /* recipient r's latest outcome; delay counted from the message's arrival */
 void maillog_rcpt(const envelope_t *env, const env_rcpt_t *r);
+/* "sent", "deferred" or "bounced": r's status as the log and the metrics say it */
+const char *maillog_status(const env_rcpt_t *r);
 /* a DSN about qid was queued as dsn (and is itself accepted) */
 void maillog_dsn(const char *qid, const char *what, const envelope_t *dsn);
 void maillog_bounce_discarded(const char *qid, size_t n, bool postmaster_notified);

@@ -42,6 +42,7 @@
 #include "daemon/daemon.h"
 #include "daemon/privdrop.h"
 #include "daemon/privsep.h"
+#include "daemon/pstats.h"
 #include "daemon/queuealarm.h"
 #include "daemon/reports.h"
 #include "deliver/tlsrpt.h"
@@ -334,6 +335,7 @@ start_stages(buf_t *err)
 	log_info("recovered %zu messages from the queue", n);
 	reports_start(T.loop, &T.cfg, T.sched, queue_spool_dir(T.queue));
 	queuealarm_start(T.loop, &T.cfg, T.sched);
+	pstats_start(T.loop, queue_spool_dir(T.queue), T.sched);
 	control_ctx_t cctx = {T.loop, &T.cfg, T.queue, T.sched, reload_request, NULL};
 	control = control_start(&cctx, err);
 	if (!control) {
@@ -429,6 +431,7 @@ daemon_run(const char *path, bool use_syslog, bool debug)
 
 	/* everything in flight is done: free and let libuv close the rest */
 	server_free(T.server);
+	pstats_stop();
 	sched_free(T.sched);
 	queue_close(T.queue);
 	uv_run(T.loop, UV_RUN_NOWAIT);

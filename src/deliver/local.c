@@ -18,9 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deliver/dstats.h"
 #include "deliver/maildir.h"
 #include "deliver/outcome.h"
 #include "lib/buf.h"
+#include "lib/clock.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
 
@@ -37,6 +39,7 @@ typedef struct ljob {
 	local_done_cb cb;
 	void *arg;
 	struct ljob *next; /* waiting FIFO */
+	uint64_t started;  /* clock_mono_us() at ljob_start, for the metrics */
 } ljob_t;
 
 struct local {
@@ -111,6 +114,7 @@ ljob_done(uv_work_t *req, int status)
 			l->wait_tail = NULL;
 		ljob_start(l, w);
 	}
+	dstats_attempt("local", j->env, j->idx, j->n, j->started);
 	j->cb(j->arg, j->env, j->idx, j->n);
 	ljob_free(j);
 }
@@ -119,6 +123,7 @@ static void
 ljob_start(local_t *l, ljob_t *j)
 {
 	l->running++;
+	j->started = clock_mono_us();
 	j->req.data = j;
 	uv_queue_work(l->loop, &j->req, ljob_work, ljob_done);
 }

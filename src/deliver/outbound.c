@@ -31,9 +31,11 @@
 #include <unistd.h>
 
 #include "common/table.h"
+#include "deliver/dstats.h"
 #include "deliver/mtasts_fetch.h"
 #include "deliver/tlsrpt.h"
 #include "queue/queue.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include <sys/un.h>
@@ -123,6 +125,8 @@ struct job {
 	bool dsn_offered; /* the server took NOTIFY/ORCPT (RFC 3461): it reports success itself */
 	char *relay;
 	char *tls; /* "TLSv1.3 verified=dane-ee" for the delivery log, or NULL */
+	const char *transport; /* for the metrics: "smtp", "lmtp", "relay" (dstats.h) */
+	uint64_t started;      /* clock_mono_us() at outbound_submit */
 };
 
 struct sess {
@@ -237,6 +241,8 @@ job_finish(struct job *j)
 		}
 		/* the scheduler logs the outcome, with delay and attempts */
 	}
+	if (!j->cancelled && j->n > 0)
+		dstats_attempt(j->transport ? j->transport : "smtp", e, j->idx, j->n, j->started);
 	xfree(j->txn.res);
 	j->txn.res = NULL;
 	if (j->txn.fd >= 0)
@@ -1526,6 +1532,7 @@ outbound_submit(outbound_t *o, envelope_t *env, const size_t *idx, size_t n,
 	j->txn.n = n;
 	j->txn.fd = -1;
 	j->txn.res = xcalloc(n ? n : 1, sizeof *j->txn.res);
+	j->started = clock_mono_us();
 	if (o->shutting) {
 		job_cancel(j);
 		return;
@@ -1558,6 +1565,7 @@ job_route(outbound_t *o, struct job *j)
 		job_fail(j, &oc);
 		return;
 	}
+	j->transport = d->lmtp ? "lmtp" : d->is_relay ? "relay" : "smtp";
 	if (d->requiretls_bad) {
 		/* RFC 8689 §4.2.1: this next hop can never be validated */
 		outcome_t oc;

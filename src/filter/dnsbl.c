@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filter/fstats.h"
 #include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -459,9 +460,11 @@ finish(dnsbl_req_t *r)
 		res.reply = buf_cstr(&reply);
 		log_info("dnsbl session=%s client=%s listed score=%d threshold=%d lists=%s", r->sid, r->ip,
 		    score, r->threshold, res.lists);
+		fstats_verdict("dnsbl", "listed");
 	} else if (lists.len) {
 		log_info("dnsbl session=%s client=%s pass score=%d threshold=%d lists=%s", r->sid, r->ip,
 		    score, r->threshold, res.lists);
+		fstats_verdict("dnsbl", "pass");
 	}
 	dnsbl_cb cb = r->cb;
 	void *arg = r->arg;
@@ -568,6 +571,7 @@ got_a(void *arg, const dns_result_t *dr)
 		/* fail open: the list counts 0 */
 		log_warn("dnsbl session=%s client=%s zone=%s lookup failed (%s): counts 0", r->sid, r->ip,
 		    z->site.zone, dr->why);
+		fstats_verdict("dnsbl", "lookup_failed");
 	}
 	done_one(r);
 }

@@ -25,6 +25,7 @@
 
 #include "filter/content.h"
 #include "filter/dnsbl.h"
+#include "filter/fstats.h"
 #include "filter/greylist.h"
 #include "filter/milter.h"
 #include "filter/ratelimit.h"
@@ -614,6 +615,7 @@ log_verdict(filter_t *f, struct fm *fm, const char *what, const char *extra)
 {
 	log_info("%s: milter=%s stage=%s verdict=%s%s%s session=%s", log_id(f), fm->spec.name,
 	    stage_names[f->stage], what, extra ? " " : "", extra ? extra : "", f->sid);
+	fstats_verdict("milter", what);
 }
 
 static char *
@@ -954,6 +956,7 @@ act(struct scan *sc, const char *table, const content_rule_ref_t *r, const char 
 	log_subject(&s, p, n);
 	log_info("%s: %s %s:%u action=%s%s%s line=\"%s\" session=%s", log_id(f), table, r->file,
 	    r->line, names[r->action], r->text[0] ? " text=" : "", r->text, buf_cstr(&s), f->sid);
+	fstats_verdict(table, names[r->action]);
 	buf_free(&s);
 	bool remove = false;
 	switch (r->action) {

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filter/fstats.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -277,11 +278,14 @@ grey_check(uv_loop_t *loop, const config_t *c, const char *sid, const char *ip,
 		if (!was_passed)
 			log_info("%s: greylist passed client=%s from=<%s> to=<%s>", sid, ip,
 			    sender ? sender : "", rcpt);
+		if (!was_passed)
+			fstats_verdict("greylist", "passed");
 		return false;
 	}
 	(void)snprintf(reply, rlen, "451 4.7.1 greylisted, try again in %u seconds", wait);
 	log_info("%s: greylisted client=%s from=<%s> to=<%s> wait=%us", sid, ip,
 	    sender ? sender : "", rcpt, wait);
+	fstats_verdict("greylist", "greylisted");
 	return true;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "filter/fstats.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/lru.h"
@@ -175,6 +176,7 @@ verdict(const rl_req_t *q, int status, int denied, unsigned retry, char *reply, 
 		    "(ratelimit_redis_failure = closed); try again later",
 		    q->st == RL_CONNECT ? "421 4.7.0" : "451 4.7.1");
 		log_info("%s: ratelimit failed closed client=%s", q->sid, q->ip);
+		fstats_verdict("ratelimit", "failed_closed");
 		return true;
 	}
 	if (denied < 0 || (size_t)denied >= q->n)
@@ -188,6 +190,7 @@ verdict(const rl_req_t *q, int status, int denied, unsigned retry, char *reply, 
 		    "try again in %u seconds", q->what[d], q->key[d], q->it[d].limit, q->spec[d], retry);
 	log_info("%s: ratelimit limit=%s key=%s rate=%s client=%s retry=%us", q->sid,
 	    q->it[d].limit, q->key[d], q->spec[d], q->ip, retry);
+	fstats_verdict("ratelimit", "limited");
 	return true;
 }
 

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "lib/metrics.h"
 #include "lib/xalloc.h"
 
 #define READ_CHUNK 65536
@@ -297,6 +298,12 @@ tls_encrypt(conn_t *c)
  * what can be decrypted into `in`. *ready is set when the handshake ends
  * in this call, *eof when the peer sent close_notify. -1 on a TLS error.
  */
+METRIC_COUNTER(m_tls, "tern_tls_sessions_total",
+    "TLS handshakes completed, by direction (inbound: STARTTLS or smtps; outbound) and protocol version",
+    "direction", "version");
+METRIC_COUNTER(m_tls_fail, "tern_tls_handshake_failures_total", "TLS handshakes that failed, by direction",
+    "direction");
+
 static int
 tls_feed(conn_t *c, const char *p, size_t n, bool *ready, bool *eof)
 {
@@ -318,9 +325,11 @@ tls_feed(conn_t *c, const char *p, size_t n, bool *ready, bool *eof)
 			c->tls_handshaking = false;
 			c->tls_ready = true;
 			*ready = true;
+			metric_inc(&m_tls, SSL_is_server(c->ssl) ? "inbound" : "outbound", SSL_get_version(c->ssl));
 		} else {
 			int e = SSL_get_error(c->ssl, r);
 			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+				metric_inc(&m_tls_fail, SSL_is_server(c->ssl) ? "inbound" : "outbound");
 				tls_note_error(c, "TLS handshake failed");
 				tls_drain(c); /* our alert, if any, still goes out */
 				return -1;

@@ -29,6 +29,7 @@
 #include <unbound.h>
 
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/xalloc.h"
 
 struct dns_query {
@@ -43,6 +44,7 @@ struct dns_query {
 	void *arg;
 	int rrtype;
 	char *name;
+	uint64_t started;         /* uv_hrtime() at dns_query, for the metrics */
 };
 
 struct dns {
@@ -317,6 +319,20 @@ query_free(dns_query_t *q)
 	xfree(q);
 }
 
+METRIC_COUNTER(m_lookups, "tern_dns_lookups_total", "DNS lookups answered, by type and status",
+    "type", "status");
+METRIC_HISTOGRAM(m_latency, metric_bounds_latency, "tern_dns_lookup_duration_seconds",
+    "Time from a DNS query to its answer (or its timeout)", "type");
+
+/* the query type as a label: the types tern asks, else "other" */
+static const char *
+rr_name(int t)
+{
+	return t == DNS_T_A ? "A" : t == DNS_T_AAAA ? "AAAA" : t == DNS_T_MX ? "MX"
+	    : t == DNS_T_TXT ? "TXT" : t == DNS_T_TLSA ? "TLSA" : t == DNS_T_PTR ? "PTR"
+	    : t == DNS_T_CNAME ? "CNAME" : "other";
+}
+
 static void
 deliver(dns_query_t *q, dns_result_t *r)
 {
@@ -327,6 +343,8 @@ deliver(dns_query_t *q, dns_result_t *r)
 	r->rrtype = q->rrtype;
 	if (r->why == NULL)
 		r->why = r->status == DNS_OK ? "" : dns_status_str(r->status);
+	metric_inc(&m_lookups, rr_name(q->rrtype), dns_status_str(r->status));
+	metric_observe(&m_latency, (double)(uv_hrtime() - q->started) / 1e9, rr_name(q->rrtype));
 	q->cb(q->arg, r);
 }
 
@@ -679,6 +697,7 @@ dns_query(dns_t *dns, const char *name, int rrtype, dns_cb cb, void *arg)
 	q->rrtype = rrtype;
 	q->name = xstrdup(name ? name : "");
 	q->deadline = uv_now(dns->loop) + dns->timeout_ms;
+	q->started = uv_hrtime();
 
 	size_t len = strlen(q->name);
 	if (dns->free_pending) {

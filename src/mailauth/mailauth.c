@@ -50,6 +50,7 @@
 #include "common/maillog.h"
 #include "lib/dns.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/xalloc.h"
 #include "mailauth/arc.h"
 #include "mailauth/authres.h"
@@ -820,6 +821,10 @@ spf_reply_domain(const spf_part_t *p)
 	return p->domain ? p->domain : "";
 }
 
+METRIC_COUNTER(m_results, "tern_mailauth_results_total",
+    "Inbound mail authentication results, by method (spf, spf_helo, dkim per signature, arc, dmarc)",
+    "method", "result");
+
 /* The verdict: the field, the action, the log line; then the callback. */
 static void
 verdict(mailauth_t *m)
@@ -832,17 +837,20 @@ verdict(mailauth_t *m)
 		authres_add(&ar, "spf", spf_result_str(m->mail.result), NULL, NULL, pr, 1);
 		buf_printf(&log, "spf=%s smtp.mailfrom=<%s>", spf_result_str(m->mail.result),
 		    m->mail.identity ? m->mail.identity : "");
+		metric_inc(&m_results, "spf", spf_result_str(m->mail.result));
 	}
 	if (m->heloid.on) {
 		authres_prop_t pr[] = {{"smtp.helo", m->heloid.identity}};
 		authres_add(&ar, "spf", spf_result_str(m->heloid.result), NULL, NULL, pr, 1);
 		buf_printf(&log, "%sspf_helo=%s smtp.helo=%s", log.len ? " " : "",
 		    spf_result_str(m->heloid.result), m->heloid.identity);
+		metric_inc(&m_results, "spf_helo", spf_result_str(m->heloid.result));
 	}
 	if (m->dkim_on) {
 		if (m->nsigs == 0) {
 			authres_add(&ar, "dkim", "none", NULL, NULL, NULL, 0);
 			buf_printf(&log, "%sdkim=none", log.len ? " " : "");
+			metric_inc(&m_results, "dkim", "none");
 		}
 		for (size_t i = 0; i < m->nsigs; i++) {
 			const sigres_t *s = &m->sigs[i];
@@ -855,6 +863,7 @@ verdict(mailauth_t *m)
 			buf_printf(&log, "%s%sdkim=%s (d=%s s=%s%s%s)", log.len && i == 0 ? " " : "",
 			    i ? "," : "", res, s->d, s->s, s->result == DKIM_PASS ? "" : ": ",
 			    s->result == DKIM_PASS ? "" : s->reason);
+			metric_inc(&m_results, "dkim", res);
 		}
 	}
 	if (m->arc_on) {
@@ -876,6 +885,7 @@ verdict(mailauth_t *m)
 		    m->arc_result == ARC_PASS ? pr : pr + 1,
 		    m->arc_result == ARC_NONE ? 0 : m->arc_result == ARC_PASS ? 2 : 1);
 		buf_printf(&log, "%sarc=%s", log.len ? " " : "", ar_res);
+		metric_inc(&m_results, "arc", ar_res);
 		if (m->arc_result != ARC_NONE)
 			buf_printf(&log, " (i=%u)", m->arc_n);
 		buf_free(&cm);
@@ -909,6 +919,7 @@ verdict(mailauth_t *m)
 		authres_add(&ar, "dmarc", dmarc_result_str(m->dmarc_result), buf_cstr(&cm), NULL, pr, 1);
 		buf_printf(&log, "%sdmarc=%s header.from=%s", log.len ? " " : "",
 		    dmarc_result_str(m->dmarc_result), m->from_domain ? m->from_domain : "-");
+		metric_inc(&m_results, "dmarc", dmarc_result_str(m->dmarc_result));
 		if (m->dmarc_result == DMARC_FAIL || m->dmarc_result == DMARC_PASS)
 			buf_printf(&log, " policy=%s disposition=%s", dmarc_policy_str(m->dmarc_policy),
 			    dmarc_policy_str(m->dmarc_result == DMARC_FAIL ? m->dmarc_disposition

@@ -34,6 +34,21 @@ sat_mul(uint64_t a, uint64_t b)
 }
 
 int
+queue_space_avail(const char *spool_dir, uint64_t *bytes, uint64_t *inodes)
+{
+	struct statvfs sv;
+	if (spool_dir == NULL || *spool_dir == '\0') {
+		errno = EINVAL;
+		return -1;
+	}
+	if (statvfs(spool_dir, &sv) < 0)
+		return -1;
+	*bytes = sat_mul((uint64_t)sv.f_bavail, sv.f_frsize ? (uint64_t)sv.f_frsize : (uint64_t)sv.f_bsize);
+	*inodes = sv.f_files != 0 ? (uint64_t)sv.f_favail : UINT64_MAX;
+	return 0;
+}
+
+int
 queue_space_ok(const char *spool_dir, uint64_t need, uint64_t reserve)
 {
 	struct statvfs sv;

@@ -38,4 +38,10 @@
  */
 int queue_space_ok(const char *spool_dir, uint64_t need, uint64_t reserve);
 
+/* the bytes and inodes of spool_dir's file system available to
+ * unprivileged users (the figures queue_space_ok compares; for the
+ * metrics); *inodes is UINT64_MAX when the file system does not count
+ * them. 0, or -1 with statvfs's errno. */
+int queue_space_avail(const char *spool_dir, uint64_t *bytes, uint64_t *inodes);
+
 #endif

@@ -88,6 +88,9 @@ size_t sched_flush(sched_t *s, const char *domain);
 /* Start nothing new; call done when every job in flight is back. */
 void sched_stop(sched_t *s, void (*done)(void *arg), void *arg);
 void sched_free(sched_t *s);
+/* the queue's gauges in the metrics (qstats.c): a metrics hook, arg is the
+ * sched_t (metrics_hook_add(sched_qstats, s); removed before sched_free) */
+void sched_qstats(void *arg);
 
 /* The retry interval after `attempts` failed attempts (attempts >= 1):
  * retry_min doubled each time, capped at retry_max. A pure function. */

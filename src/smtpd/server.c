@@ -38,6 +38,7 @@
 #include "lib/conn.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/tls.h"
 #include "lib/xalloc.h"
 #include "smtpd/auth.h"
@@ -184,6 +185,9 @@ server_session_gone(struct server *srv, session_t *sess, const char *ip)
 	stop_check(srv);
 }
 
+METRIC_COUNTER(m_refused, "tern_smtp_connections_refused_total",
+    "Connections refused before a session started, by reason", "reason");
+
 static void
 on_connection(uv_stream_t *server, int status)
 {
@@ -200,11 +204,13 @@ on_connection(uv_stream_t *server, int status)
 	const char *ip = conn_peer_ip(conn);
 	if (s->stopping) {
 		conn_printf(conn, "421 4.3.2 %s Service shutting down\r\n", c->hostname);
+		metric_inc(&m_refused, "shutting_down");
 		conn_close(conn);
 		return;
 	}
 	if (s->nsessions >= c->max_sessions) {
 		log_warn("refused client=%s reason=\"too many sessions (%u)\"", ip, s->nsessions);
+		metric_inc(&m_refused, "max_sessions");
 		conn_printf(conn, "421 4.7.0 %s Error: too many connections; try again later\r\n", c->hostname);
 		conn_close(conn);
 		return;
@@ -213,6 +219,7 @@ on_connection(uv_stream_t *server, int status)
 	if (e->count >= c->max_sessions_per_ip && l->mode != LISTEN_LOCAL &&
 	    !config_limit_exempt(c, conn_peer_addr(conn))) {
 		log_warn("refused client=%s reason=\"too many sessions from this address (%u)\"", ip, e->count);
+		metric_inc(&m_refused, "max_sessions_per_ip");
 		conn_printf(conn, "421 4.7.0 %s Error: too many connections from %s\r\n", c->hostname, ip);
 		conn_close(conn);
 		return;

@@ -70,6 +70,7 @@
 #include "filter/ratelimit.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/version.h"
 #include "lib/xalloc.h"
 #include "queue/queue.h"
@@ -85,14 +86,27 @@
 #define AUTH_LINE_MAX 2048     /* AUTH lines may be longer than other commands (RFC 4954 §4) */
 
 static void session_process(session_t *s);
+
 static void session_event(conn_t *c, enum conn_event ev, int err, void *arg);
 static void session_free(session_t *s);
+
+/* the SMTP side's metrics (docs/operations.md), counted where the log line is written */
+METRIC_COUNTER(m_conns, "tern_smtp_connections_total", "SMTP sessions started, by listener mode",
+    "mode");
+METRIC_GAUGE(m_open, "tern_smtp_connections_open", "SMTP sessions open now");
+METRIC_COUNTER(m_cmds, "tern_smtp_commands_total", "SMTP commands received, by verb", "verb");
+METRIC_COUNTER(m_replies, "tern_smtp_replies_total", "SMTP replies sent, by code class", "class");
+METRIC_COUNTER(m_rejects, "tern_smtp_rejects_total",
+    "Commands refused (as the reject log lines), by command, reply code and enhanced status code",
+    "cmd", "code", "status");
 
 /* ---- replies ---- */
 
 void
 sess_reply(session_t *s, const char *line)
 {
+	metric_inc(&m_replies, line[0] >= '2' && line[0] <= '5' && line[3] != '-' ?
+	    (const char *[]){"2xx", "3xx", "4xx", "5xx"}[line[0] - '2'] : "other");
 	conn_write(s->conn, line, strlen(line));
 	conn_write(s->conn, "\r\n", 2);
 }
@@ -104,8 +118,22 @@ sess_reply_error(session_t *s, const char *cmd, const char *line, bool count)
 	sess_reply(s, line);
 	log_info("%s: reject cmd=%s reply=\"%s\" client=%s", s->id, cmd, line, s->ip);
 	recent_reject(s->ip, cmd, line);
+	sess_count_reject(cmd, line);
 	if (count)
 		s->errors++;
+}
+
+/* a refused command in the metrics: "550 5.1.1 text" -> code 550, status 5.1.1 */
+void
+sess_count_reject(const char *cmd, const char *line)
+{
+	char code[4] = "", status[12] = "", known[16];
+	(void)sscanf(line, "%3[0-9] %11[0-9.]", code, status);
+	/* a verb the client made up is not a label of its own */
+	snprintf(known, sizeof known, " %s ", cmd);
+	if (!strstr(" EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH ", known))
+		cmd = "unknown";
+	metric_inc(&m_rejects, cmd, code, status);
 }
 
 void
@@ -338,6 +366,7 @@ sess_helo_reply(session_t *s)
 {
 	s->state = ST_READY;
 	const config_t *c = CFG(s);
+	metric_inc(&m_replies, "2xx");
 	if (!s->esmtp) {
 		conn_printf(s->conn, "250 %s\r\n", c->hostname);
 		return;
@@ -461,6 +490,7 @@ cmd_mail(session_t *s, const char *a, size_t n)
 		log_info("%s: reject cmd=MAIL reply=\"553 5.7.1 Error: sender address not owned by the authenticated user\" client=%s user=%s from=<%s>",
 		    s->id, s->ip, s->auth_user, m.from.str);
 		recent_reject(s->ip, "MAIL", "553 5.7.1 Error: sender address not owned by the authenticated user");
+		sess_count_reject("MAIL", "553 5.7.1");
 		sess_reply(s, "553 5.7.1 Error: sender address not owned by the authenticated user");
 		s->errors++;
 		mail_args_free(&m);
@@ -544,6 +574,7 @@ rcpt_refuse(session_t *s, rcpt_args_t *r, dest_list_t *d, const char *line)
 {
 	log_info("%s: reject cmd=RCPT reply=\"%s\" client=%s to=<%s>", s->id, line, s->ip, r->to.str);
 	recent_reject(s->ip, "RCPT", line);
+	sess_count_reject("RCPT", line);
 	sess_reply(s, line);
 	rcpt_args_free(r);
 	dest_list_free(d);
@@ -611,6 +642,7 @@ cmd_rcpt(session_t *s, const char *a, size_t n)
 		/* name the address in the log line, not in the static reply */
 		log_info("%s: reject cmd=RCPT reply=\"%s\" client=%s to=<%s>", s->id, err, s->ip, r.to.str);
 		recent_reject(s->ip, "RCPT", err);
+		sess_count_reject("RCPT", err);
 		snprintf(line, sizeof line, "%s", err);
 		sess_reply(s, line);
 		s->errors++;
@@ -808,6 +840,7 @@ dispatch(session_t *s, const char *line, size_t n)
 	for (const struct command *c = commands; c->name; c++) {
 		if (vl != strlen(c->name) || strncasecmp(line, c->name, vl) != 0)
 			continue;
+		metric_inc(&m_cmds, c->name);
 		if (strcmp(c->name, "BDAT") == 0) {
 			/* parsed even out of sequence: its chunk must be read */
 			sess_cmd_bdat(s, args, an);
@@ -828,6 +861,7 @@ dispatch(session_t *s, const char *line, size_t n)
 		word = (line[i] >= 'A' && line[i] <= 'Z') || (line[i] >= 'a' && line[i] <= 'z');
 	if (word)
 		snprintf(verb, sizeof verb, "%.*s", (int)vl, line);
+	metric_inc(&m_cmds, "unknown");
 	sess_reply_error(s, verb, "500 5.5.2 Error: command not recognized", true);
 }
 
@@ -1012,6 +1046,7 @@ void
 sess_greet(session_t *s)
 {
 	conn_printf(s->conn, "220 %s ESMTP tern\r\n", CFG(s)->hostname);
+	metric_inc(&m_replies, "2xx");
 	conn_flush(s->conn);
 }
 
@@ -1111,6 +1146,7 @@ session_event(conn_t *c, enum conn_event ev, int err, void *arg)
 	case CONN_EV_CLOSED:
 		if (conn_tls_error(c)[0])
 			log_info("tls failed session=%s client=%s: %s", s->id, s->ip, conn_tls_error(c));
+		metric_add(&m_open, -1);
 		log_info("disconnect session=%s client=%s commands=%u messages=%u errors=%u%s%s", s->id, s->ip,
 		    s->ncommands, s->nmessages, s->errors, err ? " error=" : "", err ? uv_strerror(err) : "");
 		if (s->mode != LISTEN_LOCAL)
@@ -1182,6 +1218,9 @@ session_new(struct server *srv, conn_t *conn, enum listen_mode mode)
 	log_info("connect session=%s client=%s port=%d%s", s->id, s->ip, s->port,
 	    mode == LISTEN_SMTP ? "" : mode == LISTEN_SUBMISSION ? " mode=submission"
 	    : mode == LISTEN_SMTPS ? " mode=smtps" : " mode=local");
+	metric_inc(&m_conns, mode == LISTEN_SMTP ? "smtp" : mode == LISTEN_SUBMISSION ? "submission"
+	    : mode == LISTEN_SMTPS ? "smtps" : "local");
+	metric_add(&m_open, 1);
 	s->rl_exempt = mode == LISTEN_LOCAL || rl_exempt(c, conn_peer_addr(conn));
 	if (!s->rl_exempt) {
 		bool denied;

@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/xalloc.h"
 #include "smtpd/auth_dovecot.h"
 #include "smtpd/session_int.h"
@@ -34,6 +35,9 @@
 /* ---- AUTH (RFC 4954) ---- */
 
 static void sess_auth_check(session_t *s, char *user, char *pass);
+
+METRIC_COUNTER(m_auth, "tern_smtp_auth_total", "AUTH attempts, by mechanism and result (ok, failed)",
+    "method", "result");
 
 static const char *
 mech_name(session_t *s)
@@ -105,6 +109,7 @@ sess_auth_succeeded(session_t *s, const char *user)
 		filter_macro(s->filter, "{auth_type}", mech_name(s));
 		filter_macro(s->filter, "{auth_authen}", user);
 	log_info("%s: auth ok user=%s method=%s client=%s", s->id, user, mech_name(s), s->ip);
+	metric_inc(&m_auth, mech_name(s), "ok");
 	sess_auth_end(s);
 	sess_reply(s, "235 2.7.0 Authentication successful");
 	sess_resume(s);
@@ -118,6 +123,7 @@ sess_auth_failed(session_t *s, const char *why)
 	/* no user name here: a password typed into the name field would be logged */
 	log_info("%s: auth failed method=%s client=%s failures=%u%s%s%s", s->id, mech_name(s), s->ip,
 	    s->auth_failures, why ? " reason=\"" : "", why ? why : "", why ? "\"" : "");
+	metric_inc(&m_auth, mech_name(s), "failed");
 	sess_auth_end(s);
 	s->state = ST_WAIT;
 	/* slow down guessing: the delay doubles with each failure */

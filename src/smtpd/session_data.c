@@ -264,6 +264,7 @@ mailauth_eom_done(void *arg, const mailauth_verdict_t *v)
 		log_info("%s: reject cmd=%s reply=\"%s\" client=%s from=<%s> (mail authentication)",
 		    s->qid, s->fcmd, v->reply, s->ip, s->env->sender);
 		recent_reject(s->ip, s->fcmd, v->reply);
+		sess_count_reject(s->fcmd, v->reply);
 		sess_reply(s, v->reply);
 		s->state = ST_READY;
 		sess_txn_reset(s); /* frees s->mauth: allowed from its callback */

@@ -174,6 +174,7 @@ filter_rcpt_done(void *arg, const filter_verdict_t *v)
 		log_info("%s: reject cmd=RCPT reply=\"%s\" client=%s to=<%s> milter=%s", s->id,
 		    v->reply, s->ip, s->frcpt.to.str, v->who ? v->who : "");
 		recent_reject(s->ip, "RCPT", v->reply);
+		sess_count_reject("RCPT", v->reply);
 		sess_reply(s, v->reply);
 		rcpt_args_free(&s->frcpt);
 		dest_list_free(&s->fdest);
@@ -296,6 +297,7 @@ sess_filter_eom_done(void *arg, const filter_verdict_t *v)
 		log_info("%s: reject cmd=%s reply=\"%s\" client=%s milter=%s", s->qid, s->fcmd, v->reply,
 		    s->ip, v->who ? v->who : "");
 		recent_reject(s->ip, s->fcmd, v->reply);
+		sess_count_reject(s->fcmd, v->reply);
 		sess_reply(s, v->reply);
 		s->state = ST_READY;
 		sess_txn_reset(s);

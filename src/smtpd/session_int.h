@@ -181,6 +181,8 @@ CFG(session_t *s)
 void sess_reply(session_t *s, const char *line);
 /* An error reply: logged, and counted towards max_errors. */
 void sess_reply_error(session_t *s, const char *cmd, const char *line, bool count);
+/* a refused command in the metrics (each "reject cmd=" log line calls it) */
+void sess_count_reject(const char *cmd, const char *line);
 void sess_close(session_t *s);
 void sess_txn_reset(session_t *s);
 bool sess_work_returned(session_t *s);
