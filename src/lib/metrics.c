@@ -6,6 +6,7 @@
  * joined by NUL octets. Each family has METRIC_BUCKETS_ hash chains,
  * allocated at its first update; with the caps in use (at most a few
  * hundred series) a chain stays short.
+ * metrics_route serves the rendering as GET /metrics on lib/httpd.c.
  * Guarantees: see metrics.h; the format is Prometheus's text exposition
  * format 0.0.4 (prometheus.io/docs/instrumenting/exposition_formats).
  * Must not: allocate anywhere but xalloc (out of memory aborts there).
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/httpd.h"
 #include "lib/utf8.h"
 #include "lib/xalloc.h"
 
@@ -373,6 +375,20 @@ metrics_render(buf_t *out)
 	for (size_t i = 0; i < n; i++)
 		metrics_render_family(v[i], out);
 	xfree(v);
+}
+
+static int
+http_get(httpd_req_t *req, void *arg, buf_t *body, const char **ctype)
+{
+	metrics_render(body);
+	*ctype = METRICS_CONTENT_TYPE;
+	return 200;
+}
+
+int
+metrics_route(struct httpd *h)
+{
+	return httpd_route(h, "GET", "/metrics", 0, http_get, NULL);
 }
 
 double

@@ -141,6 +141,12 @@ void metrics_render_family(const metric_family_t *f, buf_t *out);
 /* the Content-Type of the output */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* the route GET /metrics on an HTTP listener (lib/httpd.h), behind its
+ * token like every route that is not public: it renders the registry.
+ * 0 or -1 (the route table is full). */
+struct httpd;
+int metrics_route(struct httpd *h);
+
 /* process resident set size in bytes from /proc/self/statm, or -1 */
 double metrics_process_rss(void);
 
