@@ -51,6 +51,7 @@
 #include "lib/fsutil.h"
 #include "lib/httpd.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/version.h"
 #include "mailauth/sign.h"
 #include "mailauth/srs.h"
@@ -356,6 +357,7 @@ start_stages(buf_t *err)
 		}
 		api = api_new(http, &cctx);
 		status_routes(http, T.sched); /* the status page, /status (control/status.h) */
+		metrics_route(http); /* GET /metrics, docs/operations.md */
 		if (http_token("start") < 0) {
 			buf_free(&name);
 			return -1;
