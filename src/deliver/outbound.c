@@ -9,7 +9,11 @@
  * session is READY and idle, then runs as one transaction; a session that
  * fails before READY moves on to the next address itself; when it runs out
  * of addresses and no other session of the dest is alive, every queued
- * job fails with its last error.
+ * job fails with its last error. An address whose connection was refused
+ * or timed out (or that never greeted) is remembered for dead_host_time in
+ * one bounded table (lib/lru.c) shared by every dest: walks skip it, and a
+ * dest whose every address is remembered defers its queue without
+ * connecting; reaching READY on an address forgets it.
  *
  * Guarantees: every job's callback runs exactly once, always from a fresh
  * loop turn (jobs are finished through a "done" list drained by a zero
@@ -37,6 +41,7 @@
 #include "queue/queue.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/lru.h"
 #include "lib/xalloc.h"
 #include <sys/un.h>
 
@@ -143,6 +148,14 @@ struct sess {
 	enum tls_policy policy; /* this address's policy (DANE decided per host) */
 };
 
+/* a host address that did not answer lately (o->dead, keyed "[ip]:port") */
+struct dead {
+	uint64_t since; /* uv_now, ms */
+	char why[240];  /* "connect to mx[192.0.2.1]:25: connection refused" */
+};
+
+#define DEAD_HOSTS_MAX 4096
+
 struct outbound {
 	uv_loop_t *loop;
 	char *hostname;
@@ -150,6 +163,8 @@ struct outbound {
 	char *relayhost;
 	char *relay_auth_user, *relay_auth_pass;
 	unsigned dest_limit, total_limit, max_per_conn, idle_ms;
+	uint64_t dead_ms; /* smtp_dead_host_time; 0: off */
+	lru_t dead;       /* struct dead, shared by every destination */
 	smtp_timeouts_t timeouts;
 	dns_t *dns;
 	mx_options_t mx;
@@ -185,6 +200,133 @@ static void check_shutdown(outbound_t *o);
 static void sess_connect(struct sess *s);
 static size_t sess_target(const struct sess *s, size_t k);
 static void sess_tlsrpt(const struct sess *s, const smtp_client_t *c);
+
+/* ---- hosts that did not answer lately ---- */
+
+/* "[ip]:port" of sa into key; the ip alone into ip */
+static void
+dead_key(const struct sockaddr *sa, char *key, size_t kcap, char *ip, size_t icap)
+{
+	unsigned port;
+	snprintf(ip, icap, "?");
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		uv_ip6_name(s6, ip, icap);
+		port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		uv_ip4_name(s4, ip, icap);
+		port = ntohs(s4->sin_port);
+	}
+	snprintf(key, kcap, "[%s]:%u", ip, port);
+}
+
+/* what is remembered of sa's failure; NULL when nothing or expired (an
+ * expired entry stays until replaced, cleared or pushed out by the cap) */
+static struct dead *
+dead_get(outbound_t *o, const struct sockaddr *sa)
+{
+	if (!o->dead_ms || sa->sa_family == AF_UNIX)
+		return NULL;
+	char key[INET6_ADDRSTRLEN + 16], ip[INET6_ADDRSTRLEN];
+	dead_key(sa, key, sizeof key, ip, sizeof ip);
+	struct dead *x = lru_get(&o->dead, key);
+	return x && uv_now(o->loop) - x->since < o->dead_ms ? x : NULL;
+}
+
+/* sa did not answer (why: the client's error, "451 4.4.1 connect to ...") */
+static void
+dead_note(outbound_t *o, const struct sockaddr *sa, const char *why)
+{
+	if (!o->dead_ms || sa->sa_family == AF_UNIX)
+		return;
+	char key[INET6_ADDRSTRLEN + 16], ip[INET6_ADDRSTRLEN];
+	dead_key(sa, key, sizeof key, ip, sizeof ip);
+	struct dead *x = lru_get(&o->dead, key);
+	if (x) {
+		lru_touch(&o->dead, x);
+	} else {
+		while (lru_count(&o->dead) >= DEAD_HOSTS_MAX)
+			lru_del(&o->dead, lru_oldest(&o->dead));
+		x = lru_put(&o->dead, key);
+	}
+	x->since = uv_now(o->loop);
+	/* the text without its codes */
+	const char *p = why;
+	if (isdigit((unsigned char)p[0]) && strlen(p) > 4 && p[3] == ' ')
+		p += 4;
+	if (isdigit((unsigned char)p[0]) && p[1] == '.') {
+		p += strcspn(p, " ");
+		p += *p == ' ';
+	}
+	snprintf(x->why, sizeof x->why, "%s", p);
+}
+
+static void
+dead_clear(outbound_t *o, const struct sockaddr *sa)
+{
+	struct dead *x = dead_get(o, sa);
+	if (x)
+		lru_del(&o->dead, x);
+}
+
+/* "451 4.4.1 host IP port N was unreachable S s ago: WHY" for t */
+static void
+dead_reply(outbound_t *o, const struct target *t, const struct dead *x, outcome_t *oc)
+{
+	char key[INET6_ADDRSTRLEN + 16], ip[INET6_ADDRSTRLEN];
+	const struct sockaddr *sa = (const struct sockaddr *)&t->sa;
+	dead_key(sa, key, sizeof key, ip, sizeof ip);
+	unsigned port = ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+	    : ((const struct sockaddr_in *)sa)->sin_port);
+	char *text = xasprintf("451 4.4.1 host %s port %u was unreachable %llu s ago: %s", ip, port,
+	    (unsigned long long)((uv_now(o->loop) - x->since) / 1000), x->why);
+	outcome_session(oc, text);
+	xfree(text);
+}
+
+/*
+ * The first step k >= from of s's walk whose address is not remembered as
+ * dead, logging the ones skipped; d->nt when every one is. RFC 5321 §5.1
+ * leaves the order of tries to us: a host that just failed goes last.
+ */
+static size_t
+sess_next_live(const struct sess *s, size_t from, bool log)
+{
+	const struct dest *d = s->d;
+	outbound_t *o = d->o;
+	for (size_t k = from; k < d->nt; k++) {
+		const struct target *t = &d->t[sess_target(s, k)];
+		const struct dead *x = dead_get(o, (const struct sockaddr *)&t->sa);
+		if (!x)
+			return k;
+		if (log) {
+			outcome_t oc;
+			dead_reply(o, t, x, &oc);
+			log_info("outbound: %s: %s not tried (smtp_dead_host_time): %s", d->host, t->name,
+			    oc.text);
+		}
+	}
+	return d->nt;
+}
+
+/* the dest's first address when every one of them is remembered as dead,
+ * else NULL */
+static const struct target *
+dest_all_dead(const struct dest *d, const struct dead **xp)
+{
+	outbound_t *o = d->o;
+	if (!o->dead_ms || d->nt == 0)
+		return NULL;
+	for (size_t i = 0; i < d->nt; i++) {
+		const struct dead *x = dead_get(o, (const struct sockaddr *)&d->t[i].sa);
+		if (!x)
+			return NULL;
+		if (i == 0)
+			*xp = x;
+	}
+	return &d->t[0];
+}
 
 /* ---- jobs ---- */
 
@@ -425,6 +567,7 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 
 	switch (ev) {
 	case SMTP_CLIENT_READY:
+		dead_clear(o, (const struct sockaddr *)&d->t[sess_target(s, s->ti)].sa);
 		sess_tlsrpt(s, c);
 		d->nconnecting--;
 		d->ever_ready = true;
@@ -456,6 +599,8 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 			const char *err = smtp_client_error(c);
 			int oc = smtp_client_error_outcome(c);
 			log_info("outbound: %s: %s", smtp_client_relay(c), err);
+			if (!o->shutting && !s->quitting && smtp_client_unreachable(c))
+				dead_note(o, (const struct sockaddr *)&d->t[sess_target(s, s->ti)].sa, err);
 			if (!o->shutting && !s->quitting && smtp_client_tls_failed(c) && !s->no_tls &&
 			    s->policy == TLS_POLICY_MAY) {
 				/* opportunistic TLS failed: the same address in clear */
@@ -464,9 +609,10 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 				sess_connect(s);
 				return;
 			}
-			if (!o->shutting && !s->quitting && s->ti + 1 < d->nt) {
+			size_t k = s->ti + 1 < d->nt ? sess_next_live(s, s->ti + 1, true) : d->nt;
+			if (!o->shutting && !s->quitting && k < d->nt) {
 				/* RFC 5321 §5.1: try the next address */
-				s->ti++;
+				s->ti = k;
 				s->no_tls = false;
 				sess_connect(s);
 				return;
@@ -624,6 +770,8 @@ static size_t
 sess_first(struct dest *d)
 {
 	size_t g = 1, nhosts = 1;
+	if (!d->t)
+		return 0;
 	while (g < d->nt && d->t[g].pref == d->t[0].pref) {
 		if (strcmp(d->t[g].name, d->t[g - 1].name) != 0)
 			nhosts++;
@@ -653,6 +801,9 @@ sess_open(struct dest *d)
 	d->nsess++;
 	d->nconnecting++;
 	o->nsess++;
+	size_t k = sess_next_live(s, 0, true);
+	if (k < d->nt) /* dest_pump made sure one is live */
+		s->ti = k;
 	sess_connect(s);
 }
 
@@ -692,6 +843,24 @@ dest_pump(struct dest *d)
 		if (s->idle_since && !s->quitting && !s->job && s->c && smtp_client_usable(s->c) &&
 		    !sess_take_job(s) && smtp_client_usable(s->c))
 			sess_idle(s);
+	const struct dead *x = NULL;
+	const struct target *t = d->nqueued > 0 ? dest_all_dead(d, &x) : NULL;
+	if (t) {
+		/* every address failed lately: no new session; with none left
+		 * the queue is deferred with what the best one did */
+		if (d->nsess == 0) {
+			outcome_t oc;
+			dead_reply(d->o, t, x, &oc);
+			log_info("outbound: %s: every address was unreachable lately, not tried "
+			    "(smtp_dead_host_time): %s", d->host, oc.text);
+			char ip[INET6_ADDRSTRLEN], key[INET6_ADDRSTRLEN + 16];
+			dead_key((const struct sockaddr *)&t->sa, key, sizeof key, ip, sizeof ip);
+			char *relay = xasprintf("%s%s", t->name, key);
+			dest_fail_queue(d, &oc, relay);
+			xfree(relay);
+		}
+		return;
+	}
 	while (d->nqueued > d->nconnecting && dest_can_open(d))
 		sess_open(d);
 }
@@ -1402,6 +1571,9 @@ apply_options(outbound_t *o, const outbound_options_t *opt, table_t *policies, b
 	o->dest_limit = opt->dest_concurrency ? opt->dest_concurrency : 20;
 	o->total_limit = opt->total_concurrency ? opt->total_concurrency : 100;
 	o->max_per_conn = opt->max_per_conn ? opt->max_per_conn : 100;
+	o->dead_ms = (uint64_t)opt->dead_host_time * 1000u;
+	if (!o->dead_ms)
+		lru_clear(&o->dead);
 	o->timeouts = opt->timeouts;
 	o->dns = opt->dns;
 	o->have_mx = opt->mx != NULL;
@@ -1446,6 +1618,7 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 		return NULL;
 	outbound_t *o = xcalloc(1, sizeof *o);
 	o->loop = loop;
+	o->dead.vsize = sizeof(struct dead);
 	o->spool_dir = xstrdup(opt->spool_dir ? opt->spool_dir : ".");
 	o->idle_ms = opt->idle_ms ? opt->idle_ms : 2000;
 	o->route = opt->route;
@@ -1604,6 +1777,7 @@ on_handle_closed(uv_handle_t *h)
 	table_free(o->tls_policies);
 	SSL_CTX_free(o->tls_ctx);
 	mtasts_free(o->sts);
+	lru_clear(&o->dead);
 	xfree(o);
 	if (cb)
 		cb(arg);

@@ -95,6 +95,10 @@ typedef struct outbound_options {
 	unsigned total_concurrency; /* outbound connections in all, 0: 100 */
 	unsigned max_per_conn;     /* transactions per connection, 0: 100 */
 	unsigned idle_ms;          /* idle connection kept this long, 0: 2000 */
+	/* seconds a host address (IP and port) whose connection was refused or
+	 * timed out, or that sent no greeting in time, is skipped by every
+	 * destination; 0: not remembered */
+	unsigned dead_host_time;
 	smtp_timeouts_t timeouts;  /* seconds; 0: RFC 5321 §4.5.3.2 values */
 	dns_t *dns;                /* NULL: only literal IPs and bracketed names (getaddrinfo) */
 	const mx_options_t *mx;    /* self names/addresses, family; NULL: defaults */

@@ -93,6 +93,7 @@ struct smtp_client {
 	int err_outcome;
 	bool tls_on;     /* STARTTLS done */
 	bool tls_failed; /* the handshake failed */
+	bool unreachable; /* connect failed or timed out, or no greeting came in time */
 	bool dane_on;    /* the handshake runs with TLSA records (tls_dane_setup) */
 	const char *tls_auth; /* smtp_client_tls_auth() */
 	int rpt;              /* smtp_client_tlsrpt(): 0 nothing, 1 success, -1 failure */
@@ -1122,10 +1123,11 @@ report_end(smtp_client_t *c, int err)
 	}
 	if (c->err.len == 0) {
 		if (c->st == CS_CONNECTING || !c->ready) {
-			if (c->st == CS_CONNECTING)
+			if (c->st == CS_CONNECTING) {
+				c->unreachable = true;
 				buf_printf(&c->err, "451 4.4.1 connect to %s: %s", c->relay,
 				    err ? uv_strerror(err) : "connection closed");
-			else
+			} else
 				buf_printf(&c->err, "451 4.4.2 connection lost with %s during %s",
 				    c->relay, stage_name(c->stage));
 		} else if (c->st == CS_TXN && c->stage == SMTP_STAGE_CONTENT) {
@@ -1201,6 +1203,8 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 			conn_close(c->conn);
 			break;
 		}
+		if (c->stage == SMTP_STAGE_CONNECT || c->stage == SMTP_STAGE_GREETING)
+			c->unreachable = true;
 		session_trouble(c, "451 4.4.2 timeout with %s during %s", c->relay,
 		    stage_name(c->stage));
 		/* A server that stopped reading keeps our last write in flight
@@ -1549,6 +1553,12 @@ bool
 smtp_client_tls_failed(const smtp_client_t *c)
 {
 	return c->tls_failed;
+}
+
+bool
+smtp_client_unreachable(const smtp_client_t *c)
+{
+	return c->unreachable;
 }
 
 int

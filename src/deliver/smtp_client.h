@@ -230,6 +230,9 @@ const char *smtp_client_tls(const smtp_client_t *c);
 const char *smtp_client_tls_auth(const smtp_client_t *c);
 /* the STARTTLS handshake failed (the session then failed too) */
 bool smtp_client_tls_failed(const smtp_client_t *c);
+/* the host did not answer: the connection was refused or timed out, or
+ * the greeting did not come in time (the owner may remember it as dead) */
+bool smtp_client_unreachable(const smtp_client_t *c);
 /* RFC 8460 section 4.3: the session's TLS outcome for the TLS report.
  * 0: nothing to count (TLS not tried, or the session ended for another
  * reason first: a refused connection, a timeout); 1: TLS came up as the

@@ -86,6 +86,10 @@ selfbackup      MX    20 tern.test.
 
 dead            MX    10 mx.dead
 mx.dead         A     127.0.0.5
+; other domains sharing the MX hosts of pref and dead (smtp_dead_host_time)
+pref2           MX    10 mx1.pref
+pref2           MX    20 mx2.pref
+dead2           MX    10 mx.dead
 blackholed      MX    10 mx.blackholed
 mx.blackholed   A     127.0.0.6
 live            MX    10 mx1.pref
@@ -398,6 +402,50 @@ def test_all_mx_down_defers_then_delivers(mx):
     got = mx.peers.wait(1, timeout=8)
     assert got[0]["addr"] == "127.0.0.3"
     rcpt_line(t, qid, "u@pref.example", "sent")
+    t.wait_queue_empty()
+
+
+def test_dead_host_skipped_by_another_destination(mx):
+    """smtp_dead_host_time: the best MX never greets (timeout); the next
+    message, to another domain with the same MX hosts, skips it at once."""
+    mx.peers.start("127.0.0.2", "silent")
+    mx.peers.start("127.0.0.3")
+    t = mx.tern(smtp_dead_host_time="60s")
+    qid = t.send("u@pref.example", sender=SENDER)
+    m = rcpt_line(t, qid, "u@pref.example", "sent", timeout=15)
+    assert m.group(1).startswith("mx2.pref.example[127.0.0.3]"), m.group(0)
+    assert mx.peers.connections["127.0.0.2"] == 1
+    start = time.monotonic()
+    qid2 = t.send("v@pref2.example", sender=SENDER)
+    m = rcpt_line(t, qid2, "v@pref2.example", "sent")
+    took = time.monotonic() - start
+    assert m.group(1).startswith("mx2.pref.example[127.0.0.3]") and m.group(2) == "1", m.group(0)
+    assert mx.peers.connections["127.0.0.2"] == 1  # no new connection to the dead host
+    assert took < tf(1.5), took  # the greeting timeout is 2 s
+    assert re.search(r"outbound: pref2\.example: mx1\.pref\.example not tried "
+                     r"\(smtp_dead_host_time\): 451 4\.4\.1 host 127\.0\.0\.2 port \d+ was "
+                     r"unreachable \d+ s ago: timeout with mx1\.pref\.example", t.log), t.tail()
+
+
+def test_dead_host_defers_with_the_remembered_reason(mx):
+    """Every MX of a second domain is remembered dead: deferred without a
+    connection, with the first failure's reason; once the time is over it
+    is tried again (and delivered)."""
+    t = mx.tern(smtp_dead_host_time="3s")
+    qid = t.send("u@dead.example", sender=SENDER)
+    m = rcpt_line(t, qid, "u@dead.example", "deferred")
+    assert m.group(3).startswith("451 4.4.1 connect to mx.dead.example[127.0.0.5]"), m.group(0)
+    qid2 = t.send("v@dead2.example", sender=SENDER)
+    m = rcpt_line(t, qid2, "v@dead2.example", "deferred")
+    assert re.match(r"451 4\.4\.1 host 127\.0\.0\.5 port \d+ was unreachable \d+ s ago: "
+                    r"connect to mx\.dead\.example\[127\.0\.0\.5\]:\d+: connection refused",
+                    m.group(3), re.I), m.group(0)
+    assert len(re.findall(r"outbound: mx\.dead\.example\[127\.0\.0\.5\]:\d+: 451 4\.4\.1",
+                          t.log)) == 1, t.tail()
+    mx.peers.start("127.0.0.5")
+    mx.peers.wait(2, timeout=15)
+    rcpt_line(t, qid, "u@dead.example", "sent", timeout=15)
+    rcpt_line(t, qid2, "v@dead2.example", "sent", timeout=15)
     t.wait_queue_empty()
 
 
