@@ -235,6 +235,7 @@ const struct cfg_key cfg_keys[] = {
 	/* the log (lib/log.h, docs/logging.md): a file besides stderr or syslog */
 	{"log_file", CT_PATH, FLD(log_file), 0, CF_OPTIONAL, NULL, 0, 0, NULL},
 	{"log_format", CT_STRING, FLD(log_format), 0, 0, "text", 0, 0, check_log_format},
+	{"tls_report_retry", CT_DURATION, FLD(tls_report_retry), 0, 0, "5m", 1, 6 * 3600, NULL},
 	/* seccomp and Landlock after start-up (lib/sandbox.h) */
 	{"sandbox", CT_BOOL, FLD(sandbox), 0, 0, "yes", 0, 0, NULL},
 	/* DKIM signing (mailauth/sign.h: mailauth_sign_load() reads the table

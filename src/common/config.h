@@ -237,6 +237,7 @@ typedef struct config {
 	char *tls_report_email;      /* their From; default: noreply-tlsrpt@hostname */
 	char *tls_report_contact;    /* contact-info; default: tls_report_email */
 	unsigned tls_report_interval; /* seconds between reports, default 1d (at UTC midnight) */
+	unsigned tls_report_retry;    /* first wait before an HTTPS report is posted again, default 5m */
 
 	char *log_file;              /* lines also go to this file, reopened on SIGUSR1; NULL: none */
 	char *log_format;            /* "text" (key=value lines, default) or "json" */

@@ -331,31 +331,66 @@ tlsrpt_interval(const config_t *c)
 	return c->tls_report_interval;
 }
 
+/* o from c; *list (to free) holds the strings servers[] points into */
+static void
+tlsrpt_options(const config_t *c, tlsrpt_send_options_t *o, const char **servers, char **list)
+{
+	memset(o, 0, sizeof *o);
+	o->org = c->tls_report_org;
+	o->email = c->tls_report_email;
+	o->contact = c->tls_report_contact;
+	/* section 5.3: the submitter is our domain: the reports' From domain */
+	o->submitter = strrchr(c->tls_report_email, '@') + 1;
+	o->ca_file = c->smtp_tls_ca_file;
+	*list = c->dns_servers ? xstrdup(c->dns_servers) : NULL;
+	char *save = NULL;
+	size_t ns = 0;
+	for (char *t = *list ? strtok_r(*list, " \t,", &save) : NULL; t && ns < 32;
+	    t = strtok_r(NULL, " \t,", &save))
+		servers[ns++] = t;
+	servers[ns] = NULL;
+	o->dns.servers = ns ? servers : NULL;
+	o->dns.timeout_ms = c->dns_timeout * 1000u;
+	/* a day's interval reports whole UTC days; a shorter one (tests)
+	 * reports what was counted so far */
+	o->through_now = c->tls_report_interval < 86400;
+	o->retry_s = c->tls_report_retry;
+}
+
 static void
 tlsrpt_flush(void *kind_arg, const config_t *c, reports_submit_fn fn, void *submit_arg)
 {
 	tlsrpt_send_options_t o;
-	memset(&o, 0, sizeof o);
-	o.org = c->tls_report_org;
-	o.email = c->tls_report_email;
-	o.contact = c->tls_report_contact;
-	/* section 5.3: the submitter is our domain: the reports' From domain */
-	o.submitter = strrchr(c->tls_report_email, '@') + 1;
-	o.ca_file = c->smtp_tls_ca_file;
-	char *list = c->dns_servers ? xstrdup(c->dns_servers) : NULL, *save = NULL;
 	const char *servers[33];
-	size_t ns = 0;
-	for (char *t = list ? strtok_r(list, " \t,", &save) : NULL; t && ns < 32;
-	    t = strtok_r(NULL, " \t,", &save))
-		servers[ns++] = t;
-	servers[ns] = NULL;
-	o.dns.servers = ns ? servers : NULL;
-	o.dns.timeout_ms = c->dns_timeout * 1000u;
-	/* a day's interval reports whole UTC days; a shorter one (tests)
-	 * reports what was counted so far */
-	o.through_now = c->tls_report_interval < 86400;
+	char *list;
+	tlsrpt_options(c, &o, servers, &list);
 	tlsrpt_send_flush(kind_arg, &o, fn, submit_arg);
 	xfree(list);
+}
+
+/* the HTTPS reports waiting for a retry (RFC 8460 section 5.5): looked at
+ * every minute, or every tls_report_retry when shorter */
+static unsigned
+tlsrpt_retry_interval(const config_t *c)
+{
+	return c->tls_report_retry < 60 ? c->tls_report_retry : 60;
+}
+
+static void
+tlsrpt_retry(void *kind_arg, const config_t *c, reports_submit_fn fn, void *submit_arg)
+{
+	tlsrpt_send_options_t o;
+	const char *servers[33];
+	char *list;
+	tlsrpt_options(c, &o, servers, &list);
+	tlsrpt_send_retry(kind_arg, &o);
+	xfree(list);
+}
+
+static char *
+tlsrpt_save_pending(void *kind_arg, size_t *len)
+{
+	return tlsrpt_send_save(len);
 }
 
 static void
@@ -406,6 +441,16 @@ dmarc_load(const char *spool_dir)
 	xfree(path);
 }
 
+static const reports_kind_t tlsrpt_retry_kind = {
+	.tag = "TLS-REPORT-RETRY",
+	.enabled = tlsrpt_enabled,
+	.interval = tlsrpt_retry_interval,
+	.aligned = false,
+	.flush = tlsrpt_retry,
+	.file = TLSRPT_RETRY_FILE,
+	.save = tlsrpt_save_pending,
+};
+
 /* ---- public ---- */
 
 void
@@ -432,8 +477,14 @@ reports_start(uv_loop_t *loop, config_t *const *cfg, sched_t *sched, const char 
 		log_warn("tls-rpt: %s; starting with no counts", buf_cstr(&err));
 	buf_free(&err);
 	xfree(path);
+	path = xasprintf("%s/%s", spool_dir, TLSRPT_RETRY_FILE);
+	if (tlsrpt_send_load(path, &err) < 0)
+		log_warn("tls-rpt: %s; no report waits for a retry", buf_cstr(&err));
+	buf_free(&err);
+	xfree(path);
 	tlsrpt_set_enabled((*cfg)->tls_reports);
 	reports_add(&tlsrpt_kind, loop);
+	reports_add(&tlsrpt_retry_kind, loop);
 }
 
 void

@@ -7,6 +7,18 @@
  * (pending) holds the flush while anything is in flight; at zero a timer
  * frees the resolver and the HTTP client on a later turn (never from
  * inside their own callbacks).
+ *
+ * Retries (RFC 8460 section 5.5: redelivery for up to 24 hours, ideally
+ * with exponential back-off): a POST that failed (no address, no
+ * connection, a non-2xx answer), or was in flight at shutdown, is kept in
+ * a list of pending reports (URL, report-id, the gzipped body, the time
+ * of the first attempt, the tries so far): at most TLSRPT_RETRY_MAX, the
+ * oldest dropped (logged) to make room. tlsrpt_send_retry() posts the
+ * ones due through a flush of their own (no TXT lookup: the body is the
+ * one first posted); the waits double from the configured first one up to
+ * TLSRPT_RETRY_CAP; a report first tried more than TLSRPT_RETRY_FOR ago
+ * is dropped (logged). The list is saved as JSON (the body in base64) by
+ * tlsrpt_send_save() and read back by tlsrpt_send_load().
  */
 #include "deliver/tlsrpt_send.h"
 
@@ -17,6 +29,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "common/report_mail.h"
@@ -28,6 +41,8 @@
 #include "mailauth/dmarc_report.h"
 
 #define POST_TIMEOUT_MS 60000u
+#define TLSRPT_RETRY_FOR (24 * 3600) /* section 5.5 */
+#define TLSRPT_RETRY_CAP (6 * 3600)
 
 typedef struct report report_t;
 typedef struct post post_t;
@@ -59,6 +74,8 @@ struct report {
 	char *fname;
 	time_t begin, end;
 	size_t refs;   /* the TXT lookup's, then one per POST in flight */
+	time_t first;  /* a retried report: its first attempt; else 0 (now) */
+	unsigned tries; /* a retried report: its failed attempts so far */
 };
 
 /* one POST */
@@ -73,6 +90,85 @@ struct post {
 };
 
 static flush_t *flushes;
+
+/* an HTTPS report waiting to be posted again */
+typedef struct pending {
+	struct pending *next;
+	char *url, *id, *domain;
+	buf_t gz;
+	time_t first, next_at;
+	unsigned tries;
+} pending_t;
+
+static pending_t *pend; /* oldest first */
+static size_t npend;
+static bool pend_changed;
+static unsigned retry_first = 300; /* seconds: the first wait */
+
+static void
+pending_free(pending_t *q)
+{
+	xfree(q->url);
+	xfree(q->id);
+	xfree(q->domain);
+	buf_free(&q->gz);
+	xfree(q);
+}
+
+/* append q (the list keeps the order of first attempts, near enough) */
+static void
+pending_add(pending_t *q)
+{
+	while (npend >= TLSRPT_RETRY_MAX && pend) {
+		pending_t *old = pend;
+		pend = old->next;
+		npend--;
+		log_warn("tls-rpt: report %s for %s to %s dropped: %d reports already wait for a "
+			 "retry", old->id, old->domain, old->url, TLSRPT_RETRY_MAX);
+		pending_free(old);
+	}
+	q->next = NULL;
+	pending_t **pp = &pend;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = q;
+	npend++;
+	pend_changed = true;
+}
+
+/* r's POST to url failed (failed) or was cut short by a shutdown: keep it
+ * for a later try, unless its day is over */
+static void
+pending_keep(const report_t *r, const char *url, bool failed)
+{
+	time_t now = time(NULL);
+	time_t first = r->first ? r->first : now;
+	unsigned tries = r->tries + (failed ? 1u : 0u);
+	if (now - first >= TLSRPT_RETRY_FOR) {
+		log_warn("tls-rpt: report %s for %s to %s dropped: not delivered in %d hours (%u "
+			 "attempts)", r->id, r->domain, url, TLSRPT_RETRY_FOR / 3600, tries);
+		return;
+	}
+	uint64_t wait = retry_first;
+	for (unsigned i = 1; i < tries && wait < TLSRPT_RETRY_CAP; i++)
+		wait *= 2;
+	if (wait > TLSRPT_RETRY_CAP)
+		wait = TLSRPT_RETRY_CAP;
+	if (!failed)
+		wait = 0;
+	pending_t *q = xcalloc(1, sizeof *q);
+	q->url = xstrdup(url);
+	q->id = xstrdup(r->id);
+	q->domain = xstrdup(r->domain);
+	buf_append(&q->gz, r->gz.data, r->gz.len);
+	q->first = first;
+	q->tries = tries;
+	q->next_at = now + (time_t)wait;
+	if (failed)
+		log_info("tls-rpt: report %s for %s to %s: next attempt in %llu s", r->id, r->domain,
+		    url, (unsigned long long)wait);
+	pending_add(q);
+}
 
 #define LIST_ADD(head, x)                 \
 	do {                              \
@@ -262,7 +358,8 @@ on_posted(void *arg, const http_result_t *res)
 	post_t *p = arg;
 	report_t *r = p->r;
 	p->req = NULL;
-	if (res->ok && res->status >= 200 && res->status < 300)
+	bool ok = res->ok && res->status >= 200 && res->status < 300;
+	if (ok)
 		log_info("tls-rpt: report %s for %s posted to %s (HTTP %ld)", r->id, r->domain, p->url,
 		    res->status);
 	else if (res->ok)
@@ -271,6 +368,8 @@ on_posted(void *arg, const http_result_t *res)
 	else
 		log_warn("tls-rpt: report %s for %s: POST to %s failed: %s", r->id, r->domain, p->url,
 		    res->error);
+	if (!ok)
+		pending_keep(r, p->url, true);
 	post_free(p);
 	report_put(r);
 }
@@ -309,6 +408,7 @@ on_addr(void *arg, const dns_result_t *res)
 	log_warn("tls-rpt: report %s for %s: %s: no address for %s (%s)", p->r->id, p->r->domain,
 	    p->url, p->host, res->why);
 	report_t *r = p->r;
+	pending_keep(r, p->url, true);
 	post_free(p);
 	report_put(r);
 }
@@ -428,27 +528,24 @@ on_txt(void *arg, const dns_result_t *res)
 	report_put(r);
 }
 
-void
-tlsrpt_send_flush(uv_loop_t *loop, const tlsrpt_send_options_t *o, tlsrpt_submit_fn submit,
-    void *arg)
+/* a flush with its resolver and HTTP client (NULL when the resolver cannot
+ * start: logged); pending 1, its caller's */
+static flush_t *
+flush_new(uv_loop_t *loop, const tlsrpt_send_options_t *o, tlsrpt_submit_fn submit, void *arg)
 {
-	json_t *entries = tlsrpt_take(time(NULL), o->through_now);
-	if (!entries)
-		return;
+	if (o->retry_s)
+		retry_first = o->retry_s;
 	buf_t err = BUF_INIT;
 	dns_t *dns = dns_new(loop, &o->dns, &err);
 	if (!dns) {
-		log_err("tls-rpt: cannot start a resolver: %s; %zu reports dropped", buf_cstr(&err),
-		    json_array_size(entries));
+		log_err("tls-rpt: cannot start a resolver: %s", buf_cstr(&err));
 		buf_free(&err);
-		json_decref(entries);
-		return;
+		return NULL;
 	}
 	buf_free(&err);
 	flush_t *f = xcalloc(1, sizeof *f);
 	LIST_ADD(flushes, f);
 	f->loop = loop;
-	f->entries = entries;
 	f->dns = dns;
 	f->org = xstrdup(o->org);
 	f->email = xstrdup(o->email);
@@ -459,6 +556,23 @@ tlsrpt_send_flush(uv_loop_t *loop, const tlsrpt_send_options_t *o, tlsrpt_submit
 	f->arg = arg;
 	f->pending = 1;
 	f->http = http_new(loop); /* NULL (logged): https: addresses are skipped */
+	return f;
+}
+
+void
+tlsrpt_send_flush(uv_loop_t *loop, const tlsrpt_send_options_t *o, tlsrpt_submit_fn submit,
+    void *arg)
+{
+	json_t *entries = tlsrpt_take(time(NULL), o->through_now);
+	if (!entries)
+		return;
+	flush_t *f = flush_new(loop, o, submit, arg);
+	if (!f) {
+		log_err("tls-rpt: %zu reports dropped", json_array_size(entries));
+		json_decref(entries);
+		return;
+	}
+	f->entries = entries;
 	for (size_t i = 0; i < json_array_size(entries); i++) {
 		json_t *e = json_array_get(entries, i);
 		report_t *r = xcalloc(1, sizeof *r);
@@ -471,7 +585,7 @@ tlsrpt_send_flush(uv_loop_t *loop, const tlsrpt_send_options_t *o, tlsrpt_submit
 		r->refs = 1;
 		f->pending++;
 		char *name = xasprintf("_smtp._tls.%s", r->domain);
-		r->q = dns_query(dns, name, DNS_T_TXT, on_txt, r);
+		r->q = dns_query(f->dns, name, DNS_T_TXT, on_txt, r);
 		xfree(name);
 	}
 	flush_put(f);
@@ -488,6 +602,7 @@ tlsrpt_send_stop(void)
 			post_t *p;
 			while ((p = r->posts) != NULL) {
 				r->posts = p->next;
+				pending_keep(r, p->url, false); /* posted again at the next start */
 				dns_cancel(p->q);
 				http_cancel(p->req);
 				post_destroy(p);
@@ -501,4 +616,134 @@ tlsrpt_send_stop(void)
 		}
 		flush_free(f);
 	}
+}
+
+/* ---- retries ---- */
+
+void
+tlsrpt_send_retry(uv_loop_t *loop, const tlsrpt_send_options_t *o)
+{
+	if (o->retry_s)
+		retry_first = o->retry_s;
+	time_t now = time(NULL);
+	bool due = false;
+	for (const pending_t *q = pend; q && !due; q = q->next)
+		due = q->next_at <= now;
+	if (!due)
+		return;
+	flush_t *f = flush_new(loop, o, NULL, NULL);
+	if (!f)
+		return; /* they wait for the next tick */
+	pending_t **pp = &pend;
+	while (*pp) {
+		pending_t *q = *pp;
+		if (q->next_at > now) {
+			pp = &q->next;
+			continue;
+		}
+		*pp = q->next;
+		npend--;
+		pend_changed = true;
+		report_t *r = xcalloc(1, sizeof *r);
+		r->f = f;
+		LIST_ADD(f->reports, r);
+		r->domain = q->domain;
+		r->id = q->id;
+		r->gz = q->gz;
+		r->first = q->first;
+		r->tries = q->tries;
+		r->refs = 1;
+		f->pending++;
+		log_info("tls-rpt: report %s for %s: posting to %s again (attempt %u)", r->id,
+		    r->domain, q->url, q->tries + 1);
+		send_post(r, q->url);
+		xfree(q->url);
+		xfree(q);
+		report_put(r);
+	}
+	flush_put(f);
+}
+
+size_t
+tlsrpt_send_pending(void)
+{
+	return npend;
+}
+
+char *
+tlsrpt_send_save(size_t *len)
+{
+	if (!pend_changed)
+		return NULL;
+	pend_changed = false;
+	json_t *a = json_array();
+	for (const pending_t *q = pend; q; q = q->next) {
+		size_t cap = 4 * ((q->gz.len + 2) / 3) + 1;
+		char *b64 = xmalloc(cap);
+		EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)q->gz.data,
+		    (int)q->gz.len);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:s}", "url",
+		    q->url, "id", q->id, "domain", q->domain, "first", (json_int_t)q->first, "next",
+		    (json_int_t)q->next_at, "tries", (int)q->tries, "body", b64));
+		xfree(b64);
+	}
+	json_t *root = json_pack("{s:i, s:o}", "version", 1, "pending", a);
+	char *text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	*len = text ? strlen(text) : 0;
+	return text;
+}
+
+int
+tlsrpt_send_load(const char *path, buf_t *err)
+{
+	json_error_t je;
+	FILE *fp = fopen(path, "r");
+	if (!fp)
+		return 0; /* nothing waits */
+	json_t *root = json_loadf(fp, 0, &je);
+	fclose(fp);
+	if (!root) {
+		buf_printf(err, "%s: %s (line %d)", path, je.text, je.line);
+		return -1;
+	}
+	json_t *a = json_object_get(root, "pending");
+	size_t i, n = 0;
+	json_t *e;
+	json_array_foreach(a, i, e) {
+		const char *url = json_string_value(json_object_get(e, "url"));
+		const char *id = json_string_value(json_object_get(e, "id"));
+		const char *dom = json_string_value(json_object_get(e, "domain"));
+		const char *b64 = json_string_value(json_object_get(e, "body"));
+		if (!url || !id || !dom || !b64 || strlen(b64) % 4 != 0 || strlen(b64) > (1u << 30))
+			continue;
+		size_t blen = strlen(b64);
+		unsigned char *raw = xmalloc(blen / 4 * 3 + 1);
+		int k = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)blen);
+		if (k < 0) {
+			xfree(raw);
+			continue;
+		}
+		size_t len = (size_t)k;
+		if (blen >= 1 && b64[blen - 1] == '=')
+			len--; /* EVP_DecodeBlock counts the padding as zeros */
+		if (blen >= 2 && b64[blen - 2] == '=')
+			len--;
+		pending_t *q = xcalloc(1, sizeof *q);
+		q->url = xstrdup(url);
+		q->id = xstrdup(id);
+		q->domain = xstrdup(dom);
+		buf_append(&q->gz, raw, len);
+		xfree(raw);
+		q->first = (time_t)json_integer_value(json_object_get(e, "first"));
+		q->next_at = (time_t)json_integer_value(json_object_get(e, "next"));
+		q->tries = (unsigned)json_integer_value(json_object_get(e, "tries"));
+		pending_add(q);
+		n++;
+	}
+	json_decref(root);
+	pend_changed = false; /* the file says so already */
+	if (n)
+		log_info("tls-rpt: %zu HTTPS reports wait for a retry", n);
+	return 0;
 }

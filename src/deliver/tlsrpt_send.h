@@ -13,10 +13,16 @@
  * certificate verified, a 60 s limit, the host's address from our own
  * resolver; a 2xx answer is success, anything else is logged.
  *
+ * A POST that fails is tried again (section 5.5) for up to a day, with
+ * waits doubling from retry_s up to 6 hours, by tlsrpt_send_retry(); at
+ * most TLSRPT_RETRY_MAX reports wait (the oldest is dropped, logged); the
+ * waiting ones are saved in the spool (TLSRPT_RETRY_FILE: tlsrpt_send_save,
+ * tlsrpt_send_load) so that a restart keeps them, and a POST in flight at
+ * shutdown waits there too.
+ *
  * Guarantees: everything runs on the loop, asynchronously; the flush owns
  * its resolver and HTTP client and frees them when its last step is done.
- * Must not: block; retry an HTTPS POST (one attempt; mail has the queue's
- * retries).
+ * Must not: block (but tlsrpt_send_load, at start-up).
  */
 #ifndef TERN_TLSRPT_SEND_H
 #define TERN_TLSRPT_SEND_H
@@ -25,7 +31,11 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "lib/buf.h"
 #include "lib/dns.h"
+
+#define TLSRPT_RETRY_MAX 200                 /* HTTPS reports waiting for a retry */
+#define TLSRPT_RETRY_FILE "tlsrpt-retry.json" /* in the spool */
 
 typedef void (*tlsrpt_submit_fn)(void *arg, const char *sender, const char *rcpt,
     const char *content, size_t len);
@@ -38,14 +48,30 @@ typedef struct tlsrpt_send_options {
 	const char *ca_file;    /* CAs for https: rua hosts; NULL: the system store */
 	dns_options_t dns;      /* the resolver for the TXT and address lookups */
 	bool through_now;       /* today's counts too (intervals shorter than a day) */
+	unsigned retry_s;       /* the first wait before a failed POST is tried again; 0: 300 */
 } tlsrpt_send_options_t;
 
 /* Take the counts due now and send their reports (o is copied). */
 void tlsrpt_send_flush(uv_loop_t *loop, const tlsrpt_send_options_t *o, tlsrpt_submit_fn submit,
     void *arg);
 
+/* Post again the HTTPS reports whose wait is over (o as for a flush). */
+void tlsrpt_send_retry(uv_loop_t *loop, const tlsrpt_send_options_t *o);
+
+/* How many reports wait for a retry. */
+size_t tlsrpt_send_pending(void);
+
+/* The waiting reports as JSON to save (fresh, *len set); NULL when
+ * unchanged since the last call. */
+char *tlsrpt_send_save(size_t *len);
+
+/* Add the reports saved in path to the waiting ones (a missing file: none):
+ * 0, or -1 with why in err. Blocks: start-up only. */
+int tlsrpt_send_load(const char *path, buf_t *err);
+
 /* Drop every flush under way (shutdown): no callback follows; reports
- * not yet handed to submit() are lost. */
+ * not yet handed to submit() are lost, but the POSTs in flight wait for
+ * a retry (saved with the others). */
 void tlsrpt_send_stop(void);
 
 /* "https://host[:port]/path": host and port (443 when absent) into

@@ -19,6 +19,7 @@ are saved in the spool); start again with a 3 s interval: the reports come
 with the counts of the first run.
 """
 
+import base64
 import email
 import email.policy
 import gzip
@@ -56,18 +57,26 @@ def zone(web_port):
 
 
 class Collector:
-    """https://rpt.example:PORT/...: every POST kept as (path, type, body)."""
+    """https://rpt.example:PORT/...: every POST kept as (path, type, body);
+    the first `fail` of them are answered 503 (and kept in `refused`)."""
 
     def __init__(self, chain, key, port):
         self.posts = []
+        self.refused = []
+        self.fail = 0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
-                outer.posts.append((self.path, self.headers.get("Content-Type"),
-                                    self.rfile.read(n)))
-                self.send_response(201)
+                post = (self.path, self.headers.get("Content-Type"), self.rfile.read(n))
+                if outer.fail > 0:
+                    outer.fail -= 1
+                    outer.refused.append(post)
+                    self.send_response(503)
+                else:
+                    outer.posts.append(post)
+                    self.send_response(201)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -249,3 +258,53 @@ def test_tls_rpt(make_tern, world):
     t.wait_log(r"tls-rpt: report \S+ for enforce\.example posted to https://rpt\.example:\d+"
                r"/tlsrpt/v1 \(HTTP 201\)")
     assert len(sinks["mx-rpt"].messages) == 2
+
+
+def test_tls_rpt_https_retry(make_tern, world):
+    """RFC 8460 section 5.5: a report the HTTPS rua refused (503) is posted
+    again after tls_report_retry; one still undelivered at shutdown waits in
+    the spool (tlsrpt-retry.json) and is posted after the restart."""
+    collector = world["collector"]
+    collector.fail = 1
+    cfg = dict(world["config"], tls_report_interval="2s", tls_report_retry="1s")
+    t = make_tern(config=cfg).start()
+    t.send("user@enforce.example")
+    sts.line(t, "enforce.example", "sent", r"mx-good\S+ tls=TLSv1\.[23] verified=sts")
+    t.wait_log(r"tls-rpt: report \S+ for enforce\.example: https://rpt\.example:\d+/tlsrpt/v1 "
+               r"answered HTTP 503")
+    t.wait_log(r"tls-rpt: report \S+ for enforce\.example: posting to https://rpt\.example:\d+"
+               r"/tlsrpt/v1 again \(attempt 2\)")
+    t.wait_log(r"tls-rpt: report \S+ for enforce\.example posted to https://rpt\.example:\d+"
+               r"/tlsrpt/v1 \(HTTP 201\)")
+    assert len(collector.refused) == 1 and len(collector.posts) == 1
+    assert collector.posts[0][2] == collector.refused[0][2]  # the same report, gzipped
+    first = json.loads(gzip.decompress(collector.posts[0][2]))
+    check_doc(first, "enforce.example")
+
+    # refused until the restart: the report waits in the spool (a new run:
+    # a fresh TLS session to count, not a cached connection)
+    t.stop()
+    collector.fail = 10 ** 6
+    t.start()
+    t.send("user@enforce.example")
+    n = len(collector.refused)
+    deadline = time.monotonic() + tf(30)
+    while len(collector.refused) == n:
+        assert time.monotonic() < deadline, t.tail()
+        time.sleep(0.1)
+    t.wait_log(r"tls-rpt: report \S+ for enforce\.example to https://rpt\.example:\d+"
+               r"/tlsrpt/v1: next attempt in \d+ s")
+    t.stop()
+    saved = json.loads((t.spool / "tlsrpt-retry.json").read_text())
+    (p,) = saved["pending"]
+    assert p["domain"] == "enforce.example" and p["tries"] >= 1
+    second = json.loads(gzip.decompress(base64.b64decode(p["body"])))
+    assert second["report-id"] != first["report-id"]
+    collector.fail = 0
+    t.start()
+    t.wait_log(r"tls-rpt: 1 HTTPS reports wait for a retry")
+    deadline = time.monotonic() + tf(30)
+    while len(collector.posts) < 2:
+        assert time.monotonic() < deadline, t.tail()
+        time.sleep(0.1)
+    assert json.loads(gzip.decompress(collector.posts[1][2]))["report-id"] == second["report-id"]
