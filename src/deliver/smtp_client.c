@@ -23,6 +23,7 @@
 #include "deliver/smtp_client.h"
 
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1220,14 +1221,19 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 		const char *info = conn_tls_info(c->conn);
 		const char *why = "";
 		bool verified = conn_tls_verify(c->conn, &why);
+		/* the name we sent in SNI (none for an address literal: RFC 6066 §3) */
+		const char *sni = conn_tls_ssl(c->conn) ?
+		    SSL_get_servername(conn_tls_ssl(c->conn), TLSEXT_NAMETYPE_host_name) : NULL;
+		if (!sni)
+			sni = "none";
 		snprintf(c->tls_info, sizeof c->tls_info, "%s", info ? info : "TLS");
 		c->tls_on = true;
 		if (c->dane_on) {
 			/* RFC 7672 §3: authenticated by a TLSA record, or not at all */
 			c->tls_auth = tls_dane_authority(conn_tls_ssl(c->conn));
-			log_info("outbound tls relay=%s %s verify=%s%s%s", c->relay, c->tls_info,
+			log_info("outbound tls relay=%s %s verify=%s%s%s sni=%s", c->relay, c->tls_info,
 			    c->tls_auth ? c->tls_auth : "failed", c->tls_auth ? "" : " reason=dane: ",
-			    c->tls_auth ? "" : why);
+			    c->tls_auth ? "" : why, sni);
 			if (!c->tls_auth) {
 				/* section 4.3.2.2.1: none of the TLSA records matched */
 				rpt_fail(c, "tlsa-invalid", why[0] ? why : "no TLSA record matches");
@@ -1240,8 +1246,8 @@ on_conn(conn_t *conn, enum conn_event ev, int err, void *arg)
 			c->tls_auth = verified ? "ca" : "none";
 			if (verified && c->o.sts == SMTP_STS_ENFORCE)
 				c->tls_auth = "sts";
-			log_info("outbound tls relay=%s %s verify=%s%s%s", c->relay, c->tls_info,
-			    verified ? "ok" : "failed", verified ? "" : " reason=", verified ? "" : why);
+			log_info("outbound tls relay=%s %s verify=%s%s%s sni=%s", c->relay, c->tls_info,
+			    verified ? "ok" : "failed", verified ? "" : " reason=", verified ? "" : why, sni);
 		}
 		/* a policy that wants the certificate verified (MTA-STS, verify)
 		 * and it did not: a failure for the TLS report, even in testing mode */

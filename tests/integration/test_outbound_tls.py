@@ -95,6 +95,8 @@ def test_opportunistic_starttls(make_tern, peer, tmp_path):
     assert m["to"] == ["someone@far.example"]
     # a self-signed certificate is fine under "may", and said so
     t.wait_log(r"outbound tls relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d TLSv1\.[23] \S+ verify=failed" % port)
+    # an address literal: no SNI (RFC 6066 section 3)
+    t.wait_log(r"(?m)outbound tls relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d .* sni=none$" % port)
     t.wait_log(r"to=<someone@far\.example> relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+ .*status=sent")
 
 
@@ -112,7 +114,7 @@ def test_verify_ok(make_tern, peer, tmp_path):
               config={"smtp_tls_policy": "verify", "smtp_tls_ca_file": str(cert[0])})
     t.send("someone@far.example")
     assert wait_sunk(sink)[0]["tls"]
-    t.wait_log(r"outbound tls relay=localhost\[127\.0\.0\.1\]:%d .* verify=ok" % port)
+    t.wait_log(r"(?m)outbound tls relay=localhost\[127\.0\.0\.1\]:%d .* verify=ok sni=localhost$" % port)
 
 
 def test_verify_wrong_name_defers(make_tern, peer, tmp_path):
