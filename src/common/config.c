@@ -98,6 +98,8 @@ const struct cfg_key cfg_keys[] = {
 	{"smtp_connect_timeout", CT_DURATION, FLD(smtp_connect_timeout), 0, 0, "30s", 1, DAY, NULL},
 	/* a host that refused or timed out is skipped this long; 0: off */
 	{"smtp_dead_host_time", CT_DURATION, FLD(smtp_dead_host_time), 0, 0, "60s", 0, DAY, NULL},
+	/* RFC 5321 §5.1: servers tried per transaction after a 4xx */
+	{"smtp_mx_session_limit", CT_NUMBER, FLD(smtp_mx_session_limit), 0, 0, "2", 1, 100, NULL},
 	/* RFC 5321 §4.5.3.2: 5 minutes for the greeting, MAIL, RCPT; 3 per
 	 * data block; 10 for the reply to the final dot */
 	{"smtp_command_timeout", CT_DURATION, FLD(smtp_command_timeout), 0, 0, "300s", 1, DAY, NULL},

@@ -127,6 +127,7 @@ typedef struct config {
 	unsigned max_messages_per_connection; /* default 100 */
 	unsigned smtp_connect_timeout;    /* default 30 s */
 	unsigned smtp_dead_host_time;     /* default 60 s; 0: off */
+	unsigned smtp_mx_session_limit;   /* default 2 */
 	unsigned smtp_command_timeout;    /* greeting, EHLO, MAIL, RCPT, DATA: default 300 s (RFC 5321 §4.5.3.2) */
 	unsigned smtp_data_timeout;       /* each block of content sent: default 180 s */
 	unsigned smtp_data_done_timeout;  /* reply to the final dot: default 600 s */

@@ -52,6 +52,7 @@ static const struct {
 	{"smtp_sasl_password_maps", "relayhost_auth_file"},
 	{"default_destination_concurrency_limit", "destination_concurrency"},
 	{"smtp_connect_timeout", "smtp_connect_timeout"},
+	{"smtp_mx_session_limit", "smtp_mx_session_limit"},
 	{"smtp_data_done_timeout", "smtp_data_done_timeout"},
 	{"smtpd_tls_cert_file", "tls_cert"},
 	{"smtpd_tls_chain_files", "tls_cert"},

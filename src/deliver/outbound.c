@@ -13,7 +13,9 @@
  * or timed out (or that never greeted) is remembered for dead_host_time in
  * one bounded table (lib/lru.c) shared by every dest: walks skip it, and a
  * dest whose every address is remembered defers its queue without
- * connecting; reaching READY on an address forgets it.
+ * connecting; reaching READY on an address forgets it. A transaction whose
+ * recipients all got a 4xx from the server moves on to the next MX host
+ * in the same attempt (RFC 5321 §5.1), up to mx_session_limit servers.
  *
  * Guarantees: every job's callback runs exactly once, always from a fresh
  * loop turn (jobs are finished through a "done" list drained by a zero
@@ -132,6 +134,7 @@ struct job {
 	char *tls; /* "TLSv1.3 verified=dane-ee" for the delivery log, or NULL */
 	const char *transport; /* for the metrics: "smtp", "lmtp", "relay" (dstats.h) */
 	uint64_t started;      /* clock_mono_us() at outbound_submit */
+	unsigned nmx; /* servers its transaction was started on in this attempt */
 };
 
 struct sess {
@@ -145,6 +148,7 @@ struct sess {
 	uint64_t idle_since; /* ms, uv_now; 0 = not idle */
 	bool quitting;
 	bool no_tls; /* "may": the handshake failed on this address, try in clear */
+	struct job *pinned; /* moved on from another server after a 4xx: runs here first */
 	enum tls_policy policy; /* this address's policy (DANE decided per host) */
 };
 
@@ -164,6 +168,7 @@ struct outbound {
 	char *relay_auth_user, *relay_auth_pass;
 	unsigned dest_limit, total_limit, max_per_conn, idle_ms;
 	uint64_t dead_ms; /* smtp_dead_host_time; 0: off */
+	unsigned mx_sessions; /* smtp_mx_session_limit */
 	lru_t dead;       /* struct dead, shared by every destination */
 	smtp_timeouts_t timeouts;
 	dns_t *dns;
@@ -198,6 +203,7 @@ static void dest_pump(struct dest *d);
 static void dest_maybe_free(struct dest *d);
 static void check_shutdown(outbound_t *o);
 static void sess_connect(struct sess *s);
+static struct sess *sess_add(struct dest *d, size_t start);
 static size_t sess_target(const struct sess *s, size_t k);
 static void sess_tlsrpt(const struct sess *s, const smtp_client_t *c);
 
@@ -490,7 +496,13 @@ sess_take_job(struct sess *s)
 	struct dest *d = s->d;
 	outbound_t *o = d->o;
 	struct job *j;
-	while (!o->shutting && smtp_client_usable(s->c) && (j = dest_pop(d)) != NULL) {
+	while (!o->shutting && smtp_client_usable(s->c)) {
+		if (s->pinned) {
+			j = s->pinned;
+			s->pinned = NULL;
+		} else if ((j = dest_pop(d)) == NULL) {
+			break;
+		}
 		j->txn.fd = o->open_content(o->spool_dir, j->env);
 		xfree(j->relay);
 		j->relay = xstrdup(smtp_client_relay(s->c));
@@ -513,6 +525,7 @@ sess_take_job(struct sess *s)
 		int r = smtp_client_send(s->c, &j->txn);
 		if (r == 0) {
 			o->st.transactions++;
+			j->nmx++;
 			return true;
 		}
 		s->job = NULL;
@@ -558,6 +571,61 @@ sess_free(struct sess *s)
 	xfree(s);
 }
 
+/*
+ * RFC 5321 §5.1: "when ... the transaction is rejected temporarily, try
+ * the next" server. After a transaction on s in which every recipient got a
+ * 4xx from the server itself (to MAIL, to every RCPT, to DATA or the final
+ * dot; or a 421 anywhere), j goes on, in the same attempt, to the next MX
+ * host of the walk (the next preference, or an equal one not tried yet)
+ * on a new session, up to smtp_mx_session_limit servers; s quits. Not for
+ * LMTP, nor when a recipient was accepted or refused for good (a mixed
+ * result stays as it is: the 4xx recipients are deferred), nor after a
+ * timeout or a lost connection. True when j moved on.
+ */
+static bool
+job_move_on(struct sess *s, smtp_client_t *c, struct job *j)
+{
+	struct dest *d = s->d;
+	outbound_t *o = d->o;
+	if (d->lmtp || o->shutting || j->nmx >= o->mx_sessions || j->n == 0)
+		return false;
+	bool usable = smtp_client_usable(c);
+	for (size_t k = 0; k < j->n; k++) {
+		const smtp_result_t *r = &j->txn.res[k];
+		if (r->outcome != SMTP_TEMPFAIL || !r->reply)
+			return false;
+		if (!usable && strncmp(r->reply, "421", 3) != 0)
+			return false;
+	}
+	const char *name = d->t[sess_target(s, s->ti)].name;
+	size_t k = s->ti + 1;
+	while (k < d->nt && strcmp(d->t[sess_target(s, k)].name, name) == 0)
+		k++;
+	k = k < d->nt ? sess_next_live(s, k, true) : d->nt;
+	if (k >= d->nt)
+		return false;
+	const struct target *t = &d->t[sess_target(s, k)];
+	log_info("%s: %s from %s: trying the next MX host %s in the same attempt (server %u of at "
+	    "most %u, smtp_mx_session_limit)", j->env->qid, j->txn.res[0].reply,
+	    smtp_client_relay(c), t->name, j->nmx + 1, o->mx_sessions);
+	for (size_t i = 0; i < j->n; i++) {
+		xfree(j->txn.res[i].reply);
+		j->txn.res[i].reply = NULL;
+		j->txn.res[i].outcome = SMTP_UNDECIDED;
+	}
+	if (j->txn.fd >= 0)
+		close(j->txn.fd);
+	j->txn.fd = -1;
+	s->quitting = true;
+	if (usable)
+		smtp_client_quit(c);
+	struct sess *n = sess_add(d, s->start);
+	n->ti = k;
+	n->pinned = j;
+	sess_connect(n);
+	return true;
+}
+
 static void
 on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 {
@@ -578,6 +646,8 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 		struct job *j = s->job;
 		s->job = NULL;
 		s->ntxn++;
+		if (j && job_move_on(s, c, j))
+			break;
 		if (smtp_client_usable(c))
 			sess_next(s);
 		if (j)
@@ -631,6 +701,21 @@ on_client(smtp_client_t *c, enum smtp_client_ev ev, void *arg)
 					outcome_requiretls(&fo, t); /* never a downgrade */
 				}
 				dest_fail_queue(d, &fo, smtp_client_relay(c));
+			}
+		}
+		if (s->pinned) {
+			/* the job moved on to this session, which ended first */
+			struct job *j = s->pinned;
+			s->pinned = NULL;
+			if (o->shutting) {
+				job_cancel(j);
+			} else {
+				const char *err = smtp_client_error(c);
+				outcome_t oc;
+				outcome_session(&oc, err[0] ? err : "451 4.4.2 session ended");
+				xfree(j->relay);
+				j->relay = xstrdup(smtp_client_relay(c));
+				job_fail(j, &oc);
 			}
 		}
 		sess_free(s);
@@ -787,13 +872,14 @@ sess_first(struct dest *d)
 	return 0;
 }
 
-static void
-sess_open(struct dest *d)
+/* a new session of d, counted as connecting, not connected yet */
+static struct sess *
+sess_add(struct dest *d, size_t start)
 {
 	outbound_t *o = d->o;
 	struct sess *s = xcalloc(1, sizeof *s);
 	s->d = d;
-	s->start = sess_first(d);
+	s->start = start;
 	s->next = d->sessions;
 	if (d->sessions)
 		d->sessions->prev = s;
@@ -801,6 +887,13 @@ sess_open(struct dest *d)
 	d->nsess++;
 	d->nconnecting++;
 	o->nsess++;
+	return s;
+}
+
+static void
+sess_open(struct dest *d)
+{
+	struct sess *s = sess_add(d, sess_first(d));
 	size_t k = sess_next_live(s, 0, true);
 	if (k < d->nt) /* dest_pump made sure one is live */
 		s->ti = k;
@@ -1572,6 +1665,7 @@ apply_options(outbound_t *o, const outbound_options_t *opt, table_t *policies, b
 	o->total_limit = opt->total_concurrency ? opt->total_concurrency : 100;
 	o->max_per_conn = opt->max_per_conn ? opt->max_per_conn : 100;
 	o->dead_ms = (uint64_t)opt->dead_host_time * 1000u;
+	o->mx_sessions = opt->mx_session_limit ? opt->mx_session_limit : 2;
 	if (!o->dead_ms)
 		lru_clear(&o->dead);
 	o->timeouts = opt->timeouts;

@@ -99,6 +99,9 @@ typedef struct outbound_options {
 	 * timed out, or that sent no greeting in time, is skipped by every
 	 * destination; 0: not remembered */
 	unsigned dead_host_time;
+	/* RFC 5321 §5.1: servers one transaction may try in one attempt when
+	 * MAIL, every RCPT, DATA or the final dot get a 4xx; 0: 2 */
+	unsigned mx_session_limit;
 	smtp_timeouts_t timeouts;  /* seconds; 0: RFC 5321 §4.5.3.2 values */
 	dns_t *dns;                /* NULL: only literal IPs and bracketed names (getaddrinfo) */
 	const mx_options_t *mx;    /* self names/addresses, family; NULL: defaults */

@@ -251,6 +251,7 @@ fill_options(outbound_conf_t *oc, const config_t *c, outbound_options_t *o)
 	o->max_per_conn = c->max_messages_per_connection;
 	o->timeouts.connect = c->smtp_connect_timeout;
 	o->dead_host_time = c->smtp_dead_host_time;
+	o->mx_session_limit = c->smtp_mx_session_limit;
 	o->timeouts.greeting = o->timeouts.helo = o->timeouts.mail = o->timeouts.rcpt = o->timeouts.rset =
 	    c->smtp_command_timeout;
 	o->timeouts.data_init = c->smtp_command_timeout < 120 ? c->smtp_command_timeout : 120;

@@ -21,7 +21,11 @@ NXDOMAIN (550 5.1.2) bounced with a DSN to the (local) sender; SERVFAIL and
 DNS timeouts deferred, and delivered once DNS is fixed; the event loop keeps
 serving SMTP during a slow lookup; an MX that is ourselves (by name or by
 address) is a 554 5.4.6 bounce, never a connection to ourselves; a dead
-domain does not delay a live one; the TTL of cached answers.
+domain does not delay a live one; the TTL of cached answers; a 4xx to MAIL, RCPT or the end of data moves on
+to the next MX in the same attempt, a 5xx does not, up to
+smtp_mx_session_limit servers; an unreachable host is remembered
+(smtp_dead_host_time) and skipped by another domain that shares it, or its
+mail deferred at once with the remembered reason.
 """
 
 import asyncio
@@ -90,6 +94,13 @@ mx.dead         A     127.0.0.5
 pref2           MX    10 mx1.pref
 pref2           MX    20 mx2.pref
 dead2           MX    10 mx.dead
+; three preferences (smtp_mx_session_limit)
+three           MX    10 a.three
+three           MX    20 b.three
+three           MX    30 c.three
+a.three         A     127.0.0.2
+b.three         A     127.0.0.3
+c.three         A     127.0.0.4
 blackholed      MX    10 mx.blackholed
 mx.blackholed   A     127.0.0.6
 live            MX    10 mx1.pref
@@ -172,6 +183,34 @@ class Recorder:
         return "250 2.0.0 Ok: stored"
 
 
+class RefuseMail(Recorder):
+    """aiosmtpd handler: MAIL (or every RCPT, or DATA) gets reply (a 4xx or
+    5xx), so nothing arrives."""
+
+    def __init__(self, peers, addr, reply, stage="MAIL"):
+        super().__init__(peers, addr)
+        self.reply = reply
+        self.stage = stage
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.stage != "MAIL":
+            envelope.mail_from = address
+            return "250 2.1.0 Ok"
+        self.peers.mail_refused.append(self.addr)
+        return self.reply
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.stage != "RCPT":
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 Ok"
+        self.peers.mail_refused.append(self.addr)
+        return self.reply
+
+    async def handle_DATA(self, server, session, envelope):
+        self.peers.mail_refused.append(self.addr)
+        return self.reply
+
+
 class Say421(asyncio.Protocol):
     def connection_made(self, transport):
         transport.write(b"421 4.3.2 mx busy, try another\r\n")
@@ -193,6 +232,7 @@ class Peers:
     def __init__(self, addrs=PEER_ADDRS):
         self.addrs = list(addrs)
         self.received = []
+        self.mail_refused = []
         self.connections = {a: 0 for a in self.addrs}
         self.servers = {}
         self.transports = set()
@@ -231,6 +271,10 @@ class Peers:
             if mode == "accept":
                 p = AioSMTP(Recorder(peers, addr), hostname=name or "peer-" + addr,
                             loop=peers.loop)
+            elif mode in ("mail451", "mail550", "rcpt451", "data451"):
+                reply = "550 5.7.1 not from you" if mode == "mail550" else "451 4.3.0 not now"
+                p = AioSMTP(RefuseMail(peers, addr, reply, mode[:4].upper()),
+                            hostname="peer-" + addr, loop=peers.loop)
             elif mode == "421":
                 p = Say421()
             else:
@@ -447,6 +491,57 @@ def test_dead_host_defers_with_the_remembered_reason(mx):
     rcpt_line(t, qid, "u@dead.example", "sent", timeout=15)
     rcpt_line(t, qid2, "v@dead2.example", "sent", timeout=15)
     t.wait_queue_empty()
+
+
+@pytest.mark.parametrize("mode", ["mail451", "rcpt451", "data451"])
+def test_4xx_moves_on_to_the_next_mx(mx, mode):
+    """RFC 5321 section 5.1: a 451 to MAIL (or RCPT, or the end of data)
+    from the best MX: the next MX gets the message in the same attempt."""
+    mx.peers.start("127.0.0.2", mode)
+    mx.peers.start("127.0.0.3")
+    t = mx.tern()
+    qid = t.send("u@pref.example", sender=SENDER)
+    got = mx.peers.wait(1)
+    assert got[0]["addr"] == "127.0.0.3"
+    m = rcpt_line(t, qid, "u@pref.example", "sent")
+    assert m.group(1).startswith("mx2.pref.example[127.0.0.3]") and m.group(2) == "1", m.group(0)
+    assert mx.peers.mail_refused == ["127.0.0.2"]
+    assert re.search(r"%s: 451 4\.3\.0 not now from mx1\.pref\.example\[127\.0\.0\.2\]:\d+: "
+                     r"trying the next MX host mx2\.pref\.example in the same attempt \(server 2 "
+                     r"of at most 2" % qid, t.log), t.tail()
+    assert len(re.findall(r"%s: to=" % qid, t.log)) == 1
+
+
+def test_5xx_to_mail_does_not_move_on(mx):
+    mx.peers.start("127.0.0.2", "mail550")
+    mx.peers.start("127.0.0.3")
+    t = mx.tern()
+    qid = t.send("u@pref.example", sender=SENDER)
+    m = rcpt_line(t, qid, "u@pref.example", "bounced")
+    assert m.group(1).startswith("mx1.pref.example[127.0.0.2]"), m.group(0)
+    assert m.group(3).startswith("550 5.7.1 not from you"), m.group(0)
+    assert mx.peers.connections["127.0.0.3"] == 0
+    assert "trying the next MX host" not in t.log
+
+
+def test_mx_session_limit(mx):
+    """Two MX hosts say 451 to MAIL: with smtp_mx_session_limit 2 the third
+    is not tried in that attempt (deferred, one attempt); with 3 it is."""
+    mx.peers.start("127.0.0.2", "mail451")
+    mx.peers.start("127.0.0.3", "mail451")
+    mx.peers.start("127.0.0.4")
+    t = mx.tern(retry_min="60s", retry_max="60s")
+    qid = t.send("u@three.example", sender=SENDER)
+    m = rcpt_line(t, qid, "u@three.example", "deferred")
+    assert m.group(1).startswith("b.three.example[127.0.0.3]") and m.group(2) == "1", m.group(0)
+    assert m.group(3).startswith("451 4.3.0 not now"), m.group(0)
+    assert mx.peers.mail_refused == ["127.0.0.2", "127.0.0.3"]
+    assert mx.peers.connections["127.0.0.4"] == 0
+    t.stop()
+    t = mx.tern(smtp_mx_session_limit="3")
+    qid = t.send("v@three.example", sender=SENDER)
+    m = rcpt_line(t, qid, "v@three.example", "sent")
+    assert m.group(1).startswith("c.three.example[127.0.0.4]") and m.group(2) == "1", m.group(0)
 
 
 def test_equal_preferences_shuffled(mx):
