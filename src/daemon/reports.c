@@ -105,6 +105,7 @@ submit(void *submit_arg, const char *sender, const char *rcpt, const char *conte
 	e->client_addr = xstrdup("local");
 	envelope_add_rcpt(e, rcpt, NULL, NULL, NOTIFY_NEVER);
 	j->k = ((const kind_t *)submit_arg)->k;
+	e->flags |= j->k->env_flags;
 	j->env = e;
 	j->spool_dir = xstrdup(R.spool_dir);
 	j->content = xmalloc(len + 1);
@@ -414,6 +415,9 @@ static const reports_kind_t tlsrpt_kind = {
 	.stop = tlsrpt_stop,
 	.file = TLSRPT_FILE,
 	.save = tlsrpt_save_counts,
+	/* RFC 8460 section 5.3: delivered despite TLS failures (the message
+	 * says "TLS-Required: No", RFC 8689 section 4.2.2) */
+	.env_flags = ENV_TLS_OPTIONAL,
 };
 
 /* at start (blocking is fine then): the counts of the period a stop or a

@@ -57,6 +57,7 @@ typedef struct reports_kind {
 	 * none): when its period began; the first tick comes at that +
 	 * the interval (at once when that is past) */
 	time_t (*begun)(void *kind_arg);
+	unsigned env_flags; /* ENV_* flags of its report messages in the queue */
 } reports_kind_t;
 
 /* cfg: where the configuration in force is (it changes at reload). The

@@ -265,8 +265,12 @@ send_mail(report_t *r, const char *uri)
 	/* section 5.3 */
 	char *subject = xasprintf("Report Domain: %s Submitter: %s Report-ID: <%s>", r->domain,
 	    f->submitter, r->id);
-	char *headers = xasprintf("TLS-Report-Domain: %s\r\nTLS-Report-Submitter: %s\r\n",
-	    r->domain, f->submitter);
+	/* section 5.3 wants the report delivered despite TLS failures at the
+	 * reporting address: RFC 8689 section 4.2.2 names this use of
+	 * "TLS-Required: No" (the queue entry carries ENV_TLS_OPTIONAL, set by
+	 * daemon/reports.c for this kind) */
+	char *headers = xasprintf("TLS-Report-Domain: %s\r\nTLS-Report-Submitter: %s\r\n"
+				  "TLS-Required: No\r\n", r->domain, f->submitter);
 	char *text = xasprintf("This is an aggregate TLS report (RFC 8460) from %s for %s,\r\n"
 			       "covering %s to %s.\r\n", f->org, r->domain, b, e);
 	report_mail_t m = {

@@ -8,8 +8,10 @@
  * (application/tlsrpt+gzip), and for each rua URI: "mailto:" a
  * multipart/report; report-type="tlsrpt" message (section 5.3: the
  * TLS-Report-Domain and TLS-Report-Submitter headers, the subject "Report
- * Domain: D Submitter: S Report-ID: <ID>") handed to submit() for the
- * queue; "https:" a POST (section 5.4) through lib/http.c with the
+ * Domain: D Submitter: S Report-ID: <ID>"; "TLS-Required: No", RFC 8689
+ * section 4.2.2, so that the reporting domain's own DANE or MTA-STS
+ * failures do not stop it: the submitter must queue it with
+ * ENV_TLS_OPTIONAL) handed to submit() for the queue; "https:" a POST (section 5.4) through lib/http.c with the
  * certificate verified, a 60 s limit, the host's address from our own
  * resolver; a 2xx answer is success, anything else is logged.
  *

@@ -137,7 +137,8 @@ def world(tmp_path):
                                                tls_context=ctx)
             c.start()
             controllers.append(c)
-        yield {"sinks": sinks, "collector": collector, "config": {
+        yield {"sinks": sinks, "collector": collector, "dns": dns, "zone": zone(web_port),
+               "config": {
             "smtp_mta_sts": "yes", "mta_sts_port": str(https_port), "smtp_tls_ca_file": str(ca),
             "dns_servers": "127.0.0.1@%d" % dns.port, "smtp_port": str(smtp_port),
             "retry_min": "1h", "retry_max": "2h", "dns_timeout": "5s",
@@ -308,3 +309,26 @@ def test_tls_rpt_https_retry(make_tern, world):
         assert time.monotonic() < deadline, t.tail()
         time.sleep(0.1)
     assert json.loads(gzip.decompress(collector.posts[1][2]))["report-id"] == second["report-id"]
+
+
+def test_tls_rpt_mail_tls_optional(make_tern, world):
+    """RFC 8460 section 5.3: a mailed report is delivered despite TLS failures
+    at the reporting address: it says "TLS-Required: No" (RFC 8689 section
+    4.2.2), so wrongname.example's own enforce policy, whose MX shows a
+    certificate for another name, does not stop a report sent to it."""
+    old = '_smtp._tls.wrongname TXT "v=TLSRPTv1;rua=mailto:tlsrpt@reports.example"'
+    assert old in world["zone"]
+    world["dns"].set_zone(world["zone"].replace(old, old.replace("reports", "wrongname")))
+    t = make_tern(config=dict(world["config"], tls_report_interval="2s")).start()
+    t.send("user@wrongname.example")
+    sts.line(t, "wrongname.example", "deferred", reply=r"451 4\.7\.5 MTA-STS policy")
+    t.wait_log(r"tls-rpt: report \S+ for wrongname\.example to tlsrpt@wrongname\.example queued")
+    t.wait_log(r"to=<tlsrpt@wrongname\.example> relay=mx-wrong\.sts\.example\S+ "
+               r"tls=TLSv1\.[23] verified=none .*status=sent", timeout=20)
+    (m,) = [m for m in world["sinks"]["mx-wrong"].messages
+            if m["to"] == ["tlsrpt@wrongname.example"]]
+    msg, doc = report_of(m["data"])
+    assert msg["TLS-Required"] == "No"
+    assert msg["TLS-Report-Domain"] == "wrongname.example"
+    fd = check_doc(doc, "wrongname.example")["failure-details"][0]
+    assert fd["result-type"] == "certificate-host-mismatch"
