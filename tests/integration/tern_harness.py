@@ -217,9 +217,14 @@ class Tern:
             logf.close()
         deadline = time.monotonic() + tf(timeout)
         pat = re.compile(r"listening on 127\.0\.0\.1:(\d+) mode=smtp")
+        # the local socket is bound (and made 0666) after the TCP listeners:
+        # wait for it too, or a test may find it half made
+        local = re.compile(r"listening on \S+ mode=local") if self.config.get(
+            "local_socket", True) else None
         while True:
-            m = pat.search(self.run_log())
-            if m:
+            log = self.run_log()
+            m = pat.search(log)
+            if m and (local is None or local.search(log)):
                 self.port = int(m.group(1))
                 return self
             if self.proc.poll() is not None:
