@@ -1731,6 +1731,26 @@ outbound_new(uv_loop_t *loop, const outbound_options_t *opt)
 
 static void job_route(outbound_t *o, struct job *j);
 
+/* Stop a destination's lookups under way (MX, MTA-STS, address), at a
+ * reload or at shutdown; their callbacks then never see it. */
+static void
+dest_stop_lookups(struct dest *d)
+{
+	if (d->mxreq) {
+		mx_cancel(d->mxreq);
+		d->mxreq = NULL;
+	}
+	if (d->stsreq) {
+		mtasts_cancel(d->stsreq);
+		d->stsreq = NULL;
+	}
+	if (d->gai) {
+		d->gai->d = NULL;
+		uv_cancel((uv_req_t *)&d->gai->req);
+		d->gai = NULL;
+	}
+}
+
 int
 outbound_reconfigure(outbound_t *o, const outbound_options_t *opt)
 {
@@ -1751,19 +1771,7 @@ outbound_reconfigure(outbound_t *o, const outbound_options_t *opt)
 			tail = &j->next;
 		}
 		d->stale = true;
-		if (d->mxreq) {
-			mx_cancel(d->mxreq);
-			d->mxreq = NULL;
-		}
-		if (d->stsreq) {
-			mtasts_cancel(d->stsreq);
-			d->stsreq = NULL;
-		}
-		if (d->gai) {
-			d->gai->d = NULL;
-			uv_cancel((uv_req_t *)&d->gai->req);
-			d->gai = NULL;
-		}
+		dest_stop_lookups(d);
 		for (struct sess *s = d->sessions; s; s = s->next)
 			if (s->idle_since && !s->quitting && !s->job) {
 				s->quitting = true;
@@ -1900,19 +1908,7 @@ outbound_shutdown(outbound_t *o, void (*cb)(void *), void *arg)
 		struct job *j;
 		while ((j = dest_pop(d)) != NULL)
 			job_cancel(j);
-		if (d->mxreq) {
-			mx_cancel(d->mxreq);
-			d->mxreq = NULL;
-		}
-		if (d->stsreq) {
-			mtasts_cancel(d->stsreq);
-			d->stsreq = NULL;
-		}
-		if (d->gai) {
-			d->gai->d = NULL;
-			uv_cancel((uv_req_t *)&d->gai->req);
-			d->gai = NULL;
-		}
+		dest_stop_lookups(d);
 		for (struct sess *s = d->sessions; s; s = s->next) {
 			if (s->job)
 				continue; /* a transaction under way finishes */
